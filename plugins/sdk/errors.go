@@ -114,6 +114,11 @@ func NotFound(format string, args ...any) *Error {
 	return newError(codes.NotFound, ReasonNotFound, format, args...)
 }
 
+// UnknownBinding: a binding names an object (vserver, profile, ...) the device does not have.
+func UnknownBinding(format string, args ...any) *Error {
+	return newError(codes.NotFound, ReasonUnknownBinding, format, args...)
+}
+
 // AlreadyExists: an object of that name exists.
 func AlreadyExists(format string, args ...any) *Error {
 	return newError(codes.AlreadyExists, ReasonAlreadyExists, format, args...)

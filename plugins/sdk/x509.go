@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -121,7 +122,7 @@ func Describe(cert *x509.Certificate) DeviceCertificate {
 
 // PublicKeysEqual reports whether two public keys are the same key.
 func PublicKeysEqual(a, b any) bool {
-	type equaler interface{ Equal(x any) bool }
+	type equaler interface{ Equal(x crypto.PublicKey) bool }
 	ea, ok := a.(equaler)
 	return ok && ea.Equal(b)
 }
