@@ -56,18 +56,18 @@ func (s *grpcServer) callContext(ctx context.Context, rpc string, t *devicev1.Ta
 	return WithLogger(ctx, l)
 }
 
-// result converts a plugin error for the wire; a context error becomes its own code.
+// result converts a plugin error for the wire (a context error becomes its own code) and logs it
+// on the plugin's side, where the host may no longer be listening (a call that hit its deadline).
 func result(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
-	if cerr := FromContext(ctx); cerr != nil {
-		if e, ok := err.(*Error); ok && e.Code == cerr.Code {
-			return e
-		}
-		return cerr.WithCause(err)
+	out := AsError(err)
+	if cerr := FromContext(ctx); cerr != nil && out.Code != cerr.Code {
+		out = cerr.WithCause(err)
 	}
-	return AsError(err)
+	Logger(ctx).Debug("call failed", "code", out.Code.String(), "reason", out.Reason, "error", out.Error())
+	return out
 }
 
 func (s *grpcServer) GetInfo(ctx context.Context, _ *devicev1.GetInfoRequest) (*devicev1.GetInfoResponse, error) {
