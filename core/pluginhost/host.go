@@ -94,6 +94,9 @@ func (h *Host) Discover() []Found {
 				continue
 			}
 			seen[name] = true
+			if abs, err := filepath.Abs(m); err == nil {
+				m = abs
+			}
 			out = append(out, Found{Name: name, Path: m})
 		}
 	}
@@ -139,7 +142,7 @@ func (h *Host) Plugin(name string) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Plugin{host: h, name: name, path: path, log: h.log.Named(name)}
+	p := &Plugin{host: h, name: name, path: path, log: h.log.Named("plugin")}
 	h.plugins[name] = p
 	return p, nil
 }
@@ -286,7 +289,7 @@ func (p *Plugin) live(ctx context.Context) (sdk.Plugin, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	cfg := sdk.ClientConfig(p.path, sum, p.log)
+	cfg := sdk.ClientConfig(p.path, sum, pluginLogger{p.log})
 	cfg.SkipHostEnv = true
 	cfg.Cmd.Env = pluginEnv(p.host.log.GetLevel())
 	cfg.StartTimeout = p.host.opts.StartTimeout
@@ -314,7 +317,7 @@ func (p *Plugin) live(ctx context.Context) (sdk.Plugin, int, error) {
 	}
 	p.client, p.rpc, p.impl = client, rpc, impl
 	p.generation++
-	p.log.Debug("plugin started", "path", p.path, "version", info.Version, "contract_minor", info.ContractMinorVersion)
+	p.log.Debug("plugin started", "plugin", p.name, "path", p.path, "version", info.Version, "contract_minor", info.ContractMinorVersion)
 	return impl, p.generation, nil
 }
 
@@ -357,7 +360,7 @@ func (p *Plugin) checkCrash(generation int, err error) error {
 	if !p.client.Exited() && p.rpc.Ping() == nil {
 		return err
 	}
-	p.log.Warn("plugin process died during a call; it will be restarted on the next call")
+	p.log.Warn("plugin process died during a call; it will be restarted on the next call", "plugin", p.name)
 	p.discardLocked()
 	return &sdk.Error{Code: codes.Unavailable, Reason: sdk.ReasonPluginCrashed,
 		Message: fmt.Sprintf("plugin %s exited during the call (it is restarted on the next call)", p.name), Err: err}

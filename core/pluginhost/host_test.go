@@ -169,7 +169,7 @@ func TestEveryRPCAcrossTheProcessBoundary(t *testing.T) {
 		t.Fatalf("Bind to an unknown link: %v", err)
 	}
 	// The plugin's own log lines reach the host logger under the plugin's name.
-	if logs := f.logs.String(); !strings.Contains(logs, "certfleet.pemdir") || !strings.Contains(logs, "generated key and CSR") {
+	if logs := f.logs.String(); !strings.Contains(logs, "certfleet.plugin.pemdir") || !strings.Contains(logs, "generated key and CSR") {
 		t.Errorf("plugin logs were not relayed with the plugin's name:\n%s", logs)
 	}
 }

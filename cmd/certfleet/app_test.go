@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/certfleet/certfleet/plugins/sdk/conformance"
+)
+
+var pluginDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "certfleet-cli-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if _, err := conformance.BuildPlugin(dir, "github.com/certfleet/certfleet/examples/plugin-pemdir/cmd/certfleet-plugin-pemdir"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pluginDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// certfleet runs the CLI in-process and returns its exit code, stdout and stderr.
+func certfleet(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	full := append([]string{"certfleet", "--plugin-dir", pluginDir, "--pins-file", filepath.Join(t.TempDir(), "pins.json")}, args...)
+	code := run(context.Background(), full, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := certfleet(t, "version")
+	if code != 0 || !strings.Contains(out, "contract v1.0") {
+		t.Fatalf("version: code %d, %q", code, out)
+	}
+}
+
+func TestPluginsListAndInspect(t *testing.T) {
+	code, out, errOut := certfleet(t, "plugins", "list", "--output", "json")
+	if code != 0 {
+		t.Fatalf("plugins list: code %d, %s", code, errOut)
+	}
+	var rows []pluginRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("plugins list --output json is not JSON: %v\n%s", err, out)
+	}
+	if len(rows) == 0 || rows[0].Name != "pemdir" || rows[0].Version == "" || rows[0].Pinned != "yes" || len(rows[0].SHA256) != 64 {
+		t.Fatalf("plugins list: %+v", rows)
+	}
+	code, out, errOut = certfleet(t, "plugins", "inspect", "pemdir")
+	if code != 0 || !strings.Contains(out, "bindings:     [live-link]") || !strings.Contains(out, "reload_command") {
+		t.Fatalf("plugins inspect: code %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--log-level", "loud", "version"}, `--log-level "loud": use trace, debug, info, warn or error`},
+		{[]string{"--log-format", "xml", "version"}, `--log-format "xml": use text or json`},
+		{[]string{"plugins", "inspect"}, "usage: certfleet plugins inspect NAME"},
+		{[]string{"plugins", "inspect", "nope"}, `plugin "nope" not found`},
+		{[]string{"plugins", "list", "-o", "yaml"}, `--output "yaml": use table or json`},
+	} {
+		code, _, errOut := certfleet(t, tc.args...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("certfleet %v: code %d, stderr %q; want non-zero and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}

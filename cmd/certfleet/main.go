@@ -1,0 +1,42 @@
+// Command certfleet keeps TLS certificates alive on network appliances.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the command line and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	if err := app.RunContext(ctx, args); err != nil {
+		if ec, ok := err.(exitCoder); ok {
+			if msg := ec.Error(); msg != "" {
+				fmt.Fprintln(stderr, "certfleet:", msg)
+			}
+			return ec.ExitCode()
+		}
+		fmt.Fprintln(stderr, "certfleet:", err)
+		return 1
+	}
+	return 0
+}
+
+type exitCoder interface {
+	error
+	ExitCode() int
+}
