@@ -1,0 +1,428 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	_ "modernc.org/sqlite" // pure-Go SQLite driver: one file, no server, no cgo
+)
+
+// migrations are applied in order; each runs once, recorded in schema_migrations. Never edit one
+// that has shipped: add the next.
+var migrations = []string{
+	// 1: deployments, operations, runs, results, accounts.
+	`CREATE TABLE deployments (
+		certificate TEXT PRIMARY KEY,
+		not_after   TEXT NOT NULL,
+		data        TEXT NOT NULL
+	);
+	CREATE TABLE operations (
+		id          TEXT PRIMARY KEY,
+		certificate TEXT NOT NULL,
+		step        TEXT NOT NULL,
+		open        INTEGER NOT NULL,
+		started_at  TEXT NOT NULL,
+		updated_at  TEXT NOT NULL,
+		data        TEXT NOT NULL
+	);
+	CREATE UNIQUE INDEX operations_one_open ON operations(certificate) WHERE open = 1;
+	CREATE TABLE runs (
+		id          INTEGER PRIMARY KEY AUTOINCREMENT,
+		started_at  TEXT NOT NULL,
+		finished_at TEXT,
+		outcome     TEXT NOT NULL,
+		dry_run     INTEGER NOT NULL
+	);
+	CREATE TABLE results (
+		run_id      INTEGER NOT NULL REFERENCES runs(id),
+		certificate TEXT NOT NULL,
+		finished_at TEXT NOT NULL,
+		data        TEXT NOT NULL
+	);
+	CREATE INDEX results_by_certificate ON results(certificate, finished_at);
+	CREATE TABLE accounts (
+		issuer TEXT PRIMARY KEY,
+		data   BLOB NOT NULL
+	);`,
+}
+
+// SQLite is the embedded Store.
+type SQLite struct {
+	db   *sql.DB
+	path string
+}
+
+var _ Store = (*SQLite)(nil)
+
+const timeFormat = time.RFC3339Nano
+
+// Open opens (creating if needed) the state database at path and brings its schema up to date.
+func Open(ctx context.Context, path string) (*SQLite, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	// One connection: SQLite serializes writers anyway, and this keeps transactions from
+	// contending inside the process.
+	db.SetMaxOpenConns(1)
+	s := &SQLite{db: db, path: path}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// SchemaVersion returns the number of migrations applied.
+func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	current, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this certfleet knows (%d): use a newer certfleet", current, len(migrations))
+	}
+	for v := current + 1; v <= len(migrations); v++ {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, now())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+func now() string { return time.Now().UTC().Format(timeFormat) }
+
+func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error { return s.db.Close() }
+
+// Lock takes an exclusive lock on a file beside the database, so two certfleet processes (a cron
+// run overlapping a daemon) never drive the same certificates at once.
+func (s *SQLite) Lock(ctx context.Context) (func(), error) {
+	f, err := os.OpenFile(s.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w (%s.lock)", ErrLocked, s.path)
+		}
+		return nil, fmt.Errorf("state lock: %w", err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = f.Close()
+	}, nil
+}
+
+// Deployment returns the deployment of a certificate.
+func (s *SQLite) Deployment(ctx context.Context, certificate string) (Deployment, bool, error) {
+	var data string
+	err := s.db.QueryRowContext(ctx, `SELECT data FROM deployments WHERE certificate = ?`, certificate).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Deployment{}, false, nil
+	}
+	if err != nil {
+		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
+	}
+	var d Deployment
+	if err := json.Unmarshal([]byte(data), &d); err != nil {
+		return Deployment{}, false, fmt.Errorf("decode deployment of %s: %w", certificate, err)
+	}
+	return d, true, nil
+}
+
+// Deployments returns every deployment, by certificate.
+func (s *SQLite) Deployments(ctx context.Context) (map[string]Deployment, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT certificate, data FROM deployments`)
+	if err != nil {
+		return nil, fmt.Errorf("read deployments: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]Deployment{}
+	for rows.Next() {
+		var name, data string
+		if err := rows.Scan(&name, &data); err != nil {
+			return nil, fmt.Errorf("read deployments: %w", err)
+		}
+		var d Deployment
+		if err := json.Unmarshal([]byte(data), &d); err != nil {
+			return nil, fmt.Errorf("decode deployment of %s: %w", name, err)
+		}
+		out[name] = d
+	}
+	return out, rows.Err()
+}
+
+func saveDeployment(ctx context.Context, tx *sql.Tx, d Deployment) error {
+	data, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO deployments(certificate, not_after, data) VALUES (?, ?, ?)
+		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data`,
+		d.Certificate, d.NotAfter.UTC().Format(timeFormat), string(data))
+	return err
+}
+
+// SaveDeployment records d.
+func (s *SQLite) SaveDeployment(ctx context.Context, d Deployment) error {
+	if err := s.tx(ctx, func(tx *sql.Tx) error { return saveDeployment(ctx, tx, d) }); err != nil {
+		return fmt.Errorf("save deployment of %s: %w", d.Certificate, err)
+	}
+	return nil
+}
+
+func scanOperation(data string) (*Operation, error) {
+	var op Operation
+	if err := json.Unmarshal([]byte(data), &op); err != nil {
+		return nil, fmt.Errorf("decode operation: %w", err)
+	}
+	return &op, nil
+}
+
+// OpenOperation returns the certificate's unfinished operation, or nil.
+func (s *SQLite) OpenOperation(ctx context.Context, certificate string) (*Operation, error) {
+	var data string
+	err := s.db.QueryRowContext(ctx, `SELECT data FROM operations WHERE certificate = ? AND open = 1`, certificate).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read operation of %s: %w", certificate, err)
+	}
+	return scanOperation(data)
+}
+
+// OpenOperations returns every unfinished operation.
+func (s *SQLite) OpenOperations(ctx context.Context) (map[string]*Operation, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT data FROM operations WHERE open = 1`)
+	if err != nil {
+		return nil, fmt.Errorf("read operations: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]*Operation{}
+	for rows.Next() {
+		var data string
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("read operations: %w", err)
+		}
+		op, err := scanOperation(data)
+		if err != nil {
+			return nil, err
+		}
+		out[op.Certificate] = op
+	}
+	return out, rows.Err()
+}
+
+func writeOperation(ctx context.Context, tx *sql.Tx, op *Operation, insert bool) error {
+	op.UpdatedAt = time.Now().UTC()
+	data, err := json.Marshal(op)
+	if err != nil {
+		return err
+	}
+	open := 1
+	if op.Step == StepDone || op.Step == StepAbandoned {
+		open = 0
+	}
+	if insert {
+		_, err = tx.ExecContext(ctx, `INSERT INTO operations(id, certificate, step, open, started_at, updated_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			op.ID, op.Certificate, string(op.Step), open, op.StartedAt.UTC().Format(timeFormat), op.UpdatedAt.Format(timeFormat), string(data))
+		return err
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE operations SET step = ?, open = ?, updated_at = ?, data = ? WHERE id = ?`,
+		string(op.Step), open, op.UpdatedAt.Format(timeFormat), string(data), op.ID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("operation %s is not recorded", op.ID)
+	}
+	return nil
+}
+
+// CreateOperation records a new operation.
+func (s *SQLite) CreateOperation(ctx context.Context, op *Operation) error {
+	if op.StartedAt.IsZero() {
+		op.StartedAt = time.Now().UTC()
+	}
+	if err := s.tx(ctx, func(tx *sql.Tx) error { return writeOperation(ctx, tx, op, true) }); err != nil {
+		return fmt.Errorf("record operation for %s: %w", op.Certificate, err)
+	}
+	return nil
+}
+
+// SaveOperation records op's current state.
+func (s *SQLite) SaveOperation(ctx context.Context, op *Operation) error {
+	if err := s.tx(ctx, func(tx *sql.Tx) error { return writeOperation(ctx, tx, op, false) }); err != nil {
+		return fmt.Errorf("record step %s of %s: %w", op.Step, op.Certificate, err)
+	}
+	return nil
+}
+
+// CompleteOperation finishes op and records the deployment in one transaction.
+func (s *SQLite) CompleteOperation(ctx context.Context, op *Operation, d Deployment) error {
+	op.Step = StepDone
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := writeOperation(ctx, tx, op, false); err != nil {
+			return err
+		}
+		return saveDeployment(ctx, tx, d)
+	})
+	if err != nil {
+		return fmt.Errorf("record deployment of %s: %w", op.Certificate, err)
+	}
+	return nil
+}
+
+// AbandonOperation finishes op without a deployment.
+func (s *SQLite) AbandonOperation(ctx context.Context, op *Operation, reason string) error {
+	op.Step = StepAbandoned
+	op.LastError = reason
+	return s.SaveOperation(ctx, op)
+}
+
+// StartRun records the start of a run.
+func (s *SQLite) StartRun(ctx context.Context, dryRun bool) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `INSERT INTO runs(started_at, outcome, dry_run) VALUES (?, 'interrupted', ?)`, now(), dryRun)
+	if err != nil {
+		return 0, fmt.Errorf("record run: %w", err)
+	}
+	return res.LastInsertId()
+}
+
+// FinishRun records how a run ended.
+func (s *SQLite) FinishRun(ctx context.Context, id int64, outcome string) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?`, now(), outcome, id); err != nil {
+		return fmt.Errorf("record end of run %d: %w", id, err)
+	}
+	return nil
+}
+
+// RecordResult records one certificate's result in a run.
+func (s *SQLite) RecordResult(ctx context.Context, r Result) error {
+	if r.FinishedAt.IsZero() {
+		r.FinishedAt = time.Now().UTC()
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, data) VALUES (?, ?, ?, ?)`,
+		r.RunID, r.Certificate, r.FinishedAt.UTC().Format(timeFormat), string(data)); err != nil {
+		return fmt.Errorf("record result of %s: %w", r.Certificate, err)
+	}
+	return nil
+}
+
+// LastResults returns the newest result of each certificate.
+func (s *SQLite) LastResults(ctx context.Context) (map[string]Result, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT r.data FROM results r
+		JOIN (SELECT certificate, MAX(rowid) AS last FROM results GROUP BY certificate) l ON r.rowid = l.last`)
+	if err != nil {
+		return nil, fmt.Errorf("read results: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]Result{}
+	for rows.Next() {
+		var data string
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("read results: %w", err)
+		}
+		var r Result
+		if err := json.Unmarshal([]byte(data), &r); err != nil {
+			return nil, fmt.Errorf("decode result: %w", err)
+		}
+		out[r.Certificate] = r
+	}
+	return out, rows.Err()
+}
+
+// Runs returns the newest runs first.
+func (s *SQLite) Runs(ctx context.Context, limit int) ([]Run, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, started_at, COALESCE(finished_at, ''), outcome, dry_run FROM runs ORDER BY id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read runs: %w", err)
+	}
+	defer rows.Close()
+	var out []Run
+	for rows.Next() {
+		var r Run
+		var started, finished string
+		if err := rows.Scan(&r.ID, &started, &finished, &r.Outcome, &r.DryRun); err != nil {
+			return nil, fmt.Errorf("read runs: %w", err)
+		}
+		r.StartedAt, _ = time.Parse(timeFormat, started)
+		if finished != "" {
+			r.FinishedAt, _ = time.Parse(timeFormat, finished)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// LoadAccount returns an issuer's stored account.
+func (s *SQLite) LoadAccount(ctx context.Context, issuer string) ([]byte, bool, error) {
+	var data []byte
+	err := s.db.QueryRowContext(ctx, `SELECT data FROM accounts WHERE issuer = ?`, issuer).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read account of issuer %s: %w", issuer, err)
+	}
+	return data, true, nil
+}
+
+// SaveAccount stores an issuer's account.
+func (s *SQLite) SaveAccount(ctx context.Context, issuer string, data []byte) error {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO accounts(issuer, data) VALUES (?, ?) ON CONFLICT(issuer) DO UPDATE SET data = excluded.data`,
+		issuer, data); err != nil {
+		return fmt.Errorf("save account of issuer %s: %w", issuer, err)
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+// Package state records what certfleet deployed and every step of the operation in progress for
+// each certificate, so that a run that dies anywhere resumes from its last recorded step: an order
+// placed is collected, never placed twice; a certificate issued is installed, never lost.
+//
+// Store is the interface the engine uses; Open returns the embedded SQLite implementation. The
+// interface speaks in whole records and short transactions so that a PostgreSQL implementation
+// shared by several hosts (with row leases in place of the file lock) fits without engine changes.
+package state
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrLocked is returned by Lock when another certfleet process holds the state.
+var ErrLocked = errors.New("another certfleet process is using this state database")
+
+// Step is how far an operation got; each is recorded before the next starts.
+type Step string
+
+const (
+	StepStarted   Step = "started"   // operation recorded, nothing done on the device yet
+	StepCSR       Step = "csr"       // key and CSR made on the device (KeyRef, CSRPEM)
+	StepSubmitted Step = "submitted" // order placed (OrderRef), or being placed (Submit* fields)
+	StepIssued    Step = "issued"    // chain collected (CertPEM, ChainPEM)
+	StepImported  Step = "imported"  // certificate installed on the device (CertRef)
+	StepBound     Step = "bound"     // bindings point at it (RollbackToken), not committed yet
+	StepCommitted Step = "committed" // committed on the device; only bookkeeping and cleanup remain
+	StepDone      Step = "done"      // finished and recorded as deployed
+	StepAbandoned Step = "abandoned" // given up (CA declined, superseded by a config change)
+)
+
+// SubmitState tells whether an order request may have reached the CA.
+type SubmitState string
+
+const (
+	SubmitNone    SubmitState = ""        // not sent
+	SubmitSending SubmitState = "sending" // being sent: if the run dies now, the outcome is unknown
+	SubmitUnknown SubmitState = "unknown" // sent, answer lost: look the order up, never resend blindly
+	SubmitPlaced  SubmitState = "placed"  // the CA answered with an order reference
+)
+
+// Operation is one enroll or renewal of a certificate, from the new key to the deployment.
+type Operation struct {
+	ID          string
+	Certificate string
+	Device      string
+	Issuer      string
+	// Action and Reason say why it was started (renew: "expires in 12 days").
+	Action string
+	Reason string
+	// SpecHash identifies the requested names and key spec, to notice a config change mid-way.
+	SpecHash string
+	// RequestID goes to the CA with the order so it can be found if the answer is lost.
+	RequestID string
+
+	Step        Step
+	KeyRef      string
+	CSRPEM      string
+	SubmitState SubmitState
+	OrderRef    string
+	CertPEM     string
+	ChainPEM    []string
+	CertRef     string
+	ChainRefs   []string
+	// RollbackToken is the plugin's description of the bindings before Bind.
+	RollbackToken []byte
+	// PreviousCertRefs are the objects the new certificate replaced on the device.
+	PreviousCertRefs []string
+
+	Attempts  int
+	LastError string
+	StartedAt time.Time
+	UpdatedAt time.Time
+	// NextAttemptAt holds off a retry (the CA's Retry-After, a pending order).
+	NextAttemptAt time.Time
+}
+
+// Deployment is the certificate currently deployed for a configured certificate.
+type Deployment struct {
+	Certificate string
+	Device      string
+	Issuer      string
+	CertRef     string
+	KeyRef      string
+	ChainRefs   []string
+	OrderRef    string
+	Serial      string
+	Fingerprint string
+	NotBefore   time.Time
+	NotAfter    time.Time
+	CertPEM     string
+	ChainPEM    []string
+	SpecHash    string
+	// Bindings as "kind/name" strings, as deployed.
+	Bindings   []string
+	DeployedAt time.Time
+	// RevocationCheckedAt is when the CA was last asked whether it revoked the certificate.
+	RevocationCheckedAt time.Time
+	Revoked             bool
+	// RenewalWindowStart/End are the CA's suggestion (ACME ARI), when it made one.
+	RenewalWindowStart time.Time
+	RenewalWindowEnd   time.Time
+	RenewalInfoAt      time.Time
+}
+
+// Outcome of one certificate in a run.
+type Outcome string
+
+const (
+	OutcomeUnchanged Outcome = "unchanged"
+	OutcomeDeployed  Outcome = "deployed"
+	OutcomePending   Outcome = "pending"
+	OutcomeFailed    Outcome = "failed"
+	OutcomePlanned   Outcome = "planned"
+)
+
+// Result is what a run did with one certificate.
+type Result struct {
+	RunID       int64
+	Certificate string
+	Device      string
+	Action      string
+	Reason      string
+	Outcome     Outcome
+	Error       string
+	Step        Step
+	FinishedAt  time.Time
+}
+
+// Run is one execution of `certfleet run`.
+type Run struct {
+	ID         int64
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// Outcome is "ok", "failed" or "interrupted" (never finished).
+	Outcome string
+	DryRun  bool
+}
+
+// Store is the engine's view of the state database. Every method is one short transaction.
+type Store interface {
+	// Lock makes this process the only one running operations on the state; ErrLocked if another
+	// holds it. The returned func releases it.
+	Lock(ctx context.Context) (release func(), err error)
+
+	Deployment(ctx context.Context, certificate string) (Deployment, bool, error)
+	Deployments(ctx context.Context) (map[string]Deployment, error)
+	SaveDeployment(ctx context.Context, d Deployment) error
+
+	// OpenOperation returns the unfinished operation of a certificate, if any.
+	OpenOperation(ctx context.Context, certificate string) (*Operation, error)
+	// OpenOperations returns every unfinished operation, by certificate.
+	OpenOperations(ctx context.Context) (map[string]*Operation, error)
+	// CreateOperation records a new operation; it fails if the certificate already has one open.
+	CreateOperation(ctx context.Context, op *Operation) error
+	// SaveOperation records op's current step and fields.
+	SaveOperation(ctx context.Context, op *Operation) error
+	// CompleteOperation finishes op and records d as the deployment, atomically.
+	CompleteOperation(ctx context.Context, op *Operation, d Deployment) error
+	// AbandonOperation finishes op without a deployment.
+	AbandonOperation(ctx context.Context, op *Operation, reason string) error
+
+	StartRun(ctx context.Context, dryRun bool) (int64, error)
+	FinishRun(ctx context.Context, id int64, outcome string) error
+	RecordResult(ctx context.Context, r Result) error
+	// LastResults returns the newest result of each certificate.
+	LastResults(ctx context.Context) (map[string]Result, error)
+	Runs(ctx context.Context, limit int) ([]Run, error)
+
+	// LoadAccount and SaveAccount keep issuer accounts (an ACME account key, encrypted by the issuer).
+	LoadAccount(ctx context.Context, issuer string) ([]byte, bool, error)
+	SaveAccount(ctx context.Context, issuer string, data []byte) error
+
+	Close() error
+}
