@@ -1,0 +1,179 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/state"
+	"github.com/certfleet/certfleet/plugins/sdk"
+	"github.com/hashicorp/go-hclog"
+)
+
+// PluginSource returns the running plugin of a name (core/pluginhost in production).
+type PluginSource func(name string) (sdk.Plugin, error)
+
+// Options configure an Engine.
+type Options struct {
+	Store        state.Store
+	Plugins      PluginSource
+	Issuers      map[string]issuer.Issuer
+	Devices      map[string]Device
+	Certificates []Certificate
+
+	// Workers bounds the certificates worked on at once (8 when zero); PerIssuer bounds the calls
+	// in flight to one CA account (4 when zero).
+	Workers   int
+	PerIssuer int
+	// CollectTimeout is how long a run polls a pending order before leaving it for the next run.
+	CollectTimeout time.Duration
+	// CallTimeout bounds each plugin call (2 minutes when zero).
+	CallTimeout time.Duration
+	// RevocationCheckInterval is how often the CA is asked whether a deployed certificate was
+	// revoked (and for its renewal information); zero means 24 hours, negative never.
+	RevocationCheckInterval time.Duration
+
+	Logger hclog.Logger
+	// Progress, when set, receives a line per step (for a terminal).
+	Progress func(Event)
+	// Redact masks secrets in text that is logged or recorded.
+	Redact func(string) string
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// Backoff is the first wait between collects of a pending order (1s when zero).
+	Backoff time.Duration
+}
+
+// Event is one step of progress on a certificate.
+type Event struct {
+	Certificate string
+	Device      string
+	Message     string
+}
+
+// Engine plans and runs certificates. It is not safe for two Runs at once; the state lock keeps
+// two processes apart.
+type Engine struct {
+	opts      Options
+	log       hclog.Logger
+	issuerSem map[string]chan struct{}
+	workerSem chan struct{}
+
+	infoMu sync.Mutex
+	infos  map[string]sdk.Info
+}
+
+// New returns an Engine.
+func New(opts Options) *Engine {
+	if opts.Workers <= 0 {
+		opts.Workers = 8
+	}
+	if opts.PerIssuer <= 0 {
+		opts.PerIssuer = 4
+	}
+	if opts.CollectTimeout <= 0 {
+		opts.CollectTimeout = 5 * time.Minute
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 2 * time.Minute
+	}
+	if opts.RevocationCheckInterval == 0 {
+		opts.RevocationCheckInterval = 24 * time.Hour
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Redact == nil {
+		opts.Redact = func(s string) string { return s }
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	e := &Engine{
+		opts: opts, log: opts.Logger, issuerSem: map[string]chan struct{}{},
+		workerSem: make(chan struct{}, opts.Workers), infos: map[string]sdk.Info{},
+	}
+	for name := range opts.Issuers {
+		e.issuerSem[name] = make(chan struct{}, opts.PerIssuer)
+	}
+	return e
+}
+
+func (e *Engine) progress(c Certificate, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	e.log.Debug(msg, "certificate", c.Name, "device", c.Device)
+	if e.opts.Progress != nil {
+		e.opts.Progress(Event{Certificate: c.Name, Device: c.Device, Message: msg})
+	}
+}
+
+// selected returns the configured certificates, or only the named ones.
+func (e *Engine) selected(names []string) ([]Certificate, error) {
+	if len(names) == 0 {
+		return e.opts.Certificates, nil
+	}
+	byName := map[string]Certificate{}
+	for _, c := range e.opts.Certificates {
+		byName[c.Name] = c
+	}
+	var out []Certificate
+	for _, n := range names {
+		c, ok := byName[n]
+		if !ok {
+			known := make([]string, 0, len(byName))
+			for k := range byName {
+				known = append(known, k)
+			}
+			sort.Strings(known)
+			return nil, fmt.Errorf("no certificate named %q in the configuration (known: %v)", n, known)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (e *Engine) plugin(ctx context.Context, dev Device) (sdk.Plugin, sdk.Info, error) {
+	p, err := e.opts.Plugins(dev.Plugin)
+	if err != nil {
+		return nil, sdk.Info{}, err
+	}
+	e.infoMu.Lock()
+	info, ok := e.infos[dev.Plugin]
+	e.infoMu.Unlock()
+	if ok {
+		return p, info, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, e.opts.CallTimeout)
+	defer cancel()
+	info, err = p.Info(cctx)
+	if err != nil {
+		return nil, sdk.Info{}, fmt.Errorf("plugin %s: %w", dev.Plugin, err)
+	}
+	e.infoMu.Lock()
+	e.infos[dev.Plugin] = info
+	e.infoMu.Unlock()
+	return p, info, nil
+}
+
+// callCtx bounds one plugin call.
+func (e *Engine) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.opts.CallTimeout)
+}
+
+// acquire takes a slot of sem, or fails when ctx ends first.
+func acquire(ctx context.Context, sem chan struct{}) error {
+	select {
+	case sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func release(sem chan struct{}) { <-sem }

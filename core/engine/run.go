@@ -1,0 +1,625 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/state"
+	"github.com/certfleet/certfleet/plugins/sdk"
+)
+
+// RunOptions select what to run.
+type RunOptions struct {
+	Names  []string
+	Force  bool
+	DryRun bool
+}
+
+// Report is what a run did.
+type Report struct {
+	RunID   int64          `json:"run_id,omitempty"`
+	Plan    Plan           `json:"plan"`
+	Results []state.Result `json:"results"`
+}
+
+// Exit codes of a run.
+const (
+	ExitOK      = 0
+	ExitFailed  = 1
+	ExitPending = 3
+)
+
+// ExitCode is 0 when every certificate is deployed or unchanged, 1 when any failed, 3 when none
+// failed but an order is still pending at the CA (the next run collects it).
+func (r Report) ExitCode() int {
+	code := ExitOK
+	for _, res := range r.Results {
+		switch res.Outcome {
+		case state.OutcomeFailed:
+			return ExitFailed
+		case state.OutcomePending:
+			code = ExitPending
+		}
+	}
+	return code
+}
+
+// errPending ends a certificate's work for this run while its order is still being processed.
+var errPending = errors.New("the order is still pending at the CA")
+
+// Run plans and carries out the plan. Each certificate's failure is its own: the others go on.
+func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
+	if ro.DryRun {
+		plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force})
+		report := Report{Plan: plan}
+		for _, it := range plan.Items {
+			report.Results = append(report.Results, state.Result{Certificate: it.Certificate, Device: it.Device,
+				Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomePlanned, Error: it.Error})
+		}
+		return report, err
+	}
+	unlock, err := e.opts.Store.Lock(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	defer unlock()
+	if err := e.refreshCAView(ctx, ro.Names); err != nil {
+		return Report{}, err
+	}
+	plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force})
+	if err != nil {
+		return Report{}, err
+	}
+	runID, err := e.opts.Store.StartRun(ctx, false)
+	if err != nil {
+		return Report{}, err
+	}
+	report := Report{RunID: runID, Plan: plan}
+	var mu sync.Mutex
+	record := func(r state.Result) {
+		r.RunID = runID
+		r.Error = e.opts.Redact(r.Error)
+		// The record outlives a cancelled run: write it even when ctx is done.
+		if err := e.opts.Store.RecordResult(context.WithoutCancel(ctx), r); err != nil {
+			e.log.Error("cannot record result", "certificate", r.Certificate, "error", err)
+		}
+		mu.Lock()
+		report.Results = append(report.Results, r)
+		mu.Unlock()
+	}
+
+	byDevice := map[string][]PlanItem{}
+	for _, it := range plan.Items {
+		switch it.Action {
+		case ActionNone:
+			record(state.Result{Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeUnchanged})
+		case ActionUnknown:
+			record(state.Result{Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeFailed, Error: it.Error})
+		default:
+			byDevice[it.Device] = append(byDevice[it.Device], it)
+		}
+	}
+	var wg sync.WaitGroup
+	for name, items := range byDevice {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, r := range e.runDevice(ctx, e.opts.Devices[name], items) {
+				record(r)
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Slice(report.Results, func(i, j int) bool { return report.Results[i].Certificate < report.Results[j].Certificate })
+	outcome := "ok"
+	if ctx.Err() != nil {
+		outcome = "interrupted"
+	} else if report.ExitCode() == ExitFailed {
+		outcome = "failed"
+	}
+	if err := e.opts.Store.FinishRun(context.WithoutCancel(ctx), runID, outcome); err != nil {
+		return report, err
+	}
+	return report, ctx.Err()
+}
+
+// work is one certificate being carried through its operation on a device.
+type work struct {
+	item PlanItem
+	op   *state.Operation
+	err  error
+}
+
+func (w *work) result(outcome state.Outcome) state.Result {
+	r := state.Result{Certificate: w.item.Certificate, Device: w.item.Device, Action: string(w.item.Action), Reason: w.item.Reason, Outcome: outcome}
+	if w.op != nil {
+		r.Step = w.op.Step
+	}
+	if w.err != nil {
+		r.Error = w.err.Error()
+	}
+	return r
+}
+
+// runDevice carries a device's due certificates to Bound, commits once, then verifies, cleans up
+// and records each deployment.
+func (e *Engine) runDevice(ctx context.Context, dev Device, items []PlanItem) []state.Result {
+	p, info, err := e.plugin(ctx, dev)
+	if err != nil {
+		var out []state.Result
+		for _, it := range items {
+			w := &work{item: it, err: err}
+			out = append(out, w.result(state.OutcomeFailed))
+		}
+		return out
+	}
+	concurrency := dev.Concurrency
+	if concurrency <= 0 {
+		concurrency = 1
+	}
+	devSem := make(chan struct{}, concurrency)
+	works := make([]*work, len(items))
+	var wg sync.WaitGroup
+	for i, it := range items {
+		works[i] = &work{item: it}
+		wg.Add(1)
+		go func(w *work) {
+			defer wg.Done()
+			if w.err = acquire(ctx, devSem); w.err != nil {
+				return
+			}
+			defer release(devSem)
+			if w.err = acquire(ctx, e.workerSem); w.err != nil {
+				return
+			}
+			defer release(e.workerSem)
+			w.err = e.carry(ctx, w, dev, p)
+		}(works[i])
+	}
+	wg.Wait()
+
+	var toCommit, toFinish []*work
+	for _, w := range works {
+		if w.err == nil && w.op != nil {
+			switch w.op.Step {
+			case state.StepBound:
+				toCommit = append(toCommit, w)
+			case state.StepCommitted:
+				toFinish = append(toFinish, w)
+			}
+		}
+	}
+	if len(toCommit) > 0 {
+		if err := e.commit(ctx, dev, p, info, toCommit); err == nil {
+			toFinish = append(toFinish, toCommit...)
+		}
+	}
+	if len(toFinish) > 0 {
+		e.finish(ctx, dev, p, info, toFinish)
+	}
+
+	var out []state.Result
+	for _, w := range works {
+		switch {
+		case errors.Is(w.err, errPending):
+			w.err = nil
+			out = append(out, w.result(state.OutcomePending))
+		case w.err != nil:
+			out = append(out, w.result(state.OutcomeFailed))
+		case w.op != nil && w.op.Step == state.StepDone:
+			out = append(out, w.result(state.OutcomeDeployed))
+		default:
+			w.err = fmt.Errorf("stopped at step %q", w.op.Step)
+			out = append(out, w.result(state.OutcomeFailed))
+		}
+	}
+	return out
+}
+
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// operationFor returns the operation to carry: the interrupted one, or a new one.
+func (e *Engine) operationFor(ctx context.Context, it PlanItem, dev Device, p sdk.Plugin) (*state.Operation, error) {
+	c := it.cert
+	if op := it.op; op != nil {
+		stale := op.SpecHash != specHash(c) && (op.Step == state.StepStarted || op.Step == state.StepCSR)
+		if !stale {
+			return op, nil
+		}
+		// The configuration changed before the order was placed: start over with the new names.
+		e.discardKey(ctx, dev, p, op)
+		if err := e.opts.Store.AbandonOperation(ctx, op, "superseded by a configuration change"); err != nil {
+			return nil, err
+		}
+		it.Action, it.Reason = ActionRenew, "configuration changed during an unfinished operation"
+	}
+	op := &state.Operation{
+		ID: newID(), Certificate: c.Name, Device: c.Device, Issuer: c.Issuer, Action: string(it.Action),
+		Reason: it.Reason, SpecHash: specHash(c), RequestID: newID(), Step: state.StepStarted, StartedAt: e.opts.Now().UTC(),
+	}
+	if it.Action == ActionRebind {
+		d := it.deployment
+		op.SpecHash = d.SpecHash
+		op.Step, op.KeyRef, op.CertRef, op.ChainRefs, op.OrderRef = state.StepImported, d.KeyRef, d.CertRef, d.ChainRefs, d.OrderRef
+		op.CertPEM, op.ChainPEM = d.CertPEM, d.ChainPEM
+	}
+	if err := e.opts.Store.CreateOperation(ctx, op); err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+// discardKey removes the key of an operation that will not be finished (best effort).
+func (e *Engine) discardKey(ctx context.Context, dev Device, p sdk.Plugin, op *state.Operation) {
+	if op.KeyRef == "" {
+		return
+	}
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	if _, err := p.Cleanup(cctx, dev.Target, []sdk.ObjectRef{{KeyRef: op.KeyRef}}); err != nil {
+		e.log.Warn("could not remove the key of an abandoned operation", "certificate", op.Certificate, "key_ref", op.KeyRef, "error", e.opts.Redact(err.Error()))
+	}
+}
+
+// save records op's step; failures to record stop the certificate, since going on would act
+// without a record to resume from.
+func (e *Engine) save(ctx context.Context, op *state.Operation) error {
+	return e.opts.Store.SaveOperation(context.WithoutCancel(ctx), op)
+}
+
+// carry takes one certificate's operation as far as Bound (or Committed, when resuming).
+func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) error {
+	op, err := e.operationFor(ctx, w.item, dev, p)
+	if err != nil {
+		return err
+	}
+	w.op = op
+	c := w.item.cert
+	err = e.advance(ctx, op, c, dev, p)
+	if err != nil && !errors.Is(err, errPending) {
+		op.Attempts++
+		op.LastError = e.opts.Redact(err.Error())
+		if serr := e.save(ctx, op); serr != nil {
+			e.log.Error("cannot record the failure", "certificate", c.Name, "error", serr)
+		}
+		e.progress(c, "failed at step %s: %s", op.Step, op.LastError)
+	}
+	return err
+}
+
+func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		switch op.Step {
+		case state.StepStarted:
+			if err := e.generateCSR(ctx, op, c, dev, p); err != nil {
+				return err
+			}
+		case state.StepCSR:
+			if err := e.submit(ctx, op, c); err != nil {
+				return err
+			}
+		case state.StepSubmitted:
+			if err := e.collect(ctx, op, c, dev, p); err != nil {
+				return err
+			}
+		case state.StepIssued:
+			if err := e.importCert(ctx, op, c, dev, p); err != nil {
+				return err
+			}
+		case state.StepImported:
+			if err := e.bind(ctx, op, c, dev, p); err != nil {
+				return err
+			}
+		case state.StepBound, state.StepCommitted:
+			return nil
+		default:
+			return fmt.Errorf("operation %s is at unexpected step %q", op.ID, op.Step)
+		}
+	}
+}
+
+func (e *Engine) generateCSR(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
+	e.progress(c, "generating a %s key and CSR on %s", c.KeySpec, dev.Name)
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	csr, err := p.GenerateCSR(cctx, dev.Target, sdk.CSRRequest{NameHint: c.Name, KeySpec: c.KeySpec, Subject: c.Subject, SANs: c.SANs})
+	if err != nil {
+		return fmt.Errorf("GenerateCSR on %s: %w", dev.Name, err)
+	}
+	op.KeyRef, op.CSRPEM = csr.KeyRef, csr.PEM
+	if err := verifyCSR(csr.PEM, c); err != nil {
+		// Never send a CA a CSR that is not exactly what was asked for; drop the key.
+		e.discardKey(ctx, dev, p, op)
+		if aerr := e.opts.Store.AbandonOperation(context.WithoutCancel(ctx), op, err.Error()); aerr != nil {
+			return aerr
+		}
+		return fmt.Errorf("the CSR made by %s does not match the request: %w", dev.Name, err)
+	}
+	op.Step = state.StepCSR
+	return e.save(ctx, op)
+}
+
+func (e *Engine) issuerFor(c Certificate) (issuer.Issuer, chan struct{}, error) {
+	iss, ok := e.opts.Issuers[c.Issuer]
+	if !ok {
+		return nil, nil, fmt.Errorf("issuer %q is not configured", c.Issuer)
+	}
+	return iss, e.issuerSem[c.Issuer], nil
+}
+
+func orderRequest(op *state.Operation, c Certificate) issuer.Request {
+	return issuer.Request{
+		CertificateName: c.Name, RequestID: op.RequestID, CSRPEM: op.CSRPEM, CommonName: c.Subject.CommonName,
+		DNSNames: c.SANs.DNSNames, IPAddresses: c.SANs.IPAddresses, EmailAddresses: c.SANs.EmailAddresses,
+		Options: c.IssuerOptions,
+	}
+}
+
+// submit places the order exactly once. Before sending, the operation records that a request is
+// on its way; if the run dies or the answer is lost, the next attempt looks the order up first.
+func (e *Engine) submit(ctx context.Context, op *state.Operation, c Certificate) error {
+	iss, sem, err := e.issuerFor(c)
+	if err != nil {
+		return err
+	}
+	if err := acquire(ctx, sem); err != nil {
+		return err
+	}
+	defer release(sem)
+	req := orderRequest(op, c)
+	if op.SubmitState == state.SubmitSending || op.SubmitState == state.SubmitUnknown {
+		e.progress(c, "looking up the order whose placement was interrupted")
+		ref, found, err := iss.Find(ctx, req)
+		if err != nil {
+			return fmt.Errorf("look up the earlier order at %s: %w", c.Issuer, err)
+		}
+		if found {
+			op.OrderRef, op.SubmitState, op.Step = string(ref), state.SubmitPlaced, state.StepSubmitted
+			return e.save(ctx, op)
+		}
+	}
+	e.progress(c, "submitting the CSR to %s", c.Issuer)
+	op.SubmitState = state.SubmitSending
+	if err := e.save(ctx, op); err != nil {
+		return err
+	}
+	ref, err := iss.Submit(ctx, req)
+	if err != nil {
+		if errors.Is(err, issuer.ErrOutcomeUnknown) {
+			op.SubmitState = state.SubmitUnknown
+			if serr := e.save(ctx, op); serr != nil {
+				return serr
+			}
+			if ref, found, ferr := iss.Find(ctx, req); ferr == nil && found {
+				op.OrderRef, op.SubmitState, op.Step = string(ref), state.SubmitPlaced, state.StepSubmitted
+				return e.save(ctx, op)
+			}
+			return fmt.Errorf("submit to %s: %w (the next run looks the order up before placing another)", c.Issuer, err)
+		}
+		op.SubmitState = state.SubmitNone
+		if serr := e.save(ctx, op); serr != nil {
+			return serr
+		}
+		return fmt.Errorf("submit to %s: %w", c.Issuer, err)
+	}
+	op.OrderRef, op.SubmitState, op.Step = string(ref), state.SubmitPlaced, state.StepSubmitted
+	return e.save(ctx, op)
+}
+
+// collect polls the order with backoff until it is issued or the run's collect time is up.
+func (e *Engine) collect(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
+	iss, sem, err := e.issuerFor(c)
+	if err != nil {
+		return err
+	}
+	deadline := e.opts.Now().Add(e.opts.CollectTimeout)
+	wait := e.opts.Backoff
+	for {
+		if err := acquire(ctx, sem); err != nil {
+			return err
+		}
+		res, err := iss.Collect(ctx, issuer.OrderRef(op.OrderRef))
+		release(sem)
+		if err != nil {
+			return fmt.Errorf("collect order %s from %s: %w", op.OrderRef, c.Issuer, err)
+		}
+		switch res.State {
+		case issuer.Issued:
+			if err := verifyIssued(res, op.CSRPEM, c); err != nil {
+				return fmt.Errorf("certificate from %s for order %s: %w", c.Issuer, op.OrderRef, err)
+			}
+			op.CertPEM, op.ChainPEM, op.Step = res.CertPEM, res.ChainPEM, state.StepIssued
+			e.progress(c, "certificate issued by %s", c.Issuer)
+			return e.save(ctx, op)
+		case issuer.Failed, issuer.Revoked:
+			msg := fmt.Sprintf("order %s at %s ended %s: %s", op.OrderRef, c.Issuer, res.State, res.Message)
+			e.discardKey(ctx, dev, p, op)
+			if err := e.opts.Store.AbandonOperation(context.WithoutCancel(ctx), op, msg); err != nil {
+				return err
+			}
+			return errors.New(msg + "; the next run places a new order")
+		}
+		next := wait
+		if res.RetryAfter > 0 {
+			next = res.RetryAfter
+		}
+		if e.opts.Now().Add(next).After(deadline) {
+			op.NextAttemptAt = e.opts.Now().Add(next).UTC()
+			op.LastError = "order pending at the CA"
+			e.progress(c, "order %s still pending at %s; the next run collects it", op.OrderRef, c.Issuer)
+			if err := e.save(ctx, op); err != nil {
+				return err
+			}
+			return errPending
+		}
+		e.progress(c, "order pending at %s; collecting again in %s", c.Issuer, next)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(next):
+		}
+		if wait *= 2; wait > 30*e.opts.Backoff {
+			wait = 30 * e.opts.Backoff
+		}
+	}
+}
+
+func (e *Engine) importCert(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
+	e.progress(c, "installing the certificate on %s", dev.Name)
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	res, err := p.ImportCert(cctx, dev.Target, sdk.ImportRequest{KeyRef: op.KeyRef, CertPEM: op.CertPEM, ChainPEM: op.ChainPEM, NameHint: c.Name})
+	if err != nil {
+		return fmt.Errorf("ImportCert on %s: %w", dev.Name, err)
+	}
+	op.CertRef, op.ChainRefs, op.Step = res.CertRef, res.ChainRefs, state.StepImported
+	return e.save(ctx, op)
+}
+
+func (e *Engine) bind(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
+	e.progress(c, "binding %s to %s", op.CertRef, strings.Join(bindingKeys(c.Bindings), ", "))
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	res, err := p.Bind(cctx, dev.Target, sdk.BindRequest{CertRef: op.CertRef, KeyRef: op.KeyRef, Bindings: c.Bindings})
+	if err != nil {
+		return fmt.Errorf("Bind on %s: %w", dev.Name, err)
+	}
+	op.RollbackToken, op.PreviousCertRefs, op.Step = res.RollbackToken, res.PreviousCertRefs, state.StepBound
+	return e.save(ctx, op)
+}
+
+// commit makes the device's bound changes live in one Commit. If it fails, every binding made in
+// this batch is rolled back, so no service is left half-changed, and the next run binds again.
+func (e *Engine) commit(ctx context.Context, dev Device, p sdk.Plugin, info sdk.Info, batch []*work) error {
+	names := make([]string, 0, len(batch))
+	for _, w := range batch {
+		names = append(names, w.op.Certificate)
+	}
+	sort.Strings(names)
+	var err error
+	if info.Capabilities.NeedsCommit {
+		for _, w := range batch {
+			e.progress(w.item.cert, "committing %d certificate(s) on %s", len(batch), dev.Name)
+		}
+		cctx, cancel := e.callCtx(ctx)
+		_, err = p.Commit(cctx, dev.Target, sdk.CommitRequest{Description: "certfleet: " + strings.Join(names, ", ")})
+		cancel()
+	}
+	if err == nil {
+		for _, w := range batch {
+			w.op.Step = state.StepCommitted
+			if serr := e.save(ctx, w.op); serr != nil {
+				w.err = serr
+			}
+		}
+		return nil
+	}
+	commitErr := fmt.Errorf("Commit on %s failed: %w", dev.Name, err)
+	for _, w := range batch {
+		w.err = commitErr
+		if info.Capabilities.SupportsRollback && len(w.op.RollbackToken) > 0 {
+			cctx, cancel := e.callCtx(context.WithoutCancel(ctx))
+			rerr := p.Rollback(cctx, dev.Target, w.op.RollbackToken)
+			cancel()
+			if rerr != nil {
+				w.err = fmt.Errorf("%w; rolling the bindings back also failed: %v", commitErr, rerr)
+			} else {
+				e.progress(w.item.cert, "bindings rolled back after the failed commit")
+			}
+		}
+		w.op.Step = state.StepImported
+		w.op.Attempts++
+		w.op.LastError = e.opts.Redact(w.err.Error())
+		if serr := e.save(ctx, w.op); serr != nil {
+			e.log.Error("cannot record the failed commit", "certificate", w.op.Certificate, "error", serr)
+		}
+	}
+	return commitErr
+}
+
+// finish verifies the committed bindings on the device, removes what the new certificates
+// superseded, and records each deployment.
+func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.Info, batch []*work) {
+	inv := e.inventory(ctx, dev.Name)
+	var cleanup []sdk.ObjectRef
+	var verified []*work
+	for _, w := range batch {
+		if inv.err != nil {
+			w.err = fmt.Errorf("verify after commit: %w", inv.err)
+			continue
+		}
+		var missing []string
+		for _, b := range w.item.cert.Bindings {
+			if inv.boundAt[bindingKey(b)] != w.op.CertRef {
+				missing = append(missing, bindingKey(b))
+			}
+		}
+		if _, ok := inv.certs[w.op.CertRef]; !ok || len(missing) > 0 {
+			w.err = fmt.Errorf("verify after commit: %s is not bound at %v on %s; it will be bound again on the next run", w.op.CertRef, missing, dev.Name)
+			w.op.Step = state.StepImported
+			w.op.LastError = w.err.Error()
+			if serr := e.save(ctx, w.op); serr != nil {
+				e.log.Error("cannot record the failed verification", "certificate", w.op.Certificate, "error", serr)
+			}
+			continue
+		}
+		verified = append(verified, w)
+		if d := w.item.deployment; d != nil && d.CertRef != w.op.CertRef {
+			cleanup = append(cleanup, sdk.ObjectRef{CertRef: d.CertRef, KeyRef: d.KeyRef})
+		}
+	}
+	if len(cleanup) > 0 && info.Capabilities.SupportsCleanup {
+		cctx, cancel := e.callCtx(ctx)
+		results, err := p.Cleanup(cctx, dev.Target, cleanup)
+		cancel()
+		if err != nil {
+			e.log.Warn("cleanup of superseded objects failed; they stay on the device", "device", dev.Name, "error", e.opts.Redact(err.Error()))
+		}
+		for _, r := range results {
+			if !r.Removed {
+				e.log.Info("superseded object kept", "device", dev.Name, "cert_ref", r.Object.CertRef, "key_ref", r.Object.KeyRef, "reason", r.Reason)
+			}
+		}
+	}
+	for _, w := range verified {
+		d, err := deploymentOf(w, e.opts.Now().UTC())
+		if err == nil {
+			err = e.opts.Store.CompleteOperation(context.WithoutCancel(ctx), w.op, d)
+		}
+		if err != nil {
+			w.err = err
+			continue
+		}
+		e.progress(w.item.cert, "deployed serial %s, valid until %s", d.Serial, d.NotAfter.UTC().Format("2006-01-02"))
+	}
+}
+
+func deploymentOf(w *work, now time.Time) (state.Deployment, error) {
+	leaf, err := sdk.ParseCertificatePEM(w.op.CertPEM)
+	if err != nil {
+		return state.Deployment{}, fmt.Errorf("recorded certificate of %s: %w", w.op.Certificate, err)
+	}
+	desc := sdk.Describe(leaf)
+	c := w.item.cert
+	return state.Deployment{
+		Certificate: c.Name, Device: c.Device, Issuer: c.Issuer, CertRef: w.op.CertRef, KeyRef: w.op.KeyRef,
+		ChainRefs: w.op.ChainRefs, OrderRef: w.op.OrderRef, Serial: desc.Serial, Fingerprint: desc.SHA256Fingerprint,
+		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, CertPEM: w.op.CertPEM, ChainPEM: w.op.ChainPEM,
+		SpecHash: w.op.SpecHash, Bindings: bindingKeys(c.Bindings), DeployedAt: now, RevocationCheckedAt: now,
+	}, nil
+}
