@@ -1,0 +1,81 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/certfleet/certfleet/core/state"
+	"github.com/certfleet/certfleet/plugins/sdk"
+)
+
+// StatusRow is one certificate as the state database sees it; building it contacts nothing.
+type StatusRow struct {
+	Certificate string    `json:"certificate"`
+	Device      string    `json:"device"`
+	Issuer      string    `json:"issuer"`
+	Serial      string    `json:"serial,omitempty"`
+	NotAfter    time.Time `json:"not_after,omitzero"`
+	DaysLeft    *int      `json:"days_left,omitempty"`
+	LastOutcome string    `json:"last_outcome,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastRunAt   time.Time `json:"last_run_at,omitzero"`
+	// NextAction is what the next run will do as far as the state knows (devices are not asked).
+	NextAction string `json:"next_action"`
+}
+
+// Status lists every configured certificate with its deployment, last outcome and next action.
+func (e *Engine) Status(ctx context.Context) ([]StatusRow, error) {
+	deployments, err := e.opts.Store.Deployments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ops, err := e.opts.Store.OpenOperations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	last, err := e.opts.Store.LastResults(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := e.opts.Now()
+	rows := make([]StatusRow, 0, len(e.opts.Certificates))
+	for _, c := range e.opts.Certificates {
+		row := StatusRow{Certificate: c.Name, Device: c.Device, Issuer: c.Issuer}
+		d, deployed := deployments[c.Name]
+		if deployed {
+			row.Serial, row.NotAfter = d.Serial, d.NotAfter
+			left := days(d.NotAfter.Sub(now))
+			row.DaysLeft = &left
+		}
+		if r, ok := last[c.Name]; ok {
+			row.LastOutcome, row.LastError, row.LastRunAt = string(r.Outcome), r.Error, r.FinishedAt
+		}
+		switch op := ops[c.Name]; {
+		case op != nil:
+			row.NextAction = fmt.Sprintf("resume %s from step %q", op.Action, op.Step)
+		case !deployed:
+			row.NextAction = "enroll"
+		default:
+			// Without the device's inventory, judge only by time, revocation and configuration.
+			action, reason := decideFromState(c, &d, now)
+			if action == ActionNone {
+				row.NextAction = "renew on " + renewAt(c, d.NotBefore, d.NotAfter).UTC().Format("2006-01-02")
+			} else {
+				row.NextAction = string(action) + ": " + reason
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+// decideFromState applies the renewal policy as if the device held exactly what was deployed.
+func decideFromState(c Certificate, d *state.Deployment, now time.Time) (Action, string) {
+	inv := inventory{certs: map[string]sdk.DeviceCertificate{}, boundAt: map[string]string{}}
+	inv.certs[d.CertRef] = sdk.DeviceCertificate{CertRef: d.CertRef, SHA256Fingerprint: d.Fingerprint}
+	for _, b := range c.Bindings {
+		inv.boundAt[bindingKey(b)] = d.CertRef
+	}
+	return decide(c, d, inv, false, now)
+}
