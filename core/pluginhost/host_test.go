@@ -327,4 +327,3 @@ func TestDiscoverAndMissingPlugin(t *testing.T) {
 		t.Fatalf("missing plugin error should name the binary and where it looked: %v", err)
 	}
 }
-
