@@ -497,7 +497,7 @@ func (e *Engine) bind(ctx context.Context, op *state.Operation, c Certificate, d
 	defer cancel()
 	res, err := p.Bind(cctx, dev.Target, sdk.BindRequest{CertRef: op.CertRef, KeyRef: op.KeyRef, Bindings: c.Bindings})
 	if err != nil {
-		return fmt.Errorf("Bind on %s: %w", dev.Name, err)
+		return fmt.Errorf("bind on %s: %w", dev.Name, err)
 	}
 	op.RollbackToken, op.PreviousCertRefs, op.Step = res.RollbackToken, res.PreviousCertRefs, state.StepBound
 	return e.save(ctx, op)
@@ -529,7 +529,7 @@ func (e *Engine) commit(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 		}
 		return nil
 	}
-	commitErr := fmt.Errorf("Commit on %s failed: %w", dev.Name, err)
+	commitErr := fmt.Errorf("commit on %s failed: %w", dev.Name, err)
 	for _, w := range batch {
 		w.err = commitErr
 		if info.Capabilities.SupportsRollback && len(w.op.RollbackToken) > 0 {
