@@ -96,17 +96,23 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 		mu.Unlock()
 	}
 
+	// Certificates with nothing to do are recorded together, in one transaction.
+	var settled []state.Result
 	byDevice := map[string][]PlanItem{}
 	for _, it := range plan.Items {
 		switch it.Action {
 		case ActionNone:
-			record(state.Result{Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeUnchanged})
+			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeUnchanged})
 		case ActionUnknown:
-			record(state.Result{Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeFailed, Error: it.Error})
+			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeFailed, Error: it.Error})
 		default:
 			byDevice[it.Device] = append(byDevice[it.Device], it)
 		}
 	}
+	if err := e.opts.Store.RecordResults(ctx, settled); err != nil {
+		return report, err
+	}
+	report.Results = append(report.Results, settled...)
 	var wg sync.WaitGroup
 	for name, items := range byDevice {
 		wg.Add(1)

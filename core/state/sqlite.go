@@ -345,16 +345,33 @@ func (s *SQLite) FinishRun(ctx context.Context, id int64, outcome string) error 
 
 // RecordResult records one certificate's result in a run.
 func (s *SQLite) RecordResult(ctx context.Context, r Result) error {
-	if r.FinishedAt.IsZero() {
-		r.FinishedAt = time.Now().UTC()
-	}
-	data, err := json.Marshal(r)
+	return s.RecordResults(ctx, []Result{r})
+}
+
+// RecordResults records results in one transaction.
+func (s *SQLite) RecordResults(ctx context.Context, rs []Result) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, data) VALUES (?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, r := range rs {
+			if r.FinishedAt.IsZero() {
+				r.FinishedAt = time.Now().UTC()
+			}
+			data, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if _, err := stmt.ExecContext(ctx, r.RunID, r.Certificate, r.FinishedAt.UTC().Format(timeFormat), string(data)); err != nil {
+				return fmt.Errorf("%s: %w", r.Certificate, err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return err
-	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, data) VALUES (?, ?, ?, ?)`,
-		r.RunID, r.Certificate, r.FinishedAt.UTC().Format(timeFormat), string(data)); err != nil {
-		return fmt.Errorf("record result of %s: %w", r.Certificate, err)
+		return fmt.Errorf("record results: %w", err)
 	}
 	return nil
 }

@@ -165,6 +165,8 @@ type Store interface {
 	StartRun(ctx context.Context, dryRun bool) (int64, error)
 	FinishRun(ctx context.Context, id int64, outcome string) error
 	RecordResult(ctx context.Context, r Result) error
+	// RecordResults records many results in one transaction.
+	RecordResults(ctx context.Context, rs []Result) error
 	// LastResults returns the newest result of each certificate.
 	LastResults(ctx context.Context) (map[string]Result, error)
 	Runs(ctx context.Context, limit int) ([]Run, error)

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certfleet/certfleet/core/engine"
+	"github.com/certfleet/certfleet/core/state"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+)
+
+func planCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "plan",
+		Usage:     "show what a run would do, per certificate and device (devices are read, no CA is contacted)",
+		ArgsUsage: "[CERTIFICATE...]",
+		Flags:     []cli.Flag{outputFlag(), &cli.BoolFlag{Name: "force", Usage: "plan a renewal of every selected certificate"}},
+		Action: func(c *cli.Context) error {
+			if err := checkOutputFlag(c); err != nil {
+				return err
+			}
+			env, err := setup(c, false)
+			if err != nil {
+				return err
+			}
+			defer env.close()
+			plan, err := env.engine.Plan(c.Context, engine.PlanOptions{Names: c.Args().Slice(), Force: c.Bool("force")})
+			if err != nil {
+				return err
+			}
+			if c.String("output") == "json" {
+				return writeJSON(c, plan)
+			}
+			return printPlan(c.App.Writer, plan)
+		},
+	}
+}
+
+func printPlan(w io.Writer, plan engine.Plan) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tDEVICE\tISSUER\tACTION\tREASON")
+	due := 0
+	for _, it := range plan.Items {
+		reason := it.Reason
+		if it.Error != "" {
+			reason += ": " + it.Error
+		}
+		if it.Action != engine.ActionNone {
+			due++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", it.Certificate, it.Device, it.Issuer, it.Action, reason)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\n%d of %d certificates need action (%d devices inspected)\n", due, len(plan.Items), plan.InventoryCalls)
+	return err
+}
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "enroll, renew, resume and repair certificates as needed",
+		ArgsUsage: "[CERTIFICATE...]",
+		Flags: []cli.Flag{
+			outputFlag(),
+			&cli.BoolFlag{Name: "dry-run", Usage: "only plan (same as `certfleet plan`)"},
+			&cli.BoolFlag{Name: "force", Usage: "renew every selected certificate now (a new key each)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines, even on a terminal"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := checkOutputFlag(c); err != nil {
+				return err
+			}
+			env, err := setup(c, !c.Bool("quiet") && c.String("output") == "table" && isTerminal(c.App.ErrWriter))
+			if err != nil {
+				return err
+			}
+			defer env.close()
+			report, runErr := env.engine.Run(c.Context, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run")})
+			if runErr != nil && len(report.Results) == 0 {
+				return runErr
+			}
+			if c.String("output") == "json" {
+				if err := writeJSON(c, report); err != nil {
+					return err
+				}
+			} else if err := printReport(c.App.Writer, report); err != nil {
+				return err
+			}
+			if runErr != nil {
+				return runErr
+			}
+			if code := report.ExitCode(); code != 0 {
+				return cli.Exit("", code)
+			}
+			return nil
+		},
+	}
+}
+
+func printReport(w io.Writer, r engine.Report) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tDEVICE\tACTION\tOUTCOME\tDETAIL")
+	counts := map[state.Outcome]int{}
+	for _, res := range r.Results {
+		counts[res.Outcome]++
+		detail := res.Reason
+		if res.Error != "" {
+			detail = res.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", res.Certificate, res.Device, res.Action, res.Outcome, detail)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var parts []string
+	for _, o := range []state.Outcome{state.OutcomeDeployed, state.OutcomeUnchanged, state.OutcomePending, state.OutcomeFailed, state.OutcomePlanned} {
+		if counts[o] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[o], o))
+		}
+	}
+	_, err := fmt.Fprintf(w, "\n%s\n", strings.Join(parts, ", "))
+	return err
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show every certificate: device, expiry, days left, last outcome, next action (from the state database)",
+		Flags: []cli.Flag{outputFlag()},
+		Action: func(c *cli.Context) error {
+			if err := checkOutputFlag(c); err != nil {
+				return err
+			}
+			env, err := setup(c, false)
+			if err != nil {
+				return err
+			}
+			defer env.close()
+			rows, err := env.engine.Status(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.String("output") == "json" {
+				return writeJSON(c, rows)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "CERTIFICATE\tDEVICE\tNOT AFTER\tDAYS LEFT\tLAST OUTCOME\tNEXT ACTION")
+			for _, r := range rows {
+				notAfter, left := "-", "-"
+				if !r.NotAfter.IsZero() {
+					notAfter = r.NotAfter.UTC().Format("2006-01-02 15:04")
+				}
+				if r.DaysLeft != nil {
+					left = fmt.Sprint(*r.DaysLeft)
+				}
+				outcome := r.LastOutcome
+				if outcome == "" {
+					outcome = "-"
+				}
+				if r.LastError != "" {
+					outcome += " (" + r.LastError + ")"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Certificate, r.Device, notAfter, left, outcome, r.NextAction)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// progressPrinter writes one line per certificate step, for a person watching a terminal.
+func progressPrinter(w io.Writer) func(engine.Event) {
+	var mu sync.Mutex
+	return func(ev engine.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "%s  %-24s %s\n", time.Now().Format("15:04:05"), ev.Certificate, ev.Message)
+	}
+}
+
