@@ -1,0 +1,394 @@
+package acme
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	legoacme "github.com/go-acme/lego/v5/acme"
+	"github.com/go-acme/lego/v5/acme/api"
+
+	"github.com/certfleet/certfleet/core/issuer"
+)
+
+// Submit places a new order for the request's names and returns its reference as soon as the
+// CA has created it; authorizations, finalization and download happen in Collect. When the
+// newOrder request may have reached the CA but its answer was lost, the error wraps
+// issuer.ErrOutcomeUnknown.
+func (i *Issuer) Submit(ctx context.Context, req issuer.Request) (issuer.OrderRef, error) {
+	const op = "new order"
+	opts, err := parseOptions(req.Options, true)
+	if err != nil {
+		return "", configError(op, "certificate %q: %v", req.CertificateName, err)
+	}
+	csr, err := parseCSR(req.CSRPEM)
+	if err != nil {
+		return "", configError(op, "certificate %q: %v", req.CertificateName, err)
+	}
+	names, err := orderNames(req, csr)
+	if err != nil {
+		return "", configError(op, "certificate %q: %v", req.CertificateName, err)
+	}
+
+	ctx, obs := withObserver(ctx)
+	var (
+		order       legoacme.ExtendedOrder
+		newOrderURL string
+	)
+	err = i.withAccount(ctx, func(core *api.Core) error {
+		newOrderURL = core.GetDirectory().NewOrderURL
+		var err error
+		order, err = core.Orders.New(ctx, names, &api.OrderOptions{Profile: opts.profile, ReplacesCertID: opts.replaces})
+		return err
+	})
+	if err != nil {
+		var own *Error
+		if problemOf(err) == nil && !errors.As(err, &own) && obs.wasPosted(newOrderURL) {
+			return "", &Error{Op: op, Detail: fmt.Sprintf("certificate %q: %v", req.CertificateName, err),
+				cause: fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, err)}
+		}
+		return "", classify(op, err)
+	}
+	if order.Location == "" {
+		return "", &Error{Op: op, Detail: "the CA created an order but gave no order URL",
+			cause: issuer.ErrOutcomeUnknown}
+	}
+	preferred := opts.preferredChain
+	ref, err := orderRef{OrderURL: order.Location, CSR: csr.Raw, PreferredChain: preferred}.encode()
+	if err != nil {
+		return "", fmt.Errorf("encode order reference: %w", err)
+	}
+	i.log.Info("ACME order placed", "issuer", i.cfg.Name, "certificate", req.CertificateName,
+		"order", order.Location, "status", order.Status, "replaces", opts.replaces)
+	return ref, nil
+}
+
+// Collect moves the order on from where the CA says it stands: answers pending authorizations,
+// finalizes a ready order (only then: an order already processing or valid is never finalized
+// again), polls while it is processing and downloads the chain once it is valid. Waiting longer
+// than Timeouts.Issuance for the CA yields Pending with the CA's Retry-After.
+func (i *Issuer) Collect(ctx context.Context, ref issuer.OrderRef) (issuer.Result, error) {
+	r, err := decodeRef(ref)
+	if err != nil {
+		return issuer.Result{}, err
+	}
+	csr, err := x509.ParseCertificateRequest(r.CSR)
+	if err != nil {
+		return issuer.Result{}, &Error{Op: "order reference", Detail: fmt.Sprintf("the CSR in the reference does not parse: %v", err)}
+	}
+	defer i.lockOrder(r.OrderURL)()
+	ctx, obs := withObserver(ctx)
+	var res issuer.Result
+	err = i.withAccount(ctx, func(core *api.Core) error {
+		var err error
+		res, err = i.drive(ctx, core, obs, r, csr)
+		return err
+	})
+	var failed *orderFailure
+	if errors.As(err, &failed) {
+		return issuer.Result{State: issuer.Failed, Message: failed.msg}, nil
+	}
+	return res, err
+}
+
+// orderFailure means the order will never issue.
+type orderFailure struct{ msg string }
+
+func (f *orderFailure) Error() string { return f.msg }
+
+func (i *Issuer) drive(ctx context.Context, core *api.Core, obs *callObserver, r orderRef, csr *x509.CertificateRequest) (issuer.Result, error) {
+	deadline := time.Now().Add(i.timeouts.Issuance)
+	authorized, finalized := false, false
+	for {
+		order, err := core.Orders.Get(ctx, r.OrderURL)
+		if err != nil {
+			if pd := problemOf(err); (pd != nil && pd.HTTPStatus == http.StatusNotFound) || obs.statusFor(r.OrderURL) == http.StatusNotFound {
+				return issuer.Result{}, &orderFailure{"the order no longer exists at the CA (expired or deleted); a new order is needed"}
+			}
+			return issuer.Result{}, classify("get order", err)
+		}
+		switch order.Status {
+		case legoacme.StatusPending:
+			if !authorized {
+				if err := i.authorize(ctx, core, obs, order.Authorizations); err != nil {
+					return issuer.Result{}, err
+				}
+				authorized = true
+				continue
+			}
+			// Authorizations are valid; the CA has not caught up yet.
+		case legoacme.StatusReady:
+			if finalized {
+				break // still ready after our finalize: give the CA time
+			}
+			finalized = true
+			status, err := i.finalize(ctx, core, order.Finalize, csr)
+			if err != nil {
+				return issuer.Result{}, err
+			}
+			if status != legoacme.StatusProcessing {
+				continue
+			}
+			// The answer to finalize says when to look again.
+			wait := max(obs.retryAfterFor(order.Finalize), i.timeouts.PollInterval)
+			if time.Now().Add(wait).After(deadline) {
+				return issuer.Result{State: issuer.Pending, RetryAfter: wait}, nil
+			}
+			if err := sleepCtx(ctx, wait); err != nil {
+				return issuer.Result{}, classify("wait for the order", err)
+			}
+			continue
+		case legoacme.StatusProcessing:
+		case legoacme.StatusValid:
+			return i.download(ctx, core, order.Certificate, r, csr)
+		case legoacme.StatusInvalid:
+			msg := "the CA marked the order invalid"
+			if order.Error != nil {
+				msg += ": " + describeProblem(order.Error)
+			}
+			return issuer.Result{}, &orderFailure{msg}
+		default:
+			return issuer.Result{}, &orderFailure{fmt.Sprintf("the order is %q at the CA", order.Status)}
+		}
+
+		wait := max(obs.retryAfterFor(r.OrderURL), i.timeouts.PollInterval)
+		if time.Now().Add(wait).After(deadline) {
+			return issuer.Result{State: issuer.Pending, RetryAfter: wait}, nil
+		}
+		if err := sleepCtx(ctx, wait); err != nil {
+			return issuer.Result{}, classify("wait for the order", err)
+		}
+	}
+}
+
+// finalize sends the CSR and returns the order's status from the CA's answer ("" when the
+// order must simply be fetched again).
+func (i *Issuer) finalize(ctx context.Context, core *api.Core, url string, csr *x509.CertificateRequest) (string, error) {
+	order, err := core.Orders.UpdateForCSR(ctx, url, csr.Raw)
+	switch {
+	case err == nil:
+		return order.Status, nil
+	case isProblem(err, problemOrderNotReady):
+		// Someone else finalized it, or an authorization changed: look again.
+		return "", nil
+	}
+	e := classify("finalize order", err)
+	if e.ProblemType != "" && !e.retryable {
+		return "", &orderFailure{"the CA refused to finalize the order: " + e.Detail}
+	}
+	// Transient or unanswered: the next Collect reads the order's state first, so a finalize the
+	// CA did receive is not sent again.
+	return "", e
+}
+
+// download fetches the issued chain, checks it is for the CSR's key and picks the preferred chain.
+func (i *Issuer) download(ctx context.Context, core *api.Core, certURL string, r orderRef, csr *x509.CertificateRequest) (issuer.Result, error) {
+	const op = "download certificate"
+	if certURL == "" {
+		return issuer.Result{}, &Error{Op: op, Detail: "the order is valid but has no certificate URL", retryable: true}
+	}
+	preferred := r.PreferredChain
+	if preferred == "" {
+		preferred = i.cfg.PreferredChain
+	}
+	var bundles [][]byte
+	if preferred == "" {
+		raw, err := core.Certificates.Get(ctx, certURL, true)
+		if err != nil {
+			return issuer.Result{}, classify(op, err)
+		}
+		bundles = append(bundles, raw.Cert)
+	} else {
+		all, err := core.Certificates.GetAll(ctx, certURL, true)
+		if err != nil {
+			return issuer.Result{}, classify(op, err)
+		}
+		urls := make([]string, 0, len(all))
+		for u := range all {
+			if u != certURL {
+				urls = append(urls, u)
+			}
+		}
+		slices.Sort(urls)
+		for _, u := range append([]string{certURL}, urls...) {
+			if all[u] != nil {
+				bundles = append(bundles, all[u].Cert)
+			}
+		}
+	}
+
+	var chains [][]*x509.Certificate
+	for n, b := range bundles {
+		chain, err := parseChain(b)
+		if err != nil {
+			if n == 0 {
+				return issuer.Result{}, &Error{Op: op, Detail: fmt.Sprintf("the CA's certificate does not parse: %v", err), retryable: true}
+			}
+			i.log.Warn("skipping an alternate chain that does not parse", "issuer", i.cfg.Name, "error", err)
+			continue
+		}
+		chains = append(chains, chain)
+	}
+	leaf := chains[0][0]
+	if !publicKeysEqual(leaf.PublicKey, csr.PublicKey) {
+		return issuer.Result{}, &orderFailure{"the CA issued a certificate for a different public key than the CSR's"}
+	}
+
+	chosen := chains[0]
+	if preferred != "" {
+		found := false
+		for _, c := range chains {
+			if !c[0].Equal(leaf) {
+				continue
+			}
+			if chainMatches(c, preferred) {
+				chosen, found = c, true
+				break
+			}
+		}
+		if !found {
+			i.log.Warn("no chain matches the preferred chain; using the CA's default", "issuer", i.cfg.Name,
+				"preferred_chain", preferred, "offered", describeChains(chains))
+		}
+	}
+	res := issuer.Result{State: issuer.Issued, CertPEM: encodeCert(chosen[0])}
+	for _, c := range chosen[1:] {
+		res.ChainPEM = append(res.ChainPEM, encodeCert(c))
+	}
+	return res, nil
+}
+
+// chainMatches: the chain's topmost certificate is issued by, or is, a certificate named cn.
+func chainMatches(chain []*x509.Certificate, cn string) bool {
+	top := chain[len(chain)-1]
+	if top.Issuer.CommonName == cn {
+		return true
+	}
+	for _, c := range chain[1:] {
+		if c.Subject.CommonName == cn {
+			return true
+		}
+	}
+	return false
+}
+
+func describeChains(chains [][]*x509.Certificate) string {
+	var tops []string
+	for _, c := range chains {
+		tops = append(tops, fmt.Sprintf("%q", c[len(c)-1].Issuer.CommonName))
+	}
+	return strings.Join(tops, ", ")
+}
+
+// parseChain parses a PEM bundle, leaf first, each certificate issued by the next.
+func parseChain(bundle []byte) ([]*x509.Certificate, error) {
+	var chain []*x509.Certificate
+	for rest := bundle; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, c)
+	}
+	if len(chain) == 0 {
+		return nil, errors.New("no certificate in the CA's answer")
+	}
+	for n := 0; n+1 < len(chain); n++ {
+		if err := chain[n].CheckSignatureFrom(chain[n+1]); err != nil {
+			return nil, fmt.Errorf("certificate %d (%s) is not issued by the next one (%s): the chain is not in order",
+				n, chain[n].Subject.CommonName, chain[n+1].Subject.CommonName)
+		}
+	}
+	return chain, nil
+}
+
+func encodeCert(c *x509.Certificate) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	ka, ok := a.(interface{ Equal(x crypto.PublicKey) bool })
+	return ok && ka.Equal(b)
+}
+
+func parseCSR(csrPEM string) (*x509.CertificateRequest, error) {
+	block, _ := pem.Decode([]byte(csrPEM))
+	if block == nil || !strings.Contains(block.Type, "CERTIFICATE REQUEST") {
+		return nil, errors.New("the CSR is not a PEM certificate request")
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse CSR: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("CSR signature: %w", err)
+	}
+	return csr, nil
+}
+
+// orderNames returns the order's identifiers (DNS names lower-cased, IPs canonical, no
+// duplicates), which must be exactly the CSR's SANs: an ACME CA issues for the order's
+// identifiers and refuses a CSR naming anything else.
+func orderNames(req issuer.Request, csr *x509.CertificateRequest) ([]string, error) {
+	if len(req.EmailAddresses) > 0 {
+		return nil, errors.New("ACME certificates name only DNS names and IP addresses (RFC 8555, RFC 8738); remove the e-mail SANs or use another issuer")
+	}
+	var dns, ips []string
+	for _, n := range req.DNSNames {
+		dns = append(dns, strings.ToLower(strings.TrimSuffix(strings.TrimSpace(n), ".")))
+	}
+	for _, s := range req.IPAddresses {
+		ip := net.ParseIP(strings.TrimSpace(s))
+		if ip == nil {
+			return nil, fmt.Errorf("IP address SAN %q does not parse", s)
+		}
+		ips = append(ips, ip.String())
+	}
+	slices.Sort(dns)
+	dns = slices.Compact(dns)
+	slices.Sort(ips)
+	ips = slices.Compact(ips)
+	if len(dns)+len(ips) == 0 {
+		return nil, errors.New("no DNS name or IP address to order a certificate for")
+	}
+	if cn := strings.ToLower(strings.TrimSpace(req.CommonName)); cn != "" {
+		if ip := net.ParseIP(cn); ip != nil {
+			cn = ip.String()
+		}
+		if !slices.Contains(dns, cn) && !slices.Contains(ips, cn) {
+			return nil, fmt.Errorf("common name %q is not one of the subject alternative names; ACME CAs issue only for the order's names, so add it to the certificate's SANs", req.CommonName)
+		}
+	}
+
+	var csrDNS, csrIPs []string
+	for _, n := range csr.DNSNames {
+		csrDNS = append(csrDNS, strings.ToLower(n))
+	}
+	for _, ip := range csr.IPAddresses {
+		csrIPs = append(csrIPs, ip.String())
+	}
+	slices.Sort(csrDNS)
+	csrDNS = slices.Compact(csrDNS)
+	slices.Sort(csrIPs)
+	csrIPs = slices.Compact(csrIPs)
+	if !slices.Equal(dns, csrDNS) || !slices.Equal(ips, csrIPs) {
+		return nil, fmt.Errorf("the CSR's SANs (DNS %v, IP %v) differ from the requested names (DNS %v, IP %v)", csrDNS, csrIPs, dns, ips)
+	}
+	return append(dns, ips...), nil
+}
