@@ -293,7 +293,7 @@ func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) e
 	}
 	w.op = op
 	c := w.item.cert
-	err = e.advance(ctx, op, c, dev, p)
+	err = e.advance(ctx, op, c, w.item.deployment, dev, p)
 	if err != nil && !errors.Is(err, errPending) {
 		op.Attempts++
 		op.LastError = e.opts.Redact(err.Error())
@@ -305,7 +305,7 @@ func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) e
 	return err
 }
 
-func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
+func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate, previous *state.Deployment, dev Device, p sdk.Plugin) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -316,7 +316,7 @@ func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate
 				return err
 			}
 		case state.StepCSR:
-			if err := e.submit(ctx, op, c); err != nil {
+			if err := e.submit(ctx, op, c, previous); err != nil {
 				return err
 			}
 		case state.StepSubmitted:
@@ -368,17 +368,21 @@ func (e *Engine) issuerFor(c Certificate) (issuer.Issuer, chan struct{}, error) 
 	return iss, e.issuerSem[c.Issuer], nil
 }
 
-func orderRequest(op *state.Operation, c Certificate) issuer.Request {
-	return issuer.Request{
+func orderRequest(op *state.Operation, c Certificate, previous *state.Deployment) issuer.Request {
+	req := issuer.Request{
 		CertificateName: c.Name, RequestID: op.RequestID, CSRPEM: op.CSRPEM, CommonName: c.Subject.CommonName,
 		DNSNames: c.SANs.DNSNames, IPAddresses: c.SANs.IPAddresses, EmailAddresses: c.SANs.EmailAddresses,
 		Options: c.IssuerOptions,
 	}
+	if previous != nil && previous.Issuer == c.Issuer {
+		req.PreviousCertPEM = previous.CertPEM
+	}
+	return req
 }
 
 // submit places the order exactly once. Before sending, the operation records that a request is
 // on its way; if the run dies or the answer is lost, the next attempt looks the order up first.
-func (e *Engine) submit(ctx context.Context, op *state.Operation, c Certificate) error {
+func (e *Engine) submit(ctx context.Context, op *state.Operation, c Certificate, previous *state.Deployment) error {
 	iss, sem, err := e.issuerFor(c)
 	if err != nil {
 		return err
@@ -387,7 +391,7 @@ func (e *Engine) submit(ctx context.Context, op *state.Operation, c Certificate)
 		return err
 	}
 	defer release(sem)
-	req := orderRequest(op, c)
+	req := orderRequest(op, c, previous)
 	if op.SubmitState == state.SubmitSending || op.SubmitState == state.SubmitUnknown {
 		e.progress(c, "looking up the order whose placement was interrupted")
 		ref, found, err := iss.Find(ctx, req)

@@ -28,6 +28,9 @@ type Request struct {
 	DNSNames       []string
 	IPAddresses    []string
 	EmailAddresses []string
+	// PreviousCertPEM is the certificate this order replaces, on a renewal (ACME uses it for
+	// the RFC 9773 "replaces" field).
+	PreviousCertPEM string
 	// Options are the certificate's issuer options from the configuration, checked by ValidateOptions.
 	Options map[string]any
 }

@@ -29,6 +29,12 @@ func (i *Issuer) Submit(ctx context.Context, req issuer.Request) (issuer.OrderRe
 	if err != nil {
 		return "", configError(op, "certificate %q: %v", req.CertificateName, err)
 	}
+	if opts.replaces == "" && req.PreviousCertPEM != "" {
+		// A renewal names the certificate it replaces (RFC 9773), so the CA can link them.
+		if opts.replaces, err = replacesCertID(req.PreviousCertPEM); err != nil {
+			return "", configError(op, "certificate %q: previous certificate: %v", req.CertificateName, err)
+		}
+	}
 	csr, err := parseCSR(req.CSRPEM)
 	if err != nil {
 		return "", configError(op, "certificate %q: %v", req.CertificateName, err)
