@@ -1,0 +1,371 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/certfleet/certfleet/plugins/sdk"
+	"gopkg.in/yaml.v3"
+)
+
+// Resolver expands a secret reference such as ${env:NAME} inside a value.
+type Resolver interface {
+	Resolve(ctx context.Context, value string) (string, error)
+}
+
+type loader struct {
+	readFile func(path string) ([]byte, error)
+	resolver Resolver
+	ctx      context.Context
+}
+
+// LoadOption changes how Load reads.
+type LoadOption func(*loader)
+
+// WithFileReader reads configuration files through fn (to decrypt sops files in memory).
+func WithFileReader(fn func(path string) ([]byte, error)) LoadOption {
+	return func(l *loader) { l.readFile = fn }
+}
+
+// WithResolver expands secret references while loading; without it they are only checked.
+func WithResolver(ctx context.Context, r Resolver) LoadOption {
+	return func(l *loader) { l.resolver, l.ctx = r, ctx }
+}
+
+// raw is what one file defines, before defaults and cross-checks.
+type raw struct {
+	file     string
+	sections map[string]*yaml.Node
+	keys     map[string]*yaml.Node
+}
+
+// Load reads path (a file, or a directory of *.yaml / *.yml files) and checks everything. The
+// error, if any, is an *Errors listing every problem.
+func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
+	l := &loader{readFile: os.ReadFile, ctx: context.Background()}
+	for _, o := range opts {
+		o(l)
+	}
+	files, err := configFiles(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	errs := &Errors{}
+	var warnings []Warning
+	var raws []raw
+	for _, f := range files {
+		data, err := l.readFile(f)
+		if err != nil {
+			errs.add(Position{File: f}, "", "", "%v", err)
+			continue
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(data, &doc); err != nil {
+			errs.add(Position{File: f}, "", "fix the YAML syntax", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			continue
+		}
+		if len(doc.Content) == 0 {
+			errs.add(Position{File: f}, "", "add at least `version: v1`", "the file is empty")
+			continue
+		}
+		warnings = append(warnings, l.references(f, doc.Content[0], "", errs)...)
+		if r, ok := splitFile(f, doc.Content[0], errs); ok {
+			raws = append(raws, r)
+		}
+	}
+	cfg := build(raws, errs)
+	if err := errs.Err(); err != nil {
+		return nil, warnings, err
+	}
+	return cfg, warnings, nil
+}
+
+func configFiles(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("configuration %s: %w (give the file or directory with --config)", path, err)
+	}
+	if !st.IsDir() {
+		return []string{path}, nil
+	}
+	var files []string
+	for _, pattern := range []string{"*.yaml", "*.yml"} {
+		m, _ := filepath.Glob(filepath.Join(path, pattern))
+		files = append(files, m...)
+	}
+	sort.Strings(files)
+	if len(files) == 0 {
+		return nil, fmt.Errorf("configuration directory %s holds no *.yaml or *.yml file", path)
+	}
+	return files, nil
+}
+
+var topLevel = []string{"version", "defaults", "state", "logging", "runtime", "plugins", "issuers", "devices", "certificates"}
+
+// splitFile checks a file's top level and keeps its sections.
+func splitFile(file string, root *yaml.Node, errs *Errors) (raw, bool) {
+	w := &walker{file: file, errs: errs}
+	r := raw{file: file, sections: map[string]*yaml.Node{}, keys: map[string]*yaml.Node{}}
+	f := fields{}
+	for _, name := range topLevel {
+		f[name] = func(n *yaml.Node, _ string) { r.sections[name] = n }
+	}
+	w.object(root, "", f)
+	if root.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			r.keys[root.Content[i].Value] = root.Content[i]
+		}
+	}
+	v, ok := r.sections["version"]
+	switch {
+	case !ok:
+		errs.add(Position{File: file, Line: 1}, "version", "add `version: v1` at the top", "is missing")
+		return r, false
+	case v.Value != "v1":
+		errs.add(w.pos(v), "version", "this certfleet reads version v1", "%q is not a known configuration version", v.Value)
+		return r, false
+	}
+	return r, root.Kind == yaml.MappingNode
+}
+
+var (
+	reference = regexp.MustCompile(`\$\{([^}]*)\}`)
+	refForm   = regexp.MustCompile(`^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+|sops:[^#]+#.+)$`)
+)
+
+// secretKeys are fields that hold secrets; a literal value there draws a warning.
+var secretKeys = map[string]bool{
+	"password": true, "client_secret": true, "api_key": true, "token": true, "hmac_key": true,
+	"account_key_passphrase": true, "secret": true, "tsig_secret": true,
+}
+
+// references checks (and, with a resolver, expands) every ${...} in the tree, and warns about
+// secrets written in plain text.
+func (l *loader) references(file string, n *yaml.Node, key string, errs *Errors) []Warning {
+	var warnings []Warning
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			warnings = append(warnings, l.references(file, n.Content[i+1], n.Content[i].Value, errs)...)
+		}
+	case yaml.SequenceNode, yaml.DocumentNode:
+		for _, c := range n.Content {
+			warnings = append(warnings, l.references(file, c, key, errs)...)
+		}
+	case yaml.ScalarNode:
+		pos := Position{File: file, Line: n.Line}
+		unescaped := strings.ReplaceAll(n.Value, "$${", "")
+		refs := reference.FindAllStringSubmatch(unescaped, -1)
+		bad := false
+		for _, m := range refs {
+			if !refForm.MatchString(m[1]) {
+				errs.add(pos, key, "use ${env:NAME}, ${file:/path} or ${sops:/path/file.yaml#key.path}; write $${ for a literal ${", "%q is not a secret reference", m[0])
+				bad = true
+			}
+		}
+		if len(refs) == 0 && secretKeys[key] && n.Value != "" {
+			warnings = append(warnings, Warning{Position: pos, Path: key, Message: "a secret is written in the configuration in plain text",
+				Hint: "use ${env:NAME}, ${file:/path} or a sops-encrypted file"})
+		}
+		if l.resolver != nil && !bad && (len(refs) > 0 || strings.Contains(n.Value, "$${")) {
+			v, err := l.resolver.Resolve(l.ctx, n.Value)
+			if err != nil {
+				errs.add(pos, key, "", "%v", err)
+			} else {
+				n.Value, n.Tag, n.Style = v, "!!str", yaml.DoubleQuotedStyle
+			}
+		}
+	}
+	return warnings
+}
+
+// build merges the files' sections, applies defaults and checks everything across files.
+func build(raws []raw, errs *Errors) *Config {
+	cfg := &Config{Issuers: map[string]*Issuer{}, Devices: map[string]*Device{}, Certificates: map[string]*Certificate{}}
+	var defaults *defaultsSection
+	single := map[string]Position{}
+	for _, r := range raws {
+		cfg.Files = append(cfg.Files, r.file)
+		w := &walker{file: r.file, errs: errs}
+		for _, name := range []string{"defaults", "state", "logging", "runtime", "plugins"} {
+			n, ok := r.sections[name]
+			if !ok {
+				continue
+			}
+			if prev, dup := single[name]; dup {
+				errs.add(w.pos(r.keys[name]), name, "keep it in one file", "is also defined at %s", prev)
+				continue
+			}
+			single[name] = w.pos(r.keys[name])
+			switch name {
+			case "defaults":
+				defaults = w.defaults(n)
+			case "state":
+				w.object(n, "state", fields{"path": func(n *yaml.Node, p string) { cfg.State.Path = w.relPath(w.str(n, p)) }})
+			case "logging":
+				cfg.Logging = w.logging(n)
+			case "runtime":
+				cfg.Runtime = w.runtime(n)
+			case "plugins":
+				w.object(n, "plugins", fields{
+					"dirs": func(n *yaml.Node, p string) {
+						for _, d := range w.stringList(n, p) {
+							cfg.Plugins.Dirs = append(cfg.Plugins.Dirs, w.relPath(d))
+						}
+					},
+					"pins_file": func(n *yaml.Node, p string) { cfg.Plugins.PinsFile = w.relPath(w.str(n, p)) },
+				})
+			}
+		}
+	}
+	if defaults == nil {
+		defaults = &defaultsSection{}
+	}
+	applyRuntimeDefaults(cfg)
+	var certs []*rawCertificate
+	for _, r := range raws {
+		w := &walker{file: r.file, errs: errs}
+		if n, ok := r.sections["issuers"]; ok {
+			w.entries(n, "issuers", func(name string, k, v *yaml.Node, p string) {
+				if prev, dup := cfg.Issuers[name]; dup {
+					errs.add(w.pos(k), p, "names must be unique across files", "issuer %q is also defined at %s", name, prev.Position)
+					return
+				}
+				cfg.Issuers[name] = w.issuer(name, k, v, p)
+			})
+		}
+		if n, ok := r.sections["devices"]; ok {
+			w.entries(n, "devices", func(name string, k, v *yaml.Node, p string) {
+				if prev, dup := cfg.Devices[name]; dup {
+					errs.add(w.pos(k), p, "names must be unique across files", "device %q is also defined at %s", name, prev.Position)
+					return
+				}
+				cfg.Devices[name] = w.device(name, k, v, p, cfg.Runtime.PerDevice)
+			})
+		}
+		if n, ok := r.sections["certificates"]; ok {
+			seen := map[string]Position{}
+			for _, c := range certs {
+				seen[c.cert.Name] = c.cert.Position
+			}
+			w.entries(n, "certificates", func(name string, k, v *yaml.Node, p string) {
+				if prev, dup := seen[name]; dup {
+					errs.add(w.pos(k), p, "names must be unique across files", "certificate %q is also defined at %s", name, prev)
+					return
+				}
+				rc := w.certificate(name, k, v, p)
+				seen[name] = rc.cert.Position
+				certs = append(certs, rc)
+			})
+		}
+	}
+	for _, rc := range certs {
+		c := rc.finish(defaults, cfg, errs)
+		cfg.Certificates[c.Name] = c
+	}
+	checkBindingClaims(cfg, errs)
+	return cfg
+}
+
+func applyRuntimeDefaults(cfg *Config) {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&cfg.Runtime.Workers, 8)
+	def(&cfg.Runtime.PerIssuer, 4)
+	def(&cfg.Runtime.PerDevice, 1)
+	defDur(&cfg.Runtime.CollectTimeout, 5*time.Minute)
+	defDur(&cfg.Runtime.CallTimeout, 2*time.Minute)
+	defDur(&cfg.Runtime.RevocationCheckInterval, 24*time.Hour)
+	if cfg.Logging.Level == "" {
+		cfg.Logging.Level = "info"
+	}
+	if cfg.Logging.Format == "" {
+		cfg.Logging.Format = "text"
+	}
+}
+
+// relPath makes a relative path relative to the configuration file's directory.
+func (w *walker) relPath(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(w.file), p)
+}
+
+func (w *walker) logging(n *yaml.Node) Logging {
+	var l Logging
+	w.object(n, "logging", fields{
+		"level": func(n *yaml.Node, p string) {
+			l.Level = w.str(n, p)
+			switch l.Level {
+			case "trace", "debug", "info", "warn", "error":
+			default:
+				w.errs.add(w.pos(n), p, "use trace, debug, info, warn or error", "%q is not a log level", l.Level)
+			}
+		},
+		"format": func(n *yaml.Node, p string) {
+			l.Format = w.str(n, p)
+			if l.Format != "text" && l.Format != "json" {
+				w.errs.add(w.pos(n), p, "use text or json", "%q is not a log format", l.Format)
+			}
+		},
+	})
+	return l
+}
+
+func (w *walker) runtime(n *yaml.Node) Runtime {
+	var r Runtime
+	w.object(n, "runtime", fields{
+		"workers":                   func(n *yaml.Node, p string) { r.Workers = w.positive(n, p) },
+		"per_issuer":                func(n *yaml.Node, p string) { r.PerIssuer = w.positive(n, p) },
+		"per_device":                func(n *yaml.Node, p string) { r.PerDevice = w.positive(n, p) },
+		"collect_timeout":           func(n *yaml.Node, p string) { r.CollectTimeout = w.duration(n, p) },
+		"call_timeout":              func(n *yaml.Node, p string) { r.CallTimeout = w.duration(n, p) },
+		"revocation_check_interval": func(n *yaml.Node, p string) { r.RevocationCheckInterval = w.duration(n, p) },
+	})
+	return r
+}
+
+// tls decodes a tls block; ca_bundle is inline PEM or a file holding PEM.
+func (w *walker) tls(n *yaml.Node, path string) TLS {
+	var t TLS
+	w.object(n, path, fields{
+		"ca_bundle": func(n *yaml.Node, p string) {
+			v := w.str(n, p)
+			if strings.HasPrefix(strings.TrimSpace(v), "-----BEGIN") {
+				t.CABundlePEM = v
+			} else if v != "" {
+				file := w.relPath(v)
+				data, err := os.ReadFile(file)
+				if err != nil {
+					w.errs.add(w.pos(n), p, "give a PEM file path (relative to this file) or inline PEM", "cannot read %s: %v", file, errors.Unwrap(err))
+					return
+				}
+				t.CABundlePEM = string(data)
+			}
+			if t.CABundlePEM != "" {
+				if _, err := sdk.ParseCertificatesPEM(t.CABundlePEM); err != nil {
+					w.errs.add(w.pos(n), p, "it must hold PEM CERTIFICATE blocks", "%v", err)
+				}
+			}
+		},
+		"insecure_skip_verify": func(n *yaml.Node, p string) { t.InsecureSkipVerify = w.boolean(n, p) },
+		"server_name":          func(n *yaml.Node, p string) { t.ServerName = w.str(n, p) },
+	})
+	return t
+}

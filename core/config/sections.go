@@ -1,0 +1,538 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certfleet/certfleet/core/issuer/acme"
+	"github.com/certfleet/certfleet/plugins/sdk"
+	"gopkg.in/yaml.v3"
+)
+
+// renewal is a renew_before value: a duration or a share of the lifetime.
+type renewal struct {
+	before   time.Duration
+	fraction float64
+	set      bool
+}
+
+func (w *walker) renewal(n *yaml.Node, path string) renewal {
+	if !w.scalar(n, path, "a duration or a percentage") {
+		return renewal{}
+	}
+	v := strings.TrimSpace(n.Value)
+	if pct, ok := strings.CutSuffix(v, "%"); ok {
+		f, err := strconv.ParseFloat(pct, 64)
+		if err != nil || f <= 0 || f >= 100 {
+			w.errs.add(w.pos(n), path, `a share of the lifetime between 0% and 100%, e.g. "33%"`, "%q is not a valid percentage", v)
+			return renewal{}
+		}
+		return renewal{fraction: f / 100, set: true}
+	}
+	d, err := parseDuration(v)
+	if err != nil || d <= 0 {
+		w.errs.add(w.pos(n), path, `write days ("30d"), hours ("72h") or a share of the lifetime ("33%")`, "%q is not a renewal window", v)
+		return renewal{}
+	}
+	return renewal{before: d, set: true}
+}
+
+// keySpec decodes key: {type, bits}; bits may be a curve name for ecdsa.
+func (w *walker) keySpec(n *yaml.Node, path string) (sdk.KeySpec, bool) {
+	var spec sdk.KeySpec
+	var bitsNode *yaml.Node
+	typeSeen := false
+	w.object(n, path, fields{
+		"type": func(n *yaml.Node, p string) {
+			typeSeen = true
+			switch strings.ToLower(w.str(n, p)) {
+			case "rsa":
+				spec.Type = sdk.KeyTypeRSA
+			case "ecdsa", "ec":
+				spec.Type = sdk.KeyTypeECDSA
+			default:
+				w.errs.add(w.pos(n), p, "use rsa or ecdsa", "%q is not a key type", n.Value)
+			}
+		},
+		"bits": func(n *yaml.Node, p string) {
+			bitsNode = n
+			if !w.scalar(n, p, "a key size") {
+				return
+			}
+			curves := map[string]int{"p-256": 256, "p-384": 384, "p-521": 521, "prime256v1": 256, "secp384r1": 384, "secp521r1": 521}
+			if c, ok := curves[strings.ToLower(n.Value)]; ok {
+				spec.Bits = c
+			} else if b, err := strconv.Atoi(n.Value); err == nil {
+				spec.Bits = b
+			} else {
+				w.errs.add(w.pos(n), p, "a number of bits, e.g. 2048, or a curve such as P-256", "%q is not a key size", n.Value)
+			}
+		},
+	})
+	if spec.Type == sdk.KeyTypeUnspecified {
+		if n.Kind == yaml.MappingNode && !typeSeen {
+			w.errs.add(w.pos(n), join(path, "type"), "use rsa or ecdsa", "is missing")
+		}
+		return spec, false
+	}
+	if spec.Bits == 0 {
+		spec.Bits = map[sdk.KeyType]int{sdk.KeyTypeRSA: 2048, sdk.KeyTypeECDSA: 256}[spec.Type]
+	}
+	if !spec.Valid() {
+		at := n
+		if bitsNode != nil {
+			at = bitsNode
+		}
+		hint := "rsa takes 2048, 3072 or 4096"
+		if spec.Type == sdk.KeyTypeECDSA {
+			hint = "ecdsa takes 256, 384 or 521 (P-256, P-384, P-521)"
+		}
+		w.errs.add(w.pos(at), join(path, "bits"), hint, "%d is not a supported %s key size", spec.Bits, spec.Type)
+		return spec, false
+	}
+	return spec, true
+}
+
+func (w *walker) subject(n *yaml.Node, path string) sdk.Subject {
+	var s sdk.Subject
+	w.object(n, path, fields{
+		"common_name":         func(n *yaml.Node, p string) { s.CommonName = w.str(n, p) },
+		"organization":        func(n *yaml.Node, p string) { s.Organization = w.str(n, p) },
+		"organizational_unit": func(n *yaml.Node, p string) { s.OrganizationalUnit = w.str(n, p) },
+		"locality":            func(n *yaml.Node, p string) { s.Locality = w.str(n, p) },
+		"state":               func(n *yaml.Node, p string) { s.State = w.str(n, p) },
+		"country": func(n *yaml.Node, p string) {
+			s.Country = w.str(n, p)
+			if s.Country != "" && !regexp.MustCompile(`^[A-Z]{2}$`).MatchString(s.Country) {
+				w.errs.add(w.pos(n), p, "an ISO 3166 two-letter code in capitals, e.g. GB", "%q is not a country code", s.Country)
+			}
+		},
+		"email": func(n *yaml.Node, p string) {
+			s.Email = w.str(n, p)
+			if s.Email != "" {
+				if _, err := mail.ParseAddress(s.Email); err != nil {
+					w.errs.add(w.pos(n), p, "", "%q is not an e-mail address", s.Email)
+				}
+			}
+		},
+	})
+	return s
+}
+
+type defaultsSection struct {
+	issuer        string
+	key           sdk.KeySpec
+	keySet        bool
+	renew         renewal
+	subject       sdk.Subject
+	issuerOptions map[string]any
+}
+
+func (w *walker) defaults(n *yaml.Node) *defaultsSection {
+	d := &defaultsSection{}
+	w.object(n, "defaults", fields{
+		"issuer":         func(n *yaml.Node, p string) { d.issuer = w.str(n, p) },
+		"key":            func(n *yaml.Node, p string) { d.key, d.keySet = w.keySpec(n, p) },
+		"renew_before":   func(n *yaml.Node, p string) { d.renew = w.renewal(n, p) },
+		"subject":        func(n *yaml.Node, p string) { d.subject = w.subject(n, p) },
+		"issuer_options": func(n *yaml.Node, p string) { d.issuerOptions = w.freeMap(n, p) },
+	})
+	return d
+}
+
+func (w *walker) issuer(name string, k, n *yaml.Node, path string) *Issuer {
+	iss := &Issuer{Name: name, Position: w.pos(k)}
+	var scmNode, acmeNode *yaml.Node
+	var scmPath, acmePath string
+	w.object(n, path, fields{
+		"type":        func(n *yaml.Node, p string) { iss.Type = w.str(n, p) },
+		"concurrency": func(n *yaml.Node, p string) { iss.Concurrency = w.positive(n, p) },
+		"scm":         func(n *yaml.Node, p string) { scmNode, scmPath = n, p },
+		"acme":        func(n *yaml.Node, p string) { acmeNode, acmePath = n, p },
+	})
+	switch iss.Type {
+	case "scm":
+		if acmeNode != nil {
+			w.errs.add(w.pos(acmeNode), acmePath, "remove it, or set type: acme", "an scm issuer takes no acme block")
+		}
+		if scmNode == nil {
+			w.errs.add(w.pos(k), join(path, "scm"), "add scm: {base_url, org_id, auth, ...}", "is missing for an scm issuer")
+			return iss
+		}
+		iss.SCM = w.scm(scmNode, scmPath)
+	case "acme":
+		if scmNode != nil {
+			w.errs.add(w.pos(scmNode), scmPath, "remove it, or set type: scm", "an acme issuer takes no scm block")
+		}
+		if acmeNode == nil {
+			w.errs.add(w.pos(k), join(path, "acme"), "add acme: {directory_url, eab, ...}", "is missing for an acme issuer")
+			return iss
+		}
+		iss.ACME = w.acme(name, acmeNode, acmePath)
+	case "":
+		w.errs.add(w.pos(k), join(path, "type"), "set type: scm or type: acme", "is missing")
+	default:
+		w.errs.add(w.pos(n), join(path, "type"), "use scm or acme", "%q is not an issuer type", iss.Type)
+	}
+	return iss
+}
+
+func (w *walker) httpsURL(n *yaml.Node, p, value string) {
+	u, err := url.Parse(value)
+	if err != nil || u.Host == "" || u.Scheme != "https" {
+		w.errs.add(w.pos(n), p, "an https:// URL", "%q is not an https URL", value)
+	}
+}
+
+func (w *walker) scm(n *yaml.Node, path string) *SCM {
+	s := &SCM{Auth: "oauth2"}
+	var orgSet bool
+	w.object(n, path, fields{
+		"base_url":      func(n *yaml.Node, p string) { s.BaseURL = w.str(n, p); w.httpsURL(n, p, s.BaseURL) },
+		"customer_uri":  func(n *yaml.Node, p string) { s.CustomerURI = w.str(n, p) },
+		"auth":          func(n *yaml.Node, p string) { s.Auth = w.str(n, p) },
+		"client_id":     func(n *yaml.Node, p string) { s.ClientID = w.str(n, p) },
+		"client_secret": func(n *yaml.Node, p string) { s.ClientSecret = w.str(n, p) },
+		"token_url":     func(n *yaml.Node, p string) { s.TokenURL = w.str(n, p); w.httpsURL(n, p, s.TokenURL) },
+		"login":         func(n *yaml.Node, p string) { s.Login = w.str(n, p) },
+		"password":      func(n *yaml.Node, p string) { s.Password = w.str(n, p) },
+		"org_id":        func(n *yaml.Node, p string) { s.OrgID, orgSet = w.positive(n, p), true },
+		"tls":           func(n *yaml.Node, p string) { s.TLS = w.tls(n, p) },
+		"timeout":       func(n *yaml.Node, p string) { s.Timeout = w.duration(n, p) },
+	})
+	missing := func(field, hint string) { w.errs.add(w.pos(n), join(path, field), hint, "is missing") }
+	if s.BaseURL == "" {
+		missing("base_url", "the SCM API URL, e.g. https://cert-manager.com/api/")
+	}
+	if !orgSet {
+		missing("org_id", "the numeric id of the organization the certificates are ordered for")
+	}
+	switch s.Auth {
+	case "oauth2":
+		if s.ClientID == "" {
+			missing("client_id", "the API client id from SCM's API settings")
+		}
+		if s.ClientSecret == "" {
+			missing("client_secret", "a reference such as ${env:SCM_CLIENT_SECRET}")
+		}
+	case "legacy":
+		for field, hint := range map[string]string{"login": "the API user's login", "password": "a reference such as ${env:SCM_PASSWORD}", "customer_uri": "your SCM customer URI"} {
+			if (field == "login" && s.Login == "") || (field == "password" && s.Password == "") || (field == "customer_uri" && s.CustomerURI == "") {
+				missing(field, hint)
+			}
+		}
+	default:
+		w.errs.add(w.pos(n), join(path, "auth"), "use oauth2 or legacy", "%q is not an SCM authentication mode", s.Auth)
+	}
+	return s
+}
+
+// acme decodes the block into the ACME issuer's own Config, strictly.
+func (w *walker) acme(name string, n *yaml.Node, path string) *acme.Config {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	if err := enc.Encode(n); err != nil {
+		w.errs.add(w.pos(n), path, "", "%v", err)
+		return nil
+	}
+	dec := yaml.NewDecoder(&buf)
+	dec.KnownFields(true)
+	var c acme.Config
+	if err := dec.Decode(&c); err != nil {
+		text := err.Error()
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			text = strings.Join(te.Errors, "; ")
+		}
+		// Lines in the error count from the block's start.
+		msg := regexp.MustCompile(`line (\d+)`).ReplaceAllStringFunc(text, func(m string) string {
+			l, _ := strconv.Atoi(strings.TrimPrefix(m, "line "))
+			return fmt.Sprintf("line %d", l+n.Line-1)
+		})
+		w.errs.add(w.pos(n), path, "see the acme fields in examples/certfleet.yaml", "%s", strings.TrimPrefix(msg, "yaml: "))
+		return nil
+	}
+	c.Name = name
+	if c.DirectoryURL == "" {
+		w.errs.add(w.pos(n), join(path, "directory_url"), "the CA's ACME directory URL", "is missing")
+	} else {
+		w.httpsURL(n, join(path, "directory_url"), c.DirectoryURL)
+	}
+	if c.TLS.CABundlePEM != "" && !strings.HasPrefix(strings.TrimSpace(c.TLS.CABundlePEM), "-----BEGIN") {
+		t := w.tls(&yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Content: []*yaml.Node{
+			{Kind: yaml.ScalarNode, Tag: "!!str", Value: "ca_bundle"}, {Kind: yaml.ScalarNode, Tag: "!!str", Value: c.TLS.CABundlePEM, Line: n.Line},
+		}}, join(path, "tls"))
+		c.TLS.CABundlePEM = t.CABundlePEM
+	}
+	return &c
+}
+
+var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+func (w *walker) device(name string, k, n *yaml.Node, path string, perDevice int) *Device {
+	d := &Device{Name: name, Position: w.pos(k), Concurrency: perDevice, Options: sdk.Options{}}
+	w.object(n, path, fields{
+		"plugin": func(n *yaml.Node, p string) {
+			d.Plugin = w.str(n, p)
+			if d.Plugin != "" && !pluginName.MatchString(d.Plugin) {
+				w.errs.add(w.pos(n), p, "lower-case letters, digits and '-', as in certfleet-plugin-<name>", "%q is not a plugin name", d.Plugin)
+			}
+		},
+		"address": func(n *yaml.Node, p string) { d.Address = w.str(n, p) },
+		"tls":     func(n *yaml.Node, p string) { d.TLS = w.tls(n, p) },
+		"credentials": func(n *yaml.Node, p string) {
+			w.object(n, p, fields{
+				"username": func(n *yaml.Node, p string) { d.Credentials.Username = w.str(n, p) },
+				"password": func(n *yaml.Node, p string) { d.Credentials.Password = w.str(n, p) },
+				"api_key":  func(n *yaml.Node, p string) { d.Credentials.APIKey = w.str(n, p) },
+				"token":    func(n *yaml.Node, p string) { d.Credentials.Token = w.str(n, p) },
+			})
+		},
+		"options":     func(n *yaml.Node, p string) { d.Options = sdk.Options(w.freeMap(n, p)) },
+		"concurrency": func(n *yaml.Node, p string) { d.Concurrency = w.positive(n, p) },
+	})
+	if d.Plugin == "" {
+		w.errs.add(w.pos(k), join(path, "plugin"), "e.g. citrix-nitro, paloalto-panos, f5-bigip or pemdir", "is missing")
+	}
+	if d.Address == "" {
+		w.errs.add(w.pos(k), join(path, "address"), "the device's management address", "is missing")
+	}
+	if d.Options == nil {
+		d.Options = sdk.Options{}
+	}
+	return d
+}
+
+// rawCertificate is a certificate as written, before defaults.
+type rawCertificate struct {
+	w        *walker
+	path     string
+	node     *yaml.Node
+	cert     *Certificate
+	key      sdk.KeySpec
+	keySet   bool
+	keyBad   bool
+	renew    renewal
+	subject  sdk.Subject
+	fieldPos map[string]*yaml.Node
+}
+
+func (w *walker) certificate(name string, k, n *yaml.Node, path string) *rawCertificate {
+	rc := &rawCertificate{w: w, path: path, node: k, fieldPos: map[string]*yaml.Node{},
+		cert: &Certificate{Name: name, Position: w.pos(k), Enabled: true}}
+	c := rc.cert
+	w.object(n, path, fields{
+		"device": func(n *yaml.Node, p string) { c.Device = w.str(n, p); rc.fieldPos["device"] = n },
+		"issuer": func(n *yaml.Node, p string) { c.Issuer = w.str(n, p); rc.fieldPos["issuer"] = n },
+		"subject": func(n *yaml.Node, p string) {
+			rc.subject = w.subject(n, p)
+		},
+		"sans": func(n *yaml.Node, p string) {
+			w.object(n, p, fields{
+				"dns":   func(n *yaml.Node, p string) { c.SANs.DNSNames = w.dnsNames(n, p) },
+				"ip":    func(n *yaml.Node, p string) { c.SANs.IPAddresses = w.ips(n, p) },
+				"email": func(n *yaml.Node, p string) { c.SANs.EmailAddresses = w.emails(n, p) },
+			})
+		},
+		"key": func(n *yaml.Node, p string) {
+			rc.key, rc.keySet = w.keySpec(n, p)
+			rc.keyBad = !rc.keySet
+		},
+		"renew_before":   func(n *yaml.Node, p string) { rc.renew = w.renewal(n, p) },
+		"bindings":       func(n *yaml.Node, p string) { w.bindings(c, n, p) },
+		"issuer_options": func(n *yaml.Node, p string) { c.IssuerOptions = w.freeMap(n, p) },
+		"enabled":        func(n *yaml.Node, p string) { c.Enabled = w.boolean(n, p) },
+	})
+	return rc
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+func validDNSName(s string) bool {
+	s = strings.ToLower(strings.TrimSuffix(s, "."))
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	labels := strings.Split(s, ".")
+	for i, l := range labels {
+		if l == "*" && i == 0 && len(labels) > 2 {
+			continue
+		}
+		if !dnsLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *walker) dnsNames(n *yaml.Node, path string) []string {
+	names := w.stringList(n, path)
+	for i, s := range names {
+		if !validDNSName(s) {
+			at := n
+			if n.Kind == yaml.SequenceNode && i < len(n.Content) {
+				at = n.Content[i]
+			}
+			w.errs.add(w.pos(at), fmt.Sprintf("%s[%d]", path, i), "letters, digits and '-' in dot-separated labels; a wildcard only as the whole leftmost label (*.example.com)", "%q is not a valid DNS name", s)
+		}
+	}
+	return names
+}
+
+func (w *walker) ips(n *yaml.Node, path string) []string {
+	ips := w.stringList(n, path)
+	for i, s := range ips {
+		if net.ParseIP(s) == nil {
+			w.errs.add(w.pos(n), fmt.Sprintf("%s[%d]", path, i), "an IPv4 or IPv6 address", "%q is not an IP address", s)
+		}
+	}
+	return ips
+}
+
+func (w *walker) emails(n *yaml.Node, path string) []string {
+	list := w.stringList(n, path)
+	for i, s := range list {
+		if a, err := mail.ParseAddress(s); err != nil || a.Address != s {
+			w.errs.add(w.pos(n), fmt.Sprintf("%s[%d]", path, i), "a plain address such as ops@example.com", "%q is not an e-mail address", s)
+		}
+	}
+	return list
+}
+
+func (w *walker) bindings(c *Certificate, n *yaml.Node, path string) {
+	if n.Kind != yaml.SequenceNode {
+		w.errs.add(w.pos(n), path, "a list of {kind, name}", "must be a list, not %s", kindName(n))
+		return
+	}
+	for i, item := range n.Content {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		var b sdk.Binding
+		w.object(item, p, fields{
+			"kind":    func(n *yaml.Node, p string) { b.Kind = w.str(n, p) },
+			"name":    func(n *yaml.Node, p string) { b.Name = w.str(n, p) },
+			"sni":     func(n *yaml.Node, p string) { b.SNI = w.boolean(n, p) },
+			"options": func(n *yaml.Node, p string) { b.Options = sdk.Options(w.freeMap(n, p)) },
+		})
+		if b.Kind == "" {
+			w.errs.add(w.pos(item), join(p, "kind"), "the binding kind the device's plugin declares (certfleet plugins inspect NAME)", "is missing")
+		}
+		if b.Name == "" {
+			w.errs.add(w.pos(item), join(p, "name"), "the name of the vserver, profile or link on the device", "is missing")
+		}
+		c.Bindings = append(c.Bindings, b)
+		c.BindingPositions = append(c.BindingPositions, w.pos(item))
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// finish applies the defaults and checks references to devices and issuers.
+func (rc *rawCertificate) finish(d *defaultsSection, cfg *Config, errs *Errors) *Certificate {
+	c, w := rc.cert, rc.w
+	if c.Issuer == "" {
+		c.Issuer = d.issuer
+	}
+	switch {
+	case rc.keySet:
+		c.Key = rc.key
+	case rc.keyBad:
+	case d.keySet:
+		c.Key = d.key
+	default:
+		c.Key = sdk.KeySpec{Type: sdk.KeyTypeRSA, Bits: 2048}
+	}
+	r := rc.renew
+	if !r.set {
+		r = d.renew
+	}
+	if !r.set {
+		r = renewal{before: 30 * 24 * time.Hour}
+	}
+	c.RenewBefore, c.RenewFraction = r.before, r.fraction
+	s, ds := rc.subject, d.subject
+	or := func(v, def string) string {
+		if v == "" {
+			return def
+		}
+		return v
+	}
+	c.Subject = sdk.Subject{
+		CommonName: s.CommonName, Organization: or(s.Organization, ds.Organization),
+		OrganizationalUnit: or(s.OrganizationalUnit, ds.OrganizationalUnit), Locality: or(s.Locality, ds.Locality),
+		State: or(s.State, ds.State), Country: or(s.Country, ds.Country), Email: or(s.Email, ds.Email),
+	}
+	if c.Subject.CommonName == "" && len(c.SANs.DNSNames) > 0 {
+		c.Subject.CommonName = c.SANs.DNSNames[0]
+	}
+	if c.Subject.CommonName == "" && len(c.SANs.DNSNames) == 0 && len(c.SANs.IPAddresses) == 0 {
+		errs.add(c.Position, join(rc.path, "sans.dns"), "list the names the certificate must cover", "the certificate has no names: set subject.common_name or sans.dns")
+	}
+	if len(d.issuerOptions) > 0 {
+		merged := map[string]any{}
+		for k, v := range d.issuerOptions {
+			merged[k] = v
+		}
+		for k, v := range c.IssuerOptions {
+			merged[k] = v
+		}
+		c.IssuerOptions = merged
+	}
+	if c.Device == "" {
+		errs.add(c.Position, join(rc.path, "device"), "the name of a device under devices:", "is missing")
+	} else if _, ok := cfg.Devices[c.Device]; !ok {
+		errs.add(w.pos(rc.fieldPos["device"]), join(rc.path, "device"), "known devices: "+strings.Join(sortedKeys(cfg.Devices), ", "), "device %q is not defined", c.Device)
+	}
+	if c.Issuer == "" {
+		errs.add(c.Position, join(rc.path, "issuer"), "set issuer here or defaults.issuer", "is missing")
+	} else if _, ok := cfg.Issuers[c.Issuer]; !ok {
+		at := c.Position
+		if n := rc.fieldPos["issuer"]; n != nil {
+			at = w.pos(n)
+		}
+		errs.add(at, join(rc.path, "issuer"), "known issuers: "+strings.Join(sortedKeys(cfg.Issuers), ", "), "issuer %q is not defined", c.Issuer)
+	}
+	if len(c.Bindings) == 0 {
+		errs.add(c.Position, join(rc.path, "bindings"), "list where the device serves it, e.g. [{kind: lb-vserver, name: vs_www}]", "the certificate has no bindings")
+	}
+	return c
+}
+
+// checkBindingClaims rejects two certificates bound to the same place on the same device.
+func checkBindingClaims(cfg *Config, errs *Errors) {
+	type claim struct {
+		cert string
+		pos  Position
+	}
+	claims := map[string]claim{}
+	for _, name := range sortedKeys(cfg.Certificates) {
+		c := cfg.Certificates[name]
+		for i, b := range c.Bindings {
+			if b.Kind == "" || b.Name == "" || b.SNI {
+				continue // SNI certificates share a place by design
+			}
+			key := c.Device + "|" + b.Kind + "|" + b.Name
+			if prev, ok := claims[key]; ok && prev.cert != name {
+				errs.add(c.BindingPositions[i], fmt.Sprintf("certificates.%s.bindings[%d]", name, i), "a place serves one certificate; use SNI bindings or separate names",
+					"%s/%s on device %s is also bound by certificate %q (%s)", b.Kind, b.Name, c.Device, prev.cert, prev.pos)
+				continue
+			}
+			claims[key] = claim{cert: name, pos: c.BindingPositions[i]}
+		}
+	}
+}

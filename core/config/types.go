@@ -1,0 +1,122 @@
+// Package config loads and checks certfleet's YAML configuration (version v1) from one file or a
+// directory of files. Every problem is reported at once, with file, line, field and a hint,
+// before anything is contacted. Secrets are references (${env:NAME}, ${file:PATH},
+// ${sops:PATH#key.path}) that a Resolver expands; validation only checks their form.
+package config
+
+import (
+	"time"
+
+	"github.com/certfleet/certfleet/core/issuer/acme"
+	"github.com/certfleet/certfleet/plugins/sdk"
+)
+
+// DefaultPath is where the configuration is read from when no --config is given.
+const DefaultPath = "/etc/certfleet"
+
+// Config is the whole configuration, with defaults applied to every certificate.
+type Config struct {
+	// Files are the files read, in order.
+	Files        []string
+	State        State
+	Logging      Logging
+	Runtime      Runtime
+	Plugins      Plugins
+	Issuers      map[string]*Issuer
+	Devices      map[string]*Device
+	Certificates map[string]*Certificate
+}
+
+// State says where the state database lives.
+type State struct {
+	Path string
+}
+
+// Logging settings.
+type Logging struct {
+	Level  string // trace|debug|info|warn|error
+	Format string // text|json
+}
+
+// Runtime bounds concurrency and waiting.
+type Runtime struct {
+	Workers   int
+	PerIssuer int
+	PerDevice int
+	// CollectTimeout is how long a run polls a pending order before leaving it for the next run.
+	CollectTimeout time.Duration
+	// CallTimeout bounds each plugin call.
+	CallTimeout time.Duration
+	// RevocationCheckInterval is how often the CA is asked about each deployed certificate.
+	RevocationCheckInterval time.Duration
+}
+
+// Plugins settings.
+type Plugins struct {
+	Dirs     []string
+	PinsFile string
+}
+
+// TLS is how a management or CA endpoint's certificate is verified.
+type TLS struct {
+	// CABundlePEM is the content of the configured ca_bundle (a file path or inline PEM).
+	CABundlePEM        string
+	InsecureSkipVerify bool
+	ServerName         string
+}
+
+// Issuer is one CA account.
+type Issuer struct {
+	Name        string
+	Type        string // scm | acme
+	Concurrency int
+	SCM         *SCM
+	ACME        *acme.Config
+	Position    Position
+}
+
+// SCM is a Sectigo Certificate Manager account.
+type SCM struct {
+	BaseURL      string
+	CustomerURI  string
+	Auth         string // oauth2 | legacy
+	ClientID     string
+	ClientSecret string
+	TokenURL     string
+	Login        string
+	Password     string
+	OrgID        int
+	TLS          TLS
+	Timeout      time.Duration
+}
+
+// Device is one appliance (or pemdir directory) driven by a plugin.
+type Device struct {
+	Name        string
+	Plugin      string
+	Address     string
+	TLS         TLS
+	Credentials sdk.Credentials
+	Options     sdk.Options
+	Concurrency int
+	Position    Position
+}
+
+// Certificate is one certificate to keep alive, with defaults applied.
+type Certificate struct {
+	Name    string
+	Device  string
+	Issuer  string
+	Subject sdk.Subject
+	SANs    sdk.SANs
+	Key     sdk.KeySpec
+	// RenewBefore, or RenewFraction (a share of the lifetime, 0..1) when set.
+	RenewBefore   time.Duration
+	RenewFraction float64
+	Bindings      []sdk.Binding
+	IssuerOptions map[string]any
+	Enabled       bool
+	Position      Position
+	// BindingPositions are where each binding was written, for later messages.
+	BindingPositions []Position
+}

@@ -1,0 +1,223 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// walker decodes a YAML node tree by hand, so that every unknown key and every wrong value is
+// reported with its own line, and decoding goes on after a problem.
+type walker struct {
+	file string
+	errs *Errors
+}
+
+func (w *walker) pos(n *yaml.Node) Position { return Position{File: w.file, Line: n.Line} }
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// fields maps the keys a mapping may hold to their decoders.
+type fields map[string]func(n *yaml.Node, path string)
+
+func (f fields) names() []string {
+	out := make([]string, 0, len(f))
+	for k := range f {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	if n.Tag == "!!null" {
+		return "empty"
+	}
+	return strings.TrimPrefix(n.Tag, "!!") + " " + strconv.Quote(n.Value)
+}
+
+// object walks a mapping, calling the decoder of each key and reporting unknown or repeated keys.
+func (w *walker) object(n *yaml.Node, path string, f fields) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		w.errs.add(w.pos(n), path, "", "must be a mapping, not %s", kindName(n))
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		p := join(path, k.Value)
+		if seen[k.Value] {
+			w.errs.add(w.pos(k), p, "remove one of them", "is set twice")
+			continue
+		}
+		seen[k.Value] = true
+		dec, ok := f[k.Value]
+		if !ok {
+			hint := "known fields: " + strings.Join(f.names(), ", ")
+			if s := suggest(k.Value, f.names()); s != "" {
+				hint = fmt.Sprintf("did you mean %q?", s)
+			}
+			w.errs.add(w.pos(k), p, hint, "unknown field %q", k.Value)
+			continue
+		}
+		dec(v, p)
+	}
+}
+
+// entries walks a mapping of names to objects (issuers, devices, certificates).
+func (w *walker) entries(n *yaml.Node, path string, each func(name string, key, value *yaml.Node, path string)) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		w.errs.add(w.pos(n), path, "write it as name: {fields}", "must be a mapping of names, not %s", kindName(n))
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		p := join(path, k.Value)
+		if seen[k.Value] {
+			w.errs.add(w.pos(k), p, "names must be unique", "is defined twice in this file")
+			continue
+		}
+		seen[k.Value] = true
+		if !validName.MatchString(k.Value) {
+			w.errs.add(w.pos(k), p, "use letters, digits, '.', '_' and '-'", "name %q is not allowed", k.Value)
+			continue
+		}
+		each(k.Value, k, v, p)
+	}
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+func (w *walker) scalar(n *yaml.Node, path, want string) bool {
+	if n.Kind != yaml.ScalarNode {
+		w.errs.add(w.pos(n), path, "", "must be %s, not %s", want, kindName(n))
+		return false
+	}
+	return true
+}
+
+func (w *walker) str(n *yaml.Node, path string) string {
+	if !w.scalar(n, path, "a string") || n.Tag == "!!null" {
+		return ""
+	}
+	return n.Value
+}
+
+func (w *walker) integer(n *yaml.Node, path string) int {
+	if !w.scalar(n, path, "a whole number") {
+		return 0
+	}
+	v, err := strconv.Atoi(n.Value)
+	if err != nil || n.Tag != "!!int" {
+		w.errs.add(w.pos(n), path, "", "must be a whole number, not %s", kindName(n))
+		return 0
+	}
+	return v
+}
+
+func (w *walker) positive(n *yaml.Node, path string) int {
+	v := w.integer(n, path)
+	if v < 1 && n.Tag == "!!int" {
+		w.errs.add(w.pos(n), path, "", "must be 1 or more, not %d", v)
+	}
+	return v
+}
+
+func (w *walker) boolean(n *yaml.Node, path string) bool {
+	if !w.scalar(n, path, "true or false") {
+		return false
+	}
+	if n.Tag != "!!bool" {
+		w.errs.add(w.pos(n), path, "", "must be true or false, not %s", kindName(n))
+		return false
+	}
+	return n.Value == "true"
+}
+
+// parseDuration reads Go durations plus days ("30d").
+func parseDuration(s string) (time.Duration, error) {
+	if strings.HasSuffix(s, "d") {
+		days, err := strconv.ParseFloat(strings.TrimSuffix(s, "d"), 64)
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(days * 24 * float64(time.Hour)), nil
+	}
+	return time.ParseDuration(s)
+}
+
+func (w *walker) duration(n *yaml.Node, path string) time.Duration {
+	if !w.scalar(n, path, "a duration") {
+		return 0
+	}
+	d, err := parseDuration(n.Value)
+	if err != nil || d <= 0 {
+		w.errs.add(w.pos(n), path, `write e.g. "30d", "12h" or "90s"`, "%q is not a positive duration", n.Value)
+		return 0
+	}
+	return d
+}
+
+func (w *walker) stringList(n *yaml.Node, path string) []string {
+	if n.Kind == yaml.ScalarNode {
+		if n.Tag == "!!null" {
+			return nil
+		}
+		return []string{n.Value}
+	}
+	if n.Kind != yaml.SequenceNode {
+		w.errs.add(w.pos(n), path, "", "must be a list of strings, not %s", kindName(n))
+		return nil
+	}
+	out := make([]string, 0, len(n.Content))
+	for i, item := range n.Content {
+		if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
+			w.errs.add(w.pos(item), fmt.Sprintf("%s[%d]", path, i), "", "must be a string, not %s", kindName(item))
+			continue
+		}
+		out = append(out, item.Value)
+	}
+	return out
+}
+
+// freeMap decodes a free-form mapping (vendor options, issuer options).
+func (w *walker) freeMap(n *yaml.Node, path string) map[string]any {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		w.errs.add(w.pos(n), path, "", "must be a mapping, not %s", kindName(n))
+		return nil
+	}
+	var out map[string]any
+	if err := n.Decode(&out); err != nil {
+		w.errs.add(w.pos(n), path, "", "%v", err)
+		return nil
+	}
+	return out
+}
