@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -60,8 +61,8 @@ type PlanOptions struct {
 // inventory is what one device holds.
 type inventory struct {
 	certs map[string]sdk.DeviceCertificate // by cert_ref
-	// boundAt maps "kind/name" to the cert_ref bound there.
-	boundAt map[string]string
+	// boundAt maps "kind/name" to the cert_refs bound there (several with SNI).
+	boundAt map[string][]string
 	err     error
 }
 
@@ -154,14 +155,19 @@ func (e *Engine) inventory(ctx context.Context, deviceName string) inventory {
 	if err != nil {
 		return inventory{err: fmt.Errorf("inventory of %s: %w", deviceName, err)}
 	}
-	inv := inventory{certs: make(map[string]sdk.DeviceCertificate, len(list)), boundAt: map[string]string{}}
+	inv := inventory{certs: make(map[string]sdk.DeviceCertificate, len(list)), boundAt: map[string][]string{}}
 	for _, dc := range list {
 		inv.certs[dc.CertRef] = dc
 		for _, b := range dc.Bindings {
-			inv.boundAt[bindingKey(b)] = dc.CertRef
+			inv.boundAt[bindingKey(b)] = append(inv.boundAt[bindingKey(b)], dc.CertRef)
 		}
 	}
 	return inv
+}
+
+// bound reports whether certRef is bound at b.
+func (inv inventory) bound(b sdk.Binding, certRef string) bool {
+	return slices.Contains(inv.boundAt[bindingKey(b)], certRef)
 }
 
 // renewAt is when a certificate with the given validity becomes due.
@@ -204,7 +210,8 @@ func decide(c Certificate, d *state.Deployment, inv inventory, force bool, now t
 	}
 	var drift []string
 	for _, b := range c.Bindings {
-		if got := inv.boundAt[bindingKey(b)]; got != d.CertRef {
+		if !inv.bound(b, d.CertRef) {
+			got := strings.Join(inv.boundAt[bindingKey(b)], "+")
 			if got == "" {
 				got = "nothing"
 			}

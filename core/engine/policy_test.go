@@ -34,7 +34,7 @@ func TestDecide(t *testing.T) {
 	}
 	healthy := inventory{
 		certs:   map[string]sdk.DeviceCertificate{"www-1": {CertRef: "www-1", SHA256Fingerprint: "aa"}},
-		boundAt: map[string]string{"live-link/www": "www-1"},
+		boundAt: map[string][]string{"live-link/www": {"www-1"}},
 	}
 	for _, tc := range []struct {
 		name   string
@@ -62,13 +62,13 @@ func TestDecide(t *testing.T) {
 			d: deployed(nil), inv: healthy, action: ActionRenew, reason: "names or key changed"},
 		{name: "key changed", cert: func(c *Certificate) { c.KeySpec = sdk.KeySpec{Type: sdk.KeyTypeRSA, Bits: 3072} },
 			d: deployed(nil), inv: healthy, action: ActionRenew, reason: "names or key changed"},
-		{name: "certificate gone from the device", d: deployed(nil), inv: inventory{certs: map[string]sdk.DeviceCertificate{}, boundAt: map[string]string{}},
+		{name: "certificate gone from the device", d: deployed(nil), inv: inventory{certs: map[string]sdk.DeviceCertificate{}, boundAt: map[string][]string{}},
 			action: ActionRenew, reason: "no longer on the device"},
 		{name: "another certificate under the same name", d: deployed(nil),
 			inv:    inventory{certs: map[string]sdk.DeviceCertificate{"www-1": {CertRef: "www-1", SHA256Fingerprint: "bb"}}, boundAt: healthy.boundAt},
 			action: ActionRenew, reason: "not the certificate that was deployed"},
 		{name: "binding points elsewhere", d: deployed(nil),
-			inv:    inventory{certs: healthy.certs, boundAt: map[string]string{"live-link/www": "manual"}},
+			inv:    inventory{certs: healthy.certs, boundAt: map[string][]string{"live-link/www": {"manual"}}},
 			action: ActionRebind, reason: "drift: live-link/www serves manual instead of www-1"},
 		{name: "new binding in the configuration", cert: func(c *Certificate) { c.Bindings = append(c.Bindings, sdk.Binding{Kind: "live-link", Name: "api"}) },
 			d: deployed(nil), inv: healthy, action: ActionRebind, reason: "live-link/api serves nothing"},

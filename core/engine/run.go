@@ -575,7 +575,7 @@ func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 		}
 		var missing []string
 		for _, b := range w.item.cert.Bindings {
-			if inv.boundAt[bindingKey(b)] != w.op.CertRef {
+			if !inv.bound(b, w.op.CertRef) {
 				missing = append(missing, bindingKey(b))
 			}
 		}

@@ -72,10 +72,10 @@ func (e *Engine) Status(ctx context.Context) ([]StatusRow, error) {
 
 // decideFromState applies the renewal policy as if the device held exactly what was deployed.
 func decideFromState(c Certificate, d *state.Deployment, now time.Time) (Action, string) {
-	inv := inventory{certs: map[string]sdk.DeviceCertificate{}, boundAt: map[string]string{}}
+	inv := inventory{certs: map[string]sdk.DeviceCertificate{}, boundAt: map[string][]string{}}
 	inv.certs[d.CertRef] = sdk.DeviceCertificate{CertRef: d.CertRef, SHA256Fingerprint: d.Fingerprint}
 	for _, b := range c.Bindings {
-		inv.boundAt[bindingKey(b)] = d.CertRef
+		inv.boundAt[bindingKey(b)] = []string{d.CertRef}
 	}
 	return decide(c, d, inv, false, now)
 }
