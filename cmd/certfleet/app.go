@@ -43,6 +43,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			versionCommand(),
+			validateCommand(),
+			planCommand(),
+			runCommand(),
+			statusCommand(),
+			revokeCommand(),
 			pluginsCommand(),
 		},
 	}

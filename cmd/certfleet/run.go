@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/core/engine"
+	"github.com/certfleet/certfleet/core/issuer"
 	"github.com/certfleet/certfleet/core/state"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -190,3 +191,36 @@ func progressPrinter(w io.Writer) func(engine.Event) {
 	}
 }
 
+func revokeCommand() *cli.Command {
+	reasons := map[string]issuer.RevokeReason{
+		"unspecified": issuer.ReasonUnspecified, "key-compromise": issuer.ReasonKeyCompromise,
+		"affiliation-changed": issuer.ReasonAffiliationChanged, "superseded": issuer.ReasonSuperseded,
+		"cessation-of-operation": issuer.ReasonCessationOfOperation,
+	}
+	return &cli.Command{
+		Name:      "revoke",
+		Usage:     "revoke a certificate's deployed certificate at its CA; the next run replaces it",
+		ArgsUsage: "CERTIFICATE",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "reason", Value: "superseded",
+			Usage: "unspecified, key-compromise, affiliation-changed, superseded or cessation-of-operation"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cli.Exit("usage: certfleet revoke [--reason REASON] CERTIFICATE", 2)
+			}
+			reason, ok := reasons[c.String("reason")]
+			if !ok {
+				return cli.Exit(fmt.Sprintf("--reason %q: use unspecified, key-compromise, affiliation-changed, superseded or cessation-of-operation", c.String("reason")), 2)
+			}
+			env, err := setup(c, false)
+			if err != nil {
+				return err
+			}
+			defer env.close()
+			if err := env.engine.Revoke(c.Context, c.Args().First(), reason); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "revoked %s; `certfleet run` will replace it\n", c.Args().First())
+			return nil
+		},
+	}
+}

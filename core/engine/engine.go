@@ -45,6 +45,9 @@ type Options struct {
 	Now func() time.Time
 	// Backoff is the first wait between collects of a pending order (1s when zero).
 	Backoff time.Duration
+	// AfterStep, when set, is called after each step of an operation is recorded (fault
+	// injection for the crash tests; see cmd/certfleet).
+	AfterStep func(op *state.Operation)
 }
 
 // Event is one step of progress on a certificate.

@@ -282,7 +282,13 @@ func (e *Engine) discardKey(ctx context.Context, dev Device, p sdk.Plugin, op *s
 // save records op's step; failures to record stop the certificate, since going on would act
 // without a record to resume from.
 func (e *Engine) save(ctx context.Context, op *state.Operation) error {
-	return e.opts.Store.SaveOperation(context.WithoutCancel(ctx), op)
+	if err := e.opts.Store.SaveOperation(context.WithoutCancel(ctx), op); err != nil {
+		return err
+	}
+	if e.opts.AfterStep != nil {
+		e.opts.AfterStep(op)
+	}
+	return nil
 }
 
 // carry takes one certificate's operation as far as Bound (or Committed, when resuming).

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+
+	"github.com/certfleet/certfleet/core/config"
+	"github.com/certfleet/certfleet/core/engine"
+	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/issuer/acme"
+	"github.com/certfleet/certfleet/core/pluginhost"
+	"github.com/certfleet/certfleet/core/secret"
+	"github.com/certfleet/certfleet/core/state"
+	"github.com/certfleet/certfleet/plugins/sdk"
+	"github.com/hashicorp/go-hclog"
+	"github.com/urfave/cli/v2"
+)
+
+// environment is everything a command that drives certificates needs, built from the flags and
+// the configuration.
+type environment struct {
+	cfg      *config.Config
+	log      hclog.Logger
+	redactor *secret.Redactor
+	store    *state.SQLite
+	host     *pluginhost.Host
+	engine   *engine.Engine
+	closers  []func()
+}
+
+func (env *environment) close() {
+	for i := len(env.closers) - 1; i >= 0; i-- {
+		env.closers[i]()
+	}
+}
+
+// redactedLogger is the host logger: everything it writes (plugin logs included) passes through
+// the redactor, which learns every secret as it is resolved.
+func redactedLogger(c *cli.Context, r *secret.Redactor) (hclog.Logger, *secret.Writer) {
+	out := r.Writer(c.App.ErrWriter)
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "certfleet",
+		Level:      hclog.LevelFromString(c.String("log-level")),
+		JSONFormat: c.String("log-format") == "json",
+		Output:     out,
+		Color:      hclog.ColorOff,
+	}), out
+}
+
+// loadConfig reads the configuration, decrypting sops files in memory; with resolve, secret
+// references are expanded (and registered with the redactor).
+func loadConfig(ctx context.Context, path string, redactor *secret.Redactor, resolve bool, log hclog.Logger) (*config.Config, error) {
+	opts := []config.LoadOption{config.WithFileReader(func(p string) ([]byte, error) { return secret.ReadFile(ctx, p) })}
+	var resolver *secret.Resolver
+	if resolve {
+		base := path
+		if cfgIsFile(path) {
+			base = filepath.Dir(path)
+		}
+		resolver = &secret.Resolver{Redactor: redactor, BaseDir: base}
+		opts = append(opts, config.WithResolver(ctx, resolver))
+	}
+	cfg, warnings, err := config.Load(path, opts...)
+	for _, w := range warnings {
+		log.Warn(w.String())
+	}
+	if resolver != nil {
+		for _, w := range resolver.Warnings() {
+			log.Warn(w.String())
+		}
+	}
+	return cfg, err
+}
+
+// setup builds the environment for plan, run and status.
+func setup(c *cli.Context, progress bool) (*environment, error) {
+	ctx := c.Context
+	redactor := secret.NewRedactor()
+	log, logOut := redactedLogger(c, redactor)
+	env := &environment{log: log, redactor: redactor}
+	env.closers = append(env.closers, func() { _ = logOut.Flush() })
+	cfg, err := loadConfig(ctx, c.String("config"), redactor, true, log)
+	if err != nil {
+		env.close()
+		return nil, cli.Exit(redactor.Redact(err.Error()), 2)
+	}
+	env.cfg = cfg
+	registerCredentials(redactor, cfg)
+
+	statePath := cfg.State.Path
+	if statePath == "" {
+		statePath = filepath.Join(defaultStateDir(), "state.db")
+	}
+	store, err := state.Open(ctx, statePath)
+	if err != nil {
+		env.close()
+		return nil, err
+	}
+	env.store = store
+	env.closers = append(env.closers, func() { store.Close() })
+
+	pins := cfg.Plugins.PinsFile
+	if pins == "" {
+		pins = filepath.Join(filepath.Dir(statePath), "plugins.lock.json")
+	}
+	env.host = newPluginHost(c, log, cfg.Plugins.Dirs, pins)
+	env.closers = append(env.closers, env.host.Close)
+
+	issuers, err := buildIssuers(cfg, store, c.App.ErrWriter, redactor)
+	if err != nil {
+		env.close()
+		return nil, cli.Exit(redactor.Redact(err.Error()), 2)
+	}
+	if err := checkAgainstPlugins(ctx, env, issuers); err != nil {
+		env.close()
+		return nil, cli.Exit(err.Error(), 2)
+	}
+	opts := engine.Options{
+		Store: store,
+		Plugins: func(name string) (sdk.Plugin, error) {
+			return env.host.Plugin(name)
+		},
+		Issuers:                 issuers,
+		Devices:                 engineDevices(cfg),
+		Certificates:            engineCertificates(cfg),
+		Workers:                 cfg.Runtime.Workers,
+		PerIssuer:               cfg.Runtime.PerIssuer,
+		CollectTimeout:          cfg.Runtime.CollectTimeout,
+		CallTimeout:             cfg.Runtime.CallTimeout,
+		RevocationCheckInterval: cfg.Runtime.RevocationCheckInterval,
+		Logger:                  log,
+		Redact:                  redactor.Redact,
+	}
+	opts.AfterStep = crashAfterStep(log)
+	if progress {
+		opts.Progress = progressPrinter(redactor.Writer(c.App.ErrWriter))
+	}
+	env.engine = engine.New(opts)
+	return env, nil
+}
+
+// crashAfterStep implements CERTFLEET_CRASH_AFTER_STEP=<step>: the process kills itself with
+// SIGKILL right after recording that step, so the crash tests can stop a real run at every point
+// where it can die. It is a fault-injection knob, never set in production.
+func crashAfterStep(log hclog.Logger) func(*state.Operation) {
+	step := os.Getenv("CERTFLEET_CRASH_AFTER_STEP")
+	if step == "" {
+		return nil
+	}
+	submit := os.Getenv("CERTFLEET_CRASH_AFTER_SUBMIT_STATE")
+	return func(op *state.Operation) {
+		if string(op.Step) == step && (submit == "" || string(op.SubmitState) == submit) {
+			log.Warn("CERTFLEET_CRASH_AFTER_STEP: killing this process", "step", step, "certificate", op.Certificate)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+}
+
+func registerCredentials(r *secret.Redactor, cfg *config.Config) {
+	for _, d := range cfg.Devices {
+		r.Add(d.Credentials.Password, d.Credentials.APIKey, d.Credentials.Token)
+		r.AddBasicAuth(d.Credentials.Username, d.Credentials.Password)
+	}
+	for _, iss := range cfg.Issuers {
+		if iss.SCM != nil {
+			r.Add(iss.SCM.ClientSecret, iss.SCM.Password)
+		}
+		if iss.ACME != nil {
+			r.Add(iss.ACME.EAB.HMACKey, iss.ACME.AccountKeyPassphrase)
+			for _, v := range iss.ACME.DNS.Settings {
+				r.Add(v)
+			}
+		}
+	}
+}
+
+func buildIssuers(cfg *config.Config, store *state.SQLite, logOut io.Writer, redactor *secret.Redactor) (map[string]issuer.Issuer, error) {
+	out := map[string]issuer.Issuer{}
+	var errs []error
+	names := make([]string, 0, len(cfg.Issuers))
+	for name := range cfg.Issuers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	slogger := slog.New(slog.NewTextHandler(redactor.Writer(logOut), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	for _, name := range names {
+		ic := cfg.Issuers[name]
+		var (
+			iss issuer.Issuer
+			err error
+		)
+		switch ic.Type {
+		case "acme":
+			iss, err = acme.New(*ic.ACME, acme.BlobAccountStore(store), acme.WithLogger(slogger.With("issuer", name)))
+		case "scm":
+			iss, err = newSCMIssuer(name, ic.SCM, slogger.With("issuer", name))
+		default:
+			err = fmt.Errorf("unknown type %q", ic.Type)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: issuer %s: %w", ic.Position, name, err))
+			continue
+		}
+		out[name] = iss
+	}
+	return out, errors.Join(errs...)
+}
+
+func targetTLS(t config.TLS) sdk.TLSConfig {
+	return sdk.TLSConfig{InsecureSkipVerify: t.InsecureSkipVerify, CABundlePEM: t.CABundlePEM, ServerName: t.ServerName}
+}
+
+func engineDevices(cfg *config.Config) map[string]engine.Device {
+	out := make(map[string]engine.Device, len(cfg.Devices))
+	for name, d := range cfg.Devices {
+		out[name] = engine.Device{
+			Name: name, Plugin: d.Plugin, Concurrency: d.Concurrency,
+			Target: sdk.Target{Name: name, Address: d.Address, TLS: targetTLS(d.TLS), Credentials: d.Credentials, Options: d.Options},
+		}
+	}
+	return out
+}
+
+func engineCertificates(cfg *config.Config) []engine.Certificate {
+	names := make([]string, 0, len(cfg.Certificates))
+	for name, c := range cfg.Certificates {
+		if c.Enabled {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	out := make([]engine.Certificate, 0, len(names))
+	for _, name := range names {
+		c := cfg.Certificates[name]
+		out = append(out, engine.Certificate{
+			Name: name, Device: c.Device, Issuer: c.Issuer, Subject: c.Subject, SANs: c.SANs, KeySpec: c.Key,
+			RenewBefore: c.RenewBefore, RenewFraction: c.RenewFraction, Bindings: c.Bindings, IssuerOptions: c.IssuerOptions,
+		})
+	}
+	return out
+}

@@ -1,0 +1,88 @@
+package citrixnitro_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+
+	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
+	"github.com/certfleet/certfleet/plugins/sdk"
+	"github.com/certfleet/certfleet/plugins/sdk/conformance"
+)
+
+var pluginPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "citrix-nitro-plugin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pluginPath, err = conformance.BuildPlugin(dir, "github.com/certfleet/certfleet/plugins/citrix-nitro/cmd/certfleet-plugin-citrix-nitro")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func startSim(t *testing.T, cfg nitrosim.Config) *nitrosim.Sim {
+	t.Helper()
+	sim, err := nitrosim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	return sim
+}
+
+func simTarget(sim *nitrosim.Sim, opts sdk.Options) sdk.Target {
+	cfg := nitrosim.DefaultConfig()
+	return sdk.Target{Name: "adc-sim", Address: sim.URL(), TLS: sdk.TLSConfig{CABundlePEM: sim.CACertPEM()},
+		Credentials: sdk.Credentials{Username: cfg.Username, Password: cfg.Password}, Options: opts}
+}
+
+// served reads the leaf certificate a vserver's TLS listener presents (serverName for SNI).
+func served(ctx context.Context, sim *nitrosim.Sim, vserver, serverName string) (*x509.Certificate, error) {
+	addr := sim.ServedAddress(vserver)
+	if addr == "" {
+		return nil, fmt.Errorf("vserver %s has no TLS listener", vserver)
+	}
+	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: &tls.Config{InsecureSkipVerify: true, ServerName: serverName}} //nolint:gosec // reads what is served
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
+}
+
+func TestConformance(t *testing.T) {
+	sim := startSim(t, nitrosim.DefaultConfig())
+	target := simTarget(sim, nil)
+	bad := target
+	bad.Credentials.Password = "wrong-password"
+	conformance.Run(t, conformance.Config{
+		PluginPath:     pluginPath,
+		Target:         target,
+		BadCredentials: &bad,
+		Bindings:       []sdk.Binding{{Kind: "lb-vserver", Name: "vs_www_443"}, {Kind: "gateway-vserver", Name: "gw_vpn_443"}},
+		UnknownBinding: sdk.Binding{Kind: "lb-vserver", Name: "vs_no_such"},
+		KeySpecs:       []sdk.KeySpec{{Type: sdk.KeyTypeECDSA, Bits: 256}, {Type: sdk.KeyTypeRSA, Bits: 2048}},
+		Served: func(ctx context.Context, b sdk.Binding) (*x509.Certificate, error) {
+			return served(ctx, sim, b.Name, "")
+		},
+	})
+	if n := sim.Sessions(); n != 0 {
+		t.Errorf("%d NITRO sessions left open; every call must log out", n)
+	}
+}
