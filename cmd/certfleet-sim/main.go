@@ -1,0 +1,198 @@
+// Command certfleet-sim starts the simulators on loopback — a CA (the Sectigo SCM simulator or
+// Pebble for ACME) and simulated devices (pemdir directories, a Citrix ADC, ...) — writes a
+// ready-to-use certfleet configuration for them into --out, prints the endpoints and the test
+// roots as JSON on stdout, and runs until interrupted.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/certfleet/certfleet/core/atomicfile"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "certfleet-sim:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command line.
+type options struct {
+	out            string
+	ca             string
+	devices        int
+	certsPerDevice int
+	vendors        []string
+	latency        time.Duration
+	readyFile      string
+}
+
+// knownVendors are the simulated device kinds, in the order they are started.
+var knownVendors = []string{"pemdir", "citrix-nitro"}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	var vendors string
+	fs := flag.NewFlagSet("certfleet-sim", flag.ContinueOnError)
+	fs.StringVar(&o.out, "out", "", "directory to write the configuration, CA bundles, device directories and state into (required)")
+	fs.StringVar(&o.ca, "ca", defaultCA, "the CA to simulate: scm (Sectigo Certificate Manager) or acme (Pebble)")
+	fs.IntVar(&o.devices, "devices", 2, "number of pemdir devices")
+	fs.IntVar(&o.certsPerDevice, "certs-per-device", 2, "certificates per pemdir device")
+	fs.StringVar(&vendors, "vendors", strings.Join(knownVendors, ","), "simulated device kinds to start: "+strings.Join(knownVendors, ", "))
+	fs.DurationVar(&o.latency, "latency", 0, "latency added to every simulated API call")
+	fs.StringVar(&o.readyFile, "ready-file", "", "write the JSON description here too, once everything listens (for scripts)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.out == "" {
+		return o, errors.New("--out DIR is required")
+	}
+	if o.ca != "scm" && o.ca != "acme" {
+		return o, fmt.Errorf("--ca %q: use scm or acme", o.ca)
+	}
+	if o.devices < 0 || o.certsPerDevice < 1 {
+		return o, errors.New("--devices must be 0 or more and --certs-per-device 1 or more")
+	}
+	for _, v := range strings.Split(vendors, ",") {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		if !contains(knownVendors, v) {
+			return o, fmt.Errorf("--vendors: unknown %q (known: %s)", v, strings.Join(knownVendors, ", "))
+		}
+		o.vendors = append(o.vendors, v)
+	}
+	return o, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// world is everything started, and what goes into the configuration.
+type world struct {
+	out     string
+	issuer  string // YAML of the issuers section
+	devices []string
+	certs   []string
+	env     map[string]string // secrets the configuration references, as ${env:NAME}
+	info    description
+	closers []func()
+}
+
+// description is printed as JSON.
+type description struct {
+	Config   string            `json:"config"`
+	Env      map[string]string `json:"env"`
+	CA       caInfo            `json:"ca"`
+	Devices  []deviceInfo      `json:"devices"`
+	RootsPEM []string          `json:"roots_pem"`
+}
+
+type caInfo struct {
+	Type string `json:"type"`
+	URL  string `json:"url"`
+}
+
+type deviceInfo struct {
+	Name    string            `json:"name"`
+	Plugin  string            `json:"plugin"`
+	Address string            `json:"address"`
+	Served  map[string]string `json:"served,omitempty"`
+}
+
+func (w *world) close() {
+	for i := len(w.closers) - 1; i >= 0; i-- {
+		w.closers[i]()
+	}
+}
+
+// writeFile writes a file under out and returns its path.
+func (w *world) writeFile(name, content string, mode os.FileMode) (string, error) {
+	path := filepath.Join(w.out, name)
+	return path, atomicfile.Write(path, []byte(content), mode)
+}
+
+func run(args []string, stdout io.Writer) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	out, err := filepath.Abs(o.out)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		return err
+	}
+	w := &world{out: out, env: map[string]string{}}
+	defer w.close()
+	if err := startCA(w, o); err != nil {
+		return err
+	}
+	for _, v := range o.vendors {
+		if err := startVendor(w, v, o); err != nil {
+			return fmt.Errorf("start %s simulator: %w", v, err)
+		}
+	}
+	cfgPath, err := w.writeConfig()
+	if err != nil {
+		return err
+	}
+	w.info.Config, w.info.Env = cfgPath, w.env
+	data, err := json.MarshalIndent(w.info, "", "  ")
+	if err != nil {
+		return err
+	}
+	if _, err := stdout.Write(append(data, '\n')); err != nil {
+		return err
+	}
+	if o.readyFile != "" {
+		if err := atomicfile.Write(o.readyFile, append(data, '\n'), 0o600); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	return nil
+}
+
+func (w *world) writeConfig() (string, error) {
+	var b strings.Builder
+	b.WriteString("# Written by certfleet-sim: simulated devices and CA on loopback.\nversion: v1\n")
+	b.WriteString("state:\n  path: state.db\n")
+	b.WriteString("runtime:\n  collect_timeout: 1m\n")
+	b.WriteString("defaults:\n  issuer: sim-ca\n  key: {type: ecdsa, bits: 256}\n  renew_before: 30d\n  subject: {organization: certfleet demo, locality: Leeds, state: West Yorkshire, country: GB}\n")
+	b.WriteString("issuers:\n" + w.issuer + "\n")
+	b.WriteString("devices:\n" + strings.Join(w.devices, "\n") + "\n")
+	b.WriteString("certificates:\n" + strings.Join(w.certs, "\n") + "\n")
+	envLines := make([]string, 0, len(w.env))
+	for k, v := range w.env {
+		envLines = append(envLines, fmt.Sprintf("export %s=%q", k, v))
+	}
+	sort.Strings(envLines)
+	if _, err := w.writeFile("sim.env", strings.Join(envLines, "\n")+"\n", 0o600); err != nil {
+		return "", err
+	}
+	return w.writeFile("certfleet.yaml", b.String(), 0o600)
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
+)
+
+func startVendor(w *world, vendor string, o options) error {
+	switch vendor {
+	case "pemdir":
+		return startPemdir(w, o)
+	case "citrix-nitro":
+		return startNitro(w, o)
+	}
+	return fmt.Errorf("unknown vendor %q", vendor)
+}
+
+// certificate is the YAML of one certificate entry.
+func certificate(name, device, host string, bindings ...string) string {
+	return fmt.Sprintf("  %s:\n    device: %s\n    sans: {dns: [%s]}\n    bindings: [%s]", name, device, host, strings.Join(bindings, ", "))
+}
+
+// startPemdir makes --devices directories, each with --certs-per-device live links.
+func startPemdir(w *world, o options) error {
+	for d := 1; d <= o.devices; d++ {
+		name := fmt.Sprintf("pemdir-%02d", d)
+		dir := filepath.Join(w.out, "devices", name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		var links []string
+		for c := 1; c <= o.certsPerDevice; c++ {
+			link := fmt.Sprintf("site%02d", c)
+			links = append(links, link)
+			w.certs = append(w.certs, certificate(name+"-"+link, name, fmt.Sprintf("%s.%s.example.test", link, name),
+				fmt.Sprintf("{kind: live-link, name: %s}", link)))
+		}
+		w.devices = append(w.devices, fmt.Sprintf("  %s:\n    plugin: pemdir\n    address: %s\n    options: {links: [%s]}", name, dir, strings.Join(links, ", ")))
+		w.info.Devices = append(w.info.Devices, deviceInfo{Name: name, Plugin: "pemdir", Address: dir})
+	}
+	return nil
+}
+
+// startNitro starts a simulated Citrix ADC with an LB and a Gateway vserver to bind.
+func startNitro(w *world, o options) error {
+	cfg := nitrosim.DefaultConfig()
+	sim, err := nitrosim.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		return err
+	}
+	w.closers = append(w.closers, sim.Close)
+	sim.SetLatency(o.latency)
+	bundle, err := w.writeFile("ca/citrix-adc-tls.pem", sim.CACertPEM(), 0o600)
+	if err != nil {
+		return err
+	}
+	w.env["CERTFLEET_SIM_ADC_PASSWORD"] = cfg.Password
+	w.devices = append(w.devices, fmt.Sprintf("  adc1:\n    plugin: citrix-nitro\n    address: %s\n    tls: {ca_bundle: %s}\n    credentials: {username: %s, password: \"${env:CERTFLEET_SIM_ADC_PASSWORD}\"}",
+		sim.URL(), bundle, cfg.Username))
+	w.certs = append(w.certs,
+		certificate("adc-www", "adc1", "www.adc1.example.test", "{kind: lb-vserver, name: vs_www_443}"),
+		certificate("adc-vpn", "adc1", "vpn.adc1.example.test", "{kind: gateway-vserver, name: gw_vpn_443}"))
+	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "adc1", Plugin: "citrix-nitro", Address: sim.URL(), Served: map[string]string{
+		"lb-vserver/vs_www_443": sim.ServedAddress("vs_www_443"), "gateway-vserver/gw_vpn_443": sim.ServedAddress("gw_vpn_443"),
+	}})
+	return nil
+}
