@@ -21,6 +21,10 @@ import (
 
 // acmeFleet is a fleet whose CA is an in-process Pebble with EAB required and pre-validated names.
 func acmeFleet(t *testing.T, devices map[string][]string) (*fleet, *pebblesim.Server) {
+	return acmeFleetWith(t, fleetSpec{Devices: devices})
+}
+
+func acmeFleetWith(t *testing.T, spec fleetSpec) (*fleet, *pebblesim.Server) {
 	t.Helper()
 	pebble, err := pebblesim.Start(pebblesim.Config{ValidityDays: 90})
 	if err != nil {
@@ -40,7 +44,8 @@ func acmeFleet(t *testing.T, devices map[string][]string) (*fleet, *pebblesim.Se
       eab: {key_id: %s, hmac_key: "${env:E2E_EAB_HMAC}"}
       contact: ops@example.com
       tls: {ca_bundle: %s}`, pebble.DirectoryURL(), kid, bundle)
-	f := newFleet(t, fleetSpec{Issuers: issuers, Devices: devices, Env: []string{"E2E_EAB_HMAC=" + hmac}})
+	spec.Issuers, spec.Env = issuers, append(spec.Env, "E2E_EAB_HMAC="+hmac)
+	f := newFleet(t, spec)
 	return f, pebble
 }
 

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +31,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/certfleet/certfleet/cmd/certfleet",
-		"github.com/certfleet/certfleet/examples/plugin-pemdir/cmd/certfleet-plugin-pemdir")
+		"github.com/certfleet/certfleet/examples/plugin-pemdir/cmd/certfleet-plugin-pemdir",
+		"github.com/certfleet/certfleet/plugins/citrix-nitro/cmd/certfleet-plugin-citrix-nitro")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build:", err)
@@ -58,6 +60,9 @@ type fleetSpec struct {
 	// Extra YAML appended to every certificate.
 	CertExtra string
 	Env       []string
+	// ExtraDevices and ExtraCertificates are YAML entries for non-pemdir devices.
+	ExtraDevices      string
+	ExtraCertificates string
 }
 
 const fleetTemplate = `version: v1
@@ -80,6 +85,7 @@ devices:
     address: {{$.Dir}}/devices/{{$dev}}
     options: {links: [{{join $hosts ", "}}]}
 {{- end}}
+{{.ExtraDevices}}
 certificates:
 {{- range $dev, $hosts := .Devices}}{{range $hosts}}
   {{.}}:
@@ -88,6 +94,7 @@ certificates:
     bindings: [{kind: live-link, name: {{.}}}]
 {{- $.CertExtra}}
 {{- end}}{{end}}
+{{.ExtraCertificates}}
 `
 
 func newFleet(t *testing.T, spec fleetSpec) *fleet {
@@ -234,3 +241,5 @@ func (f *fleet) openState() *state.SQLite {
 	f.t.Cleanup(func() { s.Close() })
 	return s
 }
+
+var netDialer = net.Dialer{Timeout: 5 * time.Second}

@@ -53,6 +53,14 @@ func (i *Issuer) Submit(ctx context.Context, req issuer.Request) (issuer.OrderRe
 		newOrderURL = core.GetDirectory().NewOrderURL
 		var err error
 		order, err = core.Orders.New(ctx, names, &api.OrderOptions{Profile: opts.profile, ReplacesCertID: opts.replaces})
+		if err != nil && opts.replaces != "" && problemOf(err) != nil && !isProblem(err, problemRateLimited) {
+			// The CA refused the order because of the replaces field (it no longer knows the
+			// replaced certificate, or has it linked already). A refusal creates no order, so
+			// ordering again without it places exactly one; ARI linkage is only lost for this one.
+			i.log.Warn("CA refused the order's replaces field; ordering without it", "issuer", i.cfg.Name,
+				"certificate", req.CertificateName, "error", err.Error())
+			order, err = core.Orders.New(ctx, names, &api.OrderOptions{Profile: opts.profile})
+		}
 		return err
 	})
 	if err != nil {

@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet/core/state"
+	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
+)
+
+// served connects to a vserver's TLS listener as a client would and returns the chain it gets.
+func served(addr, serverName string) ([]*x509.Certificate, error) {
+	conn, err := tls.DialWithDialer(&netDialer, "tcp", addr, &tls.Config{ServerName: serverName, InsecureSkipVerify: true}) //nolint:gosec // the chain is verified by the caller
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates, nil
+}
+
+func TestCitrixADCEnrollRenewAndRollback(t *testing.T) {
+	sim, err := nitrosim.New(nitrosim.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	bundle := filepath.Join(t.TempDir(), "adc-tls.pem")
+	if err := os.WriteFile(bundle, []byte(sim.CACertPEM()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := nitrosim.DefaultConfig()
+	f, pebble := acmeFleetWith(t, fleetSpec{
+		Env: []string{"E2E_ADC_PASSWORD=" + cfg.Password},
+		ExtraDevices: fmt.Sprintf(`  adc1:
+    plugin: citrix-nitro
+    address: %s
+    tls: {ca_bundle: %s}
+    credentials: {username: %s, password: "${env:E2E_ADC_PASSWORD}"}`, sim.URL(), bundle, cfg.Username),
+		ExtraCertificates: `  www:
+    device: adc1
+    subject: {locality: Leeds, state: West Yorkshire}
+    sans: {dns: [www.example.com]}
+    bindings: [{kind: lb-vserver, name: vs_www_443}, {kind: lb-vserver, name: vs_api_443}]
+  vpn:
+    device: adc1
+    subject: {locality: Leeds, state: West Yorkshire}
+    sans: {dns: [vpn.example.com]}
+    bindings: [{kind: gateway-vserver, name: gw_vpn_443}]`,
+	})
+	root, err := pebble.RootPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(stage, vs, name string) *x509.Certificate {
+		t.Helper()
+		chain, err := served(sim.ServedAddress(vs), name)
+		if err != nil {
+			t.Fatalf("%s: TLS to %s: %v", stage, vs, err)
+		}
+		verifyChain(t, chain, root, name)
+		return chain[0]
+	}
+
+	report, res := f.run(nil)
+	if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed || outcomes(report)["vpn"] != state.OutcomeDeployed {
+		t.Fatalf("enroll: exit %d, %+v", res.code, report.Results)
+	}
+	first := check("enroll", "vs_www_443", "www.example.com")
+	check("enroll", "vs_api_443", "www.example.com")
+	check("enroll", "gw_vpn_443", "vpn.example.com")
+	if sim.Saves("") != 1 {
+		t.Errorf("%d saves for one run on one device; want one batched save", sim.Saves(""))
+	}
+
+	// Renew while clients keep connecting: no handshake may fail.
+	var failures, handshakes atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, vs := range []string{"vs_www_443", "vs_api_443"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := served(sim.ServedAddress(vs), "www.example.com"); err != nil {
+					failures.Add(1)
+				}
+				handshakes.Add(1)
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	report, res = f.run(nil, "--force", "www")
+	close(stop)
+	wg.Wait()
+	if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed {
+		t.Fatalf("renew: exit %d, %+v", res.code, report.Results)
+	}
+	if failures.Load() != 0 || handshakes.Load() < 10 {
+		t.Fatalf("%d of %d handshakes failed during the renewal", failures.Load(), handshakes.Load())
+	}
+	renewed := check("renew", "vs_www_443", "www.example.com")
+	if renewed.Equal(first) {
+		t.Fatal("the renewed certificate is not served")
+	}
+
+	// A failed save: the bindings are rolled back, the old certificate stays served, and the
+	// next run completes the renewal.
+	sim.FailSave(1)
+	report, res = f.run(nil, "--force", "www")
+	if res.code != 1 || outcomes(report)["www"] != state.OutcomeFailed {
+		t.Fatalf("run with a failing save: exit %d, %+v", res.code, report.Results)
+	}
+	if got := check("after rollback", "vs_www_443", "www.example.com"); !got.Equal(renewed) {
+		t.Fatalf("after the failed save the vserver serves serial %s, want the previous %s", got.SerialNumber, renewed.SerialNumber)
+	}
+	report, res = f.run(nil)
+	if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed {
+		t.Fatalf("run after the failed save: exit %d, %+v", res.code, report.Results)
+	}
+	if got := check("after retry", "vs_www_443", "www.example.com"); got.Equal(renewed) {
+		t.Fatal("the retried renewal is not served")
+	}
+	if sim.Sessions() != 0 {
+		t.Errorf("%d NITRO sessions left open", sim.Sessions())
+	}
+}
