@@ -32,6 +32,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"CERTFLEET_LOG_FORMAT"}, Usage: "text or json"},
 			&cli.StringSliceFlag{Name: "plugin-dir", EnvVars: []string{"CERTFLEET_PLUGIN_DIR"},
 				Usage: "directory searched for certfleet-plugin-* binaries before the configured ones and PATH (repeatable)"},
+			&cli.StringFlag{Name: "credentials", EnvVars: []string{"CERTFLEET_CREDENTIALS"},
+				Usage: "device credentials file keyed by host (plain or sops-encrypted), for devices whose configuration has none"},
 			&cli.StringFlag{Name: "pins-file", EnvVars: []string{"CERTFLEET_PINS_FILE"},
 				Usage: "file of pinned plugin checksums (default: plugins.lock.json beside the state database)"},
 		},
@@ -48,6 +50,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			runCommand(),
 			statusCommand(),
 			revokeCommand(),
+			secretsCommand(),
 			pluginsCommand(),
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -92,6 +93,13 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 		return nil, cli.Exit(redactor.Redact(err.Error()), 2)
 	}
 	env.cfg = cfg
+	secret.SetSopsLogOutput(logOut)
+	if path := c.String("credentials"); path != "" {
+		if err := applyCredentialsFile(ctx, path, cfg, redactor, log); err != nil {
+			env.close()
+			return nil, cli.Exit(redactor.Redact(err.Error()), 2)
+		}
+	}
 	registerCredentials(redactor, cfg)
 
 	statePath := cfg.State.Path
@@ -162,6 +170,32 @@ func crashAfterStep(log hclog.Logger) func(*state.Operation) {
 			select {}
 		}
 	}
+}
+
+// applyCredentialsFile gives each device configured without credentials the login the file holds
+// for its host, as the Citrix agent's -c file does.
+func applyCredentialsFile(ctx context.Context, path string, cfg *config.Config, redactor *secret.Redactor, log hclog.Logger) error {
+	creds, err := (&secret.Resolver{Redactor: redactor}).LoadCredentialsFile(ctx, path)
+	if err != nil {
+		return err
+	}
+	if creds.Warning != nil {
+		log.Warn(creds.Warning.String())
+	}
+	for name, d := range cfg.Devices {
+		if d.Credentials != (sdk.Credentials{}) {
+			continue
+		}
+		host := d.Address
+		if u, err := url.Parse(d.Address); err == nil && u.Host != "" {
+			host = u.Host
+		}
+		if user, pass, ok := creds.Lookup(host); ok {
+			d.Credentials.Username, d.Credentials.Password = user, pass
+			log.Debug("device credentials taken from the credentials file", "device", name, "file", path)
+		}
+	}
+	return nil
 }
 
 func registerCredentials(r *secret.Redactor, cfg *config.Config) {

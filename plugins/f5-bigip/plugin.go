@@ -1,0 +1,309 @@
+// Package f5bigip is the certfleet device plugin for F5 BIG-IP, over iControl REST (our own small
+// client, package icontrol). It replaces the Sectigo F5 agent, including its PCI mode: keys are
+// generated on the BIG-IP, protected by a passphrase that is never written anywhere or logged, and
+// never exported.
+//
+// Target.Address is the management interface: "https://host[:port]" or "host[:port]" (port 443
+// by default). Credentials.Username/Password log in (token auth by default, basic as an option).
+// Credentials.APIKey is the device's PCI secret (at least 16 characters, random): the passphrase
+// of each key is HMAC-SHA256(api_key, "certfleet f5-bigip pci-passphrase v1" || 0 || key path),
+// so GenerateCSR, Bind and Rollback, in any plugin process, compute the same passphrase and
+// nothing stores it. Changing api_key makes existing certfleet keys unusable for new binds and
+// rollbacks (bound profiles keep working: the device stores the passphrase itself, encrypted).
+//
+// Objects: every GenerateCSR makes a new key "<hint>_<yymmddHHMMSS>_<random>.key" and its CSR
+// (".csr") in the target's partition; ImportCert installs the leaf as "<base>_<fingerprint>.crt"
+// and the chain as "<base>_<fingerprint>_chain.crt". key_ref is "<key path>#<SHA-256 of the public
+// key>" (so ImportCert checks the certificate against the key before touching the device);
+// cert_ref is the certificate's full path.
+//
+// Bindings (names short, in the target's partition, or full paths; Inventory reports them the
+// same way):
+//   - "virtual": a virtual server. certfleet keeps a client-ssl profile for it (option profile,
+//     default certfleet_<virtual>), creates or updates it, and attaches it in place of the other
+//     client-ssl profiles (SNI bindings keep the others and set the profile's server name).
+//   - "client-ssl-profile": an existing client-ssl profile (or a new one with option create),
+//     updated in place and attached to the virtual servers in option virtuals.
+//
+// Bind changes every profile and virtual server of the request in one iControl transaction, and
+// always switches certificate, key and chain together, so a virtual server never serves a pair
+// that does not match. Commit saves sys config and, with option sync_device_group, runs
+// config-sync to that group.
+package f5bigip
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/certfleet/certfleet/plugins/f5-bigip/icontrol"
+	"github.com/certfleet/certfleet/plugins/sdk"
+)
+
+// Version of the plugin.
+const Version = "1.0.0"
+
+// Binding kinds.
+const (
+	KindVirtual          = "virtual"
+	KindClientSSLProfile = "client-ssl-profile"
+)
+
+const (
+	requestTimeout   = 60 * time.Second
+	logoutTimeout    = 10 * time.Second
+	minSecretLength  = 16
+	defaultParent    = "/Common/clientssl"
+	defaultPartition = "Common"
+)
+
+var targetOptions = []sdk.OptionSpec{
+	{Name: "partition", Type: "string", Description: "partition for the keys, certificates and profiles certfleet makes, and of short binding names (default Common)"},
+	{Name: "auth", Type: "string", Description: "token (default: log in for a token and delete it after each call) or basic (local users only)"},
+	{Name: "login_provider", Type: "string", Description: "loginProviderName for token auth: tmos (default, local users) or the remote provider's name (LDAP, RADIUS, TACACS+)"},
+	{Name: "pci_mode", Type: "bool", Description: "make password-protected keys (default true); the passphrase is derived from credentials.api_key and never stored"},
+	{Name: "sync_device_group", Type: "string", Description: "device group to config-sync to after save sys config on Commit (HA pairs)"},
+	{Name: "parent_profile", Type: "string", Description: "parent (defaultsFrom) of the client-ssl profiles certfleet creates (default /Common/clientssl)"},
+}
+
+var bindingOptions = []sdk.OptionSpec{
+	{Name: "profile", Type: "string", Description: "kind virtual: the client-ssl profile certfleet keeps for the virtual server (default certfleet_<virtual>)"},
+	{Name: "virtuals", Type: "list", Description: "kind client-ssl-profile: virtual servers to attach the profile to"},
+	{Name: "create", Type: "bool", Description: "kind client-ssl-profile: create the profile when it does not exist (default false)"},
+	{Name: "parent", Type: "string", Description: "defaultsFrom of a profile certfleet creates (default the device's parent_profile)"},
+	{Name: "server_name", Type: "string", Description: "SNI bindings: the server name of the profile (default the certificate's common name)"},
+}
+
+var keySpecs = []sdk.KeySpec{
+	{Type: sdk.KeyTypeRSA, Bits: 2048}, {Type: sdk.KeyTypeRSA, Bits: 3072}, {Type: sdk.KeyTypeRSA, Bits: 4096},
+	{Type: sdk.KeyTypeECDSA, Bits: 256}, {Type: sdk.KeyTypeECDSA, Bits: 384},
+}
+
+// Plugin implements sdk.Plugin for BIG-IP. It keeps no state between calls.
+type Plugin struct{}
+
+// New returns the plugin.
+func New() *Plugin { return &Plugin{} }
+
+// Info describes the plugin.
+func (*Plugin) Info(context.Context) (sdk.Info, error) {
+	return sdk.Info{
+		Name:                 "f5-bigip",
+		Version:              Version,
+		Vendor:               "F5",
+		Description:          "F5 BIG-IP over iControl REST: keys made on the box (PCI mode: passphrase-protected), client-ssl profiles on virtual servers, transactional swaps",
+		ContractMinorVersion: sdk.ContractMinorVersion,
+		Capabilities: sdk.Capabilities{
+			KeySpecs:         keySpecs,
+			BindingKinds:     []string{KindVirtual, KindClientSSLProfile},
+			NeedsCommit:      true,
+			SupportsRollback: true,
+			SupportsCleanup:  true,
+			TargetOptions:    targetOptions,
+			BindingOptions:   bindingOptions,
+		},
+	}, nil
+}
+
+// device is one call's session with one BIG-IP.
+type device struct {
+	t             sdk.Target
+	c             *icontrol.Client
+	address       string
+	partition     string
+	auth          string
+	loginProvider string
+	pci           bool
+	secret        []byte
+	syncGroup     string
+	parent        string
+	transport     interface{ CloseIdleConnections() }
+}
+
+var partitionName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$`)
+
+// parseOptions reads and checks the target's options; it needs no network.
+func parseOptions(t sdk.Target) (*device, error) {
+	if unknown := t.Options.Unknown(targetOptions); len(unknown) > 0 {
+		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "unknown option(s) %s for BIG-IP device %q; known: partition, auth, login_provider, pci_mode, sync_device_group, parent_profile",
+			strings.Join(unknown, ", "), t.Name)
+	}
+	bad := func(err error) error {
+		return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "BIG-IP device %q: %v", t.Name, err)
+	}
+	d := &device{t: t}
+	var err error
+	if d.address, err = baseURL(t.Address); err != nil {
+		return nil, bad(err)
+	}
+	if d.partition, err = t.Options.String("partition", defaultPartition); err != nil {
+		return nil, bad(err)
+	}
+	if !partitionName.MatchString(d.partition) {
+		return nil, bad(fmt.Errorf("option partition %q is not a partition name", d.partition))
+	}
+	if d.auth, err = t.Options.String("auth", "token"); err != nil {
+		return nil, bad(err)
+	}
+	if d.auth != "token" && d.auth != "basic" {
+		return nil, bad(fmt.Errorf("option auth must be token or basic, not %q", d.auth))
+	}
+	if d.loginProvider, err = t.Options.String("login_provider", "tmos"); err != nil {
+		return nil, bad(err)
+	}
+	if d.auth == "basic" && d.loginProvider != "tmos" {
+		return nil, bad(fmt.Errorf("basic auth works for local users only; remove login_provider or use auth: token"))
+	}
+	if d.pci, err = t.Options.Bool("pci_mode", true); err != nil {
+		return nil, bad(err)
+	}
+	if d.syncGroup, err = t.Options.String("sync_device_group", ""); err != nil {
+		return nil, bad(err)
+	}
+	if d.syncGroup != "" && !partitionName.MatchString(d.syncGroup) {
+		return nil, bad(fmt.Errorf("option sync_device_group %q is not a device group name", d.syncGroup))
+	}
+	parent, err := t.Options.String("parent_profile", defaultParent)
+	if err != nil {
+		return nil, bad(err)
+	}
+	if d.parent, err = d.resolve(parent); err != nil {
+		return nil, bad(fmt.Errorf("option parent_profile: %w", err))
+	}
+	if t.Credentials.Username == "" || t.Credentials.Password == "" {
+		return nil, bad(fmt.Errorf("credentials.username and credentials.password are required"))
+	}
+	if k := t.Credentials.APIKey; k != "" {
+		if len(k) < minSecretLength {
+			return nil, bad(fmt.Errorf("credentials.api_key (the PCI secret) must have at least %d characters", minSecretLength))
+		}
+		d.secret = []byte(k)
+	}
+	return d, nil
+}
+
+// baseURL accepts "https://host[:port]" or "host[:port]".
+func baseURL(address string) (string, error) {
+	if address == "" {
+		return "", fmt.Errorf("address is empty; want https://host[:port] or host[:port]")
+	}
+	if !strings.Contains(address, "://") {
+		address = "https://" + address
+	}
+	u, err := url.Parse(address)
+	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return "", fmt.Errorf("address %q: want https://host[:port] or host[:port]", address)
+	}
+	if u.Scheme != "https" {
+		return "", fmt.Errorf("address %q: iControl REST is HTTPS only", address)
+	}
+	if _, _, err := net.SplitHostPort(u.Host); err != nil {
+		u.Host = net.JoinHostPort(strings.Trim(u.Hostname(), "[]"), "443")
+	}
+	return "https://" + u.Host, nil
+}
+
+// open checks the target, logs in and returns the session; the caller must close it.
+func open(ctx context.Context, t sdk.Target) (*device, error) {
+	if err := sdk.FromContext(ctx); err != nil {
+		return nil, err
+	}
+	d, err := parseOptions(t)
+	if err != nil {
+		return nil, err
+	}
+	httpClient, err := sdk.NewHTTPClient(t, requestTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if tr, ok := httpClient.Transport.(interface{ CloseIdleConnections() }); ok {
+		d.transport = tr
+	}
+	d.c, err = icontrol.New(icontrol.Config{
+		BaseURL: d.address, HTTPClient: httpClient, Username: t.Credentials.Username, Password: t.Credentials.Password,
+		LoginProvider: d.loginProvider, BasicAuth: d.auth == "basic", Logger: sdk.Logger(ctx),
+	})
+	if err != nil {
+		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "BIG-IP device %q: %v", t.Name, err)
+	}
+	d.c.AddSecret(t.Credentials.APIKey)
+	if err := d.c.Login(ctx); err != nil {
+		d.close(ctx)
+		return nil, d.deviceError(ctx, "log in", err)
+	}
+	return d, nil
+}
+
+// close deletes the token, also when the call's context is over.
+func (d *device) close(ctx context.Context) {
+	if d.c != nil {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logoutTimeout)
+		if err := d.c.Logout(lctx); err != nil {
+			sdk.Logger(ctx).Warn("could not delete the login token; it expires by itself", "device", d.t.Name, "error", err.Error())
+		}
+		cancel()
+	}
+	if d.transport != nil {
+		d.transport.CloseIdleConnections()
+	}
+}
+
+// withDevice opens a session, runs fn and always logs out.
+func withDevice(ctx context.Context, t sdk.Target, fn func(d *device) error) error {
+	d, err := open(ctx, t)
+	if err != nil {
+		return err
+	}
+	defer d.close(ctx)
+	return fn(d)
+}
+
+// CheckTarget logs in and reports the device, its HA role and whether the partition exists.
+func (*Plugin) CheckTarget(ctx context.Context, t sdk.Target) (sdk.TargetInfo, error) {
+	var info sdk.TargetInfo
+	err := withDevice(ctx, t, func(d *device) error {
+		if d.pci && len(d.secret) == 0 {
+			return d.pciSecretMissing()
+		}
+		devices, err := icontrol.List[icontrol.Device](ctx, d.c, icontrol.PathDevice, nil)
+		if err != nil {
+			return d.deviceError(ctx, "read cm device", err)
+		}
+		var self icontrol.Device
+		for _, dev := range devices {
+			if dev.SelfDevice == "true" {
+				self = dev
+			}
+		}
+		if err := d.c.Get(ctx, icontrol.ObjectPath(icontrol.PathFolder, "/"+d.partition), nil); err != nil {
+			if icontrol.IsNotFound(err) {
+				return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "partition %q does not exist on %s; create it or fix option partition", d.partition, d.address)
+			}
+			return d.deviceError(ctx, "read partition "+d.partition, err)
+		}
+		role := "standalone"
+		if len(devices) > 1 {
+			role = self.FailoverState
+		}
+		info = sdk.TargetInfo{
+			Hostname: self.Hostname, Model: self.MarketingName, SoftwareVersion: strings.TrimSpace(self.Version + " " + self.Build),
+			SerialNumber: self.ChassisID, HARole: role,
+			Details: map[string]string{"partition": d.partition, "auth": d.auth, "pci_mode": fmt.Sprint(d.pci), "management_ip": self.ManagementIP},
+		}
+		if d.syncGroup != "" {
+			info.Details["sync_device_group"] = d.syncGroup
+		}
+		return nil
+	})
+	return info, err
+}
+
+func (d *device) pciSecretMissing() error {
+	return sdk.FailedPrecondition(ReasonPCISecret,
+		"BIG-IP device %q needs credentials.api_key, a random secret of at least %d characters from which the passphrases of its keys are derived (PCI mode, the default, protects every key with one); or set option pci_mode: false",
+		d.t.Name, minSecretLength)
+}
