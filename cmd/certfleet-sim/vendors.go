@@ -1,12 +1,15 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
+	"github.com/certfleet/certfleet/plugins/f5-bigip/bigipsim"
 )
 
 func startVendor(w *world, vendor string, o options) error {
@@ -15,6 +18,8 @@ func startVendor(w *world, vendor string, o options) error {
 		return startPemdir(w, o)
 	case "citrix-nitro":
 		return startNitro(w, o)
+	case "f5-bigip":
+		return startBIGIP(w, o)
 	}
 	return fmt.Errorf("unknown vendor %q", vendor)
 }
@@ -71,4 +76,42 @@ func startNitro(w *world, o options) error {
 		"lb-vserver/vs_www_443": sim.ServedAddress("vs_www_443"), "gateway-vserver/gw_vpn_443": sim.ServedAddress("gw_vpn_443"),
 	}})
 	return nil
+}
+
+// startBIGIP starts a simulated BIG-IP in PCI mode: keys made on the box under passphrases derived
+// from the device's api_key, never written anywhere.
+func startBIGIP(w *world, o options) error {
+	sim, err := bigipsim.New(bigipsim.DefaultConfig())
+	if err != nil {
+		return err
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		return err
+	}
+	w.closers = append(w.closers, func() { _ = sim.Close() })
+	sim.SetLatency(o.latency)
+	bundle, err := w.writeFile("ca/bigip-tls.pem", sim.CACertPEM(), 0o600)
+	if err != nil {
+		return err
+	}
+	w.env["CERTFLEET_SIM_BIGIP_PASSWORD"] = "certfleet-sim-password"
+	w.env["CERTFLEET_SIM_BIGIP_PCI_SECRET"] = randomHex(24)
+	w.devices = append(w.devices, fmt.Sprintf(`  bigip1:
+    plugin: f5-bigip
+    address: %s
+    tls: {ca_bundle: %s}
+    credentials: {username: certfleet, password: "${env:CERTFLEET_SIM_BIGIP_PASSWORD}", api_key: "${env:CERTFLEET_SIM_BIGIP_PCI_SECRET}"}
+    options: {pci_mode: true, sync_device_group: dg_failover}`, sim.URL(), bundle))
+	w.certs = append(w.certs, certificate("bigip-shop", "bigip1", "shop.bigip1.example.test",
+		"{kind: virtual, name: vs_www}", "{kind: client-ssl-profile, name: api_clientssl, options: {virtuals: [vs_api]}}"))
+	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "bigip1", Plugin: "f5-bigip", Address: sim.URL(), Served: map[string]string{
+		"virtual/vs_www": sim.ServedAddress("vs_www"), "virtual/vs_api": sim.ServedAddress("vs_api"),
+	}})
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
