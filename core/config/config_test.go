@@ -203,3 +203,9 @@ func TestBadConfigs(t *testing.T) {
 		})
 	}
 }
+
+func TestShippedExampleValidates(t *testing.T) {
+	if _, _, err := Load("../../examples/certfleet.yaml"); err != nil {
+		t.Fatalf("examples/certfleet.yaml: %v", err)
+	}
+}
