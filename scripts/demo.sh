@@ -11,7 +11,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ca=${DEMO_CA:-acme}
+ca=${DEMO_CA:-scm}
 bin/certfleet-sim --out "$work" --ca "$ca" --ready-file "$work/ready.json" >/dev/null &
 sim_pid=$!
 for _ in $(seq 1 100); do [ -s "$work/ready.json" ] && break; sleep 0.1; done

@@ -90,13 +90,15 @@ func contains(list []string, s string) bool {
 
 // world is everything started, and what goes into the configuration.
 type world struct {
-	out     string
-	issuer  string // YAML of the issuers section
-	devices []string
-	certs   []string
-	env     map[string]string // secrets the configuration references, as ${env:NAME}
-	info    description
-	closers []func()
+	out    string
+	issuer string // YAML of the issuers section
+	// issuerOptions are the defaults every certificate needs for this CA, as YAML.
+	issuerOptions string
+	devices       []string
+	certs         []string
+	env           map[string]string // secrets the configuration references, as ${env:NAME}
+	info          description
+	closers       []func()
 }
 
 // description is printed as JSON.
@@ -183,6 +185,9 @@ func (w *world) writeConfig() (string, error) {
 	b.WriteString("state:\n  path: state.db\n")
 	b.WriteString("runtime:\n  collect_timeout: 1m\n")
 	b.WriteString("defaults:\n  issuer: sim-ca\n  key: {type: ecdsa, bits: 256}\n  renew_before: 30d\n  subject: {organization: certfleet demo, locality: Leeds, state: West Yorkshire, country: GB}\n")
+	if w.issuerOptions != "" {
+		b.WriteString("  issuer_options: " + w.issuerOptions + "\n")
+	}
 	b.WriteString("issuers:\n" + w.issuer + "\n")
 	b.WriteString("devices:\n" + strings.Join(w.devices, "\n") + "\n")
 	b.WriteString("certificates:\n" + strings.Join(w.certs, "\n") + "\n")
