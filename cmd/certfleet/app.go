@@ -28,7 +28,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: defaultConfigPath, EnvVars: []string{"CERTFLEET_CONFIG"},
 				Usage: "configuration file or directory of *.yaml files"},
-			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"CERTFLEET_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"CERTFLEET_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error (default: info on a terminal, warn otherwise)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"CERTFLEET_LOG_FORMAT"}, Usage: "text or json"},
 			&cli.StringSliceFlag{Name: "plugin-dir", EnvVars: []string{"CERTFLEET_PLUGIN_DIR"},
 				Usage: "directory searched for certfleet-plugin-* binaries before the configured ones and PATH (repeatable)"},
@@ -66,11 +66,20 @@ func checkLogFlags(c *cli.Context) error {
 	return nil
 }
 
+// logLevel is --log-level; left unset, it is info on a terminal and warn otherwise, so that a
+// cron run prints only what needs attention.
+func logLevel(c *cli.Context) hclog.Level {
+	if !c.IsSet("log-level") && !isTerminal(c.App.ErrWriter) {
+		return hclog.Warn
+	}
+	return hclog.LevelFromString(c.String("log-level"))
+}
+
 // newLogger builds the host logger from the global flags; logs go to stderr so stdout stays for output.
 func newLogger(c *cli.Context) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       "certfleet",
-		Level:      hclog.LevelFromString(c.String("log-level")),
+		Level:      logLevel(c),
 		JSONFormat: c.String("log-format") == "json",
 		Output:     c.App.ErrWriter,
 		Color:      hclog.ColorOff,

@@ -48,7 +48,7 @@ func redactedLogger(c *cli.Context, r *secret.Redactor) (hclog.Logger, *secret.W
 	out := r.Writer(c.App.ErrWriter)
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       "certfleet",
-		Level:      hclog.LevelFromString(c.String("log-level")),
+		Level:      logLevel(c),
 		JSONFormat: c.String("log-format") == "json",
 		Output:     out,
 		Color:      hclog.ColorOff,

@@ -56,7 +56,9 @@ type DeviceServiceClient interface {
 	GenerateCSR(ctx context.Context, in *GenerateCSRRequest, opts ...grpc.CallOption) (*GenerateCSRResponse, error)
 	// ImportCert installs a signed certificate and its chain against a key made by GenerateCSR.
 	ImportCert(ctx context.Context, in *ImportCertRequest, opts ...grpc.CallOption) (*ImportCertResponse, error)
-	// Bind points bindings at an imported certificate and says how to undo it.
+	// Bind points bindings at an imported certificate and says how to undo it. A binding must never
+	// be left without a certificate or with a mismatched key, and on error every binding is left as
+	// it was (the plugin undoes what it changed in the call).
 	Bind(ctx context.Context, in *BindRequest, opts ...grpc.CallOption) (*BindResponse, error)
 	// Commit makes staged changes durable and live.
 	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
@@ -180,7 +182,9 @@ type DeviceServiceServer interface {
 	GenerateCSR(context.Context, *GenerateCSRRequest) (*GenerateCSRResponse, error)
 	// ImportCert installs a signed certificate and its chain against a key made by GenerateCSR.
 	ImportCert(context.Context, *ImportCertRequest) (*ImportCertResponse, error)
-	// Bind points bindings at an imported certificate and says how to undo it.
+	// Bind points bindings at an imported certificate and says how to undo it. A binding must never
+	// be left without a certificate or with a mismatched key, and on error every binding is left as
+	// it was (the plugin undoes what it changed in the call).
 	Bind(context.Context, *BindRequest) (*BindResponse, error)
 	// Commit makes staged changes durable and live.
 	Commit(context.Context, *CommitRequest) (*CommitResponse, error)
