@@ -5,10 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/certfleet/certfleet/core/state"
 	"github.com/certfleet/certfleet/plugins/f5-bigip/bigipsim"
@@ -66,36 +63,15 @@ func TestBIGIPPCIModeEnrollRenew(t *testing.T) {
 
 	// Renew while clients connect: every handshake must complete, which with TLS 1.3 also proves
 	// the served key matches the served certificate.
-	var failures, handshakes atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, vs := range []string{"vs_www", "vs_api"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := served(sim.ServedAddress(vs), "shop.example.com"); err != nil {
-					failures.Add(1)
-				}
-				handshakes.Add(1)
-				time.Sleep(2 * time.Millisecond)
-			}
-		}()
-	}
+	stop := pollHandshakes(map[string]string{sim.ServedAddress("vs_www"): "shop.example.com", sim.ServedAddress("vs_api"): "shop.example.com"})
 	report, res = f.run(nil, "--force")
-	close(stop)
-	wg.Wait()
+	failures, handshakes := stop()
 	outputs = append(outputs, res.stdout, res.stderr)
 	if res.code != 0 || outcomes(report)["shop"] != state.OutcomeDeployed {
 		t.Fatalf("renew: exit %d, %+v", res.code, report.Results)
 	}
-	if failures.Load() != 0 || handshakes.Load() < 10 {
-		t.Fatalf("%d of %d handshakes failed during the renewal", failures.Load(), handshakes.Load())
+	if failures != 0 || handshakes < 10 {
+		t.Fatalf("%d of %d handshakes failed during the renewal", failures, handshakes)
 	}
 	check("renew", "vs_www")
 	res = f.certfleet(nil, "status", "--output", "json")

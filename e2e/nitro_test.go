@@ -83,35 +83,14 @@ func TestCitrixADCEnrollRenewAndRollback(t *testing.T) {
 	}
 
 	// Renew while clients keep connecting: no handshake may fail.
-	var failures, handshakes atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, vs := range []string{"vs_www_443", "vs_api_443"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := served(sim.ServedAddress(vs), "www.example.com"); err != nil {
-					failures.Add(1)
-				}
-				handshakes.Add(1)
-				time.Sleep(2 * time.Millisecond)
-			}
-		}()
-	}
+	stop := pollHandshakes(map[string]string{sim.ServedAddress("vs_www_443"): "www.example.com", sim.ServedAddress("vs_api_443"): "www.example.com"})
 	report, res = f.run(nil, "--force", "www")
-	close(stop)
-	wg.Wait()
+	failures, handshakes := stop()
 	if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed {
 		t.Fatalf("renew: exit %d, %+v", res.code, report.Results)
 	}
-	if failures.Load() != 0 || handshakes.Load() < 10 {
-		t.Fatalf("%d of %d handshakes failed during the renewal", failures.Load(), handshakes.Load())
+	if failures != 0 || handshakes < 10 {
+		t.Fatalf("%d of %d handshakes failed during the renewal", failures, handshakes)
 	}
 	renewed := check("renew", "vs_www_443", "www.example.com")
 	if renewed.Equal(first) {
@@ -137,5 +116,36 @@ func TestCitrixADCEnrollRenewAndRollback(t *testing.T) {
 	}
 	if sim.Sessions() != 0 {
 		t.Errorf("%d NITRO sessions left open", sim.Sessions())
+	}
+}
+
+// pollHandshakes connects to each address (with its server name) in a loop until the returned
+// function is called, which reports the failed and total handshakes.
+func pollHandshakes(targets map[string]string) func() (failures, total int64) {
+	var fails, count atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for addr, name := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if _, err := served(addr, name); err != nil {
+					fails.Add(1)
+				}
+				count.Add(1)
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	return func() (int64, int64) {
+		close(done)
+		wg.Wait()
+		return fails.Load(), count.Load()
 	}
 }

@@ -1,0 +1,165 @@
+package paloaltopanos_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	paloaltopanos "github.com/certfleet/certfleet/plugins/paloalto-panos"
+	"github.com/certfleet/certfleet/plugins/paloalto-panos/panossim"
+	"github.com/certfleet/certfleet/plugins/sdk"
+	"github.com/certfleet/certfleet/plugins/sdk/conformance"
+)
+
+var pluginPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "panos-plugin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pluginPath, err = conformance.BuildPlugin(dir, "github.com/certfleet/certfleet/plugins/paloalto-panos/cmd/certfleet-plugin-paloalto-panos")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startSim starts a simulator with quick commits; mutate adjusts the default configuration.
+func startSim(t *testing.T, mutate func(*panossim.Config)) *panossim.Sim {
+	t.Helper()
+	cfg := panossim.DefaultConfig()
+	cfg.CommitDuration = 150 * time.Millisecond
+	cfg.RSAPoolSize = -1
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	sim, err := panossim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	return sim
+}
+
+// targetFor is the simulator as a certfleet device, its management certificate verified.
+func targetFor(sim *panossim.Sim, creds sdk.Credentials, opts sdk.Options) sdk.Target {
+	o := sdk.Options{"commit_poll_interval": 0.05}
+	for k, v := range opts {
+		o[k] = v
+	}
+	return sdk.Target{
+		Name: "fw1", Address: sim.URL(), TLS: sdk.TLSConfig{CABundlePEM: sim.CACertPEM()},
+		Credentials: creds, Options: o,
+	}
+}
+
+var passwordCreds = sdk.Credentials{Username: "certfleet", Password: "certfleet-sim-password"}
+
+// servedBy reads the certificate a binding serves now off the simulator's TLS listener, that is
+// from the running configuration.
+func servedBy(sim *panossim.Sim) func(context.Context, sdk.Binding) (*x509.Certificate, error) {
+	return func(ctx context.Context, b sdk.Binding) (*x509.Certificate, error) {
+		var addr string
+		var err error
+		switch b.Kind {
+		case paloaltopanos.KindProfile:
+			if addr = sim.ServedAddress(b.Name); addr == "" {
+				err = fmt.Errorf("profile %q is not served", b.Name)
+			}
+		case paloaltopanos.KindPortal:
+			addr, err = sim.GlobalProtectAddress("portal", b.Name)
+		case paloaltopanos.KindGateway:
+			addr, err = sim.GlobalProtectAddress("gateway", b.Name)
+		default:
+			err = fmt.Errorf("binding kind %q", b.Kind)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return dialServed(ctx, addr)
+	}
+}
+
+func dialServed(ctx context.Context, addr string) (*x509.Certificate, error) {
+	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // only reads what is served
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return nil, errors.New("no certificate served")
+	}
+	return certs[0], nil
+}
+
+func conformanceConfig(sim *panossim.Sim, tgt sdk.Target, bad sdk.Target) conformance.Config {
+	return conformance.Config{
+		PluginPath:     pluginPath,
+		Target:         tgt,
+		BadCredentials: &bad,
+		Bindings: []sdk.Binding{
+			{Kind: paloaltopanos.KindProfile, Name: "web-tls"},
+			{Kind: paloaltopanos.KindPortal, Name: "gp-portal"},
+		},
+		UnknownBinding: sdk.Binding{Kind: paloaltopanos.KindProfile, Name: "no-such-profile"},
+		KeySpecs:       []sdk.KeySpec{{Type: sdk.KeyTypeECDSA, Bits: 256}, {Type: sdk.KeyTypeRSA, Bits: 2048}},
+		Served:         servedBy(sim),
+	}
+}
+
+// TestConformance: username/password through keygen, full commits, generate into shared.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	sim := startSim(t, func(c *panossim.Config) { c.RSAPoolSize = 2 })
+	tgt := targetFor(sim, passwordCreds, nil)
+	bad := tgt
+	bad.Credentials.Password = "not-the-password"
+	conformance.Run(t, conformanceConfig(sim, tgt, bad))
+}
+
+// TestConformanceAPIKeyVsysPartial: an API key, a device that puts generated entries in vsys1
+// (pan-os-ansible #592), and partial commits by admin.
+func TestConformanceAPIKeyVsysPartial(t *testing.T) {
+	t.Parallel()
+	sim := startSim(t, func(c *panossim.Config) { c.GenerateInto, c.RSAPoolSize = "vsys1", 2 })
+	key, err := sim.IssueKey("certfleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt := targetFor(sim, sdk.Credentials{APIKey: key}, sdk.Options{"commit_admin": "certfleet"})
+	bad := tgt
+	bad.Credentials.APIKey = "LUFRPT-not-a-key"
+	conformance.Run(t, conformanceConfig(sim, tgt, bad))
+	for _, c := range sim.Commits() {
+		if !c.Partial || len(c.Admins) != 1 || c.Admins[0] != "certfleet" {
+			t.Errorf("commit %d was not a partial commit by certfleet: %+v", c.JobID, c)
+		}
+	}
+}
+
+// dialChain returns the whole chain a listener serves.
+func dialChain(t *testing.T, addr string) []*x509.Certificate {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only reads what is served
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates
+}
