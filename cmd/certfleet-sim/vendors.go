@@ -10,6 +10,7 @@ import (
 
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
 	"github.com/certfleet/certfleet/plugins/f5-bigip/bigipsim"
+	"github.com/certfleet/certfleet/plugins/paloalto-panos/panossim"
 )
 
 func startVendor(w *world, vendor string, o options) error {
@@ -20,6 +21,8 @@ func startVendor(w *world, vendor string, o options) error {
 		return startNitro(w, o)
 	case "f5-bigip":
 		return startBIGIP(w, o)
+	case "paloalto-panos":
+		return startPANOS(w, o)
 	}
 	return fmt.Errorf("unknown vendor %q", vendor)
 }
@@ -114,4 +117,40 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// startPANOS starts a simulated firewall with an SSL/TLS service profile and a GlobalProtect
+// portal to bind; its changes go live only when committed.
+func startPANOS(w *world, o options) error {
+	sim, err := panossim.New(panossim.DefaultConfig())
+	if err != nil {
+		return err
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		return err
+	}
+	w.closers = append(w.closers, func() { _ = sim.Close() })
+	sim.SetLatency(o.latency)
+	bundle, err := w.writeFile("ca/panos-tls.pem", sim.CACertPEM(), 0o600)
+	if err != nil {
+		return err
+	}
+	portal, err := sim.GlobalProtectAddress("portal", "gp-portal")
+	if err != nil {
+		return err
+	}
+	w.env["CERTFLEET_SIM_PANOS_PASSWORD"] = "certfleet-sim-password"
+	w.devices = append(w.devices, fmt.Sprintf(`  fw1:
+    plugin: paloalto-panos
+    address: %s
+    tls: {ca_bundle: %s}
+    credentials: {username: certfleet, password: "${env:CERTFLEET_SIM_PANOS_PASSWORD}"}
+    options: {commit_admin: certfleet, commit_poll_interval: 0.2}`, sim.URL(), bundle))
+	w.certs = append(w.certs,
+		certificate("fw-web", "fw1", "web.fw1.example.test", "{kind: ssl-tls-service-profile, name: web-tls}"),
+		certificate("fw-portal", "fw1", "portal.fw1.example.test", "{kind: globalprotect-portal, name: gp-portal}"))
+	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "fw1", Plugin: "paloalto-panos", Address: sim.URL(), Served: map[string]string{
+		"ssl-tls-service-profile/web-tls": sim.ServedAddress("web-tls"), "globalprotect-portal/gp-portal": portal,
+	}})
+	return nil
 }
