@@ -162,4 +162,7 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 )
 
+// lego v5.4.1 asks for v0.1.213 of this SDK, which the module proxy refuses; sops (which imports it
+// for its KMS key type) works with v0.1.207, and certfleet builds no Huawei DNS provider. Remove when
+// the newer version can be fetched.
 replace github.com/huaweicloud/huaweicloud-sdk-go-v3 => github.com/huaweicloud/huaweicloud-sdk-go-v3 v0.1.207
