@@ -22,20 +22,7 @@ import (
 var pluginPath string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "f5-bigip-plugin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pluginPath, err = conformance.BuildPlugin(dir, "github.com/certfleet/certfleet/plugins/f5-bigip/cmd/certfleet-plugin-f5-bigip")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	conformance.Main(m, "github.com/certfleet/certfleet/plugins/f5-bigip/cmd/certfleet-plugin-f5-bigip", &pluginPath)
 }
 
 // pciSecret is the test devices' credentials.api_key.

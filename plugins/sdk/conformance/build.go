@@ -24,3 +24,21 @@ func BuildPlugin(dir, pkg string) (string, error) {
 	}
 	return out, nil
 }
+
+// Main is a TestMain for a plugin's tests: it builds the plugin main package pkg into a temporary
+// directory, stores the binary's path in *path, runs the tests, removes the directory and exits.
+func Main(m interface{ Run() int }, pkg string, path *string) {
+	dir, err := os.MkdirTemp("", "certfleet-plugin-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if *path, err = BuildPlugin(dir, pkg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
