@@ -11,9 +11,10 @@ import (
 
 	"github.com/certfleet/certfleet/plugins/paloalto-panos/panosclient"
 	"github.com/certfleet/certfleet/plugins/sdk"
+	"google.golang.org/grpc/codes"
 )
 
-// rollbackToken records what each profile Bind changed pointed at before.
+// rollbackToken records what each profile or decryption rule Bind changed pointed at before.
 type rollbackToken struct {
 	Version int    `json:"v"`
 	Plugin  string `json:"plugin"`
@@ -23,13 +24,21 @@ type rollbackToken struct {
 }
 
 type profileChange struct {
+	// Kind is "" for an SSL/TLS service profile, KindDecryption for a decryption rule.
+	Kind    string `json:"kind,omitempty"`
 	Vsys    string `json:"vsys,omitempty"`
-	Profile string `json:"profile"`
+	Profile string `json:"profile,omitempty"`
 	// Previous is the certificate the profile named before; "" if none.
 	Previous string `json:"previous"`
-	// Bindings that led to this profile, for the record.
+	// Rule, PreviousList and Legacy describe a decryption rule and the certificates it held.
+	Rule         string   `json:"rule,omitempty"`
+	PreviousList []string `json:"previous_list,omitempty"`
+	Legacy       bool     `json:"legacy,omitempty"`
+	// Bindings that led to this profile or rule, for the record.
 	Bindings []string `json:"bindings"`
 }
+
+func (c profileChange) isRule() bool { return c.Kind == KindDecryption }
 
 func (c profileChange) loc() location { return location(c.Vsys) }
 
@@ -40,9 +49,9 @@ func checkBindings(bindings []sdk.Binding) error {
 	}
 	for _, b := range bindings {
 		switch b.Kind {
-		case KindProfile, KindPortal, KindGateway:
+		case KindProfile, KindPortal, KindGateway, KindDecryption:
 		default:
-			return sdk.InvalidArgument(sdk.ReasonUnknownBinding, "binding kind %q is not one of %s, %s, %s", b.Kind, KindProfile, KindPortal, KindGateway)
+			return sdk.InvalidArgument(sdk.ReasonUnknownBinding, "binding kind %q is not one of %s, %s, %s, %s", b.Kind, KindProfile, KindPortal, KindGateway, KindDecryption)
 		}
 		if b.Name == "" {
 			return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "binding %s has no name", b.Kind)
@@ -142,8 +151,28 @@ func (p *Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (s
 		if cert.publicKey == "" || !cert.hasKey {
 			return sdk.FailedPrecondition(sdk.ReasonInvalidRequest, "certificate %s has no certificate with its private key yet; import it first", cert.ref())
 		}
+		leaf, err := sdk.ParseCertificatePEM(cert.publicKey)
+		if err != nil {
+			return sdk.Internal(sdk.ReasonDeviceError, "certificate %s on the device is unreadable", cert.ref()).WithCause(err)
+		}
 		var changes []*profileChange
 		for _, b := range req.Bindings {
+			if b.Kind == KindDecryption {
+				rule, err := d.resolveRule(ctx, b)
+				if err != nil {
+					return err
+				}
+				if cert.loc != shared && cert.loc != rule.loc {
+					return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "binding %v: rule %s is in %s and cannot use certificate %s of %s", b, rule.name, rule.loc, cert.name, cert.loc)
+				}
+				i := slices.IndexFunc(changes, func(c *profileChange) bool { return c.isRule() && c.Vsys == string(rule.loc) && c.Rule == rule.name })
+				if i < 0 {
+					changes = append(changes, &profileChange{Kind: KindDecryption, Vsys: string(rule.loc), Rule: rule.name, PreviousList: rule.certificates, Legacy: rule.legacy})
+					i = len(changes) - 1
+				}
+				changes[i].Bindings = append(changes[i].Bindings, b.Kind+"/"+b.Name)
+				continue
+			}
 			prof, err := d.resolveBinding(ctx, b)
 			if err != nil {
 				return err
@@ -151,31 +180,51 @@ func (p *Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (s
 			if prof.loc != shared && cert.loc != shared && prof.loc != cert.loc {
 				return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "binding %v: profile %s is in %s and cannot use certificate %s of %s", b, prof.name, prof.loc, cert.name, cert.loc)
 			}
-			i := slices.IndexFunc(changes, func(c *profileChange) bool { return c.Vsys == string(prof.loc) && c.Profile == prof.name })
+			i := slices.IndexFunc(changes, func(c *profileChange) bool {
+				return !c.isRule() && c.Vsys == string(prof.loc) && c.Profile == prof.name
+			})
 			if i < 0 {
 				changes = append(changes, &profileChange{Vsys: string(prof.loc), Profile: prof.name, Previous: prof.certificate})
 				i = len(changes) - 1
 			}
 			changes[i].Bindings = append(changes[i].Bindings, b.Kind+"/"+b.Name)
 		}
+		var replaced []*profileChange // with the names each change drops, for PreviousCertRefs
+		dropped := map[*profileChange][]string{}
 		for i, ch := range changes {
-			if ch.Previous == cert.name {
-				continue
+			var err error
+			if ch.isRule() {
+				list := d.replaceInRule(ctx, &decryptionRule{loc: ch.loc(), name: ch.Rule, certificates: ch.PreviousList}, cert.name, leaf)
+				if slices.Equal(list, ch.PreviousList) {
+					continue
+				}
+				dropped[ch] = removedFrom(ch.PreviousList, list)
+				err = d.setRuleCertificates(ctx, ch.loc(), ch.Rule, list, ch.Legacy)
+			} else {
+				if ch.Previous == cert.name {
+					continue
+				}
+				if ch.Previous != "" {
+					dropped[ch] = []string{ch.Previous}
+				}
+				err = d.setProfileCertificate(ctx, ch.loc(), ch.Profile, cert.name)
 			}
-			if err := d.setProfileCertificate(ctx, ch.loc(), ch.Profile, cert.name); err != nil {
+			if err != nil {
 				d.undo(ctx, changes[:i], cert.name)
 				return err
 			}
+			replaced = append(replaced, ch)
 		}
 		tok := rollbackToken{Version: 1, Plugin: Name, Cert: cert.name}
 		for _, ch := range changes {
 			tok.Changes = append(tok.Changes, *ch)
-			if ch.Previous == "" || ch.Previous == cert.name {
-				continue
-			}
-			prev := d.previousRef(ctx, ch.loc(), ch.Previous)
-			if !slices.Contains(out.PreviousCertRefs, prev) && prev != cert.ref() {
-				out.PreviousCertRefs = append(out.PreviousCertRefs, prev)
+		}
+		for _, ch := range replaced {
+			for _, name := range dropped[ch] {
+				prev := d.previousRef(ctx, ch.loc(), name)
+				if !slices.Contains(out.PreviousCertRefs, prev) && prev != cert.ref() {
+					out.PreviousCertRefs = append(out.PreviousCertRefs, prev)
+				}
 			}
 		}
 		out.RollbackToken, err = json.Marshal(tok)
@@ -206,16 +255,30 @@ func (d *device) undo(ctx context.Context, changes []*profileChange, certName st
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	for _, ch := range changes {
-		if ch.Previous == certName {
+		if !ch.isRule() && ch.Previous == certName {
 			continue
 		}
-		if err := d.restoreProfile(cctx, ch); err != nil {
-			sdk.Logger(ctx).Error("could not undo a binding after a failed Bind", "profile", ch.Profile, "location", ch.loc().String(), "error", err)
+		if err := d.restore(cctx, ch); err != nil {
+			sdk.Logger(ctx).Error("could not undo a binding after a failed Bind", "profile", ch.Profile, "rule", ch.Rule, "location", ch.loc().String(), "error", err)
 		}
 	}
 }
 
-func (d *device) restoreProfile(ctx context.Context, ch *profileChange) error {
+// restore puts a profile or rule back as it was before Bind.
+func (d *device) restore(ctx context.Context, ch *profileChange) error {
+	if ch.isRule() {
+		if len(ch.PreviousList) == 0 {
+			xp, err := d.entryXPath(rulesXPath(ch.loc()), ch.Rule)
+			if err != nil {
+				return err
+			}
+			if err := d.client.Delete(ctx, xp+"/type/ssl-inbound-inspection/certificates"); err != nil && !notFound(err) {
+				return d.fail(ctx, err, "clear the certificates of decryption rule %s", ch.Rule)
+			}
+			return nil
+		}
+		return d.setRuleCertificates(ctx, ch.loc(), ch.Rule, ch.PreviousList, ch.Legacy)
+	}
 	if ch.Previous != "" {
 		return d.setProfileCertificate(ctx, ch.loc(), ch.Profile, ch.Previous)
 	}
@@ -268,10 +331,24 @@ func parseToken(raw []byte) (*rollbackToken, error) {
 		return nil, bad("it names no certificate or no change")
 	}
 	for _, ch := range tok.Changes {
-		if ch.Profile == "" || (ch.Vsys != "" && !vsysPattern.MatchString(ch.Vsys)) {
-			return nil, bad("a change has no profile or a bad vsys")
+		if ch.Vsys != "" && !vsysPattern.MatchString(ch.Vsys) {
+			return nil, bad("a change has a bad vsys")
 		}
-		if _, err := panosclient.XPathLiteral(ch.Profile); err != nil {
+		name := ch.Profile
+		switch ch.Kind {
+		case "":
+			if ch.Profile == "" || ch.Rule != "" {
+				return nil, bad("a profile change names no profile")
+			}
+		case KindDecryption:
+			if ch.Rule == "" || ch.Profile != "" || ch.Vsys == "" {
+				return nil, bad("a decryption rule change names no rule or no vsys")
+			}
+			name = ch.Rule
+		default:
+			return nil, bad(fmt.Sprintf("a change of unknown kind %q", ch.Kind))
+		}
+		if _, err := panosclient.XPathLiteral(name); err != nil {
 			return nil, bad(err.Error())
 		}
 	}
@@ -292,6 +369,16 @@ func (p *Plugin) Rollback(ctx context.Context, t sdk.Target, token []byte) error
 		var errs []error
 		for i := range tok.Changes {
 			ch := &tok.Changes[i]
+			if ch.isRule() {
+				if err := d.rollbackRule(ctx, tok.Cert, ch); err != nil {
+					if se := sdk.AsError(err); se.Code == codes.FailedPrecondition {
+						errs = append(errs, err)
+						continue
+					}
+					return err
+				}
+				continue
+			}
 			prof, err := d.getProfile(ctx, ch.loc(), ch.Profile)
 			if err != nil {
 				return err
@@ -310,7 +397,7 @@ func (p *Plugin) Rollback(ctx context.Context, t sdk.Target, token []byte) error
 				errs = append(errs, sdk.FailedPrecondition(sdk.ReasonNotFound, "cannot roll back SSL/TLS service profile %s: its previous certificate %s no longer exists", ch.Profile, ch.Previous))
 				continue
 			}
-			if err := d.restoreProfile(ctx, ch); err != nil {
+			if err := d.restore(ctx, ch); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -324,4 +411,28 @@ func (p *Plugin) Rollback(ctx context.Context, t sdk.Target, token []byte) error
 		sdk.Logger(ctx).Info("rolled back bindings", "device", t.Name, "profiles", len(tok.Changes))
 		return nil
 	})
+}
+
+// rollbackRule puts a decryption rule's certificate list back, unless the rule no longer holds
+// the bound certificate (changed since: left alone and logged).
+func (d *device) rollbackRule(ctx context.Context, certName string, ch *profileChange) error {
+	r, err := d.getRule(ctx, ch.loc(), ch.Rule)
+	if err != nil {
+		return err
+	}
+	switch {
+	case r == nil:
+		return sdk.FailedPrecondition(sdk.ReasonNotFound, "cannot roll back decryption rule %s in %s: it no longer exists", ch.Rule, ch.loc())
+	case slices.Equal(r.certificates, ch.PreviousList):
+		return nil
+	case !slices.Contains(r.certificates, certName):
+		sdk.Logger(ctx).Warn("not rolling back a decryption rule changed since Bind", "rule", ch.Rule, "now", strings.Join(r.certificates, ","), "bound", certName)
+		return nil
+	}
+	for _, prev := range ch.PreviousList {
+		if d.resolveCertName(ctx, ch.loc(), prev) == nil {
+			return sdk.FailedPrecondition(sdk.ReasonNotFound, "cannot roll back decryption rule %s: its previous certificate %s no longer exists", ch.Rule, prev)
+		}
+	}
+	return d.restore(ctx, ch)
 }

@@ -188,6 +188,7 @@ type view struct {
 	certs    []certEntry
 	profiles []profile
 	gp       []gpObject
+	rules    []decryptionRule
 }
 
 func (d *device) readView(ctx context.Context) (*view, error) {
@@ -209,6 +210,9 @@ func (d *device) readView(ctx context.Context) (*view, error) {
 		return nil, err
 	}
 	v.gp = gp
+	if v.rules, err = d.listRules(ctx, d.vsys); err != nil {
+		return nil, err
+	}
 	return v, nil
 }
 
@@ -256,6 +260,13 @@ func (v *view) bindings() map[string][]sdk.Binding {
 		}
 		if c := v.certNamed(p.loc, p.certificate); c != nil {
 			out[c.ref()] = append(out[c.ref()], binding(g.kind, g.loc, g.name))
+		}
+	}
+	for _, r := range v.rules {
+		for _, name := range r.certificates {
+			if c := v.certNamed(r.loc, name); c != nil {
+				out[c.ref()] = append(out[c.ref()], binding(KindDecryption, r.loc, r.name))
+			}
 		}
 	}
 	for _, bs := range out {

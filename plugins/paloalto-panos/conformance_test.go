@@ -70,6 +70,10 @@ func servedBy(sim *panossim.Sim) func(context.Context, sdk.Binding) (*x509.Certi
 			addr, err = sim.GlobalProtectAddress("portal", b.Name)
 		case paloaltopanos.KindGateway:
 			addr, err = sim.GlobalProtectAddress("gateway", b.Name)
+		case paloaltopanos.KindDecryption:
+			if addr = sim.DecryptionRuleAddress("vsys1", b.Name); addr == "" {
+				err = fmt.Errorf("decryption rule %q is not served", b.Name)
+			}
 		default:
 			err = fmt.Errorf("binding kind %q", b.Kind)
 		}
@@ -102,6 +106,7 @@ func conformanceConfig(sim *panossim.Sim, tgt sdk.Target, bad sdk.Target) confor
 		Bindings: []sdk.Binding{
 			{Kind: paloaltopanos.KindProfile, Name: "web-tls"},
 			{Kind: paloaltopanos.KindPortal, Name: "gp-portal"},
+			{Kind: paloaltopanos.KindDecryption, Name: "inbound-app"},
 		},
 		UnknownBinding: sdk.Binding{Kind: paloaltopanos.KindProfile, Name: "no-such-profile"},
 		KeySpecs:       []sdk.KeySpec{{Type: sdk.KeyTypeECDSA, Bits: 256}, {Type: sdk.KeyTypeRSA, Bits: 2048}},

@@ -10,8 +10,8 @@
 // unique name (≤ 63 characters; key_ref = cert_ref = that entry, "name" for shared or
 // "vsysN/name"). ImportCert imports the signed leaf onto it and each CA certificate of the chain
 // under its own name, reusing an identical one already present. Bind points SSL/TLS service
-// profiles (or the profile of a GlobalProtect portal or gateway) at it in the candidate
-// configuration. Commit commits — partially, by the configured admin, when commit_admin is set —
+// profiles (or the profile of a GlobalProtect portal or gateway) at it, or puts it in the
+// certificate list of an SSL Inbound Inspection decryption rule, in the candidate configuration. Commit commits — partially, by the configured admin, when commit_admin is set —
 // and waits for the job. Nothing is live before Commit.
 package paloaltopanos
 
@@ -42,6 +42,9 @@ const (
 	KindPortal = "globalprotect-portal"
 	// KindGateway is a GlobalProtect gateway, likewise through its SSL/TLS service profile.
 	KindGateway = "globalprotect-gateway"
+	// KindDecryption is an SSL Inbound Inspection decryption rule (in a vsys): the certificate
+	// replaces the one it renews in the rule's certificate list.
+	KindDecryption = "decryption-rule"
 )
 
 var targetOptions = []sdk.OptionSpec{
@@ -55,7 +58,7 @@ var targetOptions = []sdk.OptionSpec{
 }
 
 var bindingOptions = []sdk.OptionSpec{
-	{Name: "vsys", Type: "string", Description: "where the bound object is: shared or vsysN (default: profiles in shared, then the device's vsys; GlobalProtect objects in the device's vsys)"},
+	{Name: "vsys", Type: "string", Description: "where the bound object is: shared or vsysN (default: profiles in shared, then the device's vsys; GlobalProtect objects and decryption rules in the device's vsys)"},
 }
 
 // Plugin implements sdk.Plugin for PAN-OS. Its only state is the API key cache.
@@ -79,7 +82,7 @@ func (*Plugin) Info(context.Context) (sdk.Info, error) {
 				{Type: sdk.KeyTypeRSA, Bits: 2048}, {Type: sdk.KeyTypeRSA, Bits: 3072}, {Type: sdk.KeyTypeRSA, Bits: 4096},
 				{Type: sdk.KeyTypeECDSA, Bits: 256}, {Type: sdk.KeyTypeECDSA, Bits: 384}, {Type: sdk.KeyTypeECDSA, Bits: 521},
 			},
-			BindingKinds:     []string{KindProfile, KindPortal, KindGateway},
+			BindingKinds:     []string{KindProfile, KindPortal, KindGateway, KindDecryption},
 			NeedsCommit:      true,
 			SupportsRollback: true,
 			SupportsCleanup:  true,

@@ -2,6 +2,7 @@ package paloaltopanos_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"slices"
 	"strings"
@@ -130,6 +131,12 @@ func TestFailedCommitIsAnErrorWithTheJobMessages(t *testing.T) {
 	}
 	if now := served(t, sim, "web-tls"); !now.Equal(before) {
 		t.Error("a failed commit changed what web-tls serves")
+	}
+	if c := sim.Running("/config/shared/ssl-tls-service-profile/entry[@name='web-tls']/certificate"); !strings.Contains(c, "sim-factory-web") {
+		t.Errorf("a failed commit changed the running configuration of web-tls: %s", c)
+	}
+	if slices.Contains(sim.CertificateNames(true), got.certRef) {
+		t.Errorf("a failed commit put certificate %s into the running configuration", got.certRef)
 	}
 	// The engine rolls back after a failed commit; the candidate is then as before.
 	if err := p.Rollback(ctxT(t), tgt, bound.RollbackToken); err != nil {
@@ -610,4 +617,111 @@ func mustCSR(t *testing.T, p sdk.Plugin, tgt sdk.Target) string {
 		t.Fatal(err)
 	}
 	return csr.PEM
+}
+
+// An SSL Inbound Inspection rule gets the new certificate in place of the one it renews; the
+// listener of the rule serves it only after Commit; Rollback restores the list in the candidate;
+// Cleanup keeps what a rule still uses.
+func TestDecryptionRuleBinding(t *testing.T) {
+	t.Parallel()
+	sim := startSim(t, func(c *panossim.Config) {
+		c.Certificates = append(c.Certificates,
+			panossim.CertSpec{Name: "other-server", Vsys: "vsys1", CommonName: "other.example"},
+			panossim.CertSpec{Name: "api-2024", Vsys: "vsys1", CommonName: "api.example"})
+		c.DecryptionRules = append(c.DecryptionRules, panossim.DecryptionRuleSpec{Name: "inbound & <multi>", Certificates: []string{"other-server", "api-2024"}})
+	})
+	tgt := targetFor(sim, passwordCreds, nil)
+	p := paloaltopanos.New()
+	ca := newCA(t)
+	rules := "/config/devices/entry[@name='localhost.localdomain']/vsys/entry[@name='vsys1']/rulebase/decryption/rules"
+
+	// A single-certificate rule: its certificate is replaced.
+	before := served(t, sim, "web-tls") // untouched throughout
+	app := enroll(t, p, tgt, ca, csrRequest("app.example"))
+	single := sdk.Binding{Kind: paloaltopanos.KindDecryption, Name: "inbound-app"}
+	bound, err := p.Bind(ctxT(t), tgt, sdk.BindRequest{CertRef: app.certRef, Bindings: []sdk.Binding{single}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(bound.PreviousCertRefs, []string{"vsys1/sim-factory-app"}) {
+		t.Errorf("PreviousCertRefs %v, want [vsys1/sim-factory-app]", bound.PreviousCertRefs)
+	}
+	ruleCert := func(name string) *x509.Certificate {
+		t.Helper()
+		c, err := dialServed(ctxT(t), sim.DecryptionRuleAddress("vsys1", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if ruleCert("inbound-app").Equal(app.cert) {
+		t.Fatal("the rule serves the new certificate before Commit")
+	}
+	// Rollback of the uncommitted Bind restores the candidate.
+	if err := p.Rollback(ctxT(t), tgt, bound.RollbackToken); err != nil {
+		t.Fatal(err)
+	}
+	if c := sim.Candidate(rules + "/entry[@name='inbound-app']/type/ssl-inbound-inspection/certificates"); !strings.Contains(c, "<member>sim-factory-app</member>") || strings.Contains(c, app.certRef) {
+		t.Fatalf("after Rollback the rule holds %s", c)
+	}
+	if _, err := p.Bind(ctxT(t), tgt, sdk.BindRequest{CertRef: app.certRef, Bindings: []sdk.Binding{single}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Commit(ctxT(t), tgt, sdk.CommitRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if !ruleCert("inbound-app").Equal(app.cert) {
+		t.Error("after Commit the rule does not serve the new certificate")
+	}
+
+	// A rule with several servers: only the certificate with the same common name is replaced.
+	api := enroll(t, p, tgt, ca, csrRequest("api.example"))
+	multi := sdk.Binding{Kind: paloaltopanos.KindDecryption, Name: "inbound & <multi>"}
+	bound, err = p.Bind(ctxT(t), tgt, sdk.BindRequest{CertRef: api.certRef, Bindings: []sdk.Binding{multi}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(bound.PreviousCertRefs, []string{"vsys1/api-2024"}) {
+		t.Errorf("PreviousCertRefs %v, want [vsys1/api-2024]", bound.PreviousCertRefs)
+	}
+	want := "<certificates><member>other-server</member><member>" + api.certRef + "</member></certificates>"
+	if c := sim.Candidate(rules + "/entry[@name='inbound & <multi>']/type/ssl-inbound-inspection/certificates"); !strings.Contains(strings.Join(strings.Fields(c), ""), want) {
+		t.Errorf("rule holds %s, want %s", c, want)
+	}
+	if _, err := p.Commit(ctxT(t), tgt, sdk.CommitRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	conn := func(sni string) *x509.Certificate {
+		t.Helper()
+		d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true, ServerName: sni}} //nolint:gosec // only reads what is served
+		c, err := d.DialContext(ctxT(t), "tcp", sim.DecryptionRuleAddress("vsys1", "inbound & <multi>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.(*tls.Conn).ConnectionState().PeerCertificates[0]
+	}
+	if !conn("api.example").Equal(api.cert) || conn("other.example").Subject.CommonName != "other.example" {
+		t.Error("the multi-server rule does not serve the new certificate for api.example and the other one for other.example")
+	}
+
+	// Inventory names the rule; Cleanup keeps a certificate a rule uses and removes the replaced ones.
+	inv, err := p.Inventory(ctxT(t), tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(inv, func(dc sdk.DeviceCertificate) bool { return dc.CertRef == api.certRef }); i < 0 ||
+		!slices.ContainsFunc(inv[i].Bindings, func(b sdk.Binding) bool { return b.Kind == paloaltopanos.KindDecryption && b.Name == multi.Name }) {
+		t.Errorf("Inventory does not show %s bound to the rule", api.certRef)
+	}
+	res, err := p.Cleanup(ctxT(t), tgt, []sdk.ObjectRef{{CertRef: api.certRef}, {CertRef: "vsys1/api-2024"}, {CertRef: "vsys1/sim-factory-app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Removed || !strings.Contains(res[0].Reason, "decryption-rule") || !res[1].Removed || !res[2].Removed {
+		t.Errorf("Cleanup: %+v", res)
+	}
+	if now := served(t, sim, "web-tls"); !now.Equal(before) {
+		t.Error("binding decryption rules changed what web-tls serves")
+	}
 }

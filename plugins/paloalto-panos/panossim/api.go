@@ -84,6 +84,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	s.calls.record(r)
 	typ := r.Form.Get("type")
 	if s.injectFault(w, typ, r.Form.Get("action")) {
 		return

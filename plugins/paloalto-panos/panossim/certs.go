@@ -459,6 +459,7 @@ func (s *Sim) referrers(root *node) map[*node][]string {
 			out[ref.node] = append(out[ref.node], g.kind+" -> "+g.node.name+" -> ssl-tls-service-profile")
 		}
 	}
+	s.decryptionReferrers(root, out)
 	return out
 }
 
@@ -508,5 +509,5 @@ func (s *Sim) referenceProblems(root *node) []string {
 			out = append(out, fmt.Sprintf("%s -> %s -> ssl-tls-service-profile '%s' is not a valid reference", g.kind, g.node.name, g.profile()))
 		}
 	}
-	return out
+	return append(out, s.decryptionProblems(root)...)
 }

@@ -68,6 +68,7 @@ var configSchema = func() *schema {
 			"ssl-tls-service-profile": leafSchema(),
 		}),
 	})
+	vsys["rulebase"] = decryptionRuleSchema()
 	return container(true, map[string]*schema{
 		"shared": container(true, locationChildren()),
 		"devices": list(63, true, map[string]*schema{

@@ -67,7 +67,7 @@ func (s *Sim) reconcileListenersLocked() error {
 			_ = srv.Serve(tls.NewListener(ln, cfg))
 		}()
 	}
-	return nil
+	return s.reconcileRuleListenersLocked()
 }
 
 func (s *Sim) parsedLocked(pemText string) (*x509.Certificate, error) {
@@ -92,17 +92,27 @@ func (s *Sim) servedCertificate(vsys, profile string) (*tls.Certificate, error) 
 	if p == nil {
 		return nil, fmt.Errorf("profile %s no longer exists", profile)
 	}
-	ref, ok := s.resolveCertificate(s.running, vsys, p.value("certificate"))
-	if !ok {
-		return nil, fmt.Errorf("profile %s: certificate %q not found", profile, p.value("certificate"))
-	}
-	leafCert, err := s.parsedLocked(ref.node.value("public-key"))
+	c, err := s.tlsCertificateLocked(vsys, p.value("certificate"))
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: %w", profile, err)
 	}
+	return c, nil
+}
+
+// tlsCertificateLocked is certificate name as referenced from vsys in the running
+// configuration, with its key and the intermediates found among the installed certificates.
+func (s *Sim) tlsCertificateLocked(vsys, name string) (*tls.Certificate, error) {
+	ref, ok := s.resolveCertificate(s.running, vsys, name)
+	if !ok {
+		return nil, fmt.Errorf("certificate %q not found", name)
+	}
+	leafCert, err := s.parsedLocked(ref.node.value("public-key"))
+	if err != nil {
+		return nil, fmt.Errorf("certificate %q: %w", name, err)
+	}
 	key, ok := s.privateKeys[ref.node.value("private-key")]
 	if !ok {
-		return nil, fmt.Errorf("profile %s: certificate has no key", profile)
+		return nil, fmt.Errorf("certificate %q has no key", name)
 	}
 	out := &tls.Certificate{Certificate: [][]byte{leafCert.Raw}, PrivateKey: key, Leaf: leafCert}
 	for _, c := range s.chainLocked(leafCert) {

@@ -23,7 +23,9 @@
 // DefaultConfig has admins "admin" / "admin-sim-password" and "certfleet" /
 // "certfleet-sim-password", vsys1, a self-signed certificate bound to the shared SSL/TLS service
 // profile "web-tls", and, in vsys1, profile "gp-tls" used by GlobalProtect portal "gp-portal" and
-// gateway "gp-gateway". Commits take CommitDuration (1 s by default).
+// gateway "gp-gateway", and the SSL Inbound Inspection decryption rule "inbound-app" with
+// certificate "sim-factory-app" (DecryptionRuleAddress("vsys1", "inbound-app") serves it).
+// Commits take CommitDuration (1 s by default).
 package panossim
 
 import (
@@ -93,6 +95,8 @@ type Config struct {
 	Profiles     []ProfileSpec
 	Portals      []GlobalProtectSpec
 	Gateways     []GlobalProtectSpec
+	// DecryptionRules are SSL Inbound Inspection decryption rules.
+	DecryptionRules []DecryptionRuleSpec
 	// HAState is "" (HA disabled), "active" or "passive".
 	HAState string
 
@@ -129,13 +133,15 @@ func DefaultConfig() Config {
 		Certificates: []CertSpec{
 			{Name: "sim-factory-web", CommonName: "pa-sim-fw1.sim.local"},
 			{Name: "sim-factory-gp", Vsys: "vsys1", CommonName: "gp.sim.local"},
+			{Name: "sim-factory-app", Vsys: "vsys1", CommonName: "app.sim.local"},
 		},
 		Profiles: []ProfileSpec{
 			{Name: "web-tls", Certificate: "sim-factory-web"},
 			{Name: "gp-tls", Vsys: "vsys1", Certificate: "sim-factory-gp"},
 		},
-		Portals:  []GlobalProtectSpec{{Name: "gp-portal", Vsys: "vsys1", Profile: "gp-tls"}},
-		Gateways: []GlobalProtectSpec{{Name: "gp-gateway", Vsys: "vsys1", Profile: "gp-tls"}},
+		Portals:         []GlobalProtectSpec{{Name: "gp-portal", Vsys: "vsys1", Profile: "gp-tls"}},
+		Gateways:        []GlobalProtectSpec{{Name: "gp-gateway", Vsys: "vsys1", Profile: "gp-tls"}},
+		DecryptionRules: []DecryptionRuleSpec{{Name: "inbound-app", Vsys: "vsys1", Certificates: []string{"sim-factory-app"}}},
 	}
 }
 
@@ -166,6 +172,7 @@ type Sim struct {
 	stop     chan struct{}
 	bg       sync.WaitGroup
 	requests atomic.Int64
+	calls    callLog
 
 	caPEM  string
 	mgmtLn net.Listener
@@ -222,6 +229,11 @@ func New(cfg Config) (*Sim, error) {
 	}
 	for _, g := range cfg.Gateways {
 		if err := s.addGlobalProtect("global-protect-gateway", g); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range cfg.DecryptionRules {
+		if err := s.addDecryptionRule(r); err != nil {
 			return nil, err
 		}
 	}

@@ -217,3 +217,30 @@ func TestCloseStopsListeners(t *testing.T) {
 		t.Error("a profile listener is still open after Close")
 	}
 }
+
+// Decryption rules: a certificate a rule uses cannot be deleted, a rule naming a pending
+// certificate fails the commit, and the running configuration keeps serving the old one.
+func TestDecryptionRules(t *testing.T) {
+	t.Parallel()
+	h := start(t, func(c *Config) { c.CommitDuration = 50 * time.Millisecond })
+	rule := "/config/devices/entry[@name='localhost.localdomain']/vsys/entry[@name='vsys1']/rulebase/decryption/rules/entry[@name='inbound-app']"
+	h.expect(cfgForm("get", rule, ""), `code="19"`, "<member>sim-factory-app</member>")
+	h.expect(cfgForm("delete", "/config/devices/entry[@name='localhost.localdomain']/vsys/entry[@name='vsys1']/certificate/entry[@name='sim-factory-app']", ""), `code="10"`, "inbound-app")
+	h.expect(cfgForm("edit", rule+"/type/ssl-inbound-inspection/certificates", "<certificates><bogus/></certificates>"), `code="12"`)
+	h.expect(generateForm("pending", "<ECDSA><ecdsa-nbits>256</ecdsa-nbits></ECDSA>"), "Successfully")
+	h.expect(cfgForm("edit", rule+"/type/ssl-inbound-inspection/certificates", "<certificates><member>pending</member></certificates>"), `code="20"`)
+	h.expect(url.Values{"type": {"commit"}, "cmd": {"<commit/>"}}, "<job>1</job>")
+	time.Sleep(100 * time.Millisecond)
+	h.expect(url.Values{"type": {"op"}, "cmd": {"<show><jobs><id>1</id></jobs></show>"}}, "<result>FAIL</result>", "inbound-app", "pending certificate request")
+	if got := h.sim.Running(rule); !strings.Contains(got, "sim-factory-app") {
+		t.Errorf("a failed commit changed the running rule: %s", got)
+	}
+	conn, err := tls.Dial("tcp", h.sim.DecryptionRuleAddress("", "inbound-app"), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only reads what is served
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if cn := conn.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "app.sim.local" {
+		t.Errorf("the rule serves %q, want the factory certificate app.sim.local", cn)
+	}
+}
