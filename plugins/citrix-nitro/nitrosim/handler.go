@@ -1,10 +1,12 @@
 package nitrosim
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -27,6 +29,7 @@ const (
 	codeExists         = 273
 	codeBadLogin       = 354
 	codeSessionExpired = 444
+	codeAuthTimeout    = 1027
 	codeNoVServer      = 461
 	codeBadKey         = 1537
 	codeNotSSL         = 1544
@@ -48,6 +51,11 @@ const (
 	codeFileInUse = 1530
 	// UNCONFIRMED: save ns config failed.
 	codeSaveFailed = 1
+	// UNCONFIRMED: unlink of a certkey that is not linked.
+	codeNotLinked = 1549
+	// UNCONFIRMED: an SNI certificate sharing a domain with another SNI certificate of the
+	// vserver (Keyfactor UpdateBindings: "duplicate domain error"); the code is a guess.
+	codeDuplicateDomain = 1551
 )
 
 type nitroErr struct {
@@ -170,16 +178,22 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if f := s.takeFault(r.Method, typ, q.action); f != nil {
+		if f.code == codeSessionExpired || f.code == codeAuthTimeout {
+			// An injected expiry ends the session it hits, as a real one would be gone.
+			if c, err := r.Cookie("NITRO_AUTH_TOKEN"); err == nil {
+				delete(s.sessions, c.Value)
+			}
+		}
+		writeErr(w, errf(f.status, f.code, "Injected fault"))
+		return
+	}
 	if typ == "login" && r.Method == http.MethodPost {
 		s.login(w, q)
 		return
 	}
 	if e := s.authenticate(q); e != nil {
 		writeErr(w, e)
-		return
-	}
-	if f := s.takeFault(r.Method + " " + typ); f != nil {
-		writeErr(w, errf(f.status, f.code, "Injected fault"))
 		return
 	}
 	status, body, e := s.dispatch(q)
@@ -190,9 +204,10 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, done(body))
 }
 
-func (s *Sim) takeFault(op string) *fault {
+// takeFault returns the first queued fault matching the request, counting it down.
+func (s *Sim) takeFault(method, typ, action string) *fault {
 	for i, f := range s.faults {
-		if f.op == op || f.op == "*" {
+		if f.op == "*" || f.op == method+" "+typ || action != "" && f.op == method+" "+typ+"?action="+action {
 			f.n--
 			if f.n <= 0 {
 				s.faults = append(s.faults[:i], s.faults[i+1:]...)
@@ -381,7 +396,8 @@ func (s *Sim) createCSR(q *request) (int, map[string]any, *nitroErr) {
 		tmpl.Subject.Locality = []string{v}
 	}
 	if v := str(o, "emailaddress"); v != "" {
-		tmpl.EmailAddresses = append(tmpl.EmailAddresses, v)
+		// emailAddress is a subject attribute (PKCS #9), not a SAN.
+		tmpl.Subject.ExtraNames = append(tmpl.Subject.ExtraNames, pkix.AttributeTypeAndValue{Type: oidEmailAddress, Value: v})
 	}
 	for _, san := range strings.Fields(str(o, "subjectaltname")) {
 		kind, val, _ := strings.Cut(san, ":")
@@ -407,6 +423,8 @@ func (s *Sim) createCSR(q *request) (int, map[string]any, *nitroErr) {
 	q.part.files[sslPath(reqfile)] = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 	return 200, nil, nil
 }
+
+var oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
 
 func (s *Sim) fileInUse(p *partition, full string) string {
 	for _, ck := range p.certkeys {
@@ -495,7 +513,7 @@ func (s *Sim) certkeyView(p *partition, ck *certKey) map[string]any {
 	} else {
 		out["daystoexpiration"] = days
 	}
-	out["serial"] = serialHex(c)
+	out["serial"] = strings.ToUpper(hex.EncodeToString(c.SerialNumber.Bytes()))
 	out["subject"] = " " + c.Subject.String()
 	out["issuer"] = " " + c.Issuer.String()
 	out["clientcertnotbefore"] = c.NotBefore.UTC().Format("Jan _2 15:04:05 2006 GMT")
@@ -546,6 +564,21 @@ func checkPair(p *partition, cert, key string) (*x509.Certificate, *nitroErr) {
 		return nil, errf(599, codeBadKey, "Invalid private key, or certificate and private key do not match")
 	}
 	return c, nil
+}
+
+// holderOf returns the certkey (other than except) holding a certificate with c's issuer and
+// serial: the appliance keeps one certkey per certificate (Citrix KB 206045: "You cannot install
+// two certificates with the same serial number from the same certification authority").
+func holderOf(p *partition, c *x509.Certificate, except string) string {
+	for _, other := range p.certkeys {
+		if other.name == except {
+			continue
+		}
+		if oc, err := parseCert(p.files[other.cert]); err == nil && oc.SerialNumber.Cmp(c.SerialNumber) == 0 && bytes.Equal(oc.RawIssuer, c.RawIssuer) {
+			return other.name
+		}
+	}
+	return ""
 }
 
 func (s *Sim) certkey(q *request) (int, map[string]any, *nitroErr) {
@@ -623,11 +656,10 @@ func (s *Sim) certkey(q *request) (int, map[string]any, *nitroErr) {
 		if !c.IsCA && key == "" {
 			return 0, nil, errf(400, codeArgMissing, "Required argument missing [key]")
 		}
-		// The same certificate under another name: 273 naming the holder (Ansible #402 shape).
-		for _, other := range p.certkeys {
-			if oc, err := parseCert(p.files[other.cert]); err == nil && oc.Equal(c) {
-				return 0, nil, errf(409, codeExists, "Resource already exists [certkeyName Contents, %s]", other.name)
-			}
+		// The same certificate under another name: 273 naming the holder (Ansible #402 shape;
+		// that the name is the holder's is UNCONFIRMED).
+		if holder := holderOf(p, c, ""); holder != "" {
+			return 0, nil, errf(409, codeExists, "Resource already exists [certkeyName Contents, %s]", holder)
 		}
 		// linkcertkeyname in an add is ignored, as on the appliance (Ansible #318/#351).
 		p.certkeys[name] = &certKey{name: name, cert: cert, key: key}
@@ -647,6 +679,11 @@ func (s *Sim) certkey(q *request) (int, map[string]any, *nitroErr) {
 		c, e := checkPair(p, cert, key)
 		if e != nil {
 			return 0, nil, e
+		}
+		// UNCONFIRMED for update (KB 206045 says "installing\updating"); see
+		// Config.AllowDuplicateOnUpdate.
+		if holder := holderOf(p, c, name); holder != "" && !s.cfg.AllowDuplicateOnUpdate {
+			return 0, nil, errf(409, codeExists, "Resource already exists [certkeyName Contents, %s]", holder)
 		}
 		old, _ := parseCert(p.files[ck.cert])
 		if old != nil && !truthy(o, "nodomaincheck") && !sameDomain(old, c) {
@@ -679,6 +716,9 @@ func (s *Sim) certkey(q *request) (int, map[string]any, *nitroErr) {
 		ck, ok := p.certkeys[name]
 		if !ok {
 			return 0, nil, errf(404, codeMissing, "No such resource [certkey, %s]", name)
+		}
+		if ck.link == "" {
+			return 0, nil, errf(599, codeNotLinked, "Certificate %s is not linked", name)
 		}
 		ck.link = ""
 		return 200, nil, nil
@@ -713,6 +753,29 @@ func sameDomain(a, b *x509.Certificate) bool {
 		}
 	}
 	return false
+}
+
+// bulkBindings answers GET sslvserver_sslcertkey_binding?bulkbindings=yes: every binding of
+// every SSL vserver of the partition.
+func (s *Sim) bulkBindings(q *request) (int, map[string]any, *nitroErr) {
+	if !strings.EqualFold(q.r.URL.Query().Get("bulkbindings"), "yes") {
+		return 0, nil, errf(400, codeArgMissing, "Required argument missing [vservername]")
+	}
+	names := make([]string, 0, len(q.part.vservers))
+	for n := range q.part.vservers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var list []any
+	for _, n := range names {
+		for _, b := range q.part.vservers[n].bindings {
+			list = append(list, map[string]any{"vservername": n, "certkeyname": b.certkey, "snicert": b.sni, "ca": false})
+		}
+	}
+	if len(list) == 0 {
+		return 200, nil, nil
+	}
+	return 200, map[string]any{"sslvserver_sslcertkey_binding": list}, nil
 }
 
 func (s *Sim) listVServers(q *request) (int, map[string]any, *nitroErr) {
@@ -752,6 +815,9 @@ func (s *Sim) binding(q *request) (int, map[string]any, *nitroErr) {
 	p := q.part
 	switch q.r.Method {
 	case http.MethodGet:
+		if q.name == "" {
+			return s.bulkBindings(q)
+		}
 		v, e := s.sslVServer(p, q.name)
 		if e != nil {
 			return 0, nil, e
@@ -786,12 +852,22 @@ func (s *Sim) binding(q *request) (int, map[string]any, *nitroErr) {
 			// UNCONFIRMED which switch applies (sslvserver or sslprofile); the simulator uses sslvserver.
 			return 0, nil, errf(599, codeBadArg, "SNI is not enabled on vserver %s", v.Name)
 		}
-		for _, b := range v.bindings {
+		leaf, _ := parseCert(p.files[ck.cert])
+		for i, b := range v.bindings {
 			if b.certkey == name && b.sni == sni {
 				return 0, nil, errf(409, codeExists, "Resource already exists")
 			}
 			if !sni && !b.sni {
+				if s.cfg.DefaultBindReplaces {
+					v.bindings = append(v.bindings[:i], v.bindings[i+1:]...)
+					break
+				}
 				return 0, nil, errf(599, codeSecondServerCert, "A server certificate (%s) is already bound to vserver %s; use -SNICert or unbind it first", b.certkey, v.Name)
+			}
+			if sni && b.sni && !s.cfg.AllowSNIDomainOverlap && leaf != nil {
+				if other, err := parseCert(p.files[p.certkeys[b.certkey].cert]); err == nil && sameDomain(other, leaf) {
+					return 0, nil, errf(599, codeDuplicateDomain, "Duplicate domain: an SNI certificate (%s) for the same domain is bound to vserver %s", b.certkey, v.Name)
+				}
 			}
 		}
 		v.bindings = append(v.bindings, binding{certkey: name, sni: sni})

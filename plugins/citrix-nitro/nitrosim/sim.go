@@ -1,9 +1,14 @@
 // Package nitrosim is a Citrix ADC / NetScaler NITRO simulator: a real HTTPS server speaking the
 // /nitro/v1/config endpoints the citrix-nitro plugin uses, with NITRO's JSON shapes, error bodies
-// and codes (shared/reference/citrix-nitro.md), sessions that expire, files that cannot be
-// overwritten, real keys and CSRs made "on the appliance", and one real TLS listener on 127.0.0.1
-// per SSL vserver serving its bound certificate and linked chain (SNI included), live as soon as
-// it is bound, as on a NetScaler (save only makes the running config durable).
+// and codes (shared/reference/citrix-nitro.md), sessions that expire, admin partitions, files that
+// cannot be overwritten, real keys and CSRs made "on the appliance", and one real TLS listener on
+// 127.0.0.1 per SSL vserver serving its bound certificate and linked chain (SNI included). A
+// binding is live as soon as it is made, as on a NetScaler: "save ns config" only makes the
+// running configuration durable, so the listeners always serve the running configuration.
+//
+// It is as strict as the appliance where the reference knows its behaviour, and strict by
+// default where the reference marks it UNCONFIRMED (each such place says so in a comment; the
+// Config switches give the other plausible behaviour so the plugin is tested against both).
 //
 // How cmd/certfleet-sim uses it:
 //
@@ -16,7 +21,11 @@
 //	sim.SetLatency / FailNext / ExpireSessions / FailSave   // fault injection
 //	sim.Close()
 //
-// Credentials are Config.Username/Password (DefaultConfig: nsroot / nsroot-sim).
+// Credentials are Config.Username/Password (DefaultConfig: nsroot / nsroot-sim). A certfleet
+// device for it: plugin citrix-nitro, address sim.URL(), tls.ca_bundle a file holding
+// sim.CACertPEM(), credentials {username, password}; bindings {kind: lb-vserver, name:
+// vs_www_443}, {kind: lb-vserver, name: vs_api_443}, {kind: gateway-vserver, name: gw_vpn_443},
+// any of them with sni: true; options {partition: p_tenant1} for vs_t1_443 in that partition.
 package nitrosim
 
 import (
@@ -26,21 +35,21 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/certfleet/certfleet/plugins/sdk/simtls"
 )
 
-// Kinds of vserver.
+// Kinds of vserver, named as their NITRO resource types.
 const (
 	KindLB      = "lbvserver"
 	KindGateway = "vpnvserver"
@@ -51,10 +60,12 @@ type VServer struct {
 	Name string
 	// Kind is KindLB or KindGateway.
 	Kind string
-	// ServiceType is SSL (default) or e.g. HTTP; only SSL vservers take certificates.
+	// ServiceType is SSL (the default) or e.g. HTTP; only SSL vservers take certificates.
 	ServiceType string
-	// Partition, "" for default.
+	// Partition is the admin partition, "" for default.
 	Partition string
+	// SNI starts the vserver with SNI enabled.
+	SNI bool
 }
 
 // Config of a simulator.
@@ -69,9 +80,24 @@ type Config struct {
 	DaysAsString bool
 	// Version is what nsversion reports.
 	Version string
+
+	// The switches below give the other plausible behaviour where the reference is UNCONFIRMED.
+
+	// DefaultBindReplaces makes a second non-SNI binding replace the vserver's default
+	// certificate instead of failing (the default, after CTX110670: one server certificate
+	// without -SNICert per vserver).
+	DefaultBindReplaces bool
+	// AllowSNIDomainOverlap lets two SNI certificates with a common DNS name be bound to one
+	// vserver. By default that fails, as Keyfactor's UpdateBindings reports ("duplicate domain").
+	AllowSNIDomainOverlap bool
+	// AllowDuplicateOnUpdate lets "update ssl certKey" point a certkey at a certificate another
+	// certkey already holds. By default it fails as an add does (273, "certkeyName Contents"),
+	// since Citrix KB 206045 reports "Certificate Already Exists" when "installing\updating".
+	AllowDuplicateOnUpdate bool
 }
 
-// DefaultConfig has two SSL LB vservers, one Gateway vserver, one HTTP vserver and a partition.
+// DefaultConfig has two SSL LB vservers, one Gateway vserver, one HTTP vserver and a partition
+// with one SSL LB vserver.
 func DefaultConfig() Config {
 	return Config{
 		Username: "nsroot", Password: "nsroot-sim", SessionTimeout: 30 * time.Minute,
@@ -114,20 +140,20 @@ type session struct {
 }
 
 type fault struct {
-	op     string // "METHOD type" e.g. "POST sslcertkey", "*" for any
-	code   int
+	op     string // "METHOD type", "METHOD type?action=x" or "*"
 	status int
+	code   int
 	n      int
 }
 
-// Sim is a running simulator.
+// Sim is a simulated appliance.
 type Sim struct {
-	cfg Config
-	ca  *x509.Certificate
-	// caKey signs the management server certificate.
-	caKey *ecdsa.PrivateKey
+	cfg   Config
+	ca    *simtls.Authority
 	srv   *http.Server
 	ln    net.Listener
+	wg    sync.WaitGroup
+	close sync.Once
 
 	mu        sync.Mutex
 	parts     map[string]*partition
@@ -136,7 +162,7 @@ type Sim struct {
 	latency   time.Duration
 	failSaves int
 	calls     []string
-	wg        sync.WaitGroup
+	conns     map[net.Conn]struct{} // open connections to vserver listeners
 }
 
 // New builds a simulator from cfg; Start runs it.
@@ -150,47 +176,30 @@ func New(cfg Config) (*Sim, error) {
 	if cfg.Version == "" {
 		cfg.Version = DefaultConfig().Version
 	}
-	s := &Sim{cfg: cfg, parts: map[string]*partition{}, sessions: map[string]*session{}}
+	ca, err := simtls.NewAuthority("nitrosim management CA")
+	if err != nil {
+		return nil, err
+	}
+	s := &Sim{cfg: cfg, ca: ca, parts: map[string]*partition{}, sessions: map[string]*session{}, conns: map[net.Conn]struct{}{}}
 	for _, p := range append([]string{"default"}, cfg.Partitions...) {
 		s.parts[p] = &partition{files: map[string][]byte{}, certkeys: map[string]*certKey{}, vservers: map[string]*vserver{}}
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "nitrosim management CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, err
-	}
-	s.ca, _ = x509.ParseCertificate(der)
-	s.caKey = key
 	return s, nil
 }
 
 // Start serves the management API on addr (use 127.0.0.1:0) and a TLS listener per SSL vserver.
 func (s *Sim) Start(addr string) error {
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "nitrosim"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.ca, leafKey.Public(), s.caKey)
+	cert, err := s.ca.ServerCertificate()
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("nitrosim: listen %s: %w", addr, err)
+		return fmt.Errorf("nitrosim: listen on %s: %w", addr, err)
 	}
-	s.ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: leafKey}}})
-	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}
+	s.ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+	// Clients that give up mid-handshake (a cancelled call) are normal here, not worth a log line.
+	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	for _, v := range s.cfg.VServers {
 		if err := s.AddVServer(v); err != nil {
 			s.Close()
@@ -208,26 +217,29 @@ func (s *Sim) URL() string { return "https://" + s.ln.Addr().String() }
 // Address is host:port of the management API.
 func (s *Sim) Address() string { return s.ln.Addr().String() }
 
-// CACertPEM is the CA that signed the management certificate.
-func (s *Sim) CACertPEM() string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.ca.Raw}))
-}
+// CACertPEM is the CA that signed the management certificate: trust it to verify the API.
+func (s *Sim) CACertPEM() string { return s.ca.CACertPEM() }
 
-// Close stops the server and every vserver listener.
+// Close stops the server and every vserver listener and waits for their goroutines.
 func (s *Sim) Close() {
-	if s.srv != nil {
-		_ = s.srv.Close()
-	}
-	s.mu.Lock()
-	for _, p := range s.parts {
-		for _, v := range p.vservers {
-			if v.ln != nil {
-				_ = v.ln.Close()
+	s.close.Do(func() {
+		if s.srv != nil {
+			_ = s.srv.Close()
+		}
+		s.mu.Lock()
+		for _, p := range s.parts {
+			for _, v := range p.vservers {
+				if v.ln != nil {
+					_ = v.ln.Close()
+				}
 			}
 		}
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+		for c := range s.conns {
+			_ = c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
 }
 
 // AddVServer adds a vserver; an SSL one gets a TLS listener on 127.0.0.1.
@@ -238,20 +250,16 @@ func (s *Sim) AddVServer(v VServer) error {
 	if v.ServiceType == "" {
 		v.ServiceType = "SSL"
 	}
-	part := v.Partition
-	if part == "" {
-		part = "default"
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, ok := s.parts[part]
+	p, ok := s.parts[orDefault(v.Partition)]
 	if !ok {
-		return fmt.Errorf("nitrosim: vserver %q: no partition %q", v.Name, part)
+		return fmt.Errorf("nitrosim: vserver %q: no partition %q", v.Name, v.Partition)
 	}
 	if _, dup := p.vservers[v.Name]; dup {
 		return fmt.Errorf("nitrosim: vserver %q exists", v.Name)
 	}
-	vs := &vserver{VServer: v}
+	vs := &vserver{VServer: v, sni: v.SNI}
 	if v.ServiceType == "SSL" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -268,6 +276,8 @@ func (s *Sim) AddVServer(v VServer) error {
 	return nil
 }
 
+// acceptLoop completes handshakes on a vserver listener: the certificate is all a client comes
+// for. Each connection is closed once the client closes it, or after five seconds.
 func (s *Sim) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
 	for {
@@ -275,17 +285,28 @@ func (s *Sim) acceptLoop(ln net.Listener) {
 		if err != nil {
 			return
 		}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
 		go func() {
-			defer c.Close()
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				_ = c.Close()
+			}()
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			if tc, ok := c.(*tls.Conn); ok {
-				_ = tc.Handshake()
+			if tc, ok := c.(*tls.Conn); ok && tc.Handshake() == nil {
+				// Wait for the client's close, so it never reads a reset before its own checks.
+				_, _ = tc.Read(make([]byte, 1))
 			}
 		}()
 	}
 }
 
-// ServedAddress is the TLS listener of an SSL vserver (any partition), "" if none.
+// ServedAddress is the TLS listener of an SSL vserver (any partition), "" if there is none.
 func (s *Sim) ServedAddress(name string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -314,17 +335,20 @@ func (s *Sim) servedCert(p *partition, v *vserver, serverName string) (*tls.Cert
 		}
 		if v.sni && serverName != "" {
 			if leaf, err := parseCert(p.files[ck.cert]); err == nil && leaf.VerifyHostname(serverName) == nil {
-				return s.tlsCert(p, ck)
+				return tlsCert(p, ck)
 			}
 		}
 	}
 	if def == nil {
-		return nil, errors.New("no certificate bound") // "No usable ciphers configured on the SSL vserver"
+		// The appliance has no certificate to offer: the handshake fails.
+		return nil, errors.New("no server certificate bound")
 	}
-	return s.tlsCert(p, def)
+	return tlsCert(p, def)
 }
 
-func (s *Sim) tlsCert(p *partition, ck *certKey) (*tls.Certificate, error) {
+// tlsCert is a certkey's certificate, its key and the chain its links make, without the
+// self-signed root (the appliance does not send roots: "Install, link, and update certificates").
+func tlsCert(p *partition, ck *certKey) (*tls.Certificate, error) {
 	leaf, err := parseCert(p.files[ck.cert])
 	if err != nil {
 		return nil, err
@@ -342,7 +366,7 @@ func (s *Sim) tlsCert(p *partition, ck *certKey) (*tls.Certificate, error) {
 			break
 		}
 		c, err := parseCert(p.files[ca.cert])
-		if err != nil {
+		if err != nil || c.CheckSignatureFrom(c) == nil {
 			break
 		}
 		out.Certificate = append(out.Certificate, c.Raw)
@@ -373,20 +397,46 @@ func parseKey(b []byte) (any, error) {
 	return x509.ParsePKCS8PrivateKey(block.Bytes)
 }
 
-// ---- fault injection ----
+// generateKey makes the key file for sslrsakey (rsaBits > 0) or sslecdsakey (curve).
+func generateKey(rsaBits int, curve string) ([]byte, error) {
+	if rsaBits > 0 {
+		k, err := rsa.GenerateKey(rand.Reader, rsaBits)
+		if err != nil {
+			return nil, err
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}), nil
+	}
+	c := elliptic.P256()
+	if curve == "P_384" {
+		c = elliptic.P384()
+	}
+	k, err := ecdsa.GenerateKey(c, rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
+}
+
+// ---- fault injection (goroutine-safe) ----
 
 // SetLatency delays every management request by d.
 func (s *Sim) SetLatency(d time.Duration) { s.mu.Lock(); s.latency = d; s.mu.Unlock() }
 
-// FailNext makes the next n requests matching op ("POST sslcertkey", "PUT sslvserver_sslcertkey_binding",
-// "*") fail with NITRO errorcode code and HTTP status.
+// FailNext makes the next n requests matching op fail with HTTP status and NITRO errorcode
+// code. op is "METHOD type" (any action: "POST login", "POST sslcertkey",
+// "PUT sslvserver_sslcertkey_binding"), "METHOD type?action=x" ("POST sslcertkey?action=update")
+// or "*" for any request.
 func (s *Sim) FailNext(op string, n, status, code int) {
 	s.mu.Lock()
 	s.faults = append(s.faults, &fault{op: op, n: n, status: status, code: code})
 	s.mu.Unlock()
 }
 
-// ExpireSessions ends every session, so the next request gets 444.
+// ExpireSessions ends every session, so the next request on one gets 444.
 func (s *Sim) ExpireSessions() {
 	s.mu.Lock()
 	for _, ss := range s.sessions {
@@ -397,6 +447,8 @@ func (s *Sim) ExpireSessions() {
 
 // FailSave makes the next n "save ns config" fail.
 func (s *Sim) FailSave(n int) { s.mu.Lock(); s.failSaves = n; s.mu.Unlock() }
+
+// ---- inspection, for tests ----
 
 // Sessions is the number of open (unexpired) sessions: a client that always logs out leaves 0.
 func (s *Sim) Sessions() int {
@@ -411,7 +463,8 @@ func (s *Sim) Sessions() int {
 	return n
 }
 
-// Calls returns the requests served so far as "METHOD /path?query" (no bodies) and clears the log.
+// Calls returns the requests served since the last call as "METHOD /path?query" (no bodies)
+// and clears the log.
 func (s *Sim) Calls() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -420,14 +473,11 @@ func (s *Sim) Calls() []string {
 	return out
 }
 
-// Saves is how many times the partition's config was saved.
+// Saves is how many times a partition's configuration was saved ("" is default).
 func (s *Sim) Saves(partitionName string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if partitionName == "" {
-		partitionName = "default"
-	}
-	if p := s.parts[partitionName]; p != nil {
+	if p := s.parts[orDefault(partitionName)]; p != nil {
 		return p.saved
 	}
 	return 0
@@ -453,30 +503,37 @@ func (s *Sim) BoundCertKeys(vs string) []string {
 	return out
 }
 
-func serialHex(c *x509.Certificate) string {
-	return strings.ToUpper(hex.EncodeToString(c.SerialNumber.Bytes()))
+// CertKeys returns the certkey names of a partition ("" is default), sorted.
+func (s *Sim) CertKeys(partitionName string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	if p := s.parts[orDefault(partitionName)]; p != nil {
+		for n := range p.certkeys {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
-// generateKey makes the key for sslrsakey/sslecdsakey.
-func generateKey(rsaBits int, curve string) ([]byte, error) {
-	if rsaBits > 0 {
-		k, err := rsa.GenerateKey(rand.Reader, rsaBits)
-		if err != nil {
-			return nil, err
+// Files returns the full paths of a partition's files ("" is default), sorted.
+func (s *Sim) Files(partitionName string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	if p := s.parts[orDefault(partitionName)]; p != nil {
+		for f := range p.files {
+			out = append(out, f)
 		}
-		return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}), nil
 	}
-	c := elliptic.P256()
-	if curve == "P_384" {
-		c = elliptic.P384()
+	sort.Strings(out)
+	return out
+}
+
+func orDefault(p string) string {
+	if p == "" {
+		return "default"
 	}
-	k, err := ecdsa.GenerateKey(c, rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
+	return p
 }
