@@ -31,6 +31,14 @@ const (
 	CodeBadPrivateKey   = 1537
 	CodeNotSSLVServer   = 1544
 	CodeFileExists      = 1642
+	// CodeCertKeyMissing: "Certificate does not exist" (oneops cookbook add_cert_key.rb matches
+	// the text; the code is unconfirmed, so IsMissing also takes 258 and HTTP 404).
+	CodeCertKeyMissing = 1540
+	// CodeInvalidArgument: an attribute the resource does not have ("Invalid argument [x]").
+	CodeInvalidArgument = 278
+	// CodeDefaultProfile: a vserver-level SSL setting while the default SSL profile is enabled
+	// ("Operation not permitted. To do this Disable default ssl profile", terraform-provider-citrixadc #164).
+	CodeDefaultProfile = 3740
 )
 
 // Error is a NITRO error body: {"errorcode":N,"message":"...","severity":"ERROR"}.

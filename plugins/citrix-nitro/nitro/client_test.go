@@ -76,9 +76,9 @@ func TestDeviceErrors(t *testing.T) {
 	wantCode(t, "bind to an unknown vserver", c.Bind(ctx, "vs_nope", "x", false), nitro.CodeVServerMissing)
 	_, err := c.Bindings(ctx, "vs_plain_80")
 	wantCode(t, "bindings of an HTTP vserver", err, nitro.CodeNotSSLVServer)
-	wantCode(t, "delete a missing certkey", c.DeleteCertKey(ctx, "nope"), nitro.CodeResourceMissing)
+	wantCode(t, "delete a missing certkey", c.DeleteCertKey(ctx, "nope"), nitro.CodeCertKeyMissing)
 	if !nitro.IsMissing(c.DeleteCertKey(ctx, "nope")) {
-		t.Error("IsMissing does not recognise 258")
+		t.Error("IsMissing does not recognise 1540")
 	}
 
 	if err := c.CreateECDSAKey(ctx, "/nsconfig/ssl/k1.key", "P_256"); err != nil {

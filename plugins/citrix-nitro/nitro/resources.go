@@ -37,6 +37,8 @@ type CertKey struct {
 	NotAfter         string `json:"clientcertnotafter,omitempty"`
 	Status           string `json:"status,omitempty"`
 	LinkCertKeyName  string `json:"linkcertkeyname,omitempty"`
+	// PublicKey is the key algorithm as "show ssl certKey" prints it: rsaEncryption, id-ecPublicKey.
+	PublicKey string `json:"publickey,omitempty"`
 }
 
 // VServerBinding is one sslvserver_sslcertkey_binding entry.
@@ -86,10 +88,10 @@ func (c *Client) action(ctx context.Context, typ, action string, obj map[string]
 	return err
 }
 
-// IsMissing reports whether err says the object does not exist (258, or HTTP 404 other than
-// for a missing vserver).
+// IsMissing reports whether err says the object does not exist: 258, 1540 for a certkey, or
+// HTTP 404 whatever the code (nitro-go treats 404 as not found), except a missing vserver (461).
 func IsMissing(err error) bool {
-	if IsCode(err, CodeResourceMissing) {
+	if IsCode(err, CodeResourceMissing, CodeCertKeyMissing) {
 		return true
 	}
 	var ne *Error
@@ -281,6 +283,99 @@ func (c *Client) Unbind(ctx context.Context, vserver, certkey string, sni bool) 
 		args = append(args, "snicert", "true")
 	}
 	_, err := c.Call(ctx, http.MethodDelete, cfgPath+"sslvserver_sslcertkey_binding/"+PathEscape(vserver), url.Values{"args": {Args(args...)}}, nil)
+	return err
+}
+
+// Places lists where each certkey is bound: SSL vservers of any kind, SSL services and service
+// groups, SSL profiles (GET sslcertkey_binding?bulkbindings=yes, NITRO docs sslcertkey_binding).
+func (c *Client) Places(ctx context.Context) ([]CertKeyPlaces, error) {
+	var out []CertKeyPlaces
+	return out, c.list(ctx, "sslcertkey_binding", "", url.Values{"bulkbindings": {"yes"}}, &out)
+}
+
+// CertKeyPlaces is one sslcertkey_binding entry.
+type CertKeyPlaces struct {
+	CertKey  string `json:"certkey"`
+	VServers []struct {
+		ServerName string `json:"servername"`
+	} `json:"sslcertkey_sslvserver_binding"`
+	Services []struct {
+		ServiceName      string `json:"servicename"`
+		ServiceGroupName string `json:"servicegroupname"`
+	} `json:"sslcertkey_service_binding"`
+	Profiles []struct {
+		SSLProfile string `json:"sslprofile"`
+	} `json:"sslcertkey_sslprofile_binding"`
+}
+
+// VPNGlobalCertKeys lists the certkeys bound to the global VPN (vpnglobal_sslcertkey_binding).
+func (c *Client) VPNGlobalCertKeys(ctx context.Context) ([]string, error) {
+	var out []struct {
+		CertKeyName string `json:"certkeyname"`
+	}
+	if err := c.list(ctx, "vpnglobal_sslcertkey_binding", "", nil, &out); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(out))
+	for _, b := range out {
+		names = append(names, b.CertKeyName)
+	}
+	return names, nil
+}
+
+// SAMLAction is the part of an authenticationsamlaction that names certkeys.
+type SAMLAction struct {
+	Name        string `json:"name"`
+	IdPCert     string `json:"samlidpcertname"`
+	SigningCert string `json:"samlsigningcertname"`
+}
+
+// SAMLActions lists the SAML actions with the certkeys they use.
+func (c *Client) SAMLActions(ctx context.Context) ([]SAMLAction, error) {
+	var out []SAMLAction
+	return out, c.list(ctx, "authenticationsamlaction", "", url.Values{"attrs": {"name,samlidpcertname,samlsigningcertname"}}, &out)
+}
+
+// DefaultProfileEnabled reports "set ssl parameter -defaultProfile ENABLED".
+func (c *Client) DefaultProfileEnabled(ctx context.Context) (bool, error) {
+	var out []struct {
+		DefaultProfile string `json:"defaultprofile"`
+	}
+	if err := c.list(ctx, "sslparameter", "", nil, &out); err != nil {
+		return false, err
+	}
+	return len(out) > 0 && strings.EqualFold(out[0].DefaultProfile, "ENABLED"), nil
+}
+
+// SSLVServerSettings is the part of an sslvserver the plugin reads.
+type SSLVServerSettings struct {
+	SNIEnable  string `json:"snienable"`
+	SSLProfile string `json:"sslprofile"`
+}
+
+// SSLVServer reads an SSL vserver's SNI setting and profile.
+func (c *Client) SSLVServer(ctx context.Context, name string) (SSLVServerSettings, error) {
+	var out []SSLVServerSettings
+	if err := c.list(ctx, "sslvserver", name, nil, &out); err != nil || len(out) == 0 {
+		return SSLVServerSettings{}, err
+	}
+	return out[0], nil
+}
+
+// ProfileSNI reports whether SNI is enabled on an SSL profile.
+func (c *Client) ProfileSNI(ctx context.Context, profile string) (bool, error) {
+	var out []struct {
+		SNIEnable string `json:"snienable"`
+	}
+	if err := c.list(ctx, "sslprofile", profile, nil, &out); err != nil {
+		return false, err
+	}
+	return len(out) > 0 && strings.EqualFold(out[0].SNIEnable, "ENABLED"), nil
+}
+
+// EnableProfileSNI turns SNI on in an SSL profile (PUT sslprofile {name, snienable}).
+func (c *Client) EnableProfileSNI(ctx context.Context, profile string) error {
+	_, err := c.Call(ctx, http.MethodPut, cfgPath+"sslprofile", nil, map[string]any{"sslprofile": map[string]any{"name": profile, "snienable": "ENABLED"}})
 	return err
 }
 

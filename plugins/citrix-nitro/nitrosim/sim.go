@@ -35,11 +35,13 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"sort"
@@ -49,19 +51,30 @@ import (
 	"github.com/certfleet/certfleet/plugins/sdk/simtls"
 )
 
-// Kinds of vserver, named as their NITRO resource types.
+// Kinds of vserver, named as their NITRO resource types. All three take SSL certificates
+// (CTX224272: "SSL type virtual servers of type load balancing, content switching and Gateway").
 const (
 	KindLB      = "lbvserver"
 	KindGateway = "vpnvserver"
+	KindCS      = "csvserver"
 )
+
+// DefaultFrontendProfile is the profile every SSL vserver gets once the default SSL profiles are
+// enabled ("set ssl parameter -defaultProfile ENABLED" binds the default front-end profile to all
+// front-end entities: NetScaler docs "SSL profile infrastructure").
+const DefaultFrontendProfile = "ns_default_ssl_profile_frontend"
 
 // VServer is an lb or vpn (Gateway) vserver.
 type VServer struct {
 	Name string
-	// Kind is KindLB or KindGateway.
+	// Kind is KindLB, KindGateway or KindCS.
 	Kind string
-	// ServiceType is SSL (the default) or e.g. HTTP; only SSL vservers take certificates.
+	// ServiceType is SSL (the default), SSL_TCP or e.g. HTTP; only SSL and SSL_TCP vservers take
+	// certificates (both are "SSL or TCP-based SSL virtual servers", NITRO sslprofile docs).
 	ServiceType string
+	// Profile is the SSL profile bound to the vserver; with Config.DefaultProfile an SSL vserver
+	// without one gets DefaultFrontendProfile.
+	Profile string
 	// Partition is the admin partition, "" for default.
 	Partition string
 	// SNI starts the vserver with SNI enabled.
@@ -94,10 +107,30 @@ type Config struct {
 	// certkey already holds. By default it fails as an add does (273, "certkeyName Contents"),
 	// since Citrix KB 206045 reports "Certificate Already Exists" when "installing\updating".
 	AllowDuplicateOnUpdate bool
+
+	// DefaultProfile is "set ssl parameter -defaultProfile ENABLED": every SSL vserver has an SSL
+	// profile, and vserver-level SSL settings fail with errorcode 3740 (terraform-provider-citrixadc
+	// #164). SNI is then a profile setting (adc-nitro-go sslparameter.go: "vserver or profile bound
+	// to vserver has SNI enabled").
+	DefaultProfile bool
+	// AllowVServerSNIWithProfile accepts PUT sslvserver {snienable} on a vserver that has a
+	// profile. UNCONFIRMED: #164 shows 3740 for a cipher binding; that snienable fails the same
+	// way is inferred, so the other behaviour is one switch away.
+	AllowVServerSNIWithProfile bool
+	// RefuseFileInUseDelete makes "rm system file" refuse a file a certkey uses. By default it is
+	// deleted, as on an appliance: cleanup tools check references themselves before removing a
+	// file (j81 NetScaler toolkit, Invoke-NSCleanCertKeyFiles). UNCONFIRMED either way.
+	RefuseFileInUseDelete bool
+	// MissingCertKeyAs258 answers a missing certkey with 404/258 "No such resource" instead of
+	// 599/1540 "Certificate does not exist" (the text the oneops cookbook add_cert_key.rb matches;
+	// the code is the reference's reading of 1540, UNCONFIRMED).
+	MissingCertKeyAs258 bool
+	// NoBuiltinCertKeys leaves out ns-server-certificate, which every appliance has.
+	NoBuiltinCertKeys bool
 }
 
-// DefaultConfig has two SSL LB vservers, one Gateway vserver, one HTTP vserver and a partition
-// with one SSL LB vserver.
+// DefaultConfig has two SSL LB vservers, one Gateway vserver, one HTTP vserver, one SSL
+// content-switching vserver, one SSL_TCP LB vserver and a partition with one SSL LB vserver.
 func DefaultConfig() Config {
 	return Config{
 		Username: "nsroot", Password: "nsroot-sim", SessionTimeout: 30 * time.Minute,
@@ -105,14 +138,20 @@ func DefaultConfig() Config {
 		VServers: []VServer{
 			{Name: "vs_www_443", Kind: KindLB}, {Name: "vs_api_443", Kind: KindLB},
 			{Name: "gw_vpn_443", Kind: KindGateway}, {Name: "vs_plain_80", Kind: KindLB, ServiceType: "HTTP"},
+			{Name: "cs_www_443", Kind: KindCS}, {Name: "vs_imaps_993", Kind: KindLB, ServiceType: "SSL_TCP"},
 			{Name: "vs_t1_443", Kind: KindLB, Partition: "p_tenant1"},
 		},
 		Version: "NetScaler NS14.1: Build 25.56.nc, Date: Jun 10 2026, 10:00:00   (64-bit)",
 	}
 }
 
+// certKey keeps cert and key as they were given (a relative name stays relative, as
+// "Cert Path: ns-server.cert" in "show ssl certKey ns-server-certificate"); loaded is what the
+// appliance loaded from them at add/update time, so deleting a file does not change what is served.
 type certKey struct {
 	name, cert, key, link string
+	loaded                *tls.Certificate // nil for a CA certificate without key
+	leaf                  *x509.Certificate
 }
 
 type binding struct {
@@ -127,10 +166,33 @@ type vserver struct {
 	ln       net.Listener
 }
 
+// Places a certkey may be bound besides SSL vservers (NITRO sslcertkey_binding lists service,
+// servicegroup and sslprofile bindings; vpnglobal_sslcertkey_binding and SAML actions are read
+// separately, as the j81 NetScaler toolkit's cleanup does).
+const (
+	PlaceService      = "service"
+	PlaceServiceGroup = "servicegroup"
+	PlaceProfile      = "sslprofile"
+	PlaceVPNGlobal    = "vpnglobal"
+	PlaceSAMLAction   = "samlaction"
+)
+
+// place is a binding of a certkey outside SSL vservers.
+type place struct {
+	kind, name, certkey string
+}
+
+type sslProfile struct {
+	name string
+	sni  bool
+}
+
 type partition struct {
 	files    map[string][]byte // full path -> content
 	certkeys map[string]*certKey
 	vservers map[string]*vserver
+	profiles map[string]*sslProfile
+	places   []place
 	saved    int
 }
 
@@ -182,10 +244,58 @@ func New(cfg Config) (*Sim, error) {
 	}
 	s := &Sim{cfg: cfg, ca: ca, parts: map[string]*partition{}, sessions: map[string]*session{}, conns: map[net.Conn]struct{}{}}
 	for _, p := range append([]string{"default"}, cfg.Partitions...) {
-		s.parts[p] = &partition{files: map[string][]byte{}, certkeys: map[string]*certKey{}, vservers: map[string]*vserver{}}
+		s.parts[p] = &partition{files: map[string][]byte{}, certkeys: map[string]*certKey{}, vservers: map[string]*vserver{},
+			profiles: map[string]*sslProfile{DefaultFrontendProfile: {name: DefaultFrontendProfile}}}
+	}
+	if !cfg.NoBuiltinCertKeys {
+		if err := s.addBuiltins(s.parts["default"]); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
+
+var (
+	builtinOnce          sync.Once
+	builtinCert, builtin []byte
+	builtinErr           error
+)
+
+// addBuiltins installs ns-server-certificate as every appliance has it: files ns-server.cert and
+// ns-server.key in /nsconfig/ssl, named relative to it ("add ssl certKey ns-server-certificate
+// -cert ns-server.cert -key ns-server.key" in the ns.conf of every appliance).
+func (s *Sim) addBuiltins(p *partition) error {
+	builtinOnce.Do(func() {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			builtinErr = err
+			return
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "default OWNPTQ", Organization: []string{"Citrix ANG"}},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		if err != nil {
+			builtinErr = err
+			return
+		}
+		builtinCert = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		builtin = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	})
+	if builtinErr != nil {
+		return builtinErr
+	}
+	p.files[sslPath("ns-server.cert")], p.files[sslPath("ns-server.key")] = builtinCert, builtin
+	ck := &certKey{name: BuiltinCertKey, cert: "ns-server.cert", key: "ns-server.key"}
+	if e := ck.load(p); e != nil {
+		return errors.New(e.msg)
+	}
+	p.certkeys[ck.name] = ck
+	return nil
+}
+
+// BuiltinCertKey is the certkey every appliance has for its own management services.
+const BuiltinCertKey = "ns-server-certificate"
 
 // Start serves the management API on addr (use 127.0.0.1:0) and a TLS listener per SSL vserver.
 func (s *Sim) Start(addr string) error {
@@ -244,8 +354,8 @@ func (s *Sim) Close() {
 
 // AddVServer adds a vserver; an SSL one gets a TLS listener on 127.0.0.1.
 func (s *Sim) AddVServer(v VServer) error {
-	if v.Kind != KindLB && v.Kind != KindGateway {
-		return fmt.Errorf("nitrosim: vserver %q: kind must be %s or %s", v.Name, KindLB, KindGateway)
+	if v.Kind != KindLB && v.Kind != KindGateway && v.Kind != KindCS {
+		return fmt.Errorf("nitrosim: vserver %q: kind must be %s, %s or %s", v.Name, KindLB, KindGateway, KindCS)
 	}
 	if v.ServiceType == "" {
 		v.ServiceType = "SSL"
@@ -260,14 +370,20 @@ func (s *Sim) AddVServer(v VServer) error {
 		return fmt.Errorf("nitrosim: vserver %q exists", v.Name)
 	}
 	vs := &vserver{VServer: v, sni: v.SNI}
-	if v.ServiceType == "SSL" {
+	if isSSL(v.ServiceType) {
+		if v.Profile == "" && s.cfg.DefaultProfile {
+			vs.Profile = DefaultFrontendProfile
+		}
+		if vs.Profile != "" && p.profiles[vs.Profile] == nil {
+			p.profiles[vs.Profile] = &sslProfile{name: vs.Profile, sni: v.SNI}
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
 		}
 		vs.ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12,
 			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return s.servedCert(p, vs, hello.ServerName)
+				return s.servedCert(p, vs, hello)
 			}})
 		s.wg.Add(1)
 		go s.acceptLoop(vs.ln)
@@ -318,61 +434,92 @@ func (s *Sim) ServedAddress(name string) string {
 	return ""
 }
 
-// servedCert picks the certificate a handshake gets: an SNI certificate whose names match the
-// client's server name when SNI is enabled, else the default (non-SNI) certificate.
-func (s *Sim) servedCert(p *partition, v *vserver, serverName string) (*tls.Certificate, error) {
+// isSSL reports whether a servicetype takes server certificates.
+func isSSL(serviceType string) bool { return serviceType == "SSL" || serviceType == "SSL_TCP" }
+
+// sniEnabled is the vserver's SNI setting, or its profile's when it has one.
+func (p *partition) sniEnabled(v *vserver) bool {
+	if v.Profile != "" {
+		if pr := p.profiles[v.Profile]; pr != nil {
+			return pr.sni
+		}
+	}
+	return v.sni
+}
+
+// servedCert picks the certificate a handshake gets: with SNI enabled, an SNI certificate whose
+// names match the client's server name; else a default (non-SNI) certificate. Among candidates
+// the first the client supports is taken, so an RSA and an ECDSA default certificate can serve
+// side by side (Citrix docs "ECDSA cipher suites support": the vserver "automatically selects
+// the appropriate server certificate to present to the client").
+func (s *Sim) servedCert(p *partition, v *vserver, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var def *certKey
+	var sniCerts, defaults []*certKey
 	for _, b := range v.bindings {
 		ck := p.certkeys[b.certkey]
-		if ck == nil {
+		if ck == nil || ck.loaded == nil {
 			continue
 		}
-		if !b.sni {
-			def = ck
-			continue
+		switch {
+		case !b.sni:
+			defaults = append(defaults, ck)
+		case p.sniEnabled(v) && hello.ServerName != "" && ck.leaf.VerifyHostname(hello.ServerName) == nil:
+			sniCerts = append(sniCerts, ck)
 		}
-		if v.sni && serverName != "" {
-			if leaf, err := parseCert(p.files[ck.cert]); err == nil && leaf.VerifyHostname(serverName) == nil {
-				return tlsCert(p, ck)
+	}
+	for _, group := range [][]*certKey{sniCerts, defaults} {
+		for _, ck := range group {
+			out := chainOf(p, ck)
+			if hello.SupportsCertificate(out) == nil {
+				return out, nil
 			}
 		}
 	}
-	if def == nil {
-		// The appliance has no certificate to offer: the handshake fails.
-		return nil, errors.New("no server certificate bound")
+	if len(defaults) > 0 {
+		return chainOf(p, defaults[0]), nil
 	}
-	return tlsCert(p, def)
+	// The appliance has no certificate to offer: the handshake fails.
+	return nil, errors.New("no server certificate bound")
 }
 
-// tlsCert is a certkey's certificate, its key and the chain its links make, without the
+// chainOf is a certkey's loaded certificate and key with the chain its links make, without the
 // self-signed root (the appliance does not send roots: "Install, link, and update certificates").
-func tlsCert(p *partition, ck *certKey) (*tls.Certificate, error) {
-	leaf, err := parseCert(p.files[ck.cert])
-	if err != nil {
-		return nil, err
-	}
-	key, err := parseKey(p.files[ck.key])
-	if err != nil {
-		return nil, err
-	}
-	out := &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}
+func chainOf(p *partition, ck *certKey) *tls.Certificate {
+	out := &tls.Certificate{Certificate: [][]byte{ck.leaf.Raw}, PrivateKey: ck.loaded.PrivateKey, Leaf: ck.leaf}
 	seen := map[string]bool{ck.name: true}
 	for link := ck.link; link != "" && !seen[link]; {
 		seen[link] = true
 		ca := p.certkeys[link]
-		if ca == nil {
+		if ca == nil || ca.leaf == nil || ca.leaf.CheckSignatureFrom(ca.leaf) == nil {
 			break
 		}
-		c, err := parseCert(p.files[ca.cert])
-		if err != nil || c.CheckSignatureFrom(c) == nil {
-			break
-		}
-		out.Certificate = append(out.Certificate, c.Raw)
+		out.Certificate = append(out.Certificate, ca.leaf.Raw)
 		link = ca.link
 	}
-	return out, nil
+	return out
+}
+
+// load reads a certkey's files as the appliance does on add and update.
+func (ck *certKey) load(p *partition) *nitroErr {
+	c, e := checkPair(p, sslPath(ck.cert), keyPath(ck.key))
+	if e != nil {
+		return e
+	}
+	ck.leaf, ck.loaded = c, nil
+	if ck.key != "" {
+		k, _ := parseKey(p.files[sslPath(ck.key)])
+		ck.loaded = &tls.Certificate{Certificate: [][]byte{c.Raw}, PrivateKey: k, Leaf: c}
+	}
+	return nil
+}
+
+// keyPath resolves a key file name; "" stays "" (a CA certificate has none).
+func keyPath(k string) string {
+	if k == "" {
+		return ""
+	}
+	return sslPath(k)
 }
 
 func parseCert(b []byte) (*x509.Certificate, error) {
@@ -447,6 +594,79 @@ func (s *Sim) ExpireSessions() {
 
 // FailSave makes the next n "save ns config" fail.
 func (s *Sim) FailSave(n int) { s.mu.Lock(); s.failSaves = n; s.mu.Unlock() }
+
+// ---- what an administrator configures by hand (CLI or GUI), for tests ----
+
+// AdminCertKey is a certkey an administrator added, with file names as typed: relative names
+// are relative to /nsconfig/ssl, as in "add ssl certKey ns-server-certificate -cert
+// ns-server.cert -key ns-server.key".
+type AdminCertKey struct {
+	Partition       string
+	Name            string
+	CertFile        string
+	KeyFile         string
+	CertPEM, KeyPEM []byte
+	BindTo          string // an SSL vserver, "" for none
+	SNI             bool
+	LinkTo          string // issuer certkey, "" for none
+}
+
+// AddAdminCertKey writes the files, adds the certkey and binds it, as an administrator would.
+func (s *Sim) AddAdminCertKey(a AdminCertKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.parts[orDefault(a.Partition)]
+	if !ok {
+		return fmt.Errorf("nitrosim: no partition %q", a.Partition)
+	}
+	p.files[sslPath(a.CertFile)] = a.CertPEM
+	if a.KeyFile != "" {
+		p.files[sslPath(a.KeyFile)] = a.KeyPEM
+	}
+	ck := &certKey{name: a.Name, cert: a.CertFile, key: a.KeyFile, link: a.LinkTo}
+	if e := ck.load(p); e != nil {
+		return fmt.Errorf("nitrosim: admin certkey %s: %s", a.Name, e.msg)
+	}
+	p.certkeys[a.Name] = ck
+	if a.BindTo != "" {
+		v, e := s.sslVServer(p, a.BindTo)
+		if e != nil {
+			return fmt.Errorf("nitrosim: bind %s: %s", a.Name, e.msg)
+		}
+		if a.SNI {
+			v.sni = true
+			if pr := p.profiles[v.Profile]; pr != nil {
+				pr.sni = true
+			}
+		}
+		v.bindings = append(v.bindings, binding{certkey: a.Name, sni: a.SNI})
+	}
+	return nil
+}
+
+// BindElsewhere binds certkey at a place that is not an SSL vserver: kind is PlaceService,
+// PlaceServiceGroup, PlaceProfile, PlaceVPNGlobal or PlaceSAMLAction.
+func (s *Sim) BindElsewhere(partitionName, kind, name, certkey string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.parts[orDefault(partitionName)]
+	if !ok {
+		return fmt.Errorf("nitrosim: no partition %q", partitionName)
+	}
+	if _, ok := p.certkeys[certkey]; !ok {
+		return fmt.Errorf("nitrosim: no certkey %q", certkey)
+	}
+	p.places = append(p.places, place{kind: kind, name: name, certkey: certkey})
+	return nil
+}
+
+// ProfileSNI reports whether SNI is enabled on an SSL profile of the default partition.
+func (s *Sim) ProfileSNI(profile string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pr := s.parts["default"].profiles[profile]
+	return pr != nil && pr.sni
+}
 
 // ---- inspection, for tests ----
 

@@ -185,9 +185,6 @@ func TestStrictDeletesAndLinks(t *testing.T) {
 	if err := f.c.DeleteCertKey(f.ctx, "inter"); !nitro.IsDeviceRefusal(err) {
 		t.Errorf("delete a CA certkey others link to: %v, want a refusal", err)
 	}
-	if existed, err := f.c.DeleteFile(f.ctx, "/nsconfig/ssl/a.crt"); !nitro.IsDeviceRefusal(err) || existed {
-		t.Errorf("delete a file a certkey uses: %v, want a refusal", err)
-	}
 	if err := f.c.Unlink(f.ctx, "root"); !nitro.IsDeviceRefusal(err) {
 		t.Errorf("unlink an unlinked certkey: %v, want a refusal", err)
 	}
