@@ -302,8 +302,11 @@ func TestInventory(t *testing.T) {
 	www := e.enroll("www", "www.example.com", "www2.example.com")
 	e.bind(www, lbWWW, gwVPN, sdk.Binding{Kind: citrixnitro.KindLB, Name: "vs_api_443", SNI: true})
 	inv := e.inventory()
-	if len(inv) != 3 {
-		t.Errorf("%d certificates, want the leaf and two CA certificates", len(inv))
+	if len(inv) != 4 {
+		t.Errorf("%d certificates, want the leaf, two CA certificates and ns-server-certificate", len(inv))
+	}
+	if builtin := inv[nitrosim.BuiltinCertKey]; builtin.Serial == "" || builtin.KeyRef != "" {
+		t.Errorf("the built-in certkey with its relative file names: %+v", builtin)
 	}
 	dc := inv[www.ref]
 	want := sdk.Describe(www.cert)

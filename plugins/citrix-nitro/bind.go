@@ -11,7 +11,12 @@ package citrixnitro
 // and key files in one command; bindings and links stay. So Bind prefers that:
 //
 //   - The bound certkey must be bound only at places this request covers, or updating it would
-//     also change vservers the request does not name.
+//     also change places the request does not name (other vservers, SSL services and service
+//     groups, SSL profiles, the global VPN, SAML actions: everything sslcertkey_binding,
+//     vpnglobal_sslcertkey_binding and authenticationsamlaction list). Bind then refuses and
+//     names those places, unless the device sets update_shared_certkeys.
+//   - A vserver may serve one RSA and one ECDSA default certificate at once (Citrix docs "ECDSA
+//     cipher suites support"): a renewal replaces only the certificate of its own key type.
 //   - The appliance keeps one certkey per certificate (Citrix KB 206045: "Certificate Already
 //     Exists" when installing or updating one that is present), so the new certificate is first
 //     freed from the certkey ImportCert made for it (unbound, so deleting it changes nothing that
@@ -140,8 +145,8 @@ func (*Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (sdk
 				return sdk.UnknownBinding("binding %v: the appliance has no %s named %q", b, nitroType[b.Kind], b.Name).
 					WithVendor(fmt.Sprint(nitro.CodeVServerMissing), "vserver does not exist")
 			}
-			if !strings.EqualFold(st.service[b.Name], "SSL") {
-				return sdk.FailedPrecondition(reasonNotSSL, "binding %v: %s is of type %s, not SSL; bind certificates to an SSL vserver", b, b.Name, st.service[b.Name]).
+			if !isSSLService(st.service[b.Name]) {
+				return sdk.FailedPrecondition(reasonNotSSL, "binding %v: %s is of type %s, not SSL or SSL_TCP; bind certificates to an SSL vserver", b, b.Name, st.service[b.Name]).
 					WithVendor(fmt.Sprint(nitro.CodeNotSSLVServer), "not an SSL vserver")
 			}
 		}
@@ -165,8 +170,13 @@ func (*Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (sdk
 			}
 		}
 		// A certkey that was never bound can hand its certificate to a bound one.
-		if holder == req.CertRef && len(st.boundAt(holder)) == 0 {
-			if slot := chooseSlot(st, places, req.CertRef); slot != "" {
+		if holder == req.CertRef && len(st.boundAt(holder)) == 0 && len(st.othersOf(holder)) == 0 {
+			shared, _ := t.Options.Bool("update_shared_certkeys", false)
+			slot, err := chooseSlot(st, places, req.CertRef, shared)
+			if err != nil {
+				return err
+			}
+			if slot != "" {
 				entry, err := s.swapInPlace(ctx, st, slot, holder)
 				if err != nil {
 					return err
@@ -181,9 +191,9 @@ func (*Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (sdk
 			}
 			if p.b.SNI {
 				if enable, _ := p.b.Options.Bool("enable_sni", true); enable {
-					if err := s.c.EnableSNI(ctx, p.b.Name); err != nil {
+					if err := s.ensureSNI(ctx, p.b.Name); err != nil {
 						undo()
-						return s.fail(ctx, "enable SNI on vserver "+p.b.Name, err)
+						return err
 					}
 				}
 			}
@@ -216,11 +226,23 @@ func (*Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (sdk
 // binding; for an SNI binding, the SNI certificate sharing a DNS name with the new one.
 func (s *session) placements(ctx context.Context, st *deviceState, bindings []sdk.Binding, holder string) ([]placement, error) {
 	var newNames []string
+	newType, err := s.keyType(ctx, st, holder)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]placement, 0, len(bindings))
 	for _, b := range bindings {
 		p := placement{b: b}
 		for _, x := range st.bindings {
 			if x.VServer != b.Name || x.SNI != b.SNI {
+				continue
+			}
+			// An RSA and an ECDSA certificate serve side by side: only one of the new
+			// certificate's key type is replaced. A certkey whose type cannot be read counts as
+			// the same type, as on a vserver that takes one certificate.
+			if t, err := s.keyType(ctx, st, x.CertKey); err != nil {
+				return nil, err
+			} else if t != "" && newType != "" && t != newType {
 				continue
 			}
 			if !b.SNI {
@@ -250,22 +272,31 @@ func (s *session) placements(ctx context.Context, st *deviceState, bindings []sd
 
 // chooseSlot picks the certkey to update in place: one bound now at requested places and
 // nowhere else, preferring the one serving the most default (non-SNI) bindings, which are the
-// ones a rebind would leave without a certificate. "" when none qualifies.
-func chooseSlot(st *deviceState, places []placement, ref string) string {
+// ones a rebind would leave without a certificate. "" when none qualifies. When the only
+// candidates are also bound elsewhere, updating one would change those places too: that is an
+// error naming them, unless shared allows it.
+func chooseSlot(st *deviceState, places []placement, ref string, shared bool) (string, error) {
 	best, bestDefault, bestAll := "", -1, -1
+	var sharedAt []string
+	sharedSlot := ""
 	for _, p := range places {
 		c := p.cur
 		if c == "" || c == best || st.refOf(c) == ref || st.certkeys[c].Key == "" {
 			continue
 		}
-		exclusive := true
+		var outside []string
 		for _, x := range st.boundAt(c) {
 			if !slices.ContainsFunc(places, func(q placement) bool { return x.at(q.b) }) {
-				exclusive = false
-				break
+				outside = append(outside, x.binding().String())
 			}
 		}
-		if !exclusive {
+		for _, o := range st.othersOf(c) {
+			outside = append(outside, o.binding().String())
+		}
+		if len(outside) > 0 && !shared {
+			if sharedSlot == "" {
+				sharedSlot, sharedAt = c, outside
+			}
 			continue
 		}
 		def, all := 0, 0
@@ -281,8 +312,62 @@ func chooseSlot(st *deviceState, places []placement, ref string) string {
 			best, bestDefault, bestAll = c, def, all
 		}
 	}
-	return best
+	if best == "" && sharedSlot != "" {
+		return "", sdk.FailedPrecondition(reasonSharedCertKey,
+			"certkey %s, which serves the requested bindings, is also bound at %s, which the request does not name; an in-place update would change them too. Add those places to the certificate's bindings, or set the device option update_shared_certkeys: true to update them as well",
+			sharedSlot, strings.Join(sharedAt, ", "))
+	}
+	return best, nil
 }
+
+// ensureSNI turns SNI on where the appliance keeps it for vserver vs. With the default SSL
+// profile enabled ("set ssl parameter -defaultProfile ENABLED") vserver-level SSL settings fail
+// with 3740 (terraform-provider-citrixadc #164) and SNI is a profile setting (adc-nitro-go
+// sslparameter.go: "vserver or profile bound to vserver has SNI enabled"): the vserver's own
+// profile is changed, but never the default front-end profile every vserver shares, which would
+// change SNI on all of them; that is an error naming the fix.
+func (s *session) ensureSNI(ctx context.Context, vs string) error {
+	set, err := s.c.SSLVServer(ctx, vs)
+	if err != nil {
+		return s.fail(ctx, "read the SSL settings of vserver "+vs, err)
+	}
+	profileMode, err := s.c.DefaultProfileEnabled(ctx)
+	if err != nil {
+		return s.fail(ctx, "read sslparameter (default SSL profile)", err)
+	}
+	profile := set.SSLProfile
+	if profileMode && profile == "" {
+		profile = defaultFrontendProfile
+	}
+	if profile == "" {
+		if strings.EqualFold(set.SNIEnable, "ENABLED") {
+			return nil
+		}
+		if err := s.c.EnableSNI(ctx, vs); err != nil {
+			return s.fail(ctx, "enable SNI on vserver "+vs, err)
+		}
+		return nil
+	}
+	on, err := s.c.ProfileSNI(ctx, profile)
+	if err != nil {
+		return s.fail(ctx, "read SSL profile "+profile, err)
+	}
+	if on {
+		return nil
+	}
+	if profile == defaultFrontendProfile {
+		return sdk.FailedPrecondition(reasonSNIOff,
+			"vserver %s uses the default SSL profile %s, which has SNI off; enabling it there changes every SSL vserver. Run \"set ssl profile %s -sniEnable ENABLED\", or bind a profile of its own with SNI enabled to %s",
+			vs, profile, profile, vs).WithVendor(fmt.Sprint(nitro.CodeDefaultProfile), "vserver-level SSL settings are not permitted with the default SSL profile")
+	}
+	if err := s.c.EnableProfileSNI(ctx, profile); err != nil {
+		return s.fail(ctx, "enable SNI in SSL profile "+profile+" of vserver "+vs, err)
+	}
+	return nil
+}
+
+// defaultFrontendProfile is the profile the default-profile mode binds to every SSL vserver.
+const defaultFrontendProfile = "ns_default_ssl_profile_frontend"
 
 // swapInPlace frees the certificate of the unbound certkey fresh and updates slot to it.
 func (s *session) swapInPlace(ctx context.Context, st *deviceState, slot, fresh string) (rollbackEntry, error) {

@@ -25,6 +25,11 @@ func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRe
 				name = obj.KeyRef
 			}
 			res := sdk.CleanupResult{Object: obj}
+			if strings.HasPrefix(name, "ns-") {
+				res.Reason = fmt.Sprintf("%q is a certificate the appliance itself made and uses; it is never removed", name)
+				out = append(out, res)
+				continue
+			}
 			if !certKeyNameRE.MatchString(name) {
 				res.Reason = fmt.Sprintf("%q is not a certkey or file name this plugin makes", name)
 				out = append(out, res)
@@ -54,11 +59,16 @@ func (s *session) cleanupOne(ctx context.Context, st *deviceState, name string) 
 		return true, fmt.Sprintf("certkey %s now carries %s and stays; removed its old files %v", name, st.refOf(name), removed), nil
 	}
 	holders := st.holders(name)
-	if bs := st.refBindings(name); len(bs) > 0 {
-		where := make([]string, 0, len(bs))
-		for _, b := range bs {
-			where = append(where, b.binding().String())
+	var where []string
+	for _, b := range st.refBindings(name) {
+		where = append(where, b.binding().String())
+	}
+	for _, h := range holders {
+		for _, o := range st.othersOf(h) {
+			where = append(where, o.binding().String())
 		}
+	}
+	if len(where) > 0 {
 		return false, "still bound at " + strings.Join(where, ", "), nil
 	}
 	for _, h := range holders {

@@ -347,6 +347,12 @@ func (s *session) ensureLink(ctx context.Context, name, issuer string, ours bool
 		}
 	}
 	if err := s.c.Link(ctx, name, issuer); err != nil {
+		// Another call importing the same chain may have linked it in between: that is done.
+		if nitro.IsCode(err, nitro.CodeAlreadyExists) {
+			if again, found, gerr := s.c.GetCertKey(ctx, name); gerr == nil && found && again.LinkCertKeyName == issuer {
+				return nil
+			}
+		}
 		return s.fail(ctx, fmt.Sprintf("link certkey %s to %s", name, issuer), err)
 	}
 	return nil

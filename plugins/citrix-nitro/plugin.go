@@ -1,10 +1,12 @@
 // Package citrixnitro is the certfleet device plugin for Citrix ADC / NetScaler over NITRO REST.
 //
-// Target.Address is "https://host[:port]" (or "host[:port]", https assumed; plain http is
-// refused). Credentials are Username/Password of a NITRO user. Target options: partition,
-// auth ("session" or "headers"), session_timeout, request_timeout. Binding kinds: lb-vserver
-// (lbvserver) and gateway-vserver (vpnvserver), each with or without SNI; binding option
-// enable_sni.
+// Target.Address is "https://host[:port]" (or "host[:port]", https assumed). Plain
+// "http://" is refused unless the device sets option allow_plain_http (the seed agents default to
+// NITRO over http; certfleet's config demands the same opt-in and warns on every run).
+// Credentials are Username/Password of a NITRO user. Target options: partition, auth ("session"
+// or "headers"), session_timeout, request_timeout, allow_plain_http, update_shared_certkeys.
+// Binding kinds: lb-vserver (lbvserver), gateway-vserver (vpnvserver) and cs-vserver
+// (csvserver), of servicetype SSL or SSL_TCP, each with or without SNI; binding option enable_sni.
 //
 // Keys and CSRs are made on the appliance (sslrsakey / sslecdsakey, sslcertreq), so no private
 // key ever crosses the wire.
@@ -39,22 +41,38 @@ import (
 // Version of the plugin.
 const Version = "0.2.0"
 
-// Binding kinds.
+// Binding kinds: SSL vservers, which Bind manages.
 const (
 	KindLB      = "lb-vserver"
 	KindGateway = "gateway-vserver"
+	KindCS      = "cs-vserver"
+)
+
+// Kinds Inventory reports for places a certkey is bound that Bind does not manage.
+const (
+	KindService      = "ssl-service"
+	KindServiceGroup = "ssl-servicegroup"
+	KindProfile      = "ssl-profile"
+	KindVPNGlobal    = "vpn-global"
+	KindSAMLAction   = "saml-action"
 )
 
 // nitroType is the NITRO resource type of each binding kind's vservers.
-var nitroType = map[string]string{KindLB: "lbvserver", KindGateway: "vpnvserver"}
+var nitroType = map[string]string{KindLB: "lbvserver", KindGateway: "vpnvserver", KindCS: "csvserver"}
 
-var bindingKinds = []string{KindLB, KindGateway}
+var bindingKinds = []string{KindLB, KindGateway, KindCS}
+
+// isSSLService reports whether a vserver's servicetype takes server certificates: SSL and
+// SSL_TCP ("SSL or TCP-based SSL virtual servers", NITRO sslprofile docs).
+func isSSLService(t string) bool { return strings.EqualFold(t, "SSL") || strings.EqualFold(t, "SSL_TCP") }
 
 var targetOptions = []sdk.OptionSpec{
 	{Name: "partition", Type: "string", Description: "NITRO admin partition to switch to after login (default: the default partition; needs auth session)"},
 	{Name: "auth", Type: "string", Description: `"session" (default: login/logout, cookie NITRO_AUTH_TOKEN) or "headers" (X-NITRO-USER/X-NITRO-PASS on every request, no session)`},
 	{Name: "session_timeout", Type: "number", Description: "NITRO session timeout in seconds sent at login (default: the appliance's)"},
 	{Name: "request_timeout", Type: "number", Description: "seconds one HTTP request may take (default 60; save ns config can be slow)"},
+	{Name: "allow_plain_http", Type: "bool", Description: "accept an http:// address: the NITRO password and every request cross the network unencrypted (default false)"},
+	{Name: "update_shared_certkeys", Type: "bool", Description: "let Bind update a certkey in place although it is also bound at places the request does not name, which then get the new certificate too (default false: Bind refuses and names them)"},
 }
 
 var bindingOptions = []sdk.OptionSpec{
@@ -103,9 +121,16 @@ func parseTarget(t sdk.Target) (connection, error) {
 		return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "citrix-nitro device %q: "+format, append([]any{t.Name}, args...)...)
 	}
 	if unknown := t.Options.Unknown(targetOptions); len(unknown) > 0 {
-		return connection{}, bad("unknown option(s) %s; the known ones are partition, auth, session_timeout, request_timeout", strings.Join(unknown, ", "))
+		return connection{}, bad("unknown option(s) %s; the known ones are partition, auth, session_timeout, request_timeout, allow_plain_http, update_shared_certkeys", strings.Join(unknown, ", "))
 	}
-	base, err := baseURL(t.Address)
+	plainHTTP, err := t.Options.Bool("allow_plain_http", false)
+	if err != nil {
+		return connection{}, bad("%v", err)
+	}
+	if _, err := t.Options.Bool("update_shared_certkeys", false); err != nil {
+		return connection{}, bad("%v", err)
+	}
+	base, err := baseURL(t.Address, plainHTTP)
 	if err != nil {
 		return connection{}, bad("%v", err)
 	}
@@ -184,7 +209,7 @@ func logout(ctx context.Context, device string, c *nitro.Client) {
 	}
 }
 
-func baseURL(addr string) (string, error) {
+func baseURL(addr string, plainHTTP bool) (string, error) {
 	if addr == "" {
 		return "", fmt.Errorf("address is empty; want https://host[:port]")
 	}
@@ -195,8 +220,14 @@ func baseURL(addr string) (string, error) {
 	if err != nil || u.Host == "" {
 		return "", fmt.Errorf("address %q: want https://host[:port]", addr)
 	}
-	if u.Scheme != "https" {
-		return "", fmt.Errorf("address %q: NITRO must be reached over https", addr)
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && plainHTTP:
+		return "http://" + u.Host, nil
+	case u.Scheme == "http":
+		return "", fmt.Errorf("address %q: plain http sends the NITRO password unencrypted; use https://, or set option allow_plain_http: true for this device", addr)
+	default:
+		return "", fmt.Errorf("address %q: want https://host[:port]", addr)
 	}
 	return "https://" + u.Host, nil
 }

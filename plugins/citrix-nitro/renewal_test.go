@@ -134,12 +134,61 @@ func TestRenewalCallTrace(t *testing.T) {
 	t.Logf("enrollment:\n%s\nrenewal:\n%s", strings.Join(enrollment, "\n"), strings.Join(renewal, "\n"))
 }
 
-// TestRebindWhenTheCertKeyIsShared: the bound certkey also serves a vserver the request does
-// not name, so updating it in place would change that one too, and Bind rebinds instead. A
-// strict appliance (one default certificate per vserver) forces unbind-first and the handshake
-// loop sees the window: the control that shows the loop detects one. Where a second default
-// binding replaces the first, there is no window.
-func TestRebindWhenTheCertKeyIsShared(t *testing.T) {
+// TestSharedCertKeyIsNotUpdatedSilently: the bound certkey also serves a place the request does
+// not name (another vserver, an SSL service, the global VPN, a SAML action), so an in-place
+// update would change that place too. Bind refuses and names it, changing nothing; with
+// update_shared_certkeys it updates in place, every place gets the new certificate, and no
+// handshake fails.
+func TestSharedCertKeyIsNotUpdatedSilently(t *testing.T) {
+	t.Parallel()
+	for _, where := range []string{"vserver", nitrosim.PlaceService, nitrosim.PlaceVPNGlobal, nitrosim.PlaceSAMLAction} {
+		e := newEnv(t, nitrosim.DefaultConfig(), nil)
+		first := e.enroll("www", "www.example.com")
+		if where == "vserver" {
+			e.bind(first, lbWWW, lbAPI)
+		} else {
+			e.bind(first, lbWWW)
+			if err := e.sim.BindElsewhere("", where, "elsewhere", first.ref); err != nil {
+				t.Fatal(err)
+			}
+		}
+		next := e.enroll("www", "www.example.com")
+		before := e.sim.CertKeys("")
+		_, err := e.p.Bind(e.ctx, e.tgt, sdk.BindRequest{CertRef: next.ref, Bindings: []sdk.Binding{lbWWW}})
+		se := wantErr(t, where+": Bind over a shared certkey", err, codes.FailedPrecondition, "SHARED_CERTKEY")
+		if !strings.Contains(se.Message, "update_shared_certkeys") {
+			t.Errorf("%s: the error does not name the fix: %v", where, se)
+		}
+		e.wantServed(where+": after the refusal", "vs_www_443", "", first)
+		if got := e.sim.CertKeys(""); !slices.Equal(got, before) {
+			t.Errorf("%s: the refusal changed certkeys %v -> %v", where, before, got)
+		}
+
+		allowed := simTarget(e.sim, sdk.Options{"update_shared_certkeys": true})
+		poll := e.pollHandshakes("www.example.com", "vs_www_443")
+		res, err := e.p.Bind(e.ctx, allowed, sdk.BindRequest{CertRef: next.ref, Bindings: []sdk.Binding{lbWWW}})
+		if err != nil {
+			t.Fatalf("%s: Bind with update_shared_certkeys: %v", where, err)
+		}
+		if _, failures, firstErr := poll.finish(); failures != 0 {
+			t.Errorf("%s: %d handshakes failed (%v)", where, failures, firstErr)
+		}
+		e.wantServed(where+": updated in place", "vs_www_443", "www.example.com", next)
+		if where == "vserver" {
+			e.wantServed("the shared vserver too", "vs_api_443", "www.example.com", next)
+		}
+		if err := e.p.Rollback(e.ctx, allowed, res.RollbackToken); err != nil {
+			t.Fatalf("%s: Rollback: %v", where, err)
+		}
+		e.wantServed(where+": after rollback", "vs_www_443", "", first)
+	}
+}
+
+// TestRebindWhenAPlaceHasAnotherCertificate: a requested vserver serves an unrelated
+// certificate; Bind moves it to the new one, bind-new-first where the appliance takes two
+// certificates at once, unbind-first (a window the handshake loop sees) where it does not, and
+// Rollback restores it.
+func TestRebindWhenAPlaceHasAnotherCertificate(t *testing.T) {
 	t.Parallel()
 	for _, replaces := range []bool{false, true} {
 		cfg := nitrosim.DefaultConfig()
@@ -147,13 +196,14 @@ func TestRebindWhenTheCertKeyIsShared(t *testing.T) {
 		e := newEnv(t, cfg, nil)
 		first := e.enroll("www", "www.example.com")
 		e.bind(first, lbWWW, lbAPI)
-		next := e.enroll("www", "www.example.com")
+		other := e.enroll("other", "www.example.com")
+		e.bind(other, gwVPN)
 		poll := e.pollHandshakes("www.example.com", "vs_www_443")
 		e.sim.SetLatency(40 * time.Millisecond) // widens any window between unbind and bind
-		res := e.bind(next, lbWWW)
+		res := e.bind(other, lbWWW, gwVPN)
 		e.sim.SetLatency(0)
 		_, failures, firstErr := poll.finish()
-		e.wantServed("after the rebind", "vs_www_443", "", next)
+		e.wantServed("after the rebind", "vs_www_443", "", other)
 		e.wantServed("untouched", "vs_api_443", "", first)
 		if replaces && failures != 0 {
 			t.Errorf("second default bind replaces: %d handshakes failed (%v), want none", failures, firstErr)
@@ -166,9 +216,6 @@ func TestRebindWhenTheCertKeyIsShared(t *testing.T) {
 			t.Fatalf("Rollback: %v", err)
 		}
 		e.wantServed("after rollback", "vs_www_443", "", first)
-		if got := e.sim.BoundCertKeys("vs_www_443"); !slices.Equal(got, []string{first.ref}) {
-			t.Errorf("after rollback vs_www_443 has %v", got)
-		}
 		if err := e.p.Rollback(e.ctx, e.tgt, res.RollbackToken); err != nil {
 			t.Fatalf("second Rollback: %v", err)
 		}
@@ -269,14 +316,18 @@ func TestSNIRenewal(t *testing.T) {
 		e.wantServed("renewed SNI", "vs_api_443", "shop.example.com", shop2)
 		e.wantServed("default untouched", "vs_api_443", "", def)
 
-		// Share the SNI certificate with the Gateway, then renew only the LB binding.
+		// Share the SNI certificate with the Gateway: renewing only the LB binding would change
+		// the Gateway too and is refused; renewing both updates the one certkey in place.
 		e.bind(shop2, shopSNI, otherSNI)
 		shop3 := e.enroll("shop", "shop.example.com")
-		e.bind(shop3, shopSNI)
-		e.wantServed("rebound SNI", "vs_api_443", "shop.example.com", shop3)
+		_, err := e.p.Bind(e.ctx, e.tgt, sdk.BindRequest{CertRef: shop3.ref, Bindings: []sdk.Binding{shopSNI}})
+		wantErr(t, "renew one of two places of a shared SNI certkey", err, codes.FailedPrecondition, "SHARED_CERTKEY")
 		e.wantServed("shared SNI untouched", "gw_vpn_443", "shop.example.com", shop2)
+		e.bind(shop3, shopSNI, otherSNI)
+		e.wantServed("renewed SNI", "vs_api_443", "shop.example.com", shop3)
+		e.wantServed("renewed shared SNI", "gw_vpn_443", "shop.example.com", shop3)
 		inv := e.inventory()
-		if b := inv[shop3.ref].Bindings; len(b) != 1 || !b[0].SNI || b[0].Name != "vs_api_443" {
+		if b := inv[shop3.ref].Bindings; len(b) != 2 || !b[0].SNI || !b[1].SNI {
 			t.Errorf("overlap=%v: Inventory bindings of %s: %v", overlap, shop3.ref, b)
 		}
 		if _, ok := inv[shop.ref]; ok {

@@ -16,11 +16,19 @@ import (
 
 // bound is one server-certificate binding of a certkey on an SSL vserver.
 type bound struct {
-	Kind    string // KindLB or KindGateway
+	Kind    string // KindLB, KindGateway or KindCS
 	VServer string
 	CertKey string
 	SNI     bool
 }
+
+// elsewhere is a place a certkey is bound that Bind does not manage: an SSL service or service
+// group, an SSL profile, the global VPN, a SAML action.
+type elsewhere struct {
+	Kind, Name, CertKey string
+}
+
+func (e elsewhere) binding() sdk.Binding { return sdk.Binding{Kind: e.Kind, Name: e.Name} }
 
 func (b bound) binding() sdk.Binding { return sdk.Binding{Kind: b.Kind, Name: b.VServer, SNI: b.SNI} }
 
@@ -34,12 +42,14 @@ type deviceState struct {
 	order    []string          // certkey names as listed
 	kind     map[string]string // vserver name -> binding kind
 	service  map[string]string // vserver name -> servicetype
-	bindings []bound           // server-certificate (not CA) bindings on lb and vpn vservers
+	bindings []bound           // server-certificate (not CA) bindings on lb, cs and vpn vservers
+	others   []elsewhere       // bindings at places Bind does not manage
 }
 
-// readState reads the certkeys, the lb and vpn vservers and every certificate binding: four
-// requests whatever the size of the appliance (bindings in bulk, NITRO docs "get (all)"; vserver
-// by vserver if the appliance refuses that).
+// readState reads the certkeys, the lb, cs and vpn vservers, every certificate binding of an SSL
+// vserver, and every other place a certkey is bound: eight requests whatever the size of the
+// appliance (bindings in bulk, NITRO docs "get (all)"; vserver by vserver if the appliance
+// refuses that).
 func (s *session) readState(ctx context.Context) (*deviceState, error) {
 	st := &deviceState{certkeys: map[string]nitro.CertKey{}, kind: map[string]string{}, service: map[string]string{}}
 	cks, err := s.c.CertKeys(ctx)
@@ -74,13 +84,114 @@ func (s *session) readState(ctx context.Context) (*deviceState, error) {
 		}
 		st.bindings = append(st.bindings, bound{Kind: kind, VServer: b.VServerName, CertKey: b.CertKeyName, SNI: bool(b.SNICert)})
 	}
+	if err := s.readElsewhere(ctx, st); err != nil {
+		return nil, err
+	}
 	return st, nil
+}
+
+// readElsewhere reads the places a certkey is bound besides SSL vservers: services, service
+// groups and SSL profiles (sslcertkey_binding, NITRO docs), the global VPN
+// (vpnglobal_sslcertkey_binding) and SAML actions, the references the j81 NetScaler toolkit
+// checks before it removes a certkey. An appliance without the VPN or AAA feature may refuse the
+// last two; that is logged and read as "none".
+func (s *session) readElsewhere(ctx context.Context, st *deviceState) error {
+	places, err := s.c.Places(ctx)
+	if err != nil {
+		return s.fail(ctx, "list where certkeys are bound (sslcertkey_binding)", err)
+	}
+	for _, p := range places {
+		for _, v := range p.VServers {
+			if _, known := st.kind[v.ServerName]; !known {
+				// An SSL vserver of a kind not read above.
+				st.others = append(st.others, elsewhere{Kind: "ssl-vserver", Name: v.ServerName, CertKey: p.CertKey})
+			}
+		}
+		for _, svc := range p.Services {
+			if svc.ServiceGroupName != "" {
+				st.others = append(st.others, elsewhere{Kind: KindServiceGroup, Name: svc.ServiceGroupName, CertKey: p.CertKey})
+			} else {
+				st.others = append(st.others, elsewhere{Kind: KindService, Name: svc.ServiceName, CertKey: p.CertKey})
+			}
+		}
+		for _, pr := range p.Profiles {
+			st.others = append(st.others, elsewhere{Kind: KindProfile, Name: pr.SSLProfile, CertKey: p.CertKey})
+		}
+	}
+	vpn, err := s.c.VPNGlobalCertKeys(ctx)
+	if nitro.IsDeviceRefusal(err) {
+		sdk.Logger(ctx).Debug("vpnglobal_sslcertkey_binding refused; read as none", "error", err)
+		vpn, err = nil, nil
+	}
+	if err != nil {
+		return s.fail(ctx, "list the global VPN certificates", err)
+	}
+	for _, ck := range vpn {
+		st.others = append(st.others, elsewhere{Kind: KindVPNGlobal, Name: "vpnglobal", CertKey: ck})
+	}
+	saml, err := s.c.SAMLActions(ctx)
+	if nitro.IsDeviceRefusal(err) {
+		sdk.Logger(ctx).Debug("authenticationsamlaction refused; read as none", "error", err)
+		saml, err = nil, nil
+	}
+	if err != nil {
+		return s.fail(ctx, "list the SAML actions", err)
+	}
+	for _, a := range saml {
+		for _, ck := range []string{a.IdPCert, a.SigningCert} {
+			if ck != "" {
+				st.others = append(st.others, elsewhere{Kind: KindSAMLAction, Name: a.Name, CertKey: ck})
+			}
+		}
+	}
+	return nil
+}
+
+// othersOf lists the places outside SSL vservers where certkey is bound.
+func (st *deviceState) othersOf(certkey string) []elsewhere {
+	var out []elsewhere
+	for _, o := range st.others {
+		if o.CertKey == certkey {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// keyType is "rsa" or "ecdsa" for a certkey, from the publickey the appliance reports, else
+// from its certificate file; "" when neither says.
+func (s *session) keyType(ctx context.Context, st *deviceState, name string) (string, error) {
+	ck := st.certkeys[name]
+	switch strings.ToLower(ck.PublicKey) {
+	case "rsaencryption":
+		return "rsa", nil
+	case "id-ecpublickey":
+		return "ecdsa", nil
+	}
+	data, found, err := s.c.Download(ctx, ck.Cert)
+	if err != nil {
+		return "", s.fail(ctx, "read certificate file "+ck.Cert+" of certkey "+name, err)
+	}
+	if !found {
+		return "", nil
+	}
+	c, err := sdk.ParseCertificatePEM(string(data))
+	if err != nil {
+		return "", nil
+	}
+	switch c.PublicKeyAlgorithm {
+	case x509.RSA:
+		return "rsa", nil
+	case x509.ECDSA:
+		return "ecdsa", nil
+	}
+	return "", nil
 }
 
 func (s *session) bindingsOneByOne(ctx context.Context, st *deviceState) ([]nitro.VServerBinding, error) {
 	names := make([]string, 0, len(st.kind))
 	for n := range st.kind {
-		if strings.EqualFold(st.service[n], "SSL") {
+		if isSSLService(st.service[n]) {
 			names = append(names, n)
 		}
 	}
@@ -247,11 +358,18 @@ func (s *session) describe(ctx context.Context, st *deviceState, ref string) (sd
 			Subject: strings.TrimSpace(ck.Subject), Issuer: strings.TrimSpace(ck.Issuer), NotAfter: notAfter(ck, time.Now())}
 	}
 	dc.CertRef = ref
-	if ck.Key != "" && path.Dir(ck.Key) == nitro.SSLDir {
-		dc.KeyRef = strings.TrimSuffix(path.Base(ck.Key), ".key")
+	// Only keys this plugin made are key refs; an administrator's or the appliance's own
+	// (ns-server.key) is not.
+	if base := strings.TrimSuffix(path.Base(ck.Key), ".key"); ck.Key == sslFile(base, ".key") && madeName.MatchString(base) {
+		dc.KeyRef = base
 	}
 	for _, b := range st.refBindings(ref) {
 		dc.Bindings = append(dc.Bindings, b.binding())
+	}
+	for _, h := range st.holders(ref) {
+		for _, o := range st.othersOf(h) {
+			dc.Bindings = append(dc.Bindings, o.binding())
+		}
 	}
 	return dc, nil
 }
