@@ -2,8 +2,13 @@ package citrixnitro_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"net"
 	"strings"
 	"sync"
@@ -58,7 +63,13 @@ func (e *env) enroll(hint string, names ...string) enrolled {
 
 func (e *env) enrollWithChain(hint string, chain []string, names ...string) enrolled {
 	e.t.Helper()
-	csr, err := e.p.GenerateCSR(e.ctx, e.tgt, sdk.CSRRequest{NameHint: hint, KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
+	return e.enrollKey(hint, sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256}, chain, names...)
+}
+
+// enrollKey enrolls with a given key spec and chain.
+func (e *env) enrollKey(hint string, spec sdk.KeySpec, chain []string, names ...string) enrolled {
+	e.t.Helper()
+	csr, err := e.p.GenerateCSR(e.ctx, e.tgt, sdk.CSRRequest{NameHint: hint, KeySpec: spec,
 		Subject: sdk.Subject{CommonName: names[0], Organization: "Example", Country: "GB", State: "Yorkshire"},
 		SANs:    sdk.SANs{DNSNames: names}})
 	if err != nil {
@@ -181,4 +192,32 @@ func (p *poller) finish() (handshakes, failures int64, firstErr any) {
 	close(p.stop)
 	p.wg.Wait()
 	return p.handshakes.Load(), p.failures.Load(), p.firstErr.Load()
+}
+
+// adminCertKey installs a certificate the way an administrator does, outside certfleet: a key
+// and certificate under relative file names, its certkey, and a binding.
+func (e *env) adminCertKey(name, dns, certFile, keyFile, vserver string, sni bool) enrolled {
+	e.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: dns}, DNSNames: []string{dns}}, key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cert, err := e.ca.SignCSR(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})), 24*time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.sim.AddAdminCertKey(nitrosim.AdminCertKey{Name: name, CertFile: certFile, KeyFile: keyFile,
+		CertPEM: []byte(sdk.EncodeCertificatePEM(cert)), KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		BindTo: vserver, SNI: sni}); err != nil {
+		e.t.Fatal(err)
+	}
+	return enrolled{ref: name, cert: cert}
 }

@@ -64,7 +64,9 @@ var bindingKinds = []string{KindLB, KindGateway, KindCS}
 
 // isSSLService reports whether a vserver's servicetype takes server certificates: SSL and
 // SSL_TCP ("SSL or TCP-based SSL virtual servers", NITRO sslprofile docs).
-func isSSLService(t string) bool { return strings.EqualFold(t, "SSL") || strings.EqualFold(t, "SSL_TCP") }
+func isSSLService(t string) bool {
+	return strings.EqualFold(t, "SSL") || strings.EqualFold(t, "SSL_TCP")
+}
 
 var targetOptions = []sdk.OptionSpec{
 	{Name: "partition", Type: "string", Description: "NITRO admin partition to switch to after login (default: the default partition; needs auth session)"},

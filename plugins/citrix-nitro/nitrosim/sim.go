@@ -213,6 +213,7 @@ type Sim struct {
 	cfg   Config
 	ca    *simtls.Authority
 	srv   *http.Server
+	plain *http.Server // StartPlainHTTP's, guarded by mu
 	ln    net.Listener
 	wg    sync.WaitGroup
 	close sync.Once
@@ -321,6 +322,23 @@ func (s *Sim) Start(addr string) error {
 	return nil
 }
 
+// StartPlainHTTP also serves the management API without TLS on addr (use 127.0.0.1:0), as an
+// appliance does on port 80 unless "set ns ip -mgmtAccess" restricts it, and returns its
+// http:// URL. The seed agents' default is NITRO over http.
+func (s *Sim) StartPlainHTTP(addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("nitrosim: listen on %s: %w", addr, err)
+	}
+	s.mu.Lock()
+	s.plain = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	srv := s.plain
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), nil
+}
+
 // URL is the management API base, for Target.Address.
 func (s *Sim) URL() string { return "https://" + s.ln.Addr().String() }
 
@@ -337,6 +355,9 @@ func (s *Sim) Close() {
 			_ = s.srv.Close()
 		}
 		s.mu.Lock()
+		if s.plain != nil {
+			_ = s.plain.Close()
+		}
 		for _, p := range s.parts {
 			for _, v := range p.vservers {
 				if v.ln != nil {
@@ -468,6 +489,15 @@ func (s *Sim) servedCert(p *partition, v *vserver, hello *tls.ClientHelloInfo) (
 			sniCerts = append(sniCerts, ck)
 		}
 	}
+	// With both key types bound the docs say the choice follows the vserver's cipher priority;
+	// the simulator offers ECDSA first to a client that takes both, so each is reachable.
+	ecdsaFirst := func(list []*certKey) {
+		sort.SliceStable(list, func(i, j int) bool {
+			return list[i].leaf.PublicKeyAlgorithm == x509.ECDSA && list[j].leaf.PublicKeyAlgorithm != x509.ECDSA
+		})
+	}
+	ecdsaFirst(sniCerts)
+	ecdsaFirst(defaults)
 	for _, group := range [][]*certKey{sniCerts, defaults} {
 		for _, ck := range group {
 			out := chainOf(p, ck)
