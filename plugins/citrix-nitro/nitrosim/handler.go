@@ -47,8 +47,11 @@ const (
 	// A missing certkey: "Certificate does not exist" is the text the oneops cookbook
 	// (add_cert_key.rb) matches; 1540 is the reference's reading of that code. UNCONFIRMED.
 	codeNoCertKey = 1540
-	// 278 "Invalid argument [attr]": an attribute the resource does not have (puppetlabs-netscaler
-	// PR #117; "Invalid argument" with 278 in terraform-provider-citrixadc docs/resources/password_resetter.md).
+	// 278 "Invalid argument": an argument the operation does not take. terraform-provider-citrixadc
+	// docs/resources/password_resetter.md shows it (HTTP 599) for a login carrying a field that
+	// call does not accept. The bracketed name follows NITRO's other argument errors
+	// ("Argument pre-requisite missing [units, deviation]", netscaler.adc Ansible #313); that 278
+	// names the attribute is UNCONFIRMED, and the plugin relies only on the code.
 	codeInvalidArgument = 278
 	// 3740: vserver-level SSL settings while the default SSL profile is enabled
 	// (terraform-provider-citrixadc #164).
