@@ -226,3 +226,27 @@ func TestFinding7MissingCertKeyIsRecognised(t *testing.T) {
 		}
 	}
 }
+
+// Finding 2, SNI over an administrator's certkey: an SNI binding for a domain an administrator's
+// relative-path certkey serves takes that place; the default certificate is untouched; the
+// failure of the bulk place list on an older appliance falls back to one read per certkey; and
+// Rollback puts the administrator's certificate back.
+func TestFinding2SNIOverAnAdministratorsRelativePathCertKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nitrosim.DefaultConfig(), nil)
+	def := e.enroll("default", "default.example.com")
+	e.bind(def, lbAPI)
+	admin := e.adminCertKey("shop_admin", "shop.example.com", "shop-admin.crt", "shop-admin.key", "vs_api_443", true)
+	shop := e.enroll("shop", "shop.example.com")
+	e.sim.FailNext("GET sslcertkey_binding", 1, 599, 1233)
+	res := e.bind(shop, sdk.Binding{Kind: "lb-vserver", Name: "vs_api_443", SNI: true})
+	if !slices.Equal(res.PreviousCertRefs, []string{"shop_admin"}) {
+		t.Errorf("previous %v, want [shop_admin]", res.PreviousCertRefs)
+	}
+	e.wantServed("ours for the domain", "vs_api_443", "shop.example.com", shop)
+	e.wantServed("default untouched", "vs_api_443", "", def)
+	if err := e.p.Rollback(e.ctx, e.tgt, res.RollbackToken); err != nil {
+		t.Fatalf("Rollback: %v", err)
+	}
+	e.wantServed("the administrator's again", "vs_api_443", "shop.example.com", admin)
+}

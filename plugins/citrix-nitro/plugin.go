@@ -92,7 +92,7 @@ func New() *Plugin { return &Plugin{} }
 func (*Plugin) Info(context.Context) (sdk.Info, error) {
 	return sdk.Info{
 		Name: "citrix-nitro", Version: Version, Vendor: "Citrix / NetScaler",
-		Description:          "Citrix ADC / NetScaler over NITRO REST: keys and CSRs made on the appliance, LB and Gateway vservers with and without SNI, in-place renewal",
+		Description:          "Citrix ADC / NetScaler over NITRO REST: keys and CSRs made on the appliance, LB, content-switching and Gateway vservers (SSL, SSL_TCP) with and without SNI, RSA and ECDSA side by side, in-place renewal",
 		ContractMinorVersion: sdk.ContractMinorVersion,
 		Capabilities: sdk.Capabilities{
 			KeySpecs: []sdk.KeySpec{{Type: sdk.KeyTypeRSA, Bits: 2048}, {Type: sdk.KeyTypeRSA, Bits: 3072}, {Type: sdk.KeyTypeRSA, Bits: 4096},

@@ -97,6 +97,18 @@ func (s *session) readState(ctx context.Context) (*deviceState, error) {
 // last two; that is logged and read as "none".
 func (s *session) readElsewhere(ctx context.Context, st *deviceState) error {
 	places, err := s.c.Places(ctx)
+	if nitro.IsDeviceRefusal(err) {
+		sdk.Logger(ctx).Debug("bulk sslcertkey_binding refused; reading certkey by certkey", "error", err)
+		places = nil
+		for _, name := range st.order {
+			one, perr := s.c.PlacesOf(ctx, name)
+			if perr != nil {
+				err = perr
+				break
+			}
+			places, err = append(places, one...), nil
+		}
+	}
 	if err != nil {
 		return s.fail(ctx, "list where certkeys are bound (sslcertkey_binding)", err)
 	}

@@ -293,6 +293,12 @@ func (c *Client) Places(ctx context.Context) ([]CertKeyPlaces, error) {
 	return out, c.list(ctx, "sslcertkey_binding", "", url.Values{"bulkbindings": {"yes"}}, &out)
 }
 
+// PlacesOf lists where one certkey is bound (GET sslcertkey_binding/<certkey>).
+func (c *Client) PlacesOf(ctx context.Context, certkey string) ([]CertKeyPlaces, error) {
+	var out []CertKeyPlaces
+	return out, c.list(ctx, "sslcertkey_binding", certkey, nil, &out)
+}
+
 // CertKeyPlaces is one sslcertkey_binding entry.
 type CertKeyPlaces struct {
 	CertKey  string `json:"certkey"`

@@ -9,6 +9,13 @@
 // It is as strict as the appliance where the reference knows its behaviour, and strict by
 // default where the reference marks it UNCONFIRMED (each such place says so in a comment; the
 // Config switches give the other plausible behaviour so the plugin is tested against both).
+// Rules and their sources (docs/reference-notes/citrix-nitro.md has the list): one certkey per
+// certificate on add and update (273 naming the holder); file names kept as given, relative to
+// /nsconfig/ssl, and ns-server-certificate present; one RSA and one ECDSA default certificate per
+// vserver; the default SSL profile mode (3740, SNI in the profile); bindings at services, service
+// groups, profiles, the global VPN and SAML actions; SSL_TCP and content-switching vservers;
+// fileencoding defaulting to BASE64; 278 for an attribute an operation does not take; 1540
+// "Certificate does not exist"; files deleted even when in use; one SNI certificate per domain.
 //
 // How cmd/certfleet-sim uses it:
 //
@@ -25,7 +32,8 @@
 // device for it: plugin citrix-nitro, address sim.URL(), tls.ca_bundle a file holding
 // sim.CACertPEM(), credentials {username, password}; bindings {kind: lb-vserver, name:
 // vs_www_443}, {kind: lb-vserver, name: vs_api_443}, {kind: gateway-vserver, name: gw_vpn_443},
-// any of them with sni: true; options {partition: p_tenant1} for vs_t1_443 in that partition.
+// {kind: cs-vserver, name: cs_www_443}, {kind: lb-vserver, name: vs_imaps_993} (SSL_TCP), any of
+// them with sni: true; options {partition: p_tenant1} for vs_t1_443 in that partition.
 package nitrosim
 
 import (
