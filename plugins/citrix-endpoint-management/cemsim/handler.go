@@ -39,12 +39,17 @@ func (s *Sim) routes() http.Handler {
 	}
 	mux.HandleFunc("POST /sim/restart", func(w http.ResponseWriter, _ *http.Request) { s.Restart() })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		call := r.Method + " " + strings.TrimPrefix(r.URL.Path, base)
 		s.mu.Lock()
-		s.requests[r.Method+" "+strings.TrimPrefix(r.URL.Path, base)]++
+		s.requests[call]++
 		latency := s.latency
 		var fault int
-		if q := s.faults[strings.TrimPrefix(r.URL.Path, base)]; len(q) > 0 {
-			fault, s.faults[strings.TrimPrefix(r.URL.Path, base)] = q[0], q[1:]
+		if q := s.faults[call]; len(q) > 0 {
+			fault, s.faults[call] = q[0], q[1:]
+		}
+		if fault == http.StatusUnauthorized {
+			// A 401 is a session the server ended: the token is gone for good.
+			delete(s.sessions, r.Header.Get("auth_token"))
 		}
 		s.mu.Unlock()
 		if latency > 0 {
@@ -280,7 +285,9 @@ func (s *Sim) pemText(b *pem.Block) []byte {
 	if s.cfg.PrettyExport {
 		return text
 	}
-	return []byte(strings.ReplaceAll(strings.ReplaceAll(string(text), "\n\n", " "), "\n", ""))
+	// "-----BEGIN RSA PRIVATE KEY-----Proc-Type: 4,ENCRYPTED DEK-Info: DES-EDE3-CBC,...": header
+	// lines apart by a space, the base64 run together.
+	return []byte(strings.NewReplacer("\n\n", " ", "ENCRYPTED\n", "ENCRYPTED ", "\n", "").Replace(string(text)))
 }
 
 // encryptKey encrypts a key the way the sample shows it: "RSA PRIVATE KEY" with Proc-Type and

@@ -85,7 +85,7 @@ type Sim struct {
 	sessions map[string]string // token → user
 	served   *entry            // what the listener port serves
 	latency  time.Duration
-	faults   map[string][]int // path → queued HTTP statuses to answer instead
+	faults   map[string][]int // "METHOD path" → queued HTTP statuses to answer instead
 	requests map[string]int   // "METHOD path" → count
 
 	api, listener *http.Server
@@ -156,13 +156,15 @@ func (s *Sim) SetLatency(d time.Duration) {
 	s.latency = d
 }
 
-// FailNext makes the next n requests to path (e.g. "/certificates/export") answer httpStatus
-// with a status -1 envelope (PDF-2021 shows status -1 for failed actions, ref §0).
-func (s *Sim) FailNext(path string, n, httpStatus int) {
+// FailNext makes the next n requests of call ("METHOD /path" under the API base, e.g. "POST
+// /certificates/export") answer httpStatus with a status -1 envelope (PDF-2021 shows status -1 for
+// failed actions, ref §0); httpStatus 0 lets them through, to aim at a later request. A 401 also
+// ends the session that sent it.
+func (s *Sim) FailNext(call string, n, httpStatus int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := 0; i < n; i++ {
-		s.faults[path] = append(s.faults[path], httpStatus)
+		s.faults[call] = append(s.faults[call], httpStatus)
 	}
 }
 

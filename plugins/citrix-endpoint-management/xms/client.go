@@ -66,8 +66,22 @@ func (c *Client) LoggedIn() bool { return c.token != "" }
 
 // envelope is the part of every reply the client checks (reference §0).
 type envelope struct {
-	Status  *Int   `json:"status"`
-	Message string `json:"message"`
+	// Status is kept raw: Go matches JSON keys without regard to case, and the logout reply's
+	// "Status" is a sentence, not a code (reference §1, "Logout").
+	Status  json.RawMessage `json:"status"`
+	Message string          `json:"message"`
+}
+
+// code returns the envelope's numeric status, and false when it has none.
+func (e envelope) code() (int, bool) {
+	if len(e.Status) == 0 {
+		return 0, false
+	}
+	var n Int
+	if err := json.Unmarshal(e.Status, &n); err != nil {
+		return 0, false
+	}
+	return int(n), true
 }
 
 // Login opens a session with a password (reference §1, "Password login").
@@ -309,8 +323,8 @@ func (c *Client) doRaw(ctx context.Context, op, method, path string, in body, ou
 
 // checkEnvelope fails a reply whose status is set and not 0 (reference §0: 0/"Success" is success).
 func checkEnvelope(op string, env envelope) error {
-	if env.Status != nil && *env.Status != 0 {
-		return &Error{Op: op, HTTPStatus: http.StatusOK, Status: int(*env.Status), Message: env.Message}
+	if code, ok := env.code(); ok && code != 0 {
+		return &Error{Op: op, HTTPStatus: http.StatusOK, Status: code, Message: env.Message}
 	}
 	return nil
 }
@@ -347,9 +361,7 @@ func (c *Client) raw(ctx context.Context, op, method, path string, in body) ([]b
 		// A 403 may carry a non-JSON body (enoola's client, reference §0): keep only the code then.
 		if json.Unmarshal(raw, &env) == nil {
 			e.Message = env.Message
-			if env.Status != nil {
-				e.Status = int(*env.Status)
-			}
+			e.Status, _ = env.code()
 		}
 		return nil, e
 	}

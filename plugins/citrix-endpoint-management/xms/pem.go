@@ -17,7 +17,7 @@ import (
 
 var (
 	pemBlockRE = regexp.MustCompile(`-----BEGIN ([A-Z0-9 ]+)-----(?s)(.*?)-----END ([A-Z0-9 ]+)-----`)
-	procTypeRE = regexp.MustCompile(`Proc-Type:\s*(\S+)`)
+	procTypeRE = regexp.MustCompile(`Proc-Type:\s*(\d+,(?:ENCRYPTED|MIC-ONLY|MIC-CLEAR|CRL))`) // RFC 1421 §4.6.1.1
 	dekInfoRE  = regexp.MustCompile(`DEK-Info:\s*(\S+)`)
 )
 
