@@ -18,7 +18,7 @@ import (
 var (
 	pemBlockRE = regexp.MustCompile(`-----BEGIN ([A-Z0-9 ]+)-----(?s)(.*?)-----END ([A-Z0-9 ]+)-----`)
 	procTypeRE = regexp.MustCompile(`Proc-Type:\s*(\d+,(?:ENCRYPTED|MIC-ONLY|MIC-CLEAR|CRL))`) // RFC 1421 §4.6.1.1
-	dekInfoRE  = regexp.MustCompile(`DEK-Info:\s*(\S+)`)
+	dekInfoRE  = regexp.MustCompile(`DEK-Info:\s*([A-Z0-9-]+),([0-9A-Fa-f]+)`)
 )
 
 // ParsePEM returns every PEM block of text, in order, however its lines were broken.
@@ -40,8 +40,17 @@ func ParsePEM(text string) ([]*pem.Block, error) {
 			if dek == nil {
 				return nil, fmt.Errorf("PEM block %d: Proc-Type without DEK-Info", i+1)
 			}
-			headers["DEK-Info"] = body[dek[2]:dek[3]]
-			body = body[max(pt[1], dek[1]):]
+			// The IV is one cipher block in hex; with no break after it, the base64 follows at once.
+			cipher, iv := body[dek[2]:dek[3]], body[dek[4]:dek[5]]
+			ivHex := 32 // AES
+			if strings.HasPrefix(cipher, "DES") {
+				ivHex = 16
+			}
+			if len(iv) < ivHex {
+				return nil, fmt.Errorf("PEM block %d: DEK-Info IV too short", i+1)
+			}
+			headers["DEK-Info"] = cipher + "," + iv[:ivHex]
+			body = body[dek[4]+ivHex:]
 		}
 		der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(body), ""))
 		if err != nil {
