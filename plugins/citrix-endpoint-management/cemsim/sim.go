@@ -198,8 +198,10 @@ func (s *Sim) Restart() {
 
 // Entry is a row of the table as a test sees it.
 type Entry struct {
-	ID          int64
-	Cert        *x509.Certificate
+	ID   int64
+	Cert *x509.Certificate
+	// Key is the private key the server holds, for tests that look for it where it must not be.
+	Key         crypto.Signer
 	HasKey      bool
 	Role        string
 	Description string
@@ -212,7 +214,7 @@ func (s *Sim) Entries() []Entry {
 	defer s.mu.Unlock()
 	out := make([]Entry, 0, len(s.entries))
 	for _, e := range s.sortedLocked() {
-		out = append(out, Entry{ID: e.id, Cert: e.cert, HasKey: e.key != nil, Role: e.role, Description: e.description, Active: e.active})
+		out = append(out, Entry{ID: e.id, Cert: e.cert, Key: e.key, HasKey: e.key != nil, Role: e.role, Description: e.description, Active: e.active})
 	}
 	return out
 }
