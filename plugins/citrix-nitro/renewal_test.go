@@ -198,8 +198,10 @@ func TestRebindWhenAPlaceHasAnotherCertificate(t *testing.T) {
 		e.bind(first, lbWWW, lbAPI)
 		other := e.enroll("other", "www.example.com")
 		e.bind(other, gwVPN)
-		poll := e.pollHandshakes("www.example.com", "vs_www_443")
-		e.sim.SetLatency(40 * time.Millisecond) // widens any window between unbind and bind
+		// Three clients loop; the latency widens any window between unbind and bind to well
+		// over a handshake, even under -race on a loaded machine.
+		poll := e.pollHandshakes("www.example.com", "vs_www_443", "vs_www_443", "vs_www_443")
+		e.sim.SetLatency(150 * time.Millisecond)
 		res := e.bind(other, lbWWW, gwVPN)
 		e.sim.SetLatency(0)
 		_, failures, firstErr := poll.finish()
