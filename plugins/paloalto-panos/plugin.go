@@ -8,11 +8,14 @@
 //
 // Per renewal, GenerateCSR makes a new on-box key pair and pending certificate entry under a new
 // unique name (≤ 63 characters; key_ref = cert_ref = that entry, "name" for shared or
-// "vsysN/name"). ImportCert imports the signed leaf onto it and each CA certificate of the chain
-// under its own name, reusing an identical one already present. Bind points SSL/TLS service
+// "vsysN/name"). ImportCert imports the signed leaf followed by its intermediates onto it, as one
+// file (Palo Alto KB DOC-4289), and each CA certificate of the chain under its own name, reusing an
+// identical one and skipping, with a warning, one the device refuses. Bind points SSL/TLS service
 // profiles (or the profile of a GlobalProtect portal or gateway) at it, or puts it in the
-// certificate list of an SSL Inbound Inspection decryption rule, in the candidate configuration. Commit commits — partially, by the configured admin, when commit_admin is set —
-// and waits for the job. Nothing is live before Commit.
+// certificate list of an SSL Inbound Inspection decryption rule, in the candidate configuration.
+// Commit commits — partially by default, taking only the changes of the administrator certfleet
+// acts as; commit_scope: full commits everything — and waits for the job. Nothing is live before
+// Commit.
 package paloaltopanos
 
 import (
