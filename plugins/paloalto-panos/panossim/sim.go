@@ -6,7 +6,8 @@
 // and CSRs (request certificate generate), export (pkcs10/pem), multipart import checked against
 // the pending key, commits (full or partial by admin) as jobs that take time and can fail with
 // messages, and serves every SSL/TLS service profile of the running configuration on a real TLS
-// listener on 127.0.0.1, so any TLS client sees what is live. Faults can be injected.
+// listener on 127.0.0.1, so any TLS client sees what is live: the profile's certificate followed by
+// exactly the chain imported onto its entry. Faults can be injected.
 //
 // Facts the reference marks unconfirmed are marked [UNCONFIRMED] here; where two behaviours are
 // plausible, Config switches between them so the plugin is tested against both.
