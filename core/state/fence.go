@@ -29,3 +29,10 @@ func FenceOf(ctx context.Context) (Fence, bool) {
 	f, ok := ctx.Value(fenceKey{}).(Fence)
 	return f, ok
 }
+
+// ErrClaimedElsewhere says another live instance holds the claim on a device.
+var ErrClaimedElsewhere = errors.New("another certfleet instance is working on it")
+
+// OutcomeSkipped is the result of a certificate whose device another live instance kept claimed
+// for the whole run; that instance records its own result.
+const OutcomeSkipped Outcome = "skipped"
