@@ -30,7 +30,7 @@ type environment struct {
 	cfg      *config.Config
 	log      hclog.Logger
 	redactor *secret.Redactor
-	store    *state.SQLite
+	store    state.Store
 	host     *pluginhost.Host
 	engine   *engine.Engine
 	closers  []func()
@@ -102,21 +102,23 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 	}
 	registerCredentials(redactor, cfg)
 
-	statePath := cfg.State.Path
-	if statePath == "" {
-		statePath = filepath.Join(defaultStateDir(), "state.db")
+	site, err := chooseSite(c, cfg)
+	if err != nil {
+		env.close()
+		return nil, cli.Exit(err.Error(), 2)
 	}
-	store, err := state.Open(ctx, statePath)
+	opened, err := openState(ctx, cfg, redactor)
 	if err != nil {
 		env.close()
 		return nil, err
 	}
+	store := opened.store
 	env.store = store
 	env.closers = append(env.closers, func() { store.Close() })
 
 	pins := cfg.Plugins.PinsFile
 	if pins == "" {
-		pins = filepath.Join(filepath.Dir(statePath), "plugins.lock.json")
+		pins = filepath.Join(opened.dir, "plugins.lock.json")
 	}
 	env.host = newPluginHost(c, log, cfg.Plugins.Dirs, pins)
 	env.closers = append(env.closers, env.host.Close)
@@ -145,6 +147,8 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 		RevocationCheckInterval: cfg.Runtime.RevocationCheckInterval,
 		Logger:                  log,
 		Redact:                  redactor.Redact,
+		Site:                    site,
+		Shared:                  opened.sharing,
 	}
 	opts.AfterStep = crashAfterStep(log)
 	if progress {
@@ -216,7 +220,7 @@ func registerCredentials(r *secret.Redactor, cfg *config.Config) {
 	}
 }
 
-func buildIssuers(cfg *config.Config, store *state.SQLite, logOut io.Writer, redactor *secret.Redactor) (map[string]issuer.Issuer, error) {
+func buildIssuers(cfg *config.Config, store state.Store, logOut io.Writer, redactor *secret.Redactor) (map[string]issuer.Issuer, error) {
 	out := map[string]issuer.Issuer{}
 	var errs []error
 	names := make([]string, 0, len(cfg.Issuers))
@@ -264,7 +268,7 @@ func engineDevices(cfg *config.Config) map[string]engine.Device {
 			}
 		}
 		out[name] = engine.Device{
-			Name: name, Plugin: d.Plugin, Concurrency: d.Concurrency,
+			Name: name, Plugin: d.Plugin, Concurrency: d.Concurrency, Site: d.Site,
 			Target: sdk.Target{Name: name, Address: d.Address, TLS: targetTLS(d.TLS), Credentials: d.Credentials, Options: opts},
 		}
 	}

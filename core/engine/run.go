@@ -66,6 +66,9 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 		}
 		return report, err
 	}
+	if e.opts.Shared != nil {
+		return e.runShared(ctx, ro)
+	}
 	unlock, err := e.opts.Store.Lock(ctx)
 	if err != nil {
 		return Report{}, err
