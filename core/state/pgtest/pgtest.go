@@ -50,11 +50,12 @@ var (
 // Main runs the package's tests and stops the cluster if one was started. Call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
-	stop()
+	Stop()
 	os.Exit(code)
 }
 
-func stop() {
+// Stop stops the cluster if one was started (for a TestMain that does more than Main).
+func Stop() {
 	if shared.dir == "" || shared.err != nil {
 		if shared.dir != "" {
 			_ = os.RemoveAll(shared.dir)
