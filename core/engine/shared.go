@@ -22,8 +22,9 @@ type Sharing struct {
 	// claim is lost; release gives it up. An error that is state.ErrClaimedElsewhere means another
 	// live instance holds it.
 	ClaimDevice func(ctx context.Context, device string) (claimed context.Context, release func(), err error)
-	// Wait is how long a run keeps trying devices held elsewhere (longer than a claim's lifetime,
-	// so that a dead instance's claims are taken over); Retry is the pause between tries.
+	// Wait is how long a run keeps trying a device that a live instance holds (one that keeps
+	// renewing its claim) before leaving it to that instance; a claim that is not renewed is waited
+	// for until it expires and is taken over. Retry is the pause between tries.
 	Wait  time.Duration
 	Retry time.Duration
 }
@@ -89,7 +90,8 @@ func (e *Engine) runShared(ctx context.Context, ro RunOptions) (Report, error) {
 	report := Report{RunID: runID}
 	var mu sync.Mutex
 	held := map[string]error{}
-	deadline := time.Now().Add(wait)
+	watched := map[string]*heldClaim{}
+	var skippedDevices []string
 	sem := make(chan struct{}, e.opts.Workers)
 	for len(pending) > 0 && ctx.Err() == nil {
 		var wg sync.WaitGroup
@@ -107,6 +109,9 @@ func (e *Engine) runShared(ctx context.Context, ro RunOptions) (Report, error) {
 				defer mu.Unlock()
 				if errors.Is(err, state.ErrClaimedElsewhere) {
 					held[device] = err
+					if watched[device] == nil {
+						watched[device] = &heldClaim{firstSeen: time.Now()}
+					}
 					again = append(again, device)
 					return
 				}
@@ -117,8 +122,16 @@ func (e *Engine) runShared(ctx context.Context, ro RunOptions) (Report, error) {
 			}()
 		}
 		wg.Wait()
-		pending = again
-		if len(pending) == 0 || time.Now().After(deadline) {
+		pending = nil
+		now := time.Now()
+		for _, device := range again {
+			if watched[device].giveUp(held[device], now, wait) {
+				skippedDevices = append(skippedDevices, device)
+			} else {
+				pending = append(pending, device)
+			}
+		}
+		if len(pending) == 0 {
 			break
 		}
 		e.log.Debug("devices held by other instances; trying again", "devices", len(pending))
@@ -129,7 +142,7 @@ func (e *Engine) runShared(ctx context.Context, ro RunOptions) (Report, error) {
 	}
 	// Devices another live instance kept for the whole wait are its business this time.
 	var skipped []state.Result
-	for _, device := range pending {
+	for _, device := range append(skippedDevices, pending...) {
 		reason := "device not reached before the run ended"
 		if err := held[device]; err != nil {
 			reason = err.Error()
@@ -217,4 +230,23 @@ func (e *Engine) runDeviceNow(ctx context.Context, runID int64, device string, n
 		results = append(results, e.runDevice(ctx, e.opts.Devices[device], due)...)
 	}
 	return plan, results
+}
+
+// heldClaim follows a device another instance holds, to tell a live holder from a dead one.
+type heldClaim struct {
+	firstSeen time.Time
+	until     time.Time // the claim's expiry when last seen
+}
+
+// giveUp says whether to leave the device to its holder: only once it has been held for wait and
+// the holder is alive, i.e. renewed its claim since the last look. A holder that stopped renewing
+// (it died) is waited for until its claim expires and this run takes the device over.
+func (h *heldClaim) giveUp(err error, now time.Time, wait time.Duration) bool {
+	var until interface{ HeldUntil() time.Time }
+	renewed := true // without the claim's expiry, treat the holder as alive
+	if errors.As(err, &until) {
+		renewed = !h.until.IsZero() && !until.HeldUntil().Equal(h.until)
+		h.until = until.HeldUntil()
+	}
+	return renewed && now.Sub(h.firstSeen) >= wait
 }

@@ -34,6 +34,9 @@ func (e *HeldError) Error() string {
 	return fmt.Sprintf("%s is claimed by %s until %s", e.Name, e.Holder, e.ExpiresAt.UTC().Format(time.RFC3339))
 }
 
+// HeldUntil is when the claim expires unless its holder renews it.
+func (e *HeldError) HeldUntil() time.Time { return e.ExpiresAt }
+
 // Is makes errors.Is(err, state.ErrClaimedElsewhere) true.
 func (e *HeldError) Is(target error) bool { return target == state.ErrClaimedElsewhere }
 
