@@ -324,3 +324,69 @@ func compress(pids []int) []string {
 	}
 	return out
 }
+
+// TestMigrateToPostgresAndRunBySite moves a fleet deployed on SQLite to PostgreSQL with
+// `certfleet state migrate --to postgres`: nothing is ordered again afterwards. An instance with
+// --site works only on that site's devices, and status shows the whole fleet from any instance.
+func TestMigrateToPostgresAndRunBySite(t *testing.T) {
+	f, sim, spec := scmFleet(t, map[string][]string{"web1": {"a1", "a2"}, "web2": {"b1"}}, "30d")
+	if report, res := f.run(nil); res.code != 0 || len(report.Results) != 3 {
+		t.Fatalf("first run on SQLite: exit %d\n%s", res.code, res.stderr)
+	}
+	orders := len(sim.Orders())
+
+	dsn := pgtest.URL(t)
+	// A PostgreSQL state keeps plugin pins in the host's state directory by default: keep the
+	// test's own.
+	f.env = append(f.env, "E2E_STATE_DSN="+dsn, "CERTFLEET_PINS_FILE="+filepath.Join(f.dir, "pins.json"))
+	f.writeConfig(spec)
+	data, err := os.ReadFile(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(data), "state:\n  path: state.db\n", "state: {driver: postgres, dsn: \"${env:E2E_STATE_DSN}\"}\n", 1)
+	text = strings.Replace(text, "  web2:\n    plugin: pemdir\n", "  web2:\n    plugin: pemdir\n    site: west\n", 1)
+	if !strings.Contains(text, "driver: postgres") || !strings.Contains(text, "site: west") {
+		t.Fatalf("could not rewrite the configuration:\n%s", text)
+	}
+	if err := os.WriteFile(f.config, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	res := f.certfleet(nil, "state", "migrate", "--to", "postgres", "--from", filepath.Join(f.dir, "state.db"))
+	if res.code != 0 || !strings.Contains(res.stdout, "3 deployments") {
+		t.Fatalf("migrate: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	if strings.Contains(res.stdout+res.stderr, dsn) {
+		t.Fatal("the DSN was printed")
+	}
+	if res := f.certfleet(nil, "state", "migrate", "--to", "postgres", "--from", filepath.Join(f.dir, "state.db")); res.code == 0 || !strings.Contains(res.stderr, "not empty") {
+		t.Fatalf("second migrate: exit %d\n%s", res.code, res.stderr)
+	}
+
+	// On PostgreSQL, the fleet is current: nothing is ordered.
+	report, res := f.run(nil)
+	if res.code != 0 || len(sim.Orders()) != orders {
+		t.Fatalf("run on the migrated state: exit %d, %d new orders\n%s", res.code, len(sim.Orders())-orders, res.stderr)
+	}
+	for name, o := range outcomes(report) {
+		if o != state.OutcomeUnchanged {
+			t.Errorf("%s: %s after the migration", name, o)
+		}
+	}
+
+	// --site west renews only web2's certificate.
+	before := len(sim.Orders())
+	westReport, res := f.run([]string{"CERTFLEET_SITE=west"}, "--force")
+	if res.code != 0 || len(westReport.Results) != 1 || westReport.Results[0].Certificate != "b1" || len(sim.Orders()) != before+1 {
+		t.Fatalf("--site west: exit %d, results %+v, %d orders\n%s", res.code, westReport.Results, len(sim.Orders())-before, res.stderr)
+	}
+	res = f.certfleet([]string{"CERTFLEET_SITE=west"}, "status", "--output", "json")
+	var rows []engine.StatusRow
+	if err := json.Unmarshal([]byte(res.stdout), &rows); err != nil || len(rows) != 3 {
+		t.Fatalf("status from the west instance: %d rows, %v\n%s", len(rows), err, res.stdout)
+	}
+	if res := f.certfleet(nil, "--site", "north", "plan"); res.code != 2 || !strings.Contains(res.stderr, `site "north": no device carries it (sites in the configuration: [west])`) {
+		t.Fatalf("unknown site: exit %d\n%s", res.code, res.stderr)
+	}
+}
