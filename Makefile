@@ -13,7 +13,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 SOPS_VERSION               := v3.13.3
 
-.PHONY: all build test test-short lint proto proto-check demo bench tools clean
+.PHONY: all build test test-short fleet-test lint proto proto-check demo bench tools clean
 
 all: build
 
@@ -24,6 +24,11 @@ build:
 ## test: every test, with the race detector
 test: $(TOOLS)/sops
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+## fleet-test: three certfleet instances on one PostgreSQL over 300 certificates on 30 devices,
+## one SIGKILLed mid-run (make test runs a smaller fleet)
+fleet-test:
+	CERTFLEET_FLEET_TEST=full $(GO) test -count=1 -timeout 10m -run TestSharedFleet -v ./e2e/
 
 ## lint: gofmt, go vet, staticcheck
 lint: $(TOOLS)/staticcheck
