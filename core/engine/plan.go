@@ -81,6 +81,11 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
+	return e.planFrom(ctx, certs, deployments, ops, po.Force), nil
+}
+
+// planFrom plans certs from the recorded deployments and open operations given.
+func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, force bool) Plan {
 	devices := map[string]bool{}
 	for _, c := range certs {
 		devices[c.Device] = true
@@ -107,11 +112,11 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 			item.Action, item.Error = ActionUnknown, e.opts.Redact(inv.err.Error())
 			item.Reason = "device could not be inspected"
 		default:
-			item.Action, item.Reason = decide(c, item.deployment, inv, po.Force, now)
+			item.Action, item.Reason = decide(c, item.deployment, inv, force, now)
 		}
 		plan.Items = append(plan.Items, item)
 	}
-	return plan, nil
+	return plan
 }
 
 // inventories asks each device once for what it holds, a few devices at a time.

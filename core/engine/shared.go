@@ -207,13 +207,36 @@ func (e *Engine) runDeviceNow(ctx context.Context, runID int64, device string, n
 		}
 		return out
 	}
-	if err := e.refreshCAView(ctx, names); err != nil {
+	// The device's records are read after claiming it: another instance may just have changed them.
+	// Only its certificates are read, so a run over many devices stays linear in the fleet.
+	certs, err := e.selected(names)
+	if err != nil {
 		return Plan{}, fail(err)
 	}
-	plan, err := e.Plan(ctx, PlanOptions{Names: names, Force: force})
-	if err != nil {
-		return plan, fail(err)
+	deployments := make(map[string]state.Deployment, len(certs))
+	ops := map[string]*state.Operation{}
+	for _, c := range certs {
+		d, ok, err := e.opts.Store.Deployment(ctx, c.Name)
+		if err != nil {
+			return Plan{}, fail(err)
+		}
+		if ok {
+			deployments[c.Name] = d
+		}
+		op, err := e.opts.Store.OpenOperation(ctx, c.Name)
+		if err != nil {
+			return Plan{}, fail(err)
+		}
+		if op != nil {
+			ops[c.Name] = op
+		}
 	}
+	if e.opts.RevocationCheckInterval >= 0 {
+		for name, d := range e.refreshCAViewOf(ctx, certs, deployments) {
+			deployments[name] = d
+		}
+	}
+	plan := e.planFrom(ctx, certs, deployments, ops, force)
 	var results []state.Result
 	var due []PlanItem
 	for _, it := range plan.Items {

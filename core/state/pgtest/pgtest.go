@@ -1,6 +1,6 @@
 // Package pgtest starts a throwaway PostgreSQL cluster for tests: initdb into a temporary
 // directory, the server listening only on a unix socket inside it, one cluster per test binary
-// (started on first use, stopped by Main), and a fresh schema per test. The store under test
+// (started on first use, stopped by Main or when the test binary dies), and a fresh schema per test. The store under test
 // connects as a role that is neither superuser nor owner of anything but its own database, as on
 // the managed PostgreSQL services people use.
 //
@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,9 +36,10 @@ const (
 )
 
 type cluster struct {
-	dir    string // data directory and socket directory
-	runAs  string // the OS user the server runs as ("" when not root)
+	dir    string              // data directory and socket directory
+	runAs  *syscall.Credential // the account the server runs as (nil when not root)
 	binDir string
+	server *exec.Cmd
 	err    error
 }
 
@@ -56,14 +58,14 @@ func Main(m *testing.M) {
 
 // Stop stops the cluster if one was started (for a TestMain that does more than Main).
 func Stop() {
-	if shared.dir == "" || shared.err != nil {
-		if shared.dir != "" {
-			_ = os.RemoveAll(shared.dir)
-		}
-		return
+	if shared.server != nil && shared.server.Process != nil {
+		// SIGQUIT is PostgreSQL's immediate shutdown; the data is thrown away anyway.
+		_ = shared.server.Process.Signal(syscall.SIGQUIT)
+		_ = shared.server.Wait()
 	}
-	_ = shared.command("pg_ctl", "-D", filepath.Join(shared.dir, "data"), "-m", "immediate", "-w", "stop").Run()
-	_ = os.RemoveAll(shared.dir)
+	if shared.dir != "" {
+		_ = os.RemoveAll(shared.dir)
+	}
 }
 
 // binDir finds the PostgreSQL server binaries: on PATH, or where Debian installs them.
@@ -81,12 +83,13 @@ func binDir() (string, error) {
 	return filepath.Dir(found[len(found)-1]), nil
 }
 
+// command runs a server binary as the cluster's account. The process gets SIGQUIT if the test
+// binary dies (a timeout, a kill), so no server outlives the tests.
 func (c *cluster) command(name string, args ...string) *exec.Cmd {
-	bin := filepath.Join(c.binDir, name)
-	if c.runAs != "" {
-		return exec.Command("runuser", append([]string{"-u", c.runAs, "--", bin}, args...)...)
-	}
-	return exec.Command(bin, args...)
+	cmd := exec.Command(filepath.Join(c.binDir, name), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.runAs, Pdeathsig: syscall.SIGQUIT}
+	cmd.Dir = c.dir
+	return cmd
 }
 
 // start makes and starts the cluster. PostgreSQL refuses to run as root, so a root test run
@@ -104,7 +107,6 @@ func start() (err error) {
 		var u *user.User
 		for _, name := range []string{"postgres", "nobody"} {
 			if u, err = user.Lookup(name); err == nil {
-				shared.runAs = name
 				break
 			}
 		}
@@ -113,6 +115,7 @@ func start() (err error) {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
+		shared.runAs = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chown(shared.dir, uid, gid); err != nil {
 			return err
 		}
@@ -124,16 +127,29 @@ func start() (err error) {
 	if out, err := shared.command("initdb", "-D", data, "-U", admin, "-A", "trust", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %v: %s", err, out)
 	}
-	opts := fmt.Sprintf("-c listen_addresses='' -c unix_socket_directories=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", shared.dir)
-	if out, err := shared.command("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(shared.dir, "server.log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(filepath.Join(shared.dir, "server.log"))
-		return fmt.Errorf("pg_ctl start: %v: %s\n%s", err, out, log)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, shared.dsn(admin, "postgres", ""))
+	logFile, err := os.Create(filepath.Join(shared.dir, "server.log"))
 	if err != nil {
-		return fmt.Errorf("connect to the test cluster: %w", err)
+		return err
+	}
+	defer logFile.Close()
+	shared.server = shared.command("postgres", "-D", data, "-c", "listen_addresses=", "-c", "unix_socket_directories="+shared.dir,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200")
+	shared.server.Stdout, shared.server.Stderr = logFile, logFile
+	if err := shared.server.Start(); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var conn *pgx.Conn
+	for {
+		if conn, err = pgx.Connect(ctx, shared.dsn(admin, "postgres", "")); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			log, _ := os.ReadFile(filepath.Join(shared.dir, "server.log"))
+			return fmt.Errorf("the test server did not accept connections: %w\n%s", err, log)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	defer conn.Close(ctx)
 	for _, stmt := range []string{
