@@ -80,7 +80,17 @@ func (s *Server) handler(sf surface) http.Handler {
 		if failing {
 			s.failNext--
 		}
+		proxyPage, proxyStatus := s.proxyPages > 0, s.proxyStatus
+		if proxyPage {
+			s.proxyPages--
+		}
 		s.mu.Unlock()
+		if proxyPage {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(proxyStatus)
+			_, _ = fmt.Fprintf(w, "<html><head><title>%d</title></head><body><h1>%s</h1></body></html>", proxyStatus, http.StatusText(proxyStatus))
+			return
+		}
 		if latency > 0 {
 			select {
 			case <-time.After(latency):

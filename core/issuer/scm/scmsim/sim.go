@@ -196,6 +196,8 @@ type Server struct {
 	pendingForever bool
 	requests       int
 	calls          map[string]int
+	proxyPages     int
+	proxyStatus    int
 }
 
 // token is an issued access token and whose it is.
@@ -313,6 +315,14 @@ func (s *Server) SetLatency(d time.Duration) { s.mu.Lock(); s.latency = d; s.mu.
 func (s *Server) FailNext(n, status, retryAfter int) {
 	s.mu.Lock()
 	s.failNext, s.failStatus, s.retryAfter = n, status, retryAfter
+	s.mu.Unlock()
+}
+
+// ProxyPageNext answers the next n API requests with status and an HTML page, as a proxy or
+// load balancer in front of SCM does; the body carries no SCM error code.
+func (s *Server) ProxyPageNext(n, status int) {
+	s.mu.Lock()
+	s.proxyPages, s.proxyStatus = n, status
 	s.mu.Unlock()
 }
 
