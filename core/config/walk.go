@@ -14,8 +14,16 @@ import (
 // walker decodes a YAML node tree by hand, so that every unknown key and every wrong value is
 // reported with its own line, and decoding goes on after a problem.
 type walker struct {
-	file string
-	errs *Errors
+	file     string
+	errs     *Errors
+	warnings *[]Warning // nil: warnings are dropped
+}
+
+// warn records something allowed but probably wrong.
+func (w *walker) warn(n *yaml.Node, path, hint, format string, args ...any) {
+	if w.warnings != nil {
+		*w.warnings = append(*w.warnings, Warning{Position: w.pos(n), Path: path, Message: fmt.Sprintf(format, args...), Hint: hint})
+	}
 }
 
 func (w *walker) pos(n *yaml.Node) Position { return Position{File: w.file, Line: n.Line} }

@@ -53,7 +53,11 @@ func TestCollectPendingOnlyForARealPendingAnswer(t *testing.T) {
 	for _, tc := range []struct {
 		status, code int
 	}{{400, 0}, {400, -183}, {400, -1400}, {404, -103}, {404, -109}, {400, -103}} {
-		sim := startSim(t, func(c *scmsim.Config) { c.PendingCollects = 1; c.PendingCode = tc.code; c.PendingHTTPStatus = tc.status })
+		sim := startSim(t, func(c *scmsim.Config) {
+			c.PendingCollects = 1
+			c.PendingCode = tc.code
+			c.PendingHTTPStatus = tc.status
+		})
 		i, _ := newClient(t, sim, "oauth2")
 		req, _ := request(t, "r", "a.example.com")
 		ref, err := i.Submit(context.Background(), req)
