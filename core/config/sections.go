@@ -144,7 +144,7 @@ func (w *walker) defaults(n *yaml.Node) *defaultsSection {
 		"key":            func(n *yaml.Node, p string) { d.key, d.keySet = w.keySpec(n, p) },
 		"renew_before":   func(n *yaml.Node, p string) { d.renew = w.renewal(n, p) },
 		"subject":        func(n *yaml.Node, p string) { d.subject = w.subject(n, p) },
-		"issuer_options": func(n *yaml.Node, p string) { d.issuerOptions = w.freeMap(n, p) },
+		"issuer_options": func(n *yaml.Node, p string) { d.issuerOptions = w.writtenMap(n, p) },
 	})
 	return d
 }
@@ -434,7 +434,7 @@ func (w *walker) certificate(name string, k, n *yaml.Node, path string) *rawCert
 		},
 		"renew_before":   func(n *yaml.Node, p string) { rc.renew = w.renewal(n, p) },
 		"bindings":       func(n *yaml.Node, p string) { w.bindings(c, n, p) },
-		"issuer_options": func(n *yaml.Node, p string) { c.IssuerOptions = w.freeMap(n, p) },
+		"issuer_options": func(n *yaml.Node, p string) { c.IssuerOptions = w.writtenMap(n, p) },
 		"enabled":        func(n *yaml.Node, p string) { c.Enabled = w.boolean(n, p) },
 	})
 	return rc

@@ -213,8 +213,26 @@ func (w *walker) stringList(n *yaml.Node, path string) []string {
 	return out
 }
 
-// freeMap decodes a free-form mapping (vendor options, issuer options).
+// freeMap decodes a free-form mapping (vendor options).
 func (w *walker) freeMap(n *yaml.Node, path string) map[string]any {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		w.errs.add(w.pos(n), path, "", "must be a mapping, not %s", kindName(n))
+		return nil
+	}
+	var out map[string]any
+	if err := n.Decode(&out); err != nil {
+		w.errs.add(w.pos(n), path, "", "%v", err)
+		return nil
+	}
+	return out
+}
+
+// writtenMap decodes a free-form mapping whose values go to a CA as text (issuer options: SCM
+// custom fields), keeping every scalar as written.
+func (w *walker) writtenMap(n *yaml.Node, path string) map[string]any {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil
 	}
