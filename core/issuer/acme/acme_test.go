@@ -625,6 +625,13 @@ func TestPreferredChain(t *testing.T) {
 	req, _ = request(t, testNames(t, 1), nil, map[string]any{OptionPreferredChain: "No Such Root"})
 	res, _, _ = issue(t, ctx, iss2, req)
 	onlyVerifiesTo(t, res, 0)
+
+	// An intermediate's name is not a chain name (certbot, lego: only the topmost certificate's
+	// issuer counts): the CA's default, not the alternate chain holding that intermediate.
+	intermediate := p.mgmtCert(t, "/intermediates/1")
+	req, _ = request(t, testNames(t, 1), nil, map[string]any{OptionPreferredChain: intermediate.Subject.CommonName})
+	res, _, _ = issue(t, ctx, iss, req)
+	onlyVerifiesTo(t, res, 0)
 }
 
 func TestBadNonceIsRetried(t *testing.T) {
