@@ -625,13 +625,33 @@ func TestPreferredChain(t *testing.T) {
 	req, _ = request(t, testNames(t, 1), nil, map[string]any{OptionPreferredChain: "No Such Root"})
 	res, _, _ = issue(t, ctx, iss2, req)
 	onlyVerifiesTo(t, res, 0)
+}
 
-	// An intermediate's name is not a chain name (certbot, lego: only the topmost certificate's
-	// issuer counts): the CA's default, not the alternate chain holding that intermediate.
-	intermediate := p.mgmtCert(t, "/intermediates/1")
-	req, _ = request(t, testNames(t, 1), nil, map[string]any{OptionPreferredChain: intermediate.Subject.CommonName})
+// TestPreferredChainIgnoresIntermediateNames: with two intermediates per chain, each alternate
+// chain's topmost certificate is an intermediate of its own name. Naming it is not naming a chain
+// (certbot, lego: only the topmost certificate's issuer counts), so the CA's default is used.
+func TestPreferredChainIgnoresIntermediateNames(t *testing.T) {
+	t.Parallel()
+	p := startPebble(t, pebbleOptions{alternateRoots: 1, chainLength: 2})
+	ctx := testContext(t)
+	roots := []*x509.Certificate{p.mgmtCert(t, "/roots/0"), p.mgmtCert(t, "/roots/1")}
+	iss := newIssuer(t, p.config("intermediates"), NewMemoryAccountStore())
+
+	req, _ := request(t, testNames(t, 1), nil, map[string]any{OptionPreferredChain: roots[1].Subject.CommonName})
+	res, _, _ := issue(t, ctx, iss, req)
+	if len(res.ChainPEM) != 2 {
+		t.Fatalf("%d certificates above the leaf, want Pebble's 2 intermediates", len(res.ChainPEM))
+	}
+	top := parseCert(t, res.ChainPEM[1])
+	if top.Issuer.CommonName != roots[1].Subject.CommonName {
+		t.Fatalf("preferring %q gave a chain topped by a certificate issued by %q", roots[1].Subject.CommonName, top.Issuer.CommonName)
+	}
+
+	req, _ = request(t, testNames(t, 1), nil, map[string]any{OptionPreferredChain: top.Subject.CommonName})
 	res, _, _ = issue(t, ctx, iss, req)
-	onlyVerifiesTo(t, res, 0)
+	if err := verifiesTo(parseCert(t, res.CertPEM), res.ChainPEM, roots[0]); err != nil {
+		t.Fatalf("preferring the intermediate %q: %v; want the CA's default chain (root 0)", top.Subject.CommonName, err)
+	}
 }
 
 func TestBadNonceIsRetried(t *testing.T) {

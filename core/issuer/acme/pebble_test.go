@@ -107,6 +107,8 @@ func newTestTLS() (*testTLS, error) {
 type pebbleOptions struct {
 	noEAB          bool
 	alternateRoots int
+	// chainLength is the number of intermediates per chain (Pebble's default 1 when zero).
+	chainLength int
 	// nonceReject is the share (percent) of good nonces Pebble rejects as bad.
 	nonceReject int
 	// authzReuse is the share (percent) of orders that get an existing valid authorization.
@@ -152,7 +154,7 @@ func startPebble(t *testing.T, o pebbleOptions) *pebbleServer {
 		"default":    {Description: "default profile"},
 		"shortlived": {Description: "six days", ValidityPeriod: 6 * 24 * 3600},
 	}
-	pca := ca.New(logger, store, "", "ecdsa", o.alternateRoots, 1, profiles)
+	pca := ca.New(logger, store, "", "ecdsa", o.alternateRoots, max(o.chainLength, 1), profiles)
 	pva := va.New(logger, 0, 0, false, dnsServer.addr, store)
 	front := wfe.New(logger, store, pva, pca, []string{"pebble.letsencrypt.org"}, false, !o.noEAB, 0, o.retryAfterOrder)
 	for k, v := range saved {
