@@ -144,3 +144,18 @@ func IsRetryable(err error) bool {
 	var r Retryable
 	return errors.As(err, &r) && r.Retryable()
 }
+
+// RetryAfterError is implemented by errors that carry the CA's requested wait before the same
+// call is tried again (a rateLimited answer's Retry-After).
+type RetryAfterError interface {
+	RetryAfter() time.Duration
+}
+
+// RetryAfterOf is the wait err asks for; zero when it asks for none.
+func RetryAfterOf(err error) time.Duration {
+	var r RetryAfterError
+	if errors.As(err, &r) {
+		return max(r.RetryAfter(), 0)
+	}
+	return 0
+}

@@ -69,7 +69,7 @@ func (i *Issuer) Submit(ctx context.Context, req issuer.Request) (issuer.OrderRe
 			return "", &Error{Op: op, Detail: fmt.Sprintf("certificate %q: %v", req.CertificateName, err),
 				cause: fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, err)}
 		}
-		return "", classify(op, err)
+		return "", withRateLimitWait(obs, classify(op, err))
 	}
 	if order.Location == "" {
 		return "", &Error{Op: op, Detail: "the CA created an order but gave no order URL",
@@ -110,7 +110,7 @@ func (i *Issuer) Collect(ctx context.Context, ref issuer.OrderRef) (issuer.Resul
 	if errors.As(err, &failed) {
 		return issuer.Result{State: issuer.Failed, Message: failed.msg}, nil
 	}
-	return res, err
+	return res, withRateLimitWait(obs, err)
 }
 
 // orderFailure means the order will never issue.

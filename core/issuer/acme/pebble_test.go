@@ -194,6 +194,27 @@ type wireStats struct {
 	// loseAnswers: Pebble processes POSTs to these endpoints but the connection is cut before
 	// the answer goes out (a lost response).
 	loseAnswers map[string]bool
+	// rateLimits: POSTs to these endpoints get a rateLimited problem instead of reaching Pebble.
+	rateLimits map[string]rateLimitAnswer
+}
+
+// rateLimitAnswer is how a CA refuses a request over a rate limit: problem type rateLimited
+// (RFC 8555 §6.7) with a Retry-After header (RFC 8555 §6.6; Let's Encrypt's rate-limit
+// documentation, "Retrying after hitting rate limits"). Boulder sends it with HTTP 429, which
+// is also the only status lego reads Retry-After from; another status is UNCONFIRMED for real
+// CAs (RFC 8555 names none), so the tests try both.
+type rateLimitAnswer struct {
+	status     int
+	retryAfter string
+}
+
+func (s *wireStats) rateLimit(ep string, a rateLimitAnswer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rateLimits == nil {
+		s.rateLimits = map[string]rateLimitAnswer{}
+	}
+	s.rateLimits[ep] = a
 }
 
 func (s *wireStats) loseAnswersTo(ep string) {
@@ -219,10 +240,24 @@ func (s *wireStats) wrap(h http.Handler) http.Handler {
 		ep := endpointOf(r.URL.Path)
 		s.mu.Lock()
 		lose := s.loseAnswers[ep] && r.Method == http.MethodPost
+		limited, isLimited := s.rateLimits[ep]
 		if r.Method == http.MethodPost {
 			s.posts[ep]++
 		}
 		s.mu.Unlock()
+		if isLimited && r.Method == http.MethodPost {
+			// A fresh nonce, as Pebble gives on every answer, so the client's next request works.
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, "/nonce-plz", nil))
+			w.Header().Set("Replay-Nonce", rec.Header().Get("Replay-Nonce"))
+			w.Header().Set("Content-Type", "application/problem+json")
+			if limited.retryAfter != "" {
+				w.Header().Set("Retry-After", limited.retryAfter)
+			}
+			w.WriteHeader(limited.status)
+			_, _ = fmt.Fprintf(w, `{"type":%q,"detail":"too many new orders recently","status":%d}`, problemRateLimited, limited.status)
+			return
+		}
 		out := w
 		if lose {
 			out = httptest.NewRecorder()
