@@ -5,8 +5,12 @@ package issuer
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"math/bits"
 	"time"
 )
 
@@ -126,6 +130,25 @@ type RenewalWindow struct {
 	ExplanationURL string
 	// RetryAfter is when to ask again.
 	RetryAfter time.Duration
+}
+
+// RenewAt is the moment to renew inside the window: uniformly spread over [Start, End), as
+// RFC 9773 §4.2 asks ("select a uniform random time within the suggested window"), so that the
+// CA does not get every renewal at the window's start. It is derived from key (something unique
+// to the certificate, e.g. its fingerprint) and the window, not drawn afresh: every run, and a
+// resumed process, finds the same time until the CA moves the window. A window without a
+// usable end gives Start.
+func (w RenewalWindow) RenewAt(key string) time.Time {
+	span := w.End.Sub(w.Start)
+	if span <= 0 {
+		return w.Start
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00%d", key, w.Start.UnixNano(), w.End.UnixNano())
+	n := binary.BigEndian.Uint64(h.Sum(nil)[:8])
+	// The offset is n/2^64 of the span; 128-bit arithmetic keeps it exact for any span.
+	hi, _ := bits.Mul64(n, uint64(span))
+	return w.Start.Add(time.Duration(hi))
 }
 
 // RenewalAdvisor is implemented by issuers that can tell when a certificate should be renewed

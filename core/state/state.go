@@ -103,6 +103,11 @@ type Deployment struct {
 	RenewalWindowStart time.Time
 	RenewalWindowEnd   time.Time
 	RenewalInfoAt      time.Time
+	// RenewalAt is the time chosen inside the window to renew at (RFC 9773 §4.2); it stays the
+	// same until the CA moves the window.
+	RenewalAt time.Time `json:",omitzero"`
+	// RenewalInfoRetryAt is when the CA may be asked again (its Retry-After): not before.
+	RenewalInfoRetryAt time.Time `json:",omitzero"`
 }
 
 // Outcome of one certificate in a run.
