@@ -104,6 +104,10 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 			if item.op.LastError != "" {
 				item.Reason += ": " + item.op.LastError
 			}
+			if now.Before(item.op.RetryNotBefore) {
+				item.Reason = fmt.Sprintf("%s held until %s by the CA's Retry-After: %s", item.op.Action,
+					item.op.RetryNotBefore.UTC().Format(time.RFC3339), item.op.LastError)
+			}
 		case inv.err != nil:
 			item.Action, item.Error = ActionUnknown, e.opts.Redact(inv.err.Error())
 			item.Reason = "device could not be inspected"

@@ -75,6 +75,9 @@ type Operation struct {
 	UpdatedAt time.Time
 	// NextAttemptAt holds off a retry (the CA's Retry-After, a pending order).
 	NextAttemptAt time.Time
+	// RetryNotBefore is set when the CA refused with a Retry-After (rateLimited): no run calls
+	// the CA for this operation before then.
+	RetryNotBefore time.Time `json:",omitzero"`
 }
 
 // Deployment is the certificate currently deployed for a configured certificate.
