@@ -41,6 +41,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -110,6 +111,10 @@ type Config struct {
 	// CSRHyphenatedFields makes sys/crypto/csr accept only tmsh-style names ("common-name", ...)
 	// and reject the camelCase ones, which are [UNCONFIRMED] beyond commonName and key.
 	CSRHyphenatedFields bool
+	// KeyCreateIgnoresProtection makes "create sys crypto key" accept securityType and passphrase
+	// but make an unprotected key. Whether BIG-IP honours those properties on create is
+	// [UNCONFIRMED]: no public client sends them (reference §13); they are the names GET shows.
+	KeyCreateIgnoresProtection bool
 	// ParentImmutable makes the device refuse a change of a client-ssl profile's defaultsFrom.
 	// Sources conflict, so it is [UNCONFIRMED]: f5-ansible's bigip_profile_client_ssl documents
 	// parent as "Once this value has been set, it cannot be changed", yet lists parent among its
@@ -686,6 +691,41 @@ func (s *Sim) ClientSSLOf(virtual string) []string {
 	var out []string
 	for _, p := range s.running.clientSSLOf(s.running.virtuals[path]) {
 		out = append(out, p.path)
+	}
+	return out
+}
+
+// AddCert adds a certificate object (PEM, one or more certificates: a CA bundle for a profile's
+// caFile, say) to the running and saved configuration.
+func (s *Sim) AddCert(name, pemData string) error {
+	path, err := fullPath(name, "")
+	if err != nil {
+		return err
+	}
+	certs, err := parsePEMCerts([]byte(pemData))
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range []*state{s.running, s.saved} {
+		st.certs[path] = certObj{path: path, certs: certs, created: now, updated: now}
+	}
+	return nil
+}
+
+// ProfileEntries lists a client-ssl profile's pairs as "cert key chain" strings.
+func (s *Sim) ProfileEntries(name string) []string {
+	path, err := fullPath(name, "")
+	if err != nil {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for _, e := range s.running.clientSSL[path].entries {
+		out = append(out, strings.TrimSpace(e.cert+" "+e.key+" "+e.chain))
 	}
 	return out
 }

@@ -505,6 +505,9 @@ func (s *Sim) createKey(st *state, o op) (any, *apiErr) {
 			return nil, errf(http.StatusBadRequest, "01070311:3: key generation failed: %v", err)
 		}
 	}
+	if s.cfg.KeyCreateIgnoresProtection {
+		pass = ""
+	}
 	k := keyObj{path: path, signer: signer, keyType: keyType, keySize: size, curve: curve, passphrase: pass, created: time.Now()}
 	st.keys[path] = k
 	return cryptoKeyJSON(k), nil
