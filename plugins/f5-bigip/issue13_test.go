@@ -366,11 +366,24 @@ func TestMigrationFromSectigoAgent(t *testing.T) {
 		t.Fatalf("after Rollback vs_legacy does not serve the agent's certificate: %v", err)
 	}
 
-	// Without PCI mode an in-place edit of the agent's profile is refused before anything changes.
+}
+
+// TestInPlaceEditOfAgentProfileRefused (finding 3): without PCI mode, editing the agent's profile
+// in place (kind client-ssl-profile) is refused before anything changes, because its key, whose
+// passphrase certfleet never had, could never be put back (Rollback would fail with 01070313);
+// kind virtual works and rolls back.
+func TestInPlaceEditOfAgentProfileRefused(t *testing.T) {
+	t.Parallel()
+	sim := sectigoDevice(t)
+	p, _ := launch(t, "info")
+	ctx := ctxFor(t)
+	ca := testCA(t)
+	legacyEntries := sim.ProfileEntries("legacy.example.test_clientssl")
+	inPlace := []sdk.Binding{{Kind: f5bigip.KindClientSSLProfile, Name: "legacy.example.test_clientssl", Options: sdk.Options{"virtuals": []any{"vs_legacy"}}}}
 	plain := target(sim)
 	plain.Options["pci_mode"] = false
 	csr2, imp2, _ := enroll(t, p, plain, ca, "legacy2", sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256})
-	_, err = p.Bind(ctx, plain, sdk.BindRequest{CertRef: imp2.CertRef, KeyRef: csr2.KeyRef, Bindings: inPlace})
+	_, err := p.Bind(ctx, plain, sdk.BindRequest{CertRef: imp2.CertRef, KeyRef: csr2.KeyRef, Bindings: inPlace})
 	if e := wantError(t, "in-place Bind into the agent's profile", err, codes.FailedPrecondition, f5bigip.ReasonRollbackImpossible); !strings.Contains(e.Message, "kind virtual") {
 		t.Errorf("the error does not name the fix: %v", err)
 	}
