@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/certfleet/certfleet/plugins/f5-bigip/icontrol"
 	"github.com/certfleet/certfleet/plugins/sdk"
+	"google.golang.org/grpc/codes"
 )
 
 // Bind points the bindings at the certificate, all in one transaction; the device applies all of
@@ -101,7 +103,22 @@ func (*Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (sdk
 		if err != nil {
 			return sdk.Internal(sdk.ReasonDeviceError, "encode rollback token").WithCause(err)
 		}
-		if err := d.inTransaction(ctx, "bind "+certPath, func(id int64) error { return p.apply(ctx, id, entry) }); err != nil {
+		err = d.inTransaction(ctx, "bind "+certPath, func(id int64) error { return p.apply(ctx, id, entry) })
+		if err != nil && p.changesKeyProfileParent() && sdk.AsError(err).Code == codes.FailedPrecondition {
+			// Whether BIG-IP lets a profile's defaultsFrom change is [UNCONFIRMED] (sources
+			// conflict): when the device refused the transaction, which changed nothing, copy the
+			// replaced profile's settings onto the key's profile instead.
+			sdk.Logger(ctx).Debug("the device refused the transaction that changes the parent of the key's profile; copying the parent's settings instead",
+				"profile", p.keyProfile, "error", err.Error())
+			if cerr := p.copyParentSettings(ctx); cerr != nil {
+				return cerr
+			}
+			if token, err = json.Marshal(p.rollbackToken()); err != nil {
+				return sdk.Internal(sdk.ReasonDeviceError, "encode rollback token").WithCause(err)
+			}
+			err = d.inTransaction(ctx, "bind "+certPath, func(id int64) error { return p.apply(ctx, id, entry) })
+		}
+		if err != nil {
 			return err
 		}
 		if err := p.verify(ctx, entry); err != nil {
@@ -150,6 +167,9 @@ func checkBinding(b sdk.Binding) error {
 // bindPlan is what one Bind changes, read before the transaction.
 type bindPlan struct {
 	d *device
+	// copied: the settings copied from the parent onto the key's profile, and what the key's
+	// profile had before, when the device does not let its parent change.
+	copied, copiedBefore map[string]any
 	// keyProfile: the PCI key's own profile, attached in place of the virtual servers' profiles;
 	// its pair is never edited. Empty without a PCI key.
 	keyProfile string
@@ -169,6 +189,8 @@ type profileChange struct {
 	parent string
 	// keepPair: the profile's certKeyChain is not touched (a PCI key's own profile).
 	keepPair bool
+	// settingsFrom: the profile whose settings are copied when the parent cannot change.
+	settingsFrom string
 	// sni: the profile answers serverName and is the SNI default only where it is alone.
 	sni        bool
 	serverName string
@@ -232,13 +254,14 @@ func (d *device) plan(ctx context.Context, bindings []sdk.Binding, certCN, keyPr
 			if err := p.attach(ctx, b, vpath, ppath); err != nil {
 				return nil, err
 			}
-			parent, err := p.inheritFrom(b, vpath, ppath, explicitParent)
+			parent, settingsFrom, err := p.inheritFrom(b, vpath, ppath, explicitParent)
 			if err != nil {
 				return nil, err
 			}
 			if err := p.addProfile(b, ppath, true, parent, serverName); err != nil {
 				return nil, err
 			}
+			p.byProfile[ppath].settingsFrom = settingsFrom
 		case KindClientSSLProfile:
 			if keyProfile != "" {
 				return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest,
@@ -271,6 +294,16 @@ func (d *device) plan(ctx context.Context, bindings []sdk.Binding, certCN, keyPr
 	if err := p.checkKeyProfileParent(ctx); err != nil {
 		return nil, err
 	}
+	// Renewing over a key profile whose settings were copied (on a device that does not let a
+	// parent change), the parent stays the same: copy the settings again where they differ.
+	if pc := p.byProfile[p.keyProfile]; pc != nil && pc.settingsFrom != "" && pc.settingsFrom != pc.parent && pc.parent == pc.before.DefaultsFrom {
+		if err := p.copyParentSettings(ctx); err != nil {
+			return nil, err
+		}
+		if reflect.DeepEqual(p.copied, p.copiedBefore) {
+			p.copied, p.copiedBefore = nil, nil
+		}
+	}
 	return p, p.settle()
 }
 
@@ -278,12 +311,14 @@ func (d *device) plan(ctx context.Context, bindings []sdk.Binding, certCN, keyPr
 // for an SNI binding (which joins the others) the device's parent_profile; else the client-ssl
 // profile it replaces on the virtual server (the parent of a profile certfleet made, which is the
 // customer's), so ciphers, options, client authentication and renegotiation settings are kept.
-func (p *bindPlan) inheritFrom(b sdk.Binding, vpath, ppath, explicit string) (string, error) {
+// settingsFrom is the profile whose settings stand for the parent's where a device does not let a
+// parent change (a profile certfleet made holds the customer's settings, copied or inherited).
+func (p *bindPlan) inheritFrom(b sdk.Binding, vpath, ppath, explicit string) (parent, settingsFrom string, err error) {
 	if explicit != "" {
-		return explicit, nil
+		return explicit, explicit, nil
 	}
 	if b.SNI {
-		return p.d.parent, nil
+		return p.d.parent, p.d.parent, nil
 	}
 	var replaced []string
 	for _, vp := range p.byVirtual[vpath].before {
@@ -295,14 +330,14 @@ func (p *bindPlan) inheritFrom(b sdk.Binding, vpath, ppath, explicit string) (st
 	}
 	switch len(replaced) {
 	case 0:
-		return p.d.parent, nil
+		return p.d.parent, p.d.parent, nil
 	case 1:
 		if prof := p.existing[replaced[0]]; isCertfleetProfile(prof) && prof.DefaultsFrom != "" {
-			return prof.DefaultsFrom, nil
+			return prof.DefaultsFrom, replaced[0], nil
 		}
-		return replaced[0], nil
+		return replaced[0], replaced[0], nil
 	}
-	return "", sdk.InvalidArgument(sdk.ReasonInvalidRequest,
+	return "", "", sdk.InvalidArgument(sdk.ReasonInvalidRequest,
 		"binding %v: virtual server %s carries client-ssl profiles %s; set binding option parent to the one whose settings (ciphers, options, client authentication) certfleet's profile should inherit",
 		b, vpath, strings.Join(replaced, ", "))
 }
@@ -325,6 +360,53 @@ func (p *bindPlan) checkKeyProfileParent(ctx context.Context) error {
 				pc.path, v, pc.before.DefaultsFrom, pc.parent)
 		}
 	}
+	return nil
+}
+
+// profileSettings are the client-ssl properties that carry a customer's TLS settings (ciphers,
+// protocol options, renegotiation, client-certificate authentication, session cache): the ones
+// f5-ansible's bigip_profile_client_ssl manages (api_attributes), besides the pairs and SNI.
+var profileSettings = []string{
+	"ciphers", "cipherGroup", "tmOptions", "secureRenegotiation", "renegotiation", "allowNonSsl",
+	"sniRequire", "peerCertMode", "authenticate", "authenticateDepth", "retainCertificate", "caFile",
+	"clientCertCa", "crlFile", "allowExpiredCrl", "strictResume", "cacheSize", "cacheTimeout",
+}
+
+func (p *bindPlan) changesKeyProfileParent() bool {
+	pc := p.byProfile[p.keyProfile]
+	return pc != nil && p.copied == nil && pc.parent != "" && pc.parent != pc.before.DefaultsFrom
+}
+
+// copyParentSettings reads the settings of the parent the key's profile should have and of the
+// key's profile itself, for a Bind that copies them instead of changing the parent.
+func (p *bindPlan) copyParentSettings(ctx context.Context) error {
+	pc := p.byProfile[p.keyProfile]
+	read := func(path string) (map[string]any, error) {
+		var raw map[string]any
+		if err := p.d.c.Get(ctx, icontrol.ObjectPath(icontrol.PathClientSSL, path), &raw); err != nil {
+			return nil, p.d.deviceError(ctx, "read client-ssl profile "+path, err)
+		}
+		out := map[string]any{}
+		for _, k := range profileSettings {
+			if v, ok := raw[k]; ok {
+				out[k] = v
+			}
+		}
+		return out, nil
+	}
+	from := pc.settingsFrom
+	if from == "" {
+		from = pc.parent
+	}
+	parent, err := read(from)
+	if err != nil {
+		return err
+	}
+	before, err := read(pc.path)
+	if err != nil {
+		return err
+	}
+	p.copied, p.copiedBefore = parent, before
 	return nil
 }
 
@@ -529,7 +611,12 @@ func (p *bindPlan) apply(ctx context.Context, id int64, entry icontrol.CertKeyCh
 		body := map[string]any{"certKeyChain": []icontrol.CertKeyChain{e}}
 		if pc.keepPair {
 			body = map[string]any{}
-			if pc.parent != "" && pc.parent != pc.before.DefaultsFrom {
+			switch {
+			case p.copied != nil:
+				for k, v := range p.copied {
+					body[k] = v
+				}
+			case pc.parent != "" && pc.parent != pc.before.DefaultsFrom:
 				body["defaultsFrom"] = pc.parent
 			}
 		}
@@ -623,6 +710,8 @@ type rbProfile struct {
 	Path string `json:"path"`
 	// Parent: the defaultsFrom a PCI key's profile had before Bind changed it.
 	Parent string `json:"parent,omitempty"`
+	// Settings: the TLS settings a PCI key's profile had before Bind copied its new parent's.
+	Settings map[string]any `json:"settings,omitempty"`
 	// Created: the profile did not exist; rolling back deletes it.
 	Created    bool      `json:"created,omitempty"`
 	Entries    []rbEntry `json:"entries,omitempty"`
@@ -652,7 +741,10 @@ func (p *bindPlan) rollbackToken() rollbackToken {
 	tok := rollbackToken{Version: 1}
 	for _, pc := range p.profiles {
 		rp := rbProfile{Path: pc.path, Created: !pc.existed}
-		if pc.keepPair && pc.parent != "" && pc.parent != pc.before.DefaultsFrom {
+		switch {
+		case pc.keepPair && p.copied != nil:
+			rp.Settings = p.copiedBefore
+		case pc.keepPair && pc.parent != "" && pc.parent != pc.before.DefaultsFrom:
 			rp.Parent = pc.before.DefaultsFrom
 		}
 		if pc.existed {
@@ -706,6 +798,11 @@ func parseRollbackToken(data []byte) (rollbackToken, error) {
 	for _, p := range tok.Profiles {
 		if !fullName.MatchString(p.Path) || (p.Parent != "" && !fullName.MatchString(p.Parent)) {
 			return tok, bad("profile path %q", p.Path)
+		}
+		for k := range p.Settings {
+			if !slices.Contains(profileSettings, k) {
+				return tok, bad("setting %q of profile %s", k, p.Path)
+			}
 		}
 		for _, e := range p.Entries {
 			if !fullName.MatchString(e.Cert) || !fullName.MatchString(e.Key) || (e.Chain != "" && !fullName.MatchString(e.Chain)) {
@@ -797,6 +894,12 @@ func (*Plugin) Rollback(ctx context.Context, t sdk.Target, token []byte) error {
 				}
 			}
 			for _, p := range tok.Profiles {
+				if len(p.Settings) > 0 {
+					if err := d.c.Send(ctx, http.MethodPatch, icontrol.ObjectPath(icontrol.PathClientSSL, p.Path),
+						p.Settings, nil, icontrol.InTransaction(id)); err != nil {
+						return d.deviceError(ctx, "queue restore of the settings of client-ssl profile "+p.Path, err)
+					}
+				}
 				if p.Parent == "" {
 					continue
 				}

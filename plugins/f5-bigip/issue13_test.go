@@ -234,8 +234,13 @@ func checkHardened(ctx context.Context, t *testing.T, sim *bigipsim.Sim, ca clie
 // with PCI keys and without; rollback brings the customer's profile back.
 func TestCustomerSettingsKept(t *testing.T) {
 	t.Parallel()
-	for _, pci := range []bool{true, false} {
-		sim, clientCA := hardenedDevice(t, bigipsim.DefaultConfig())
+	for _, mode := range []struct{ pci, parentImmutable bool }{{true, false}, {true, true}, {false, false}} {
+		pci := mode.pci
+		cfg := bigipsim.DefaultConfig()
+		// [UNCONFIRMED] whether a profile's parent can change: with a device that refuses it,
+		// certfleet copies the settings onto the key's profile instead.
+		cfg.ParentImmutable = mode.parentImmutable
+		sim, clientCA := hardenedDevice(t, cfg)
 		tgt := target(sim)
 		tgt.Options["pci_mode"] = pci
 		p, _ := launch(t, "info")
@@ -258,7 +263,10 @@ func TestCustomerSettingsKept(t *testing.T) {
 		}
 		checkHardened(ctx, t, sim, clientCA, cert, "after rollback")
 		if got, _, _ := sim.ProfileSettings("hardened_clientssl"); !reflect.DeepEqual(got["peerCertMode"], "require") {
-			t.Errorf("pci %v: the customer's profile changed: %v", pci, got)
+			t.Errorf("%+v: the customer's profile changed: %v", mode, got)
+		}
+		if _, parent, _ := sim.ProfileSettings(sim.ClientSSLOf("vs_hard")[0]); !mode.parentImmutable && parent != "/Common/hardened_clientssl" {
+			t.Errorf("%+v: the profile on vs_hard inherits from %s, want /Common/hardened_clientssl", mode, parent)
 		}
 	}
 }
