@@ -35,6 +35,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -728,4 +729,19 @@ func (s *Sim) ProfileEntries(name string) []string {
 		out = append(out, strings.TrimSpace(e.cert+" "+e.key+" "+e.chain))
 	}
 	return out
+}
+
+// CertPEM is the PEM of a certificate object ("" when there is none).
+func (s *Sim) CertPEM(name string) string {
+	path, err := fullPath(name, "")
+	if err != nil {
+		return ""
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var b strings.Builder
+	for _, c := range s.running.certs[path].certs {
+		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return b.String()
 }
