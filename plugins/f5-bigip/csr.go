@@ -7,6 +7,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -47,19 +49,21 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 		}
 		keyPath := "/" + d.partition + "/" + base + ".key"
 		keyBody["name"], keyBody["partition"] = base+".key", d.partition
-		pass := ""
+		var pass []byte
+		var opts []icontrol.Option
 		if d.pci {
 			if pass, err = newPassphrase(); err != nil {
 				return sdk.Internal(sdk.ReasonDeviceError, "make a passphrase").WithCause(err)
 			}
+			defer clear(pass)
 			// The client keeps it out of every error and log line it produces.
-			d.c.AddSecret(pass)
-			keyBody["securityType"], keyBody["passphrase"] = "password", pass
+			d.c.AddSecretBytes(pass)
+			keyBody["securityType"], keyBody["passphrase"] = "password", icontrol.SecretPlaceholder
+			opts = secretOpts(pass)
 		}
-		defer clear(keyBody)
 		log := sdk.Logger(ctx)
 		log.Debug("creating key on the device", "key", keyPath, "spec", req.KeySpec.String(), "pci_mode", d.pci)
-		if err := d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoKey, keyBody, nil); err != nil {
+		if err := d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoKey, keyBody, nil, opts...); err != nil {
 			if !isAPIError(err) {
 				// No answer (timeout, cancel, network): the key may exist; do not leave it behind.
 				d.removeKey(ctx, keyPath)
@@ -96,7 +100,17 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 		log.Debug("CSR generated on the device", "key", keyPath, "key_profile", d.pci)
 		return nil
 	})
+	forgetSecrets()
 	return out, err
+}
+
+// forgetSecrets hands the memory of the call's buffers back: the passphrase and the bodies that
+// carried it are cleared, but the HTTP connection's write buffer held a copy; once the session is
+// closed that buffer is garbage, and a collection (twice, to empty sync.Pool's victim cache)
+// followed by FreeOSMemory returns its pages to the kernel, which zeroes them.
+func forgetSecrets() {
+	runtime.GC()
+	debug.FreeOSMemory()
 }
 
 // checkProtected reads a new key back: PCI mode asked for securityType password, and a device
@@ -171,23 +185,25 @@ func sanString(s sdk.SANs) (string, error) {
 // (camelCase as GET shows them, or tmsh's hyphenated ones: retried when the device reports an
 // unexpected json pair), and whether a password-protected key needs its passphrase here (sent
 // only when the device says it could not read the key).
-func (d *device) makeCSR(ctx context.Context, keyPath, pass string, req sdk.CSRRequest, sans string) (string, error) {
+func (d *device) makeCSR(ctx context.Context, keyPath string, pass []byte, req sdk.CSRRequest, sans string) (string, error) {
 	path := csrPath(keyPath)
 	part, short := splitPath(path)
 	hyphenated, withPass := false, false
 	for attempt := 0; ; attempt++ {
 		body := csrBody(short, part, keyPath, req.Subject, sans, hyphenated)
+		var opts []icontrol.Option
 		if withPass {
-			body["passphrase"] = pass
+			body["passphrase"] = icontrol.SecretPlaceholder
+			opts = secretOpts(pass)
 		}
-		err := d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoCSR, body, nil)
+		err := d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoCSR, body, nil, opts...)
 		switch {
 		case err == nil:
 			return d.readCSR(ctx, path)
 		case attempt < 3 && !hyphenated && icontrol.IsUnexpectedProperty(err):
 			sdk.Logger(ctx).Debug("device rejects camelCase CSR properties; retrying with hyphenated names", "csr", path)
 			hyphenated = true
-		case attempt < 3 && pass != "" && !withPass && icontrol.IsBadPassphrase(err):
+		case attempt < 3 && pass != nil && !withPass && icontrol.IsBadPassphrase(err):
 			sdk.Logger(ctx).Debug("device needs the key's passphrase to make the CSR; retrying with it", "csr", path)
 			withPass = true
 		default:

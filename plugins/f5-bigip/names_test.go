@@ -16,7 +16,8 @@ import (
 func TestPassphraseIsRandom(t *testing.T) {
 	seen := map[string]bool{}
 	for range 64 {
-		p, err := newPassphrase()
+		b, err := newPassphrase()
+		p := string(b)
 		if err != nil {
 			t.Fatal(err)
 		}

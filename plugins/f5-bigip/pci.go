@@ -42,19 +42,29 @@ const placeholderCN = "placeholder.certfleet.invalid"
 // placeholderDays is the lifetime of the placeholder certificates.
 const placeholderDays = 30
 
-// newPassphrase returns 32 random bytes, base64url-encoded (43 characters).
-func newPassphrase() (string, error) {
+// newPassphrase returns 32 random bytes, base64url-encoded (43 characters). It is a byte slice,
+// never a Go string, so the caller can clear it: the request bodies that carry it are built
+// around it (icontrol.WithSecret) and cleared too.
+func newPassphrase() ([]byte, error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
+		return nil, err
 	}
 	defer clear(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+	out := make([]byte, base64.RawURLEncoding.EncodedLen(len(b)))
+	base64.RawURLEncoding.Encode(out, b[:])
+	return out, nil
+}
+
+// secretOpts are the request options that put pass into a body in place of
+// icontrol.SecretPlaceholder.
+func secretOpts(pass []byte) []icontrol.Option {
+	return []icontrol.Option{icontrol.WithSecret(pass)}
 }
 
 // makeKeyProfile makes the placeholder certificate and chain for a new PCI key and the key's
 // client-ssl profile, which from then on holds the passphrase. On failure it removes what it made.
-func (d *device) makeKeyProfile(ctx context.Context, keyPath, pass string) error {
+func (d *device) makeKeyProfile(ctx context.Context, keyPath string, pass []byte) error {
 	leaf := pciCertPath(keyPath)
 	made := []string{}
 	fail := func(err error) error {
@@ -71,9 +81,9 @@ func (d *device) makeKeyProfile(ctx context.Context, keyPath, pass string) error
 	part, short := splitPath(profile)
 	body := map[string]any{
 		"name": short, "partition": part, "defaultsFrom": d.parent, "description": keyProfileDescription,
-		"certKeyChain": []icontrol.CertKeyChain{{Name: "default", Cert: leaf, Key: keyPath, Chain: chainPath(leaf), Passphrase: pass}},
+		"certKeyChain": []icontrol.CertKeyChain{{Name: "default", Cert: leaf, Key: keyPath, Chain: chainPath(leaf), Passphrase: icontrol.SecretPlaceholder}},
 	}
-	if err := d.c.Send(ctx, http.MethodPost, icontrol.PathClientSSL, body, nil); err != nil {
+	if err := d.c.Send(ctx, http.MethodPost, icontrol.PathClientSSL, body, nil, secretOpts(pass)...); err != nil {
 		// Without an answer the profile may exist: fail() removes it too.
 		return fail(d.deviceError(ctx, "create client-ssl profile "+profile, err))
 	}
@@ -91,14 +101,14 @@ func (d *device) makeKeyProfile(ctx context.Context, keyPath, pass string) error
 // ("create sys crypto cert <name> key <key> common-name .. lifetime .."). The REST body is
 // [UNCONFIRMED], and so is whether a protected key needs its passphrase here: it is sent only
 // when the device says it could not read the key (as for the CSR).
-func (d *device) certFromKey(ctx context.Context, path, keyPath, pass string) error {
+func (d *device) certFromKey(ctx context.Context, path, keyPath string, pass []byte) error {
 	part, short := splitPath(path)
 	body := map[string]any{"name": short, "partition": part, "key": keyPath, "commonName": placeholderCN, "lifetime": placeholderDays}
 	err := d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoCert, body, nil)
-	if err != nil && pass != "" && icontrol.IsBadPassphrase(err) {
+	if err != nil && pass != nil && icontrol.IsBadPassphrase(err) {
 		sdk.Logger(ctx).Debug("device needs the key's passphrase to make a certificate from it; retrying with it", "cert", path)
-		body["passphrase"] = pass
-		err = d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoCert, body, nil)
+		body["passphrase"] = icontrol.SecretPlaceholder
+		err = d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoCert, body, nil, secretOpts(pass)...)
 	}
 	if err != nil {
 		return d.deviceError(ctx, "make placeholder certificate "+path, err)
