@@ -61,8 +61,8 @@ func clientCertificate(t *testing.T) (string, tls.Certificate) {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// servedTo is served() for a virtual server that asks for a client certificate.
-func servedTo(addr, serverName string, client *tls.Certificate) ([]*x509.Certificate, error) {
+// servedWithClientCert is served() for a virtual server that asks for a client certificate.
+func servedWithClientCert(addr, serverName string, client *tls.Certificate) ([]*x509.Certificate, error) {
 	cfg := &tls.Config{ServerName: serverName, InsecureSkipVerify: true} //nolint:gosec // the chain is verified by the caller
 	if client != nil {
 		cfg.Certificates = []tls.Certificate{*client}
@@ -97,7 +97,7 @@ func pollWithClient(addr, serverName string, client *tls.Certificate) func() (fa
 				return
 			default:
 			}
-			if _, err := servedTo(addr, serverName, client); err != nil {
+			if _, err := servedWithClientCert(addr, serverName, client); err != nil {
 				fails.Add(1)
 			}
 			count.Add(1)
@@ -226,7 +226,7 @@ func TestBIGIPPCIModeEnrollRenewRollback(t *testing.T) {
 	}
 	check := func(stage, vs, name string, c *tls.Certificate) *x509.Certificate {
 		t.Helper()
-		chain, err := servedTo(sim.ServedAddress(vs), name, c)
+		chain, err := servedWithClientCert(sim.ServedAddress(vs), name, c)
 		if err != nil {
 			t.Fatalf("%s: TLS to %s: %v", stage, vs, err)
 		}
@@ -245,12 +245,12 @@ func TestBIGIPPCIModeEnrollRenewRollback(t *testing.T) {
 				t.Errorf("%s: %s of %s is %v, want the customer's %v", stage, k, profiles[0], got[k], v)
 			}
 		}
-		if _, err := servedTo(sim.ServedAddress("vs_hard"), "hard.example.com", nil); err == nil {
+		if _, err := servedWithClientCert(sim.ServedAddress("vs_hard"), "hard.example.com", nil); err == nil {
 			t.Errorf("%s: vs_hard served a client without a client certificate", stage)
 		}
 	}
 	legacyServed := func() *x509.Certificate {
-		chain, err := servedTo(sim.ServedAddress("vs_legacy"), "legacy.example.com", nil)
+		chain, err := servedWithClientCert(sim.ServedAddress("vs_legacy"), "legacy.example.com", nil)
 		if err != nil {
 			t.Fatalf("TLS to vs_legacy: %v", err)
 		}
