@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"math/big"
+	"net/http"
 	"reflect"
 	"slices"
 	"strings"
@@ -454,5 +455,66 @@ func TestStandbyUnitRefused(t *testing.T) {
 	tgt.Options["standalone"] = true
 	if _, err := p.Bind(ctx, tgt, sdk.BindRequest{CertRef: imp.CertRef, KeyRef: csr.KeyRef, Bindings: []sdk.Binding{{Kind: f5bigip.KindVirtual, Name: "vs_www"}}}); err != nil {
 		t.Fatalf("Bind with option standalone: %v", err)
+	}
+}
+
+// TestPCISNIBinding: a PCI key's profile joins a virtual server's profiles for one server name;
+// the main profile stays the SNI default, and rollback takes the key's profile off again.
+func TestPCISNIBinding(t *testing.T) {
+	t.Parallel()
+	sim := startSim(t, bigipsim.DefaultConfig())
+	if err := sim.AddClientSSLProfile(bigipsim.ProfileSpec{Name: "main_default", SNIDefault: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.AddVirtual(bigipsim.VirtualSpec{Name: "vs_multi", Profiles: []string{"/Common/tcp", "/Common/main_default"}}); err != nil {
+		t.Fatal(err)
+	}
+	tgt := target(sim)
+	p, _ := launch(t, "info")
+	ctx := ctxFor(t)
+	csr, imp, sni := enroll(t, p, tgt, testCA(t), "sni", sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256})
+	bound, err := p.Bind(ctx, tgt, sdk.BindRequest{CertRef: imp.CertRef, KeyRef: csr.KeyRef,
+		Bindings: []sdk.Binding{{Kind: f5bigip.KindVirtual, Name: "vs_multi", SNI: true, Options: sdk.Options{"server_name": "sni.example.test"}}}})
+	if err != nil {
+		t.Fatalf("SNI Bind: %v", err)
+	}
+	for name, wantSNI := range map[string]bool{"sni.example.test": true, "other.example.test": false} {
+		conn, err := tls.Dial("tcp", sim.ServedAddress("vs_multi"), &tls.Config{ServerName: name, InsecureSkipVerify: true}) //nolint:gosec // reads what is served
+		if err != nil {
+			t.Fatalf("handshake for %s: %v", name, err)
+		}
+		got := conn.ConnectionState().PeerCertificates[0]
+		_ = conn.Close()
+		if got.Equal(sni) != wantSNI {
+			t.Errorf("server name %s got %s; the SNI certificate should be served for sni.example.test only", name, got.Subject)
+		}
+	}
+	if err := p.Rollback(ctx, tgt, bound.RollbackToken); err != nil {
+		t.Fatalf("Rollback: %v", err)
+	}
+	if got := sim.ClientSSLOf("vs_multi"); !slices.Equal(got, []string{"/Common/main_default"}) {
+		t.Errorf("after Rollback vs_multi carries %v", got)
+	}
+}
+
+// TestGenerateCSRLeavesNothingOnFailure: when the key's profile cannot be made, GenerateCSR fails
+// and removes the key, its CSR and the placeholder certificates.
+func TestGenerateCSRLeavesNothingOnFailure(t *testing.T) {
+	t.Parallel()
+	sim := startSim(t, bigipsim.DefaultConfig())
+	p, _ := launch(t, "info")
+	keys := sim.KeyPaths()
+	sim.InjectFault(bigipsim.Fault{Method: http.MethodPost, PathPrefix: "/mgmt/tm/ltm/profile/client-ssl", Status: http.StatusBadRequest, Message: "01070734:3: Configuration error."})
+	_, err := p.GenerateCSR(ctxFor(t), target(sim), sdk.CSRRequest{NameHint: "fail", KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256}, Subject: sdk.Subject{CommonName: "fail.example.test"}})
+	if err == nil {
+		t.Fatal("GenerateCSR succeeded though the key's profile could not be made")
+	}
+	if got := sim.KeyPaths(); !slices.Equal(got, keys) {
+		t.Errorf("keys after the failed GenerateCSR: %v, want %v", got, keys)
+	}
+	for _, c := range sim.CertPaths() {
+		if strings.Contains(c, "fail_") {
+			t.Errorf("certificate %s left behind", c)
+		}
 	}
 }

@@ -745,3 +745,15 @@ func (s *Sim) CertPEM(name string) string {
 	}
 	return b.String()
 }
+
+// CertPaths lists the certificate objects in the running configuration.
+func (s *Sim) CertPaths() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.running.certs))
+	for p := range s.running.certs {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
