@@ -73,14 +73,14 @@ var targetOptions = []sdk.OptionSpec{
 	{Name: "pci_mode", Type: "bool", Description: "make password-protected keys (default true) with a random passphrase that is never stored; each key gets its own client-ssl profile"},
 	{Name: "standalone", Type: "bool", Description: "skip the check that the unit is the active one of its HA pair (default false)"},
 	{Name: "sync_device_group", Type: "string", Description: "device group to config-sync to after save sys config on Commit (HA pairs)"},
-	{Name: "parent_profile", Type: "string", Description: "parent (defaultsFrom) of the client-ssl profiles certfleet creates (default /Common/clientssl)"},
+	{Name: "parent_profile", Type: "string", Description: "parent (defaultsFrom) of the client-ssl profiles certfleet creates when there is no profile to inherit from (default /Common/clientssl)"},
 }
 
 var bindingOptions = []sdk.OptionSpec{
-	{Name: "profile", Type: "string", Description: "kind virtual: the client-ssl profile certfleet keeps for the virtual server (default certfleet_<virtual>)"},
+	{Name: "profile", Type: "string", Description: "kind virtual, keys made without PCI mode: the client-ssl profile certfleet keeps for the virtual server (default certfleet_<virtual>); a PCI key always uses its own profile"},
 	{Name: "virtuals", Type: "list", Description: "kind client-ssl-profile: virtual servers to attach the profile to"},
 	{Name: "create", Type: "bool", Description: "kind client-ssl-profile: create the profile when it does not exist (default false)"},
-	{Name: "parent", Type: "string", Description: "defaultsFrom of a profile certfleet creates (default the device's parent_profile)"},
+	{Name: "parent", Type: "string", Description: "parent (defaultsFrom) whose TLS settings certfleet's profile inherits (default: the client-ssl profile the binding replaces on the virtual server, else the device's parent_profile); needed when a virtual server carries several"},
 	{Name: "server_name", Type: "string", Description: "SNI bindings: the server name of the profile (default the certificate's common name)"},
 }
 
