@@ -7,8 +7,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -100,17 +98,7 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 		log.Debug("CSR generated on the device", "key", keyPath, "key_profile", d.pci)
 		return nil
 	})
-	forgetSecrets()
 	return out, err
-}
-
-// forgetSecrets hands the memory of the call's buffers back: the passphrase and the bodies that
-// carried it are cleared, but the HTTP connection's write buffer held a copy; once the session is
-// closed that buffer is garbage, and a collection (twice, to empty sync.Pool's victim cache)
-// followed by FreeOSMemory returns its pages to the kernel, which zeroes them.
-func forgetSecrets() {
-	runtime.GC()
-	debug.FreeOSMemory()
 }
 
 // checkProtected reads a new key back: PCI mode asked for securityType password, and a device
