@@ -321,17 +321,21 @@ func (p *bindPlan) inheritFrom(b sdk.Binding, vpath, ppath, explicit string) (pa
 		return p.d.parent, p.d.parent, nil
 	}
 	var replaced []string
+	carried := false
 	for _, vp := range p.byVirtual[vpath].before {
-		if path := vp.Path(); path != ppath {
-			if _, ok := p.existing[path]; ok {
-				replaced = append(replaced, path)
-			}
+		path := vp.Path()
+		carried = carried || path == ppath
+		if _, ok := p.existing[path]; ok && path != ppath {
+			replaced = append(replaced, path)
 		}
 	}
-	switch len(replaced) {
-	case 0:
+	switch {
+	case len(replaced) == 0 && carried && p.existing[ppath].DefaultsFrom != "":
+		// Bound already (a repeated Bind): keep what the profile inherits from.
+		return p.existing[ppath].DefaultsFrom, ppath, nil
+	case len(replaced) == 0:
 		return p.d.parent, p.d.parent, nil
-	case 1:
+	case len(replaced) == 1:
 		if prof := p.existing[replaced[0]]; isCertfleetProfile(prof) && prof.DefaultsFrom != "" {
 			return prof.DefaultsFrom, replaced[0], nil
 		}

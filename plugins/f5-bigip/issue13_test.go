@@ -253,6 +253,10 @@ func TestCustomerSettingsKept(t *testing.T) {
 			t.Fatalf("pci %v: Bind: %v", pci, err)
 		}
 		checkHardened(ctx, t, sim, clientCA, cert, "after enrolment")
+		if _, err := p.Bind(ctx, tgt, sdk.BindRequest{CertRef: imp.CertRef, KeyRef: csr.KeyRef, Bindings: binding}); err != nil {
+			t.Fatalf("pci %v: repeated Bind: %v", pci, err)
+		}
+		checkHardened(ctx, t, sim, clientCA, cert, "after a repeated Bind")
 		csr2, imp2, cert2 := enroll(t, p, tgt, ca, "hard2", sdk.KeySpec{Type: sdk.KeyTypeRSA, Bits: 2048})
 		bound, err := p.Bind(ctx, tgt, sdk.BindRequest{CertRef: imp2.CertRef, KeyRef: csr2.KeyRef, Bindings: binding})
 		if err != nil {
