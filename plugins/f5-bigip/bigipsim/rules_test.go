@@ -197,3 +197,17 @@ func TestInstallOverServedCertificate(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestProfileInUseCannotBeDeleted: deleting a client-ssl profile a virtual server carries is
+// refused with the device's 01070265.
+func TestProfileInUseCannotBeDeleted(t *testing.T) {
+	r := newRest(t, bigipsim.DefaultConfig())
+	if err := r.sim.AddVirtual(bigipsim.VirtualSpec{Name: "vs_used", Profiles: []string{"/Common/tcp", "/Common/api_clientssl"}}); err != nil {
+		t.Fatal(err)
+	}
+	status, out := r.call(http.MethodDelete, "/mgmt/tm/ltm/profile/client-ssl/~Common~api_clientssl", nil, nil)
+	want := "01070265:3: The ClientSSL Profile (/Common/api_clientssl) cannot be deleted because it is in use by a virtual server profile (/Common/vs_used /Common/api_clientssl)."
+	if status != http.StatusBadRequest || message(out) != want {
+		t.Errorf("delete of a profile in use: %d %q, want %q", status, message(out), want)
+	}
+}

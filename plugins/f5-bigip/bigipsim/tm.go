@@ -999,10 +999,13 @@ func deleteProfile(st *state, path string) (any, *apiErr) {
 		return nil, notFound("client-ssl profile", path)
 	}
 	if path == "/Common/clientssl" {
+		// The id and wording of this refusal and of the next are [UNCONFIRMED].
 		return nil, errf(http.StatusBadRequest, "01070083:3: The built-in profile (%s) cannot be deleted.", path)
 	}
 	if users := st.profileInUse(path); len(users) > 0 {
-		return nil, errf(http.StatusBadRequest, "01070083:3: Cannot delete profile (%s) because it is in use by virtual server (%s).", path, users[0])
+		// As BIG-IP 13.1.1.5 and 16.1.4.1 answer (F5Networks/k8s-bigip-ctlr#1135,
+		// F5Networks/terraform-provider-bigip#914).
+		return nil, errf(http.StatusBadRequest, "01070265:3: The ClientSSL Profile (%s) cannot be deleted because it is in use by a virtual server profile (%s %s).", path, users[0], path)
 	}
 	for _, p := range st.clientSSL {
 		if p.defaultsFrom == path {
