@@ -103,6 +103,9 @@ type Deployment struct {
 	RenewalWindowStart time.Time
 	RenewalWindowEnd   time.Time
 	RenewalInfoAt      time.Time
+	// Adopted is set when the certificate was found live on the device rather than deployed by
+	// certfleet: its objects are not certfleet's to delete unless the configuration allows it.
+	Adopted bool `json:",omitempty"`
 }
 
 // Outcome of one certificate in a run.
@@ -114,6 +117,7 @@ const (
 	OutcomePending   Outcome = "pending"
 	OutcomeFailed    Outcome = "failed"
 	OutcomePlanned   Outcome = "planned"
+	OutcomeAdopted   Outcome = "adopted"
 )
 
 // Result is what a run did with one certificate.
