@@ -15,7 +15,7 @@ func TestPlanAdoption(t *testing.T) {
 			SANs:      sdk.SANs{DNSNames: []string{"example.com", "www.example.com"}},
 			KeySpec:   sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
 			NotBefore: now.Add(-100 * 24 * time.Hour), NotAfter: now.Add(200 * 24 * time.Hour),
-			Bindings:  []sdk.Binding{{Kind: "live-link", Name: "www"}}}
+			Bindings: []sdk.Binding{{Kind: "live-link", Name: "www"}}}
 		if mod != nil {
 			mod(&dc)
 		}
@@ -41,7 +41,7 @@ func TestPlanAdoption(t *testing.T) {
 		reason string
 	}{
 		{name: "live with the configured names, key and binding", inv: inv(live(nil)), action: ActionAdopt, ref: "agent-www", reason: "agent-www is live at live-link/www"},
-		{name: "longest lasting of two", inv: inv(live(nil), live(func(dc *sdk.DeviceCertificate) { dc.CertRef, dc.NotAfter = "agent-www-2", now.Add(300 * 24 * time.Hour) })),
+		{name: "longest lasting of two", inv: inv(live(nil), live(func(dc *sdk.DeviceCertificate) { dc.CertRef, dc.NotAfter = "agent-www-2", now.Add(300*24*time.Hour) })),
 			action: ActionAdopt, ref: "agent-www-2"},
 		{name: "inside the renewal window: adopt, then renew", inv: inv(live(func(dc *sdk.DeviceCertificate) { dc.NotAfter = now.Add(10 * 24 * time.Hour) })),
 			action: ActionRenew, ref: "agent-www", reason: "adopt agent-www, then expires in 10 days"},
