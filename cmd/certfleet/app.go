@@ -53,6 +53,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			secretsCommand(),
 			pluginsCommand(),
 			migrateCommand(),
+			inventoryCommand(),
+			reportCommand(),
 		},
 	}
 }
