@@ -26,6 +26,7 @@ func migrateCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Value: "certfleet-migrated", Usage: "the configuration directory to write (certfleet.yaml and secrets/)"},
 			&cli.StringSliceFlag{Name: "pgp", Usage: "PGP fingerprint to encrypt secrets that were plain in the agent's files (repeatable)"},
 			&cli.StringSliceFlag{Name: "age", Usage: "age recipient to encrypt secrets that were plain in the agent's files (repeatable)"},
+			&cli.StringFlag{Name: "state", Usage: "state database path to write into the configuration (default: certfleet's)"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "replace the files of an earlier migration in --out"},
 			outputFlag(),
 		},
@@ -39,7 +40,7 @@ func migrateCommand() *cli.Command {
 			// sops's own log would print to stderr; it carries no secret, but keep it with ours.
 			secret.SetSopsLogOutput(c.App.ErrWriter)
 			res, err := migrate.Migrate(c.Context, migrate.Options{From: c.String("from"), Inputs: c.Args().Slice(),
-				PGPFingerprints: c.StringSlice("pgp"), AgeRecipients: c.StringSlice("age")})
+				PGPFingerprints: c.StringSlice("pgp"), AgeRecipients: c.StringSlice("age"), StatePath: c.String("state")})
 			if err != nil {
 				return cli.Exit("migrate: "+err.Error(), 2)
 			}

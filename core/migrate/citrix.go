@@ -46,6 +46,12 @@ func (m *migration) citrix(sources []*source) error {
 			return err
 		}
 	}
+	if len(m.cfg.Certificates) > 0 {
+		// NITRO's sslcertreq requires countryname, statename and organizationname; the agent's
+		// profiles carry only names, so its CSRs got them elsewhere.
+		m.report.Decisions = append(m.report.Decisions, Line{Source: "(every certificate profile)", Target: "defaults.subject",
+			Note: "a Citrix ADC makes CSRs only with country, state and organization, which the agent's profiles do not hold: add defaults: {subject: {organization: ..., state: ..., country: ..}} (e.g. in another file of the directory) before the first renewal; adoption does not compare them"})
+	}
 	return nil
 }
 
@@ -78,6 +84,12 @@ func (m *migration) scmAccounts(s *source, urlKey, idKey, secretKey, baseURL str
 			iss.SCM.BaseURL = "https://CUSTOMER.enroll.enterprise.sectigo.com"
 			m.decide(s, pathString(a.path), "issuers."+label+".scm.base_url", "no SCM URL found: set the URL SCM shows under Enrollment → REST → SSL Certificates REST API")
 		}
+		// Not in the manuals: an SSO token endpoint other than Sectigo's default (private or
+		// regional instances); accepted under these spellings.
+		if k, t := pick(a.node, "token_url", "auth_url", "oauth_url"); k != "" && str(t) != "" {
+			iss.SCM.TokenURL = str(t)
+			m.mapped(s, pathString(append(a.path, k)), "issuers."+label+".scm.token_url")
+		}
 		// The client id is no secret, but it stays encrypted when the agent encrypted it.
 		if raw := rawAt(s.raw, append(a.path, idKey)); isEncrypted(raw) {
 			m.secretAt(s, append(a.path, idKey), label, "client_id", &iss.SCM.ClientID)
@@ -87,7 +99,7 @@ func (m *migration) scmAccounts(s *source, urlKey, idKey, secretKey, baseURL str
 		}
 		m.secretAt(s, append(a.path, secretKey), label, "client_secret", &iss.SCM.ClientSecret)
 		m.cfg.Issuers[label] = iss
-		m.unknownKeys(s, a.node, pathString(a.path)+".", map[string]bool{urlKey: true, idKey: true, secretKey: true, "name": true, "label": true})
+		m.unknownKeys(s, a.node, pathString(a.path)+".", map[string]bool{urlKey: true, idKey: true, secretKey: true, "name": true, "label": true, "token_url": true, "auth_url": true, "oauth_url": true})
 	}
 }
 

@@ -42,6 +42,8 @@ type Options struct {
 	// the F5 PCI secret migrate makes), besides any recipient of the agent's own encrypted files.
 	PGPFingerprints []string
 	AgeRecipients   []string
+	// StatePath, when set, is written as state.path (else certfleet's default applies).
+	StatePath string
 	// GnuPGHome, when set, holds the PGP public keys (else $GNUPGHOME or ~/.gnupg).
 	GnuPGHome string
 }
@@ -120,6 +122,9 @@ func Migrate(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if opts.StatePath != "" {
+		m.cfg.State = &State{Path: opts.StatePath}
 	}
 	res := &Result{Files: map[string][]byte{}, Config: m.cfg}
 	if err := m.writeSecrets(res); err != nil {

@@ -9,6 +9,7 @@ import (
 // Config is the certfleet configuration migrate writes; field order is the order in the file.
 type Config struct {
 	Version      string                  `yaml:"version"`
+	State        *State                  `yaml:"state,omitempty"`
 	Logging      *Logging                `yaml:"logging,omitempty"`
 	Issuers      map[string]*Issuer      `yaml:"issuers,omitempty"`
 	Devices      map[string]*Device      `yaml:"devices,omitempty"`
@@ -16,6 +17,10 @@ type Config struct {
 	// Pending are certificates that cannot be written until a decision is made (they would not
 	// pass validate); they are written commented out.
 	Pending map[string]*Certificate `yaml:"-"`
+}
+
+type State struct {
+	Path string `yaml:"path"`
 }
 
 type Logging struct {
@@ -33,6 +38,7 @@ type SCM struct {
 	BaseURL      string `yaml:"base_url"`
 	ClientID     string `yaml:"client_id"`
 	ClientSecret string `yaml:"client_secret"`
+	TokenURL     string `yaml:"token_url,omitempty"`
 	InitialDelay string `yaml:"initial_delay,omitempty"`
 }
 
