@@ -122,7 +122,7 @@ func TestMigrateAdoptInventoryReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(adc.Close)
-	for _, vs := range []string{"vs_www", "vs_legacy"} {
+	for _, vs := range []string{"vs_www", "vs_api", "vs_legacy"} {
 		if err := adc.AddVServer(nitrosim.VServer{Name: vs, Kind: nitrosim.KindLB}); err != nil {
 			t.Fatal(err)
 		}
@@ -132,6 +132,7 @@ func TestMigrateAdoptInventoryReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	agentLeaf := agentCertificate(t, adc, ca, "www.example.com", "vs_www", []string{"www.example.com", "example.com"}, 200*24*time.Hour)
+	agentCertificate(t, adc, ca, "api.example.com", "vs_api", []string{"api.example.com"}, 150*24*time.Hour)
 	agentCertificate(t, adc, ca, "legacy_admin", "vs_legacy", []string{"legacy.example.com"}, 20*24*time.Hour)
 
 	dir := t.TempDir()
@@ -156,10 +157,11 @@ func TestMigrateAdoptInventoryReport(t *testing.T) {
 		}
 	}
 	write("scm.yaml", fmt.Sprintf("default:\n  url: %q\n  token_url: %q\n  client_id: certfleet-sim-rest\n  client_secret: %q\n", scm.EnrollURL(), scm.TokenURL(), restSecret))
-	write("www.yaml", fmt.Sprintf(`version: v1
+	profile := func(file, cn, sans, vs string) {
+		write(file, fmt.Sprintf(`version: v1
 certificates:
-  - common_name: www.example.com
-    subject_alt_names: [example.com]
+  - common_name: %s
+    subject_alt_names: [%s]
     key_type: rsa
     key_size: 2048
     expiry_window: 30
@@ -171,9 +173,12 @@ certificates:
     username: %s
     password: %s
     virtual_servers:
-      - name: vs_www
+      - name: %s
         sni: no
-`, strings.TrimPrefix(adc.Address(), "127.0.0.1:"), bundle, adcCfg.Username, adcCfg.Password), "--encrypted-regex", "^password$")
+`, cn, sans, strings.TrimPrefix(adc.Address(), "127.0.0.1:"), bundle, adcCfg.Username, adcCfg.Password, vs), "--encrypted-regex", "^password$")
+	}
+	profile("www.yaml", "www.example.com", "example.com", "vs_www")
+	profile("api.yaml", "api.example.com", "", "vs_api")
 
 	out := filepath.Join(dir, "certfleet")
 	f := &fleet{t: t, dir: out, config: out, env: []string{"GNUPGHOME=" + gnupg, "SSL_CERT_FILE=" + bundle}}
@@ -184,6 +189,14 @@ certificates:
 	scanForSecrets(t, out, restSecret, adcCfg.Password)
 	if !strings.Contains(res.stdout, "defaults.subject") {
 		t.Fatalf("the report does not ask for the subject NITRO's CSRs need:\n%s", res.stdout)
+	}
+	// The administrator lets certfleet remove the agent's objects of api once it has replaced them.
+	conf, err := os.ReadFile(filepath.Join(out, "certfleet.yaml"))
+	if err != nil || !bytes.Contains(conf, []byte("\n  api:\n")) {
+		t.Fatalf("certfleet.yaml: %v\n%s", err, conf)
+	}
+	if err := os.WriteFile(filepath.Join(out, "certfleet.yaml"), bytes.Replace(conf, []byte("\n  api:\n"), []byte("\n  api:\n    cleanup_adopted: true\n"), 1), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	// The administrator acts on that decision in a file of their own.
 	if err := os.WriteFile(filepath.Join(out, "local.yaml"), []byte("version: v1\ndefaults:\n  subject: {organization: Example Ltd, state: West Yorkshire, country: GB}\n"), 0o600); err != nil {
@@ -201,15 +214,15 @@ certificates:
 		}
 		return p
 	}
-	if p := planOf(); len(p.Items) != 1 || p.Items[0].Action != engine.ActionAdopt || p.Items[0].Certificate != "www" {
-		t.Fatalf("plan: %+v, want adopt", p.Items)
+	if p := planOf(); len(p.Items) != 2 || p.Items[0].Action != engine.ActionAdopt || p.Items[1].Action != engine.ActionAdopt {
+		t.Fatalf("plan: %+v, want adopt twice", p.Items)
 	}
-	if p := planOf("--no-adopt"); p.Items[0].Action != engine.ActionEnroll {
+	if p := planOf("--no-adopt"); p.Items[0].Action != engine.ActionEnroll || p.Items[1].Action != engine.ActionEnroll {
 		t.Fatalf("plan --no-adopt: %+v, want enroll", p.Items)
 	}
 
 	report1, res := f.run(nil)
-	if res.code != 0 || outcomes(report1)["www"] != state.OutcomeAdopted || len(scm.Orders()) != 0 {
+	if res.code != 0 || outcomes(report1)["www"] != state.OutcomeAdopted || outcomes(report1)["api"] != state.OutcomeAdopted || len(scm.Orders()) != 0 {
 		t.Fatalf("first run: exit %d, %+v, %d CA orders (want adopted, none)", res.code, report1.Results, len(scm.Orders()))
 	}
 	if report2, res := f.run(nil); res.code != 0 || outcomes(report2)["www"] != state.OutcomeUnchanged || len(scm.Orders()) != 0 {
@@ -226,7 +239,7 @@ certificates:
 	for _, r := range fleetInv.Rows {
 		managed[r.Object] = r.Managed
 	}
-	if !managed["www.example.com"] || managed["legacy_admin"] {
+	if !managed["www.example.com"] || !managed["api.example.com"] || managed["legacy_admin"] {
 		t.Fatalf("inventory managed flags: %v", managed)
 	}
 	res = f.certfleet(nil, "inventory", "--unmanaged", "--expiring", "30d", "--output", "csv")
@@ -248,19 +261,27 @@ certificates:
 
 	// A forced renewal orders once, serves the new certificate and keeps the agent's object.
 	report3, res := f.run(nil, "--force")
-	if res.code != 0 || outcomes(report3)["www"] != state.OutcomeDeployed || len(scm.Orders()) != 1 {
+	if res.code != 0 || outcomes(report3)["www"] != state.OutcomeDeployed || outcomes(report3)["api"] != state.OutcomeDeployed || len(scm.Orders()) != 2 {
 		t.Fatalf("forced renewal: exit %d, %+v, %d CA orders", res.code, report3.Results, len(scm.Orders()))
 	}
 	chain, err := served(adc.ServedAddress("vs_www"), "www.example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if chain[0].Equal(agentLeaf) || !chain[0].Equal(scm.Orders()[0].Cert) {
+	if chain[0].Equal(agentLeaf) || (!chain[0].Equal(scm.Orders()[0].Cert) && !chain[0].Equal(scm.Orders()[1].Cert)) {
 		t.Fatal("vs_www does not serve the renewed certificate")
 	}
 	verifyChain(t, chain, scm.RootPEM(), "www.example.com")
-	if report4, res := f.run(nil); res.code != 0 || outcomes(report4)["www"] != state.OutcomeUnchanged || len(scm.Orders()) != 1 {
+	if report4, res := f.run(nil); res.code != 0 || outcomes(report4)["www"] != state.OutcomeUnchanged || len(scm.Orders()) != 2 {
 		t.Fatalf("after renewal: exit %d, %+v", res.code, report4.Results)
+	}
+	// The agent's files of www stay (adopted, not certfleet's); those of api went, as allowed.
+	files := strings.Join(adc.Files(""), " ")
+	if !strings.Contains(files, "www.example.com.key") || !strings.Contains(files, "www.example.com.crt") {
+		t.Fatalf("the adopted www objects were removed: %s", files)
+	}
+	if strings.Contains(files, "api.example.com.key") {
+		t.Fatalf("the adopted api objects stayed although cleanup_adopted is set: %s", files)
 	}
 	st := f.openState()
 	d, ok, err := st.Deployment(context.Background(), "www")
