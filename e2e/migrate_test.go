@@ -44,7 +44,7 @@ func sopsCLI(t *testing.T) string {
 }
 
 // agentGnuPG makes a GnuPG home with a key made the way the agents' manuals say
-// (gpg --batch --passphrase '' --quick-gen-key USER default default) and returns it and the key's
+// (gpg --batch --passphrase ” --quick-gen-key USER default default) and returns it and the key's
 // fingerprint.
 func agentGnuPG(t *testing.T) (home, fpr string) {
 	t.Helper()
