@@ -168,7 +168,10 @@ func (m *migration) f5File(s *source) error {
 		c.RenewBefore = days(n)
 		m.mapped(s, wk, "certificates."+cname+".renew_before: "+c.RenewBefore)
 	}
-	_, _, pn := f5Get(s.doc, f5Profile)
+	pk, _, pn := f5Get(s.doc, f5Profile)
+	if pk != "" {
+		m.mapped(s, pk, "certificates."+cname+".bindings[].options.profile (the client-ssl profile certfleet keeps for each virtual)")
+	}
 	vk, _, vn := f5Get(s.doc, f5VS)
 	for _, v := range list(vn) {
 		b := Binding{Kind: "virtual", Name: v}
@@ -182,5 +185,10 @@ func (m *migration) f5File(s *source) error {
 	}
 	m.mapped(s, vk, "certificates."+cname+".bindings {kind: virtual} (certfleet keeps a client-ssl profile per virtual)")
 	m.cfg.Certificates[cname] = c
+	known := mergeKnown(map[string]bool{"key_type": true, "key_size": true, "verify_ssl": true}, f5Host, f5User, f5Pass, f5CN, f5SANs, f5VS, f5Profile, f5Dir, f5KID, f5HMAC, f5Email, f5Window, f5Blocks, f5Partitin)
+	m.unknownKeys(s, s.doc, "", known)
+	for _, b := range f5Blocks {
+		m.unknownKeys(s, get(s.doc, b), b+".", known)
+	}
 	return nil
 }
