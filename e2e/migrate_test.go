@@ -24,6 +24,7 @@ import (
 	"github.com/certfleet/certfleet/core/report"
 	"github.com/certfleet/certfleet/core/state"
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
+	"github.com/certfleet/certfleet/plugins/paloalto-panos/panossim"
 	"github.com/certfleet/certfleet/plugins/sdk"
 	"github.com/certfleet/certfleet/plugins/sdk/conformance"
 )
@@ -377,4 +378,103 @@ func checkReportInBrowser(t *testing.T, html string, objects []string) {
 		t.Fatalf("the screenshot shows no timeline bars: %d managed, %d expiring pixels", count[report.ColourManaged], count[report.ColourExpiring])
 	}
 	t.Logf("report rendered by %s: %d managed and %d expiring bar pixels", filepath.Base(browser), count[report.ColourManaged], count[report.ColourExpiring])
+}
+
+// TestMigratePaloAltoAdoptThroughSuggest: the Palo Alto agent's files (config.yaml, a certificate
+// profile, an fw_ profile with its API key sops-encrypted, sectigo_credentials.yaml plain and
+// encrypted on migration to the config's sectigo_gnu_key) → migrate, which cannot know where the
+// agent's certificate is used → `inventory --unmanaged --suggest` prints it with the SSL/TLS
+// service profile that serves it → with that snippet, plan and run adopt it without a CA order.
+func TestMigratePaloAltoAdoptThroughSuggest(t *testing.T) {
+	sops := sopsCLI(t)
+	gnupg, fpr := agentGnuPG(t)
+	scm, err := scmsim.New(scmsim.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := scm.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(scm.Close)
+	// What the agent left: the certificate named after its profile file, which an administrator
+	// then chose for an SSL/TLS service profile.
+	fwCfg := panossim.DefaultConfig()
+	fwCfg.Certificates = append(fwCfg.Certificates, panossim.CertSpec{Name: "fw-web", CommonName: "fw.example.com"})
+	fwCfg.Profiles = append(fwCfg.Profiles, panossim.ProfileSpec{Name: "fw-tls", Certificate: "fw-web"})
+	fw, err := panossim.New(fwCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fw.Close() })
+	apiKey, err := fw.IssueKey("certfleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "trust.pem")
+	if err := os.WriteFile(bundle, []byte(fw.CACertPEM()+scm.TLSCACertPEM()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	restSecret := scmsim.DefaultConfig().EnrollAccounts["certfleet-sim-rest"].Secret
+	agent := filepath.Join(dir, "profiles")
+	if err := os.MkdirAll(agent, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, content string, sopsArgs ...string) {
+		p := filepath.Join(agent, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if sopsArgs == nil {
+			return
+		}
+		cmd := exec.Command(sops, append(append([]string{"--encrypt", "--in-place", "--pgp", fpr}, sopsArgs...), p)...)
+		cmd.Env = append(os.Environ(), "GNUPGHOME="+gnupg)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("sops --encrypt %s: %v\n%s", name, err, out)
+		}
+	}
+	write("config.yaml", fmt.Sprintf("sectigo_log_file : \"sectigo_pycert.log\"\nsectigo_log_path : \"/opt/sectigo/paloaltowf/logs\"\ncert_profile_path : %q\nsectigo_scm_url : %q\nsectigo_log_level : debug\nsectigo_log_size_mb : 1\nSectigo_logger_count : 10\nsectigo_sleep_download : 1\nsectigo_encrypt_credentials : True\nsectigo_gnu_key : %q\n", agent, scm.EnrollURL(), fpr))
+	write("sectigo_credentials.yaml", fmt.Sprintf("SCMDV:\n    sectigo_cm_user_id      : \"certfleet-sim-rest\"\n    sectigo_cm_user_secret  : %q\n    token_url: %q\n", restSecret, scm.TokenURL()))
+	write("fw_web.yaml", fmt.Sprintf("paloalto_url : %q\npaloalto_api_key : %q\npaloalto_commit_description : \"Sectigo Palo Alto commit\"\npaloalto_commit_user : \"certfleet\"\n", fw.Address(), apiKey), "--encrypted-regex", "^paloalto_api_key$")
+	write("fw-web.yaml", `paloalto_fw_profile: "fw_web"
+scm_credential_detail : "SCMDV"
+sectigo_ssl_cert_type: DV
+sectigo_ssl_cert_comments: Certificate for Palo Alto Firewall
+sectigo_csr_domain: "fw.example.com"
+sectigo_csr_country: "CA"
+sectigo_csr_state: "ON"
+sectigo_csr_location: "Ottawa"
+sectigo_csr_organization: "JohnDoe"
+sectigo_csr_key_type: "EC"
+sectigo_csr_key_size: "256"
+sectigo_force_renewal: False
+sectigo_expiry_window: 30
+sectigo_auto_renew: true
+`)
+	out := filepath.Join(dir, "certfleet")
+	f := &fleet{t: t, dir: out, config: out, env: []string{"GNUPGHOME=" + gnupg, "SSL_CERT_FILE=" + bundle}}
+	res := f.certfleet(nil, "migrate", "--from", "paloalto", "--out", out, "--state", "state.db", filepath.Join(agent, "config.yaml"))
+	if res.code != 0 || !strings.Contains(res.stdout, "passes validate") || !strings.Contains(res.stdout, "binds it nowhere") {
+		t.Fatalf("migrate: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	scanForSecrets(t, out, restSecret, apiKey)
+
+	res = f.certfleet(nil, "inventory", "--unmanaged", "--suggest")
+	if res.code != 0 || !strings.Contains(res.stdout, "fw-web:") || !strings.Contains(res.stdout, "kind: ssl-tls-service-profile") || !strings.Contains(res.stdout, "name: fw-tls") {
+		t.Fatalf("inventory --suggest: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	if err := os.WriteFile(filepath.Join(out, "adopted.yaml"), []byte("version: v1\n"+res.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	report1, res := f.run(nil)
+	if res.code != 0 || outcomes(report1)["fw-web"] != state.OutcomeAdopted || len(scm.Orders()) != 0 {
+		t.Fatalf("run: exit %d, %+v, %d CA orders (want adopted, none)", res.code, report1.Results, len(scm.Orders()))
+	}
+	if len(fw.Commits()) != 0 {
+		t.Fatalf("adoption committed on the firewall: %+v", fw.Commits())
+	}
 }

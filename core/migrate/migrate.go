@@ -123,6 +123,11 @@ func Migrate(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(m.cfg.Issuers) == 1 {
+		for name := range m.cfg.Issuers {
+			m.cfg.Defaults = &Defaults{Issuer: name}
+		}
+	}
 	if opts.StatePath != "" {
 		m.cfg.State = &State{Path: opts.StatePath}
 	}

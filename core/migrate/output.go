@@ -11,6 +11,7 @@ type Config struct {
 	Version      string                  `yaml:"version"`
 	State        *State                  `yaml:"state,omitempty"`
 	Logging      *Logging                `yaml:"logging,omitempty"`
+	Defaults     *Defaults               `yaml:"defaults,omitempty"`
 	Issuers      map[string]*Issuer      `yaml:"issuers,omitempty"`
 	Devices      map[string]*Device      `yaml:"devices,omitempty"`
 	Certificates map[string]*Certificate `yaml:"certificates,omitempty"`
@@ -21,6 +22,12 @@ type Config struct {
 
 type State struct {
 	Path string `yaml:"path"`
+}
+
+// Defaults names the issuer when there is one, so that snippets from `inventory --suggest` need
+// no issuer of their own.
+type Defaults struct {
+	Issuer string `yaml:"issuer,omitempty"`
 }
 
 type Logging struct {
