@@ -302,3 +302,30 @@ func TestSCMBothAPIs(t *testing.T) {
 		})
 	}
 }
+
+// TestSCMEnrollmentLostAnswerWithoutLookupNeverOrdersTwice: the REST Enrollment API cannot list
+// orders, so without a lookup account the certificate waits (with an error naming the fix) rather
+// than placing a second order; once lookup is configured, the lost order is found and deployed.
+func TestSCMEnrollmentLostAnswerWithoutLookupNeverOrdersTwice(t *testing.T) {
+	f, sim, spec := scmFleetAPI(t, map[string][]string{"web1": {"www"}}, "30d", "enrollment", nil)
+	withLookup := spec.Issuers
+	spec.Issuers = withLookup[:strings.Index(withLookup, "\n      lookup:")]
+	f.writeConfig(spec)
+	sim.LoseNextEnrollResponses(1)
+	for run, want := range []string{"its answer was lost", "add scm.lookup"} {
+		report, res := f.run(nil)
+		if res.code != 1 || len(report.Results) != 1 || report.Results[0].Outcome != state.OutcomeFailed || !strings.Contains(report.Results[0].Error, want) {
+			t.Fatalf("run %d without lookup: exit %d, %+v, want an error saying %q", run, res.code, report.Results, want)
+		}
+		if n := len(sim.Orders()); n != 1 {
+			t.Fatalf("run %d without lookup: %d orders, want 1", run, n)
+		}
+	}
+	spec.Issuers = withLookup
+	f.writeConfig(spec)
+	report, res := f.run(nil)
+	if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed || len(sim.Orders()) != 1 {
+		t.Fatalf("with lookup: exit %d, %+v, %d orders", res.code, report.Results, len(sim.Orders()))
+	}
+	verifyChain(t, f.liveChain("web1", "www"), sim.RootPEM(), "www.example.com")
+}

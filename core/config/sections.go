@@ -203,7 +203,7 @@ func (w *walker) scm(n *yaml.Node, path string) *SCM {
 func (w *walker) scmAccount(n *yaml.Node, path string, top bool) *SCM {
 	s := &SCM{Auth: "oauth2", API: "admin"}
 	var orgSet, apiSet bool
-	var baseNode, apiNode, authNode, lookupNode *yaml.Node
+	var baseNode, apiNode, authNode, lookupNode, orgNode *yaml.Node
 	var lookupPath string
 	f := fields{
 		"base_url":      func(n *yaml.Node, p string) { s.BaseURL, baseNode = w.str(n, p), n; w.httpsURL(n, p, s.BaseURL) },
@@ -214,7 +214,7 @@ func (w *walker) scmAccount(n *yaml.Node, path string, top bool) *SCM {
 		"token_url":     func(n *yaml.Node, p string) { s.TokenURL = w.str(n, p); w.httpsURL(n, p, s.TokenURL) },
 		"login":         func(n *yaml.Node, p string) { s.Login = w.str(n, p) },
 		"password":      func(n *yaml.Node, p string) { s.Password = w.str(n, p) },
-		"org_id":        func(n *yaml.Node, p string) { s.OrgID, orgSet = w.positive(n, p), true },
+		"org_id":        func(n *yaml.Node, p string) { s.OrgID, orgSet, orgNode = w.positive(n, p), true, n },
 		"tls":           func(n *yaml.Node, p string) { s.TLS = w.tls(n, p) },
 		"timeout":       func(n *yaml.Node, p string) { s.Timeout = w.duration(n, p) },
 	}
@@ -229,7 +229,7 @@ func (w *walker) scmAccount(n *yaml.Node, path string, top bool) *SCM {
 	case "admin":
 	case "enrollment":
 		if orgSet {
-			w.errs.add(w.pos(n), join(path, "org_id"), "remove it: the REST account fixes the organization, profile and term", "does not apply to api: enrollment")
+			w.errs.add(w.pos(orgNode), join(path, "org_id"), "remove it: the REST account fixes the organization, profile and term", "does not apply to api: enrollment")
 		}
 		if s.Auth != "oauth2" {
 			at := n
