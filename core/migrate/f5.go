@@ -1,8 +1,6 @@
 package migrate
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 
 	"gopkg.in/yaml.v3"
@@ -82,20 +80,9 @@ func (m *migration) f5File(s *source) error {
 		} else {
 			m.decide(s, "username/password", "devices."+dname+".credentials", "no F5 login in the file (the agent's separate credential file): add it, or run certfleet with --credentials FILE")
 		}
-		// PCI mode (agent 2.0): keys made on the BIG-IP under a passphrase. The agent's random
-		// passphrase is forgotten by design; certfleet derives one per key from a secret it keeps,
-		// made here and stored encrypted like the others.
-		var buf [32]byte
-		if _, err := rand.Read(buf[:]); err != nil {
-			return err
-		}
-		pci := new(string)
-		if d.Credentials == nil {
-			d.Credentials = map[string]*string{}
-		}
-		d.Credentials["api_key"] = pci
-		m.secret(s, dname, "pci_secret", "(PCI key passphrase)", base64.RawStdEncoding.EncodeToString(buf[:]), pci)
-		m.mapped(s, "(PCI-compliant keys, agent 2.0)", "devices."+dname+".options.pci_mode: true, credentials.api_key (a new secret migrate made; passphrases derive from it)")
+		// PCI mode (agent 2.0): keys made on the BIG-IP under a random passphrase kept only on the
+		// device, as the f5-bigip plugin does by default.
+		m.mapped(s, "(PCI-compliant keys, agent 2.0)", "devices."+dname+".options.pci_mode: true (random key passphrase, never stored)")
 		if pk, _, pn := f5Get(s.doc, f5Partitin); pk != "" {
 			d.Options["partition"] = str(pn)
 			m.mapped(s, pk, "devices."+dname+".options.partition")
