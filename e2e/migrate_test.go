@@ -199,8 +199,13 @@ certificates:
 	if err := os.WriteFile(filepath.Join(out, "certfleet.yaml"), bytes.Replace(conf, []byte("\n  api:\n"), []byte("\n  api:\n    cleanup_adopted: true\n"), 1), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The administrator acts on that decision in a file of their own.
-	if err := os.WriteFile(filepath.Join(out, "local.yaml"), []byte("version: v1\ndefaults:\n  subject: {organization: Example Ltd, state: West Yorkshire, country: GB}\n"), 0o600); err != nil {
+	// The administrator acts on that decision.
+	conf, err = os.ReadFile(filepath.Join(out, "certfleet.yaml"))
+	if err != nil || !bytes.Contains(conf, []byte("\ndefaults:\n  issuer: default\n")) {
+		t.Fatalf("certfleet.yaml: %v\n%s", err, conf)
+	}
+	conf = bytes.Replace(conf, []byte("\ndefaults:\n"), []byte("\ndefaults:\n  subject: {organization: Example Ltd, state: West Yorkshire, country: GB}\n"), 1)
+	if err := os.WriteFile(filepath.Join(out, "certfleet.yaml"), conf, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if res := f.certfleet(nil, "validate"); res.code != 0 {

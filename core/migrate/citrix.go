@@ -50,7 +50,7 @@ func (m *migration) citrix(sources []*source) error {
 		// NITRO's sslcertreq requires countryname, statename and organizationname; the agent's
 		// profiles carry only names, so its CSRs got them elsewhere.
 		m.report.Decisions = append(m.report.Decisions, Line{Source: "(every certificate profile)", Target: "defaults.subject",
-			Note: "a Citrix ADC makes CSRs only with country, state and organization, which the agent's profiles do not hold: add defaults: {subject: {organization: ..., state: ..., country: ..}} (e.g. in another file of the directory) before the first renewal; adoption does not compare them"})
+			Note: "a Citrix ADC makes CSRs only with country, state and organization, which the agent's profiles do not hold: add subject: {organization: ..., state: ..., country: ..} under defaults: before the first renewal; adoption does not compare them"})
 	}
 	return nil
 }
