@@ -14,16 +14,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certfleet/certfleet/core/engine"
 	"github.com/certfleet/certfleet/core/inventory"
+	"github.com/certfleet/certfleet/core/issuer/acme/pebblesim"
 	"github.com/certfleet/certfleet/core/issuer/scm/scmsim"
 	"github.com/certfleet/certfleet/core/report"
 	"github.com/certfleet/certfleet/core/state"
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
+	"github.com/certfleet/certfleet/plugins/f5-bigip/bigipsim"
 	"github.com/certfleet/certfleet/plugins/paloalto-panos/panossim"
 	"github.com/certfleet/certfleet/plugins/sdk"
 	"github.com/certfleet/certfleet/plugins/sdk/conformance"
@@ -481,5 +484,88 @@ sectigo_auto_renew: true
 	}
 	if len(fw.Commits()) != 0 {
 		t.Fatalf("adoption committed on the firewall: %+v", fw.Commits())
+	}
+}
+
+// TestMigrateF5AdoptsAgentPCICertificate: the F5 agent's YAML in /etc/sectigo (BIG-IP login,
+// Sectigo ACME server and EAB account, names, key, virtual server and client-ssl profile),
+// sops-encrypted → migrate → plan adopts the password-protected pair the agent left on vs_legacy →
+// run records it with zero ACME orders and changes nothing on the BIG-IP.
+func TestMigrateF5AdoptsAgentPCICertificate(t *testing.T) {
+	sops := sopsCLI(t)
+	gnupg, fpr := agentGnuPG(t)
+	pebble, err := pebblesim.Start(pebblesim.Config{ValidityDays: 90})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pebble.Close)
+	lb, err := bigipsim.New(bigipsim.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lb.Close() })
+	for _, step := range []error{
+		lb.AddKeyPair(bigipsim.KeyPairSpec{Key: "legacy.example.com.key", Cert: "legacy.example.com.crt", CommonName: "legacy.example.com", Passphrase: "sectigo-agent-random-passphrase"}),
+		lb.AddClientSSLProfile(bigipsim.ProfileSpec{Name: "legacy.example.com_clientssl",
+			Entries: []bigipsim.ProfileEntry{{Name: "default", Cert: "/Common/legacy.example.com.crt", Key: "/Common/legacy.example.com.key"}}}),
+		lb.AddVirtual(bigipsim.VirtualSpec{Name: "vs_legacy", Profiles: []string{"/Common/tcp", "/Common/legacy.example.com_clientssl"}}),
+	} {
+		if step != nil {
+			t.Fatal(step)
+		}
+	}
+	entries := lb.ProfileEntries("legacy.example.com_clientssl")
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "trust.pem")
+	if err := os.WriteFile(bundle, []byte(lb.CACertPEM()+pebble.TLSCACertPEM()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kid, hmac := pebble.EAB()
+	etc := filepath.Join(dir, "etc-sectigo")
+	if err := os.MkdirAll(filepath.Join(etc, "status"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(etc, "legacy.yaml")
+	if err := os.WriteFile(file, []byte(fmt.Sprintf(`f5:
+  host: %s
+  username: certfleet
+  password: certfleet-sim-password
+  verify_ssl: %s
+acme:
+  server: %s
+  eab_kid: %s
+  eab_hmac_key: %s
+  email: ops@example.com
+certificate:
+  common_name: legacy.example.com
+  key_type: ecdsa
+  key_size: P_256
+  expiry_window: 30
+  virtual_servers: [vs_legacy]
+  client_ssl_profile: legacy.example.com_clientssl
+`, lb.Address(), bundle, pebble.DirectoryURL(), kid, hmac)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sops, "--encrypt", "--in-place", "--pgp", fpr, file)
+	cmd.Env = append(os.Environ(), "GNUPGHOME="+gnupg)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sops: %v\n%s", err, out)
+	}
+	out := filepath.Join(dir, "certfleet")
+	f := &fleet{t: t, dir: out, config: out, env: []string{"GNUPGHOME=" + gnupg, "SSL_CERT_FILE=" + bundle}}
+	res := f.certfleet(nil, "migrate", "--from", "f5", "--out", out, "--state", "state.db", etc)
+	if res.code != 0 || !strings.Contains(res.stdout, "passes validate") {
+		t.Fatalf("migrate: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	scanForSecrets(t, out, hmac, "certfleet-sim-password")
+	report1, res := f.run(nil)
+	if res.code != 0 || outcomes(report1)["legacy"] != state.OutcomeAdopted || pebble.Orders() != 0 {
+		t.Fatalf("run: exit %d, %+v, %d ACME orders (want adopted, none)", res.code, report1.Results, pebble.Orders())
+	}
+	if got := lb.ProfileEntries("legacy.example.com_clientssl"); !slices.Equal(got, entries) {
+		t.Fatalf("adoption changed the agent's profile: %v, was %v", got, entries)
 	}
 }
