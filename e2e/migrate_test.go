@@ -191,6 +191,9 @@ certificates:
 		t.Fatalf("migrate: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
 	scanForSecrets(t, out, restSecret, adcCfg.Password)
+	if strings.Contains(res.stdout+res.stderr, restSecret) || strings.Contains(res.stdout+res.stderr, adcCfg.Password) {
+		t.Fatal("migrate printed a secret")
+	}
 	if !strings.Contains(res.stdout, "defaults.subject") {
 		t.Fatalf("the report does not ask for the subject NITRO's CSRs need:\n%s", res.stdout)
 	}
