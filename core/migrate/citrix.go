@@ -207,8 +207,7 @@ func (m *migration) citrixDevice(s *source, e *yaml.Node, p func(string) string,
 	}
 	proto := strings.ToLower(str(get(e, "protocol")))
 	if proto == "" {
-		proto = "http" // the agent's default
-		m.decide(s, p("protocol"), "devices."+dname+".address", "the agent's default is plain http: migrate kept it (allow_plain_http: true) so nothing changes; switch the address to https:// and remove allow_plain_http")
+		proto = "http" // the agent's default; the decision below says so
 	} else if proto != "http" && proto != "https" {
 		return fmt.Errorf("%s: %s %q: use http or https", s.path, p("protocol"), proto)
 	}
@@ -226,7 +225,7 @@ func (m *migration) citrixDevice(s *source, e *yaml.Node, p func(string) string,
 	if proto == "http" {
 		d.AllowPlainHTTP = true
 		m.mapped(s, p("protocol")+": http", "devices."+dname+".allow_plain_http: true")
-		m.decide(s, p("protocol"), "devices."+dname+".allow_plain_http", "the NITRO password crosses the network in the clear: change the address to https:// and remove allow_plain_http")
+		m.decide(s, p("protocol"), "devices."+dname+".allow_plain_http", "plain http (the agent's default when protocol is not set) was kept so nothing changes, but the NITRO password crosses the network in the clear: change the address to https:// and remove allow_plain_http")
 	} else {
 		m.mapped(s, p("protocol"), "devices."+dname+".address")
 	}
