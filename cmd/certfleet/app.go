@@ -53,6 +53,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			revokeCommand(),
 			secretsCommand(),
 			pluginsCommand(),
+			migrateCommand(),
+			inventoryCommand(),
+			reportCommand(),
 			stateCommand(),
 		},
 	}

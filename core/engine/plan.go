@@ -31,6 +31,9 @@ type PlanItem struct {
 	cert       Certificate
 	deployment *state.Deployment
 	op         *state.Operation
+	// adopted is the deployment a run records first, for a certificate found live (ActionAdopt,
+	// or a renewal of what was found).
+	adopted *state.Deployment
 }
 
 // Plan is what a run would do.
@@ -57,6 +60,8 @@ type PlanOptions struct {
 	Names []string
 	// Force renews every selected certificate.
 	Force bool
+	// NoAdopt enrolls certificates with nothing recorded even when a matching one is live.
+	NoAdopt bool
 }
 
 // inventory is what one device holds.
@@ -82,11 +87,11 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	return e.planFrom(ctx, certs, deployments, ops, po.Force), nil
+	return e.planFrom(ctx, certs, deployments, ops, po), nil
 }
 
 // planFrom plans certs from the recorded deployments and open operations given.
-func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, force bool) Plan {
+func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, po PlanOptions) Plan {
 	devices := map[string]bool{}
 	for _, c := range certs {
 		devices[c.Device] = true
@@ -116,8 +121,9 @@ func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments 
 		case inv.err != nil:
 			item.Action, item.Error = ActionUnknown, e.opts.Redact(inv.err.Error())
 			item.Reason = "device could not be inspected"
+		case item.deployment == nil && !po.NoAdopt && planAdoption(&item, inv, po.Force, now):
 		default:
-			item.Action, item.Reason = decide(c, item.deployment, inv, force, now)
+			item.Action, item.Reason = decide(c, item.deployment, inv, po.Force, now)
 		}
 		plan.Items = append(plan.Items, item)
 	}

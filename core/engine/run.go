@@ -18,9 +18,10 @@ import (
 
 // RunOptions select what to run.
 type RunOptions struct {
-	Names  []string
-	Force  bool
-	DryRun bool
+	Names   []string
+	Force   bool
+	DryRun  bool
+	NoAdopt bool
 }
 
 // Report is what a run did.
@@ -71,7 +72,7 @@ func (h *heldError) Is(target error) bool { return target == errPending }
 // Run plans and carries out the plan. Each certificate's failure is its own: the others go on.
 func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	if ro.DryRun {
-		plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force})
+		plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt})
 		report := Report{Plan: plan}
 		for _, it := range plan.Items {
 			report.Results = append(report.Results, state.Result{Certificate: it.Certificate, Device: it.Device,
@@ -90,7 +91,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	if err := e.refreshCAView(ctx, ro.Names); err != nil {
 		return Report{}, err
 	}
-	plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force})
+	plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt})
 	if err != nil {
 		return Report{}, err
 	}
@@ -116,12 +117,10 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	var settled []state.Result
 	byDevice := map[string][]PlanItem{}
 	for _, it := range plan.Items {
-		switch it.Action {
-		case ActionNone:
-			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeUnchanged})
-		case ActionUnknown:
-			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeFailed, Error: it.Error})
-		default:
+		if r, ok := e.settle(ctx, it); ok {
+			r.RunID = runID
+			settled = append(settled, r)
+		} else {
 			byDevice[it.Device] = append(byDevice[it.Device], it)
 		}
 	}
@@ -151,6 +150,30 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 		return report, err
 	}
 	return report, ctx.Err()
+}
+
+// settle records a plan item that needs no work on the device (adopted, unchanged, device not
+// inspected) and returns its result; ok is false for an item that must be carried out.
+func (e *Engine) settle(ctx context.Context, it PlanItem) (r state.Result, ok bool) {
+	r = state.Result{Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason}
+	if it.adopted != nil {
+		if err := e.opts.Store.SaveDeployment(ctx, *it.adopted); err != nil {
+			r.Outcome, r.Error = state.OutcomeFailed, err.Error()
+			return r, true
+		}
+		e.progress(it.cert, "adopted %s, valid until %s", it.adopted.CertRef, it.adopted.NotAfter.UTC().Format("2006-01-02"))
+	}
+	switch it.Action {
+	case ActionAdopt:
+		r.Outcome = state.OutcomeAdopted
+	case ActionNone:
+		r.Outcome = state.OutcomeUnchanged
+	case ActionUnknown:
+		r.Outcome, r.Error = state.OutcomeFailed, it.Error
+	default:
+		return state.Result{}, false
+	}
+	return r, true
 }
 
 // work is one certificate being carried through its operation on a device.
@@ -407,7 +430,8 @@ func orderRequest(op *state.Operation, c Certificate, previous *state.Deployment
 		DNSNames: c.SANs.DNSNames, IPAddresses: c.SANs.IPAddresses, EmailAddresses: c.SANs.EmailAddresses,
 		Options: c.IssuerOptions,
 	}
-	if previous != nil && previous.Issuer == c.Issuer {
+	// An adopted certificate came from another account (or CA): naming it would be refused.
+	if previous != nil && previous.Issuer == c.Issuer && !previous.Adopted {
 		req.PreviousCertPEM = previous.CertPEM
 	}
 	return req
@@ -623,6 +647,10 @@ func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 		}
 		verified = append(verified, w)
 		if d := w.item.deployment; d != nil && d.CertRef != w.op.CertRef {
+			if d.Adopted && !w.item.cert.CleanupAdopted {
+				e.log.Info("adopted object kept (set cleanup_adopted: true to let certfleet remove it)", "device", dev.Name, "cert_ref", d.CertRef)
+				continue
+			}
 			cleanup = append(cleanup, sdk.ObjectRef{CertRef: d.CertRef, KeyRef: d.KeyRef})
 		}
 	}

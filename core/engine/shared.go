@@ -72,9 +72,9 @@ func (e *Engine) runShared(ctx context.Context, ro RunOptions) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	byDevice := map[string][]string{}
+	byDevice := map[string][]Certificate{}
 	for _, c := range certs {
-		byDevice[c.Device] = append(byDevice[c.Device], c.Name)
+		byDevice[c.Device] = append(byDevice[c.Device], c)
 	}
 	pending := make([]string, 0, len(byDevice))
 	for d := range byDevice {
@@ -104,7 +104,7 @@ func (e *Engine) runShared(ctx context.Context, ro RunOptions) (Report, error) {
 			go func() {
 				defer wg.Done()
 				defer release(sem)
-				plan, results, err := e.runClaimed(ctx, runID, device, byDevice[device], ro.Force)
+				plan, results, err := e.runClaimed(ctx, runID, device, byDevice[device], PlanOptions{Force: ro.Force, NoAdopt: ro.NoAdopt})
 				mu.Lock()
 				defer mu.Unlock()
 				if errors.Is(err, state.ErrClaimedElsewhere) {
@@ -147,8 +147,8 @@ func (e *Engine) runShared(ctx context.Context, ro RunOptions) (Report, error) {
 		if err := held[device]; err != nil {
 			reason = err.Error()
 		}
-		for _, name := range byDevice[device] {
-			skipped = append(skipped, state.Result{RunID: runID, Certificate: name, Device: device, Outcome: state.OutcomeSkipped, Reason: reason})
+		for _, c := range byDevice[device] {
+			skipped = append(skipped, state.Result{RunID: runID, Certificate: c.Name, Device: device, Outcome: state.OutcomeSkipped, Reason: reason})
 		}
 	}
 	if err := e.opts.Store.RecordResults(context.WithoutCancel(ctx), skipped); err != nil {
@@ -172,7 +172,7 @@ func (e *Engine) runShared(ctx context.Context, ro RunOptions) (Report, error) {
 // runClaimed claims a device, then plans and runs its certificates under the claim: the CA view
 // refresh, the inventory, every step and the commit. It returns state.ErrClaimedElsewhere when
 // another instance holds the device.
-func (e *Engine) runClaimed(ctx context.Context, runID int64, device string, names []string, force bool) (Plan, []state.Result, error) {
+func (e *Engine) runClaimed(ctx context.Context, runID int64, device string, certs []Certificate, po PlanOptions) (Plan, []state.Result, error) {
 	claimed, releaseClaim, err := e.opts.Shared.ClaimDevice(ctx, device)
 	if errors.Is(err, state.ErrClaimedElsewhere) {
 		return Plan{}, nil, err
@@ -180,12 +180,12 @@ func (e *Engine) runClaimed(ctx context.Context, runID int64, device string, nam
 	var results []state.Result
 	var plan Plan
 	if err != nil {
-		for _, name := range names {
-			results = append(results, state.Result{RunID: runID, Certificate: name, Device: device, Outcome: state.OutcomeFailed,
+		for _, c := range certs {
+			results = append(results, state.Result{RunID: runID, Certificate: c.Name, Device: device, Outcome: state.OutcomeFailed,
 				Reason: "device could not be claimed", Error: e.opts.Redact(err.Error())})
 		}
 	} else {
-		plan, results = e.runDeviceNow(claimed, runID, device, names, force)
+		plan, results = e.runDeviceNow(claimed, runID, device, certs, po)
 		releaseClaim()
 	}
 	for i := range results {
@@ -199,20 +199,16 @@ func (e *Engine) runClaimed(ctx context.Context, runID int64, device string, nam
 }
 
 // runDeviceNow does, for one claimed device, what Run does for the whole fleet.
-func (e *Engine) runDeviceNow(ctx context.Context, runID int64, device string, names []string, force bool) (Plan, []state.Result) {
+func (e *Engine) runDeviceNow(ctx context.Context, runID int64, device string, certs []Certificate, po PlanOptions) (Plan, []state.Result) {
 	fail := func(err error) []state.Result {
 		var out []state.Result
-		for _, name := range names {
-			out = append(out, state.Result{RunID: runID, Certificate: name, Device: device, Outcome: state.OutcomeFailed, Error: err.Error()})
+		for _, c := range certs {
+			out = append(out, state.Result{RunID: runID, Certificate: c.Name, Device: device, Outcome: state.OutcomeFailed, Error: err.Error()})
 		}
 		return out
 	}
 	// The device's records are read after claiming it: another instance may just have changed them.
 	// Only its certificates are read, so a run over many devices stays linear in the fleet.
-	certs, err := e.selected(names)
-	if err != nil {
-		return Plan{}, fail(err)
-	}
 	deployments := make(map[string]state.Deployment, len(certs))
 	ops := map[string]*state.Operation{}
 	for _, c := range certs {
@@ -236,16 +232,13 @@ func (e *Engine) runDeviceNow(ctx context.Context, runID int64, device string, n
 			deployments[name] = d
 		}
 	}
-	plan := e.planFrom(ctx, certs, deployments, ops, force)
+	plan := e.planFrom(ctx, certs, deployments, ops, po)
 	var results []state.Result
 	var due []PlanItem
 	for _, it := range plan.Items {
-		switch it.Action {
-		case ActionNone:
-			results = append(results, state.Result{Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeUnchanged})
-		case ActionUnknown:
-			results = append(results, state.Result{Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeFailed, Error: it.Error})
-		default:
+		if r, ok := e.settle(ctx, it); ok {
+			results = append(results, r)
+		} else {
 			due = append(due, it)
 		}
 	}
