@@ -90,7 +90,7 @@ devices:
 	for d := 0; d < nDevices; d++ {
 		for i := 0; i < perDevice; i++ {
 			h := host(d, i)
-			fmt.Fprintf(&yaml, "  %s: {device: %s, sans: {dns: [%s.example.com]}, issuer_options: {cert_type: OV SSL, term: 365}, bindings: [{kind: live-link, name: %s}]}\n", h, device(d), h, h)
+			fmt.Fprintf(&yaml, "  %s: {device: %s, sans: {dns: [%s.example.com]}, issuer_options: {cert_type: OV SSL, term: 90}, bindings: [{kind: live-link, name: %s}]}\n", h, device(d), h, h)
 		}
 	}
 	config := filepath.Join(dir, "certfleet.yaml")

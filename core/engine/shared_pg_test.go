@@ -47,7 +47,7 @@ func TestSharedRunStopsWhenItsClaimIsTakenOver(t *testing.T) {
 	cert := Certificate{Name: "www", Device: "web1", Issuer: "ca", Subject: sdk.Subject{CommonName: "www.example.com"},
 		SANs: sdk.SANs{DNSNames: []string{"www.example.com"}}, KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
 		RenewBefore: 30 * 24 * time.Hour, Bindings: []sdk.Binding{{Kind: pemdir.BindingKind, Name: "www"}},
-		IssuerOptions: map[string]any{"cert_type": "OV SSL", "term": 365}}
+		IssuerOptions: map[string]any{"cert_type": "OV SSL", "term": 90}}
 	plugin := pemdir.New()
 	instance := func(name string, afterStep func(*state.Operation)) *Engine {
 		claims := lease.New(store.Pool(), name, time.Minute)
