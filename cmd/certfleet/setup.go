@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
 
 	"github.com/certfleet/certfleet/core/config"
 	"github.com/certfleet/certfleet/core/engine"
@@ -166,7 +165,10 @@ func crashAfterStep(log hclog.Logger) func(*state.Operation) {
 	return func(op *state.Operation) {
 		if string(op.Step) == step && (submit == "" || string(op.SubmitState) == submit) {
 			log.Warn("CERTFLEET_CRASH_AFTER_STEP: killing this process", "step", step, "certificate", op.Certificate)
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			// Process.Kill is SIGKILL on Unix and TerminateProcess on Windows: no deferred code runs.
+			if self, err := os.FindProcess(os.Getpid()); err == nil {
+				_ = self.Kill()
+			}
 			select {}
 		}
 	}
