@@ -101,11 +101,7 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 	}
 	registerCredentials(redactor, cfg)
 
-	statePath := cfg.State.Path
-	if statePath == "" {
-		statePath = filepath.Join(defaultStateDir(), "state.db")
-	}
-	store, err := state.Open(ctx, statePath)
+	store, err := state.Open(ctx, statePathOf(cfg))
 	if err != nil {
 		env.close()
 		return nil, err
@@ -113,11 +109,7 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 	env.store = store
 	env.closers = append(env.closers, func() { store.Close() })
 
-	pins := cfg.Plugins.PinsFile
-	if pins == "" {
-		pins = filepath.Join(filepath.Dir(statePath), "plugins.lock.json")
-	}
-	env.host = newPluginHost(c, log, cfg.Plugins.Dirs, pins)
+	env.host = newPluginHost(c, log, cfg, false)
 	env.closers = append(env.closers, env.host.Close)
 
 	issuers, err := buildIssuers(cfg, store, c.App.ErrWriter, redactor)

@@ -220,7 +220,8 @@ func build(raws []raw, errs *Errors) *Config {
 							cfg.Plugins.Dirs = append(cfg.Plugins.Dirs, w.relPath(d))
 						}
 					},
-					"pins_file": func(n *yaml.Node, p string) { cfg.Plugins.PinsFile = w.relPath(w.str(n, p)) },
+					"pins_file":   func(n *yaml.Node, p string) { cfg.Plugins.PinsFile = w.relPath(w.str(n, p)) },
+					"search_path": func(n *yaml.Node, p string) { cfg.Plugins.SearchPath = w.boolean(n, p) },
 				})
 			}
 		}

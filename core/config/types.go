@@ -55,6 +55,9 @@ type Runtime struct {
 type Plugins struct {
 	Dirs     []string
 	PinsFile string
+	// SearchPath lets plugins be found on $PATH, after every plugin directory. Off by default: a
+	// binary that happens to be on $PATH is not a plugin anyone installed for certfleet.
+	SearchPath bool
 }
 
 // TLS is how a management or CA endpoint's certificate is verified.
