@@ -26,6 +26,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter: stderr,
 		// Errors are printed once, by run, with the exit code they carry.
 		ExitErrHandler: func(*cli.Context, error) {},
+		// For the bash and zsh scripts of `certfleet completion`.
+		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: defaultConfigPath, EnvVars: []string{"CERTFLEET_CONFIG"},
 				Usage: "configuration file or directory of *.yaml files"},
@@ -55,6 +57,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			revokeCommand(),
 			secretsCommand(),
 			pluginsCommand(),
+			completionCommand(),
+			manCommand(),
 		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -66,16 +67,31 @@ func checkOutputFlag(c *cli.Context) error {
 // pins live. When no configuration exists at the default place, the defaults apply.
 func configForPlugins(c *cli.Context) (*config.Config, error) {
 	path := c.String("config")
-	if !c.IsSet("config") {
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
+	if !c.IsSet("config") && !hasConfigFiles(path) {
+		return nil, nil // a fresh install: /etc/certfleet is missing or still empty
 	}
 	cfg, err := loadConfig(c.Context, path, secret.NewRedactor(), false, newLogger(c))
 	if err != nil {
 		return nil, cli.Exit(fmt.Sprintf("%v\n(the plugins commands read plugins.dirs, plugins.pins_file, plugins.search_path and state.path from the configuration)", err), 2)
 	}
 	return cfg, nil
+}
+
+// hasConfigFiles says whether path is a configuration file or a directory holding one.
+func hasConfigFiles(path string) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	if !st.IsDir() {
+		return true
+	}
+	for _, pattern := range []string{"*.yaml", "*.yml"} {
+		if m, _ := filepath.Glob(filepath.Join(path, pattern)); len(m) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // hostForCommand builds a plugin host for the plugins commands, from the same places as run.
