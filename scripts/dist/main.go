@@ -232,7 +232,7 @@ type file struct {
 }
 
 func (r *release) target(goos, goarch string) error {
-	binDir := filepath.Join(r.out, "bin", goos+"_"+goarch)
+	binDir := filepath.Join(r.out, ".build", goos+"_"+goarch) // binaries before bundling; not part of the release
 	pkgs := []string{"./cmd/certfleet"}
 	for _, v := range r.vendors {
 		pkgs = append(pkgs, v.pkg)
@@ -347,10 +347,11 @@ func (r *release) bundle(name, goos string, files []file) error {
 
 // emit writes a release file and records its checksum.
 func (r *release) emit(name string, data []byte) error {
-	if err := os.MkdirAll(r.out, 0o755); err != nil {
+	full := filepath.Join(r.out, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(r.out, name), data, 0o644); err != nil {
+	if err := os.WriteFile(full, data, 0o644); err != nil {
 		return err
 	}
 	r.sums[name] = sha256Hex(data)
