@@ -64,9 +64,12 @@ sim_pid=$!
 for _ in $(seq 1 200); do [ -s "$work/ready.json" ] && break; sleep 0.1; done
 [ -s "$work/ready.json" ] || fail "certfleet-sim did not start"
 # Only the simulator's variables: no plugin directory, no PATH with bin/ in it.
-sim_env=$(sed -n 's/^export //p' "$work/sim/sim.env")
+# shellcheck disable=SC1091
+. "$work/sim/sim.env"
+sim_env=()
+for v in $(sed -n 's/^export \([A-Za-z0-9_]*\)=.*/\1/p' "$work/sim/sim.env"); do sim_env+=("$v=${!v}"); done
 mkdir -p "$work/usr/bin" "$work/plugins"
-cf() { env -i HOME="$work" PATH=/usr/bin:/bin $sim_env CERTFLEET_PLUGIN_DIR="$work/plugins" "$work/usr/bin/certfleet" --config "$work/sim/certfleet.yaml" "$@"; }
+cf() { env -i HOME="$work" PATH=/usr/bin:/bin "${sim_env[@]}" CERTFLEET_PLUGIN_DIR="$work/plugins" "$work/usr/bin/certfleet" --config "$work/sim/certfleet.yaml" "$@"; }
 cp "$bundle/certfleet" "$work/usr/bin/certfleet"
 cf plugins install "$work/v1/certfleet-citrix-nitro_${v1}_${target}.tar.gz"
 pin1=$(grep -o '"sha256": "[0-9a-f]*"' "$work/sim/plugins.lock.json")
@@ -87,6 +90,7 @@ cf status --output json > "$work/status2.json"
 cf plugins list | grep -q "citrix-nitro  *$v2 *yes" || fail "plugins list does not show citrix-nitro $v2 pinned"
 # Nothing enrolled again: the deployed certificates (serials, expiry) are the ones from before.
 strip() { grep -E '"(certificate|serial|not_after)"' "$1"; }
+strip "$work/status1.json" | grep -q '"serial"' || fail "status --output json shows no serials"
 diff <(strip "$work/status1.json") <(strip "$work/status2.json") || fail "certificates changed across the upgrade"
 echo
 echo "dist-check: OK"
