@@ -227,3 +227,31 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestCompletionAndManComeFromTheCLIDefinition(t *testing.T) {
+	code, man, errOut := certfleet(t, "man")
+	if code != 0 || !strings.HasPrefix(man, ".nh\n.TH certfleet 1") {
+		t.Fatalf("man: code %d %s\n%.200s", code, errOut, man)
+	}
+	for _, cmd := range newApp(io.Discard, io.Discard).Commands {
+		if !cmd.Hidden && !strings.Contains(man, cmd.Name) {
+			t.Errorf("the man page does not mention the %s command", cmd.Name)
+		}
+	}
+	for shell, want := range map[string]string{"bash": "complete -o bashdefault -o default -F _certfleet certfleet", "zsh": "#compdef certfleet", "fish": "complete -c certfleet"} {
+		if code, out, errOut := certfleet(t, "completion", shell); code != 0 || !strings.Contains(out, want) {
+			t.Errorf("completion %s: code %d %s\n%.300s", shell, code, errOut, out)
+		}
+	}
+	if code, _, errOut := certfleet(t, "completion", "tcsh"); code != 2 || !strings.Contains(errOut, "bash|zsh|fish") {
+		t.Errorf("completion tcsh: code %d %s", code, errOut)
+	}
+	// The scripts ask certfleet for the words that may follow; that answer lists the subcommands.
+	// (urfave/cli reads os.Args to tell a flag being completed from a command.)
+	args := os.Args
+	os.Args = []string{"certfleet", "plugins", "--generate-bash-completion"}
+	defer func() { os.Args = args }()
+	if code, out, _ := certfleet(t, "plugins", "--generate-bash-completion"); code != 0 || !strings.Contains(out, "install\n") {
+		t.Errorf("plugins --generate-bash-completion: code %d %q", code, out)
+	}
+}
