@@ -363,8 +363,11 @@ func (p *Plugin) startError(err error) error {
 	switch {
 	case strings.Contains(msg, "checksums did not match"):
 		return fmt.Errorf("refusing plugin %q: %s changed while it was being started (checksum mismatch): %w", p.name, p.path, err)
-	case strings.Contains(msg, "Incompatible API version"):
-		return fmt.Errorf("plugin %s speaks another major version of the contract than this certfleet (v%d): %w", p.name, sdk.ProtocolVersion, err)
+	// go-plugin's wording ("incompatible API version with plugin. Plugin version: 2, Client
+	// versions: [1]") changed case across releases.
+	case strings.Contains(strings.ToLower(msg), "incompatible api version"):
+		return fmt.Errorf("refusing plugin %s (%s): it speaks another major version of the contract than this certfleet (v%d); install the plugin from the same certfleet release: %w",
+			p.name, p.path, sdk.ProtocolVersion, err)
 	}
 	return fmt.Errorf("start plugin %s (%s): %w", p.name, p.path, err)
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certfleet/certfleet/plugins/sdk/conformance"
 )
 
 // bundleDir makes a bundle directory like `make dist` does: the pemdir plugin (with extra bytes
@@ -245,5 +247,17 @@ func TestUnpackBundle(t *testing.T) {
 		if _, err := UnpackBundle(tarGz(t, tc.entries...), t.TempDir()); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.entries[0].Name, err, tc.want)
 		}
+	}
+}
+
+func TestPluginOfAnotherContractMajorIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := conformance.BuildPlugin(dir, "github.com/certfleet/certfleet/core/pluginhost/testdata/certfleet-plugin-pemdir"); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := newHost(t, dir, filepath.Join(t.TempDir(), "pins.json"), false).Plugin("pemdir")
+	_, err := p.Info(ctxTimeout(t, time.Minute))
+	if err == nil || !strings.Contains(err.Error(), "another major version of the contract than this certfleet (v1)") {
+		t.Fatalf("a contract v2 plugin: %v", err)
 	}
 }
