@@ -255,3 +255,17 @@ func TestCompletionAndManComeFromTheCLIDefinition(t *testing.T) {
 		t.Errorf("plugins --generate-bash-completion: code %d %q", code, out)
 	}
 }
+
+// Each vendor bundle ships plugins/<name>/dist/certfleet.yaml as its sample: it must validate cleanly.
+func TestVendorSamplesValidate(t *testing.T) {
+	samples, _ := filepath.Glob("../../plugins/*/dist/certfleet.yaml")
+	if len(samples) < 3 {
+		t.Fatalf("found %d vendor samples", len(samples))
+	}
+	for _, s := range samples {
+		code, out, errOut := certfleet(t, "--config", s, "validate")
+		if code != 0 || !strings.Contains(out, "configuration OK") || errOut != "" {
+			t.Errorf("%s: code %d\n%s%s", s, code, out, errOut)
+		}
+	}
+}
