@@ -170,11 +170,11 @@ func TestPluginsInstallVerifiesAndPins(t *testing.T) {
 	sum := sha256.Sum256([]byte(readFile(t, filepath.Join(bundle, "certfleet-plugin-pemdir"))))
 	writeFile(t, filepath.Join(bundle, "SHA256SUMS"), hex.EncodeToString(sum[:])+"  certfleet-plugin-pemdir\n")
 	pins := filepath.Join(t.TempDir(), "pins.json")
-	code, out, errOut := runCLI(t, nil, "--pins-file", pins, "--config", filepath.Join(t.TempDir(), "none"), "plugins", "install", "--dest", dest, bundle)
+	code, _, errOut := runCLI(t, nil, "--pins-file", pins, "--config", filepath.Join(t.TempDir(), "none"), "plugins", "install", "--dest", dest, bundle)
 	if code != 2 || !strings.Contains(errOut, "none") {
 		t.Fatalf("install with a missing --config: code %d %s", code, errOut)
 	}
-	code, out, errOut = runCLI(t, nil, "--pins-file", pins, "--plugin-dir", dest, "plugins", "install", bundle)
+	code, out, errOut := runCLI(t, nil, "--pins-file", pins, "--plugin-dir", dest, "plugins", "install", bundle)
 	if code != 0 || !strings.Contains(out, "installed pemdir to "+filepath.Join(dest, "certfleet-plugin-pemdir")) || !strings.Contains(readFile(t, pins), hex.EncodeToString(sum[:])) {
 		t.Fatalf("plugins install: code %d\n%s%s", code, out, errOut)
 	}
