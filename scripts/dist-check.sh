@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make dist-check: what CI checks of a release, for linux/amd64 —
 #   every binary static; SHA256SUMS and its minisign signature verify;
+#   `plugins install` checks the signature (and refuses a bundle that is not the signed one);
 #   the Citrix bundle unpacked alone into an empty directory: its files, its SHA256SUMS, `validate`
 #   on its sample, then a full enroll against certfleet-sim with the bundle's binaries only;
 #   an upgrade: bundle v1 installed and run, bundle v2 (a changed plugin) installed, run again:
@@ -71,7 +72,7 @@ for v in $(sed -n 's/^export \([A-Za-z0-9_]*\)=.*/\1/p' "$work/sim/sim.env"); do
 mkdir -p "$work/usr/bin" "$work/plugins"
 cf() { env -i HOME="$work" PATH=/usr/bin:/bin "${sim_env[@]}" CERTFLEET_PLUGIN_DIR="$work/plugins" "$work/usr/bin/certfleet" --config "$work/sim/certfleet.yaml" "$@"; }
 cp "$bundle/certfleet" "$work/usr/bin/certfleet"
-cf plugins install "$work/v1/certfleet-citrix-nitro_${v1}_${target}.tar.gz"
+cf plugins install --public-key "$work/key.pub" "$work/v1/certfleet-citrix-nitro_${v1}_${target}.tar.gz"
 pin1=$(grep -o '"sha256": "[0-9a-f]*"' "$work/sim/plugins.lock.json")
 cf run || fail "run with bundle $v1"
 cf status --output json > "$work/status1.json"
@@ -79,10 +80,19 @@ grep -q '"certificate"' "$work/status1.json" || fail "no certificate after the f
 cf plugins list | grep -q "citrix-nitro  *$v1 *yes" || fail "plugins list does not show citrix-nitro $v1 pinned"
 
 step "upgrade: bundle $v2 with a changed plugin"
-dist "$v2" "$work/v2" -packages=false -cyclonedx-gomod=
+dist "$v2" "$work/v2" -packages=false -cyclonedx-gomod= -signing-key "$work/key.sec"
 tar xzf "$work/v2/certfleet-citrix-nitro_${v2}_${target}.tar.gz" -C "$work/citrix"
 cp "$work/citrix/certfleet-citrix-nitro_${v2}_${target}/certfleet" "$work/usr/bin/certfleet"
-cf plugins install "$work/v2/certfleet-citrix-nitro_${v2}_${target}.tar.gz"
+# A bundle that is not the signed one is refused before anything is installed.
+cp "$work/v1/certfleet-citrix-nitro_${v1}_${target}.tar.gz" "$work/v2/certfleet-citrix-nitro_${v2}_${target}.tar.gz.orig"
+cp "$work/v2/certfleet-citrix-nitro_${v2}_${target}.tar.gz" "$work/v2-good.tar.gz"
+cp "$work/v2/certfleet-citrix-nitro_${v2}_${target}.tar.gz.orig" "$work/v2/certfleet-citrix-nitro_${v2}_${target}.tar.gz"
+if cf plugins install --public-key "$work/key.pub" "$work/v2/certfleet-citrix-nitro_${v2}_${target}.tar.gz" 2>"$work/refused.txt"; then
+  fail "a bundle not matching the signed SHA256SUMS was installed"
+fi
+grep -q "damaged or altered" "$work/refused.txt" || fail "refusal does not say why: $(cat "$work/refused.txt")"
+cp "$work/v2-good.tar.gz" "$work/v2/certfleet-citrix-nitro_${v2}_${target}.tar.gz"
+cf plugins install --public-key "$work/key.pub" "$work/v2/certfleet-citrix-nitro_${v2}_${target}.tar.gz"
 pin2=$(grep -o '"sha256": "[0-9a-f]*"' "$work/sim/plugins.lock.json")
 [ "$pin1" != "$pin2" ] || fail "the pin did not change with the plugin"
 cf run || fail "run after the upgrade"

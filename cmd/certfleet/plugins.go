@@ -38,8 +38,12 @@ func pluginsCommand() *cli.Command {
 				Name:      "install",
 				Usage:     "check a bundle against its SHA256SUMS, install its plugins and pin them to those checksums",
 				ArgsUsage: "BUNDLE.tar.gz|DIR",
-				Flags: []cli.Flag{&cli.StringFlag{Name: "dest", Usage: "plugin directory to install into " +
-					"(default: the first --plugin-dir, else the first plugins.dirs, else " + systemPluginDir + ")"}},
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "dest", Usage: "plugin directory to install into " +
+						"(default: the first --plugin-dir, else the first plugins.dirs, else " + systemPluginDir + ")"},
+					&cli.StringFlag{Name: "public-key", EnvVars: []string{"CERTFLEET_PLUGIN_PUBLIC_KEY"}, Usage: "minisign public key " +
+						"(as plugins.public_key): the bundle must be listed in the SHA256SUMS beside it, signed by this key (SHA256SUMS.minisig)"},
+				},
 				Action: pluginsInstall,
 			},
 			{
@@ -270,6 +274,19 @@ func pluginsInstall(c *cli.Context) error {
 	st, err := os.Stat(src)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("plugins install: %v", err), 2)
+	}
+	publicKey := c.String("public-key")
+	if publicKey == "" && cfg != nil {
+		publicKey = cfg.Plugins.PublicKey
+	}
+	if publicKey != "" {
+		if st.IsDir() {
+			return cli.Exit(fmt.Sprintf("plugins install %s: a public key is configured (%s), and a directory cannot be checked against the release's signature; install the .tar.gz with the release's SHA256SUMS and SHA256SUMS.minisig beside it", src, publicKey), 2)
+		}
+		if err := pluginhost.VerifyRelease(src, publicKey); err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
+		fmt.Fprintf(c.App.Writer, "signature of %s verified with %s\n", filepath.Join(filepath.Dir(src), pluginhost.ChecksumsFile), publicKey)
 	}
 	if !st.IsDir() {
 		tmp, err := os.MkdirTemp("", "certfleet-bundle-")

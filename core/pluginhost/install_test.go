@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"aead.dev/minisign"
 	"github.com/certfleet/certfleet/plugins/sdk/conformance"
 )
 
@@ -259,5 +261,42 @@ func TestPluginOfAnotherContractMajorIsRefused(t *testing.T) {
 	_, err := p.Info(ctxTimeout(t, time.Minute))
 	if err == nil || !strings.Contains(err.Error(), "another major version of the contract than this certfleet (v1)") {
 		t.Fatalf("a contract v2 plugin: %v", err)
+	}
+}
+
+func TestVerifyReleaseSignature(t *testing.T) {
+	pub, priv, err := minisign.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "certfleet-pemdir_1.0.0_linux_amd64.tar.gz")
+	if err := os.WriteFile(archive, []byte("bundle"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sums := Checksums{filepath.Base(archive): sumBytes([]byte("bundle"))}.Format()
+	os.WriteFile(filepath.Join(dir, ChecksumsFile), sums, 0o644)
+	os.WriteFile(filepath.Join(dir, SignatureFile), minisign.Sign(priv, sums), 0o644)
+	keyFile := filepath.Join(t.TempDir(), "certfleet.pub")
+	text, _ := pub.MarshalText()
+	os.WriteFile(keyFile, append(text, '\n'), 0o644) // the same text as minisign -G writes
+	if err := VerifyRelease(archive, keyFile); err != nil {
+		t.Fatalf("a signed release: %v", err)
+	}
+
+	otherPub, _, _ := minisign.GenerateKey(rand.Reader)
+	otherText, _ := otherPub.MarshalText()
+	otherKey := filepath.Join(t.TempDir(), "other.pub")
+	os.WriteFile(otherKey, otherText, 0o644)
+	if err := VerifyRelease(archive, otherKey); err == nil || !strings.Contains(err.Error(), "is not signed by the key") {
+		t.Errorf("another key: %v", err)
+	}
+	os.WriteFile(archive, []byte("bundlX"), 0o644)
+	if err := VerifyRelease(archive, keyFile); err == nil || !strings.Contains(err.Error(), "damaged or altered") {
+		t.Errorf("altered archive: %v", err)
+	}
+	os.Remove(filepath.Join(dir, SignatureFile))
+	if err := VerifyRelease(archive, keyFile); err == nil || !strings.Contains(err.Error(), "signature must lie beside") {
+		t.Errorf("no signature: %v", err)
 	}
 }
