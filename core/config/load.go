@@ -107,7 +107,7 @@ func configFiles(path string) ([]string, error) {
 	return files, nil
 }
 
-var topLevel = []string{"version", "defaults", "state", "logging", "runtime", "plugins", "issuers", "devices", "certificates"}
+var topLevel = []string{"version", "defaults", "state", "logging", "runtime", "plugins", "issuers", "devices", "certificates", "daemon", "notifications"}
 
 // splitFile checks a file's top level and keeps its sections.
 func splitFile(file string, root *yaml.Node, errs *Errors) (raw, bool) {
@@ -194,7 +194,7 @@ func build(raws []raw, errs *Errors) *Config {
 	for _, r := range raws {
 		cfg.Files = append(cfg.Files, r.file)
 		w := &walker{file: r.file, errs: errs}
-		for _, name := range []string{"defaults", "state", "logging", "runtime", "plugins"} {
+		for _, name := range []string{"defaults", "state", "logging", "runtime", "plugins", "daemon", "notifications"} {
 			n, ok := r.sections[name]
 			if !ok {
 				continue
@@ -213,6 +213,11 @@ func build(raws []raw, errs *Errors) *Config {
 				cfg.Logging = w.logging(n)
 			case "runtime":
 				cfg.Runtime = w.runtime(n)
+			case "daemon":
+				d := w.daemon(n)
+				cfg.Daemon = &d
+			case "notifications":
+				cfg.Notifications = w.notifications(n)
 			case "plugins":
 				w.object(n, "plugins", fields{
 					"dirs": func(n *yaml.Node, p string) {
@@ -324,6 +329,7 @@ func (w *walker) logging(n *yaml.Node) Logging {
 				w.errs.add(w.pos(n), p, "use text or json", "%q is not a log format", l.Format)
 			}
 		},
+		"file": func(n *yaml.Node, p string) { l.File = w.logFile(n, p) },
 	})
 	return l
 }

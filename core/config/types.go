@@ -22,6 +22,9 @@ type Config struct {
 	Logging      Logging
 	Runtime      Runtime
 	Plugins      Plugins
+	// Daemon is set when the configuration has a daemon section.
+	Daemon        *Daemon
+	Notifications Notifications
 	Issuers      map[string]*Issuer
 	Devices      map[string]*Device
 	Certificates map[string]*Certificate
@@ -36,6 +39,8 @@ type State struct {
 type Logging struct {
 	Level  string // trace|debug|info|warn|error
 	Format string // text|json
+	// File, when File.Path is set, is a rotated log file with its own level.
+	File LogFile
 }
 
 // Runtime bounds concurrency and waiting.
