@@ -296,9 +296,6 @@ func applyRuntimeDefaults(cfg *Config) {
 	defDur(&cfg.Runtime.CollectTimeout, 5*time.Minute)
 	defDur(&cfg.Runtime.CallTimeout, 2*time.Minute)
 	defDur(&cfg.Runtime.RevocationCheckInterval, 24*time.Hour)
-	if cfg.Logging.Level == "" {
-		cfg.Logging.Level = "info"
-	}
 	if cfg.Logging.Format == "" {
 		cfg.Logging.Format = "text"
 	}

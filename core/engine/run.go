@@ -21,6 +21,10 @@ type RunOptions struct {
 	Names  []string
 	Force  bool
 	DryRun bool
+	// Stop, when closed, stops the run at the next safe point: the step in flight finishes and
+	// is recorded, changes already bound are committed, and no new step starts; what is left is
+	// resumed by the next run. (Cancelling the context instead aborts the calls in flight.)
+	Stop <-chan struct{}
 }
 
 // Report is what a run did.
@@ -55,6 +59,19 @@ func (r Report) ExitCode() int {
 // errPending ends a certificate's work for this run while its order is still being processed.
 var errPending = errors.New("the order is still pending at the CA")
 
+// errStopped ends a certificate's work at a safe point when the run is asked to stop.
+var errStopped = errors.New("stopped at a safe point by a shutdown request; the next run resumes it")
+
+// stopping reports whether the run was asked to stop at the next safe point.
+func (e *Engine) stopping() bool {
+	select {
+	case <-e.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // Run plans and carries out the plan. Each certificate's failure is its own: the others go on.
 func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	if ro.DryRun {
@@ -71,6 +88,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 		return Report{}, err
 	}
 	defer unlock()
+	e.stop = ro.Stop
 	if err := e.refreshCAView(ctx, ro.Names); err != nil {
 		return Report{}, err
 	}
@@ -126,7 +144,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	wg.Wait()
 	sort.Slice(report.Results, func(i, j int) bool { return report.Results[i].Certificate < report.Results[j].Certificate })
 	outcome := "ok"
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || e.stopping() {
 		outcome = "interrupted"
 	} else if report.ExitCode() == ExitFailed {
 		outcome = "failed"
@@ -218,6 +236,8 @@ func (e *Engine) runDevice(ctx context.Context, dev Device, items []PlanItem) []
 		case errors.Is(w.err, errPending):
 			w.err = nil
 			out = append(out, w.result(state.OutcomePending))
+		case errors.Is(w.err, errStopped):
+			out = append(out, w.result(state.OutcomePending))
 		case w.err != nil:
 			out = append(out, w.result(state.OutcomeFailed))
 		case w.op != nil && w.op.Step == state.StepDone:
@@ -293,6 +313,9 @@ func (e *Engine) save(ctx context.Context, op *state.Operation) error {
 
 // carry takes one certificate's operation as far as Bound (or Committed, when resuming).
 func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) error {
+	if e.stopping() && w.item.op == nil {
+		return errStopped
+	}
 	op, err := e.operationFor(ctx, w.item, dev, p)
 	if err != nil {
 		return err
@@ -300,7 +323,7 @@ func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) e
 	w.op = op
 	c := w.item.cert
 	err = e.advance(ctx, op, c, w.item.deployment, dev, p)
-	if err != nil && !errors.Is(err, errPending) {
+	if err != nil && !errors.Is(err, errPending) && !errors.Is(err, errStopped) {
 		op.Attempts++
 		op.LastError = e.opts.Redact(err.Error())
 		if serr := e.save(ctx, op); serr != nil {
@@ -315,6 +338,9 @@ func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if op.Step != state.StepBound && op.Step != state.StepCommitted && e.stopping() {
+			return errStopped
 		}
 		switch op.Step {
 		case state.StepStarted:
@@ -487,6 +513,8 @@ func (e *Engine) collect(ctx context.Context, op *state.Operation, c Certificate
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-e.stop:
+			return errStopped
 		case <-time.After(next):
 		}
 		if wait *= 2; wait > 30*e.opts.Backoff {

@@ -47,12 +47,18 @@ type Options struct {
 
 // Logging is the process's logger with its outputs.
 type Logging struct {
+	// root writes nothing itself: the terminal and the file are sinks with their own levels and
+	// formats. Its level is the lowest any sink wants, so every logger derived from it (and
+	// go-plugin, which tells plugins to log at its level) produces what the most detailed output
+	// needs.
 	root     hclog.InterceptLogger
 	redactor *secret.Redactor
 	termOut  *secret.Writer
-	json     bool
 
 	mu       sync.Mutex
+	termSink hclog.SinkAdapter
+	termLvl  hclog.Level
+	json     bool
 	early    *earlySink
 	file     *lumberjack.Logger
 	fileOut  *secret.Writer
@@ -77,25 +83,45 @@ func New(opts Options) *Logging {
 	if opts.Level == hclog.NoLevel {
 		opts.Level = hclog.Info
 	}
-	l := &Logging{redactor: opts.Redactor, json: opts.JSON}
+	l := &Logging{redactor: opts.Redactor}
 	l.termOut = opts.Redactor.Writer(opts.Output)
-	l.root = hclog.NewInterceptLogger(&hclog.LoggerOptions{
-		Name: "certfleet", Level: opts.Level, JSONFormat: opts.JSON, Output: l.termOut, Color: hclog.ColorOff,
-	})
+	l.root = hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "certfleet", Level: hclog.Trace, Output: io.Discard})
 	l.early = &earlySink{}
 	l.root.RegisterSink(l.early)
+	l.SetTerminal(opts.Level, opts.JSON)
 	return l
 }
 
-// Logger returns the process logger. Its GetLevel is the lowest level any output wants, so that
-// plugins (which are told the host's level) send what the file needs.
-func (l *Logging) Logger() hclog.Logger { return leveled{InterceptLogger: l.root, l: l} }
+// Logger returns the process logger.
+func (l *Logging) Logger() hclog.Logger { return l.root }
 
 // Slog returns an slog.Logger that writes through the same logger (for the issuers).
 func (l *Logging) Slog() *slog.Logger { return slog.New(&slogHandler{log: l.root}) }
 
-// SetLevel changes the terminal's level.
-func (l *Logging) SetLevel(level hclog.Level) { l.root.SetLevel(level) }
+// SetTerminal changes the terminal's level and format.
+func (l *Logging) SetTerminal(level hclog.Level, json bool) {
+	sink := hclog.NewSinkAdapter(&hclog.LoggerOptions{Level: level, JSONFormat: json, Output: l.termOut, Color: hclog.ColorOff})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.root.RegisterSink(sink)
+	if l.termSink != nil {
+		l.root.DeregisterSink(l.termSink)
+	}
+	l.termSink, l.termLvl, l.json = sink, level, json
+	l.adjustLocked()
+}
+
+// adjustLocked sets the root's level to the lowest level an output wants.
+func (l *Logging) adjustLocked() {
+	level := l.termLvl
+	if l.fileSink != nil && l.fileLvl < level {
+		level = l.fileLvl
+	}
+	if l.early != nil {
+		level = hclog.Trace
+	}
+	l.root.SetLevel(level)
+}
 
 // FilePath is the log file's path, or "" when there is none.
 func (l *Logging) FilePath() string {
@@ -113,7 +139,9 @@ func (l *Logging) OpenFile(fo FileOptions) error {
 			return fmt.Errorf("log file level %q: use trace, debug, info, warn or error", fo.Level)
 		}
 	}
+	l.mu.Lock()
 	jsonFormat := l.json
+	l.mu.Unlock()
 	switch fo.Format {
 	case "":
 	case "json":
@@ -167,6 +195,7 @@ func (l *Logging) OpenFile(fo FileOptions) error {
 		_ = oldOut.Flush()
 		_ = oldFile.Close()
 	}
+	l.adjustLocked()
 	return nil
 }
 
@@ -181,6 +210,7 @@ func (l *Logging) CloseFile() error {
 	l.root.DeregisterSink(l.fileSink)
 	err := errors.Join(l.fileOut.Flush(), l.file.Close())
 	l.fileSink, l.fileOut, l.file, l.filePath = nil, nil, nil, ""
+	l.adjustLocked()
 	return err
 }
 
@@ -195,6 +225,7 @@ func (l *Logging) dropEarly() {
 	if l.early != nil {
 		l.root.DeregisterSink(l.early)
 		l.early = nil
+		l.adjustLocked()
 	}
 }
 
@@ -214,38 +245,12 @@ func (l *Logging) Close() error {
 	return errors.Join(err, l.termOut.Flush())
 }
 
-// minLevel is the lowest level an output wants.
-func (l *Logging) minLevel() hclog.Level {
-	level := l.root.GetLevel()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.early != nil {
-		return hclog.Trace
-	}
-	if l.fileSink != nil && l.fileLvl < level {
-		level = l.fileLvl
-	}
-	return level
-}
-
 func orDefault(v, d int) int {
 	if v <= 0 {
 		return d
 	}
 	return v
 }
-
-// leveled reports the lowest level of all outputs, so callers that ask (the plugin host, which
-// passes it to plugin processes) produce what the most detailed output needs.
-type leveled struct {
-	hclog.InterceptLogger
-	l *Logging
-}
-
-func (v leveled) GetLevel() hclog.Level { return v.l.minLevel() }
-func (v leveled) IsTrace() bool         { return v.l.minLevel() <= hclog.Trace }
-func (v leveled) IsDebug() bool         { return v.l.minLevel() <= hclog.Debug }
-func (v leveled) IsInfo() bool          { return v.l.minLevel() <= hclog.Info }
 
 // earlySink keeps records until the log file is opened.
 type earlySink struct {
