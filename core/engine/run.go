@@ -59,8 +59,9 @@ func (r Report) ExitCode() int {
 // errPending ends a certificate's work for this run while its order is still being processed.
 var errPending = errors.New("the order is still pending at the CA")
 
-// errStopped ends a certificate's work at a safe point when the run is asked to stop.
-var errStopped = errors.New("stopped at a safe point by a shutdown request; the next run resumes it")
+// ErrStopped is the error of a certificate whose work ended at a safe point because the run was
+// asked to stop (RunOptions.Stop); its result is pending and the next run resumes it.
+var ErrStopped = errors.New("stopped at a safe point by a shutdown request; the next run resumes it")
 
 // stopping reports whether the run was asked to stop at the next safe point.
 func (e *Engine) stopping() bool {
@@ -236,7 +237,7 @@ func (e *Engine) runDevice(ctx context.Context, dev Device, items []PlanItem) []
 		case errors.Is(w.err, errPending):
 			w.err = nil
 			out = append(out, w.result(state.OutcomePending))
-		case errors.Is(w.err, errStopped):
+		case errors.Is(w.err, ErrStopped):
 			out = append(out, w.result(state.OutcomePending))
 		case w.err != nil:
 			out = append(out, w.result(state.OutcomeFailed))
@@ -314,7 +315,7 @@ func (e *Engine) save(ctx context.Context, op *state.Operation) error {
 // carry takes one certificate's operation as far as Bound (or Committed, when resuming).
 func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) error {
 	if e.stopping() && w.item.op == nil {
-		return errStopped
+		return ErrStopped
 	}
 	op, err := e.operationFor(ctx, w.item, dev, p)
 	if err != nil {
@@ -323,7 +324,7 @@ func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) e
 	w.op = op
 	c := w.item.cert
 	err = e.advance(ctx, op, c, w.item.deployment, dev, p)
-	if err != nil && !errors.Is(err, errPending) && !errors.Is(err, errStopped) {
+	if err != nil && !errors.Is(err, errPending) && !errors.Is(err, ErrStopped) {
 		op.Attempts++
 		op.LastError = e.opts.Redact(err.Error())
 		if serr := e.save(ctx, op); serr != nil {
@@ -340,7 +341,7 @@ func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate
 			return err
 		}
 		if op.Step != state.StepBound && op.Step != state.StepCommitted && e.stopping() {
-			return errStopped
+			return ErrStopped
 		}
 		switch op.Step {
 		case state.StepStarted:
@@ -514,7 +515,7 @@ func (e *Engine) collect(ctx context.Context, op *state.Operation, c Certificate
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-e.stop:
-			return errStopped
+			return ErrStopped
 		case <-time.After(next):
 		}
 		if wait *= 2; wait > 30*e.opts.Backoff {

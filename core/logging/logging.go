@@ -92,6 +92,9 @@ func New(opts Options) *Logging {
 	return l
 }
 
+// Redactor is the redactor every output passes through.
+func (l *Logging) Redactor() *secret.Redactor { return l.redactor }
+
 // Logger returns the process logger.
 func (l *Logging) Logger() hclog.Logger { return l.root }
 

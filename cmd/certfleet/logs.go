@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/certfleet/certfleet/core/config"
+	"github.com/certfleet/certfleet/core/logging"
+	"github.com/certfleet/certfleet/core/secret"
+	"github.com/hashicorp/go-hclog"
+	"github.com/urfave/cli/v2"
+)
+
+// newProcessLogging builds the process logger from the global flags. It keeps the detail of what
+// happens before the configuration is read, for the log file the configuration may name; sops's
+// own messages go through it too.
+func newProcessLogging(c *cli.Context, r *secret.Redactor) *logging.Logging {
+	l := logging.New(logging.Options{Output: c.App.ErrWriter, Level: logLevel(c), JSON: c.String("log-format") == "json", Redactor: r})
+	secret.RouteSopsLogs(l.Logger())
+	return l
+}
+
+// applyLoggingConfig applies the configuration's logging section: its level and format on the
+// terminal where no flag (or environment variable) says otherwise, and its log file.
+func applyLoggingConfig(c *cli.Context, l *logging.Logging, lc config.Logging) error {
+	level, json := logLevel(c), c.String("log-format") == "json"
+	if !c.IsSet("log-level") && lc.Level != "" {
+		level = hclog.LevelFromString(lc.Level)
+	}
+	if !c.IsSet("log-format") && lc.Format != "" {
+		json = lc.Format == "json"
+	}
+	l.SetTerminal(level, json)
+	if lc.File.Path == "" {
+		l.Discard()
+		return l.CloseFile()
+	}
+	f := lc.File
+	if err := l.OpenFile(logging.FileOptions{Path: f.Path, Level: f.Level, Format: f.Format, MaxSizeMB: f.MaxSizeMB,
+		MaxBackups: f.MaxBackups, MaxAgeDays: f.MaxAgeDays, Compress: f.Compress}); err != nil {
+		return fmt.Errorf("logging.file: %w", err)
+	}
+	return nil
+}
