@@ -158,10 +158,10 @@ func runDaemon(c *cli.Context) error {
 				}
 				requestStop(s.String())
 			case <-parentDone:
+				// main's signal context ends on the same SIGTERM the daemon counts above; only
+				// signals received here count towards a second, hard stop.
 				parentDone = nil
-				if stops++; stops == 1 {
-					requestStop("terminated")
-				}
+				requestStop("terminated")
 			case <-runCtx.Done():
 				return
 			}
