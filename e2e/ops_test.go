@@ -136,7 +136,7 @@ func TestCronQuietRun(t *testing.T) {
 
 	// history shows what each run did, from the state alone: it runs without the CA secret.
 	os.Remove(filepath.Join(f.dir, "scm-secret"))
-	res = f.cron("history", "shop", "--output", "json")
+	res = f.cron("history", "--output", "json", "shop")
 	var runs []struct {
 		Run     int64
 		Outcome string

@@ -59,7 +59,7 @@ func runOutcome(report engine.Report, runErr error) string {
 //
 // failLevel is the level of each failed certificate's log line: the daemon logs it as an error;
 // the run command shows it in its output and keeps the log line for the file.
-func finishRun(ctx context.Context, env *environment, report engine.Report, runErr error, started time.Time, failLevel hclog.Level) {
+func finishRun(ctx context.Context, env *environment, report engine.Report, runErr error, started time.Time, failLevel hclog.Level) []notify.Failure {
 	now := time.Now()
 	outcome := runOutcome(report, runErr)
 	env.metrics.ObserveRun(outcome, now.Sub(started), now)
@@ -76,27 +76,29 @@ func finishRun(ctx context.Context, env *environment, report engine.Report, runE
 	status, err := updateCertificateMetrics(ctx, env)
 	if err != nil {
 		env.log.Warn("cannot read the state for metrics and notifications", "error", err)
-		return
+		return nil
 	}
 	if env.notifier == nil || len(env.notifier.Channels) == 0 || len(report.Results) == 0 {
-		return
+		return nil
 	}
 	host, _ := os.Hostname()
 	digest := notify.FromRun(host, report, status, env.cfg.Notifications.ExpiryWarning, now)
 	if digest.Empty() {
-		return
+		return nil
 	}
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notify.Timeout)
 	defer cancel()
-	for _, f := range env.notifier.Notify(nctx, digest) {
+	failed := env.notifier.Notify(nctx, digest)
+	for _, f := range failed {
 		env.metrics.NotificationFailed(f.Channel)
 		env.log.Warn("notification not delivered; the run itself is not affected", "channel", f.Channel, "error", f.Err)
 	}
+	return failed
 }
 
 // printQuiet is -q's output: nothing when all is well; otherwise one paragraph on what failed or
 // is pending, why, and where to look.
-func printQuiet(w io.Writer, env *environment, report engine.Report) error {
+func printQuiet(w io.Writer, env *environment, report engine.Report, notifyFailed []notify.Failure) error {
 	var failed, pending []state.Result
 	for _, r := range report.Results {
 		switch r.Outcome {
@@ -106,10 +108,15 @@ func printQuiet(w io.Writer, env *environment, report engine.Report) error {
 			pending = append(pending, r)
 		}
 	}
-	if len(failed)+len(pending) == 0 {
-		return nil
-	}
 	var b strings.Builder
+	for _, f := range notifyFailed {
+		fmt.Fprintf(&b, "certfleet: the %s notification of run %d was not delivered: %v. The run itself is not affected; check the receiver and notifications: in the configuration.\n",
+			f.Channel, report.RunID, f.Err)
+	}
+	if len(failed)+len(pending) == 0 {
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
 	if len(failed) > 0 {
 		fmt.Fprintf(&b, "certfleet: %d of %d certificates failed in run %d.\n", len(failed), len(report.Results), report.RunID)
 		for _, r := range failed {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/certfleet/certfleet/core/engine"
 	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/notify"
 	"github.com/certfleet/certfleet/core/state"
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
@@ -88,8 +89,9 @@ func runCommand() *cli.Command {
 			defer env.close()
 			started := time.Now()
 			report, runErr := env.engine.Run(c.Context, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run")})
+			var notifyFailed []notify.Failure
 			if !c.Bool("dry-run") {
-				finishRun(c.Context, env, report, runErr, started, hclog.Info)
+				notifyFailed = finishRun(c.Context, env, report, runErr, started, hclog.Info)
 				writeMetricsFile(c, env)
 			}
 			if runErr != nil && len(report.Results) == 0 {
@@ -100,7 +102,7 @@ func runCommand() *cli.Command {
 					return err
 				}
 			} else if c.Bool("quiet") {
-				if err := printQuiet(c.App.Writer, env, report); err != nil {
+				if err := printQuiet(c.App.Writer, env, report, notifyFailed); err != nil {
 					return err
 				}
 			} else if err := printReport(c.App.Writer, report); err != nil {
