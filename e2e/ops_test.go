@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -362,5 +365,61 @@ func TestDaemonReloadAndGracefulStop(t *testing.T) {
 	}
 	if names := f.live("web1", "new").DNSNames; len(names) != 1 || names[0] != "new.example.com" {
 		t.Fatalf("served names %v", names)
+	}
+}
+
+// hookReceiver is a real HTTP receiver that records the bodies posted to it.
+type hookReceiver struct {
+	status int
+	mu     sync.Mutex
+	bodies []string
+}
+
+func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	h.bodies = append(h.bodies, string(body))
+	h.mu.Unlock()
+	w.WriteHeader(h.status)
+}
+
+func (h *hookReceiver) posts() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.bodies...)
+}
+
+// TestRunNotifiesOncePerRun: a run that deploys sends one digest to each receiver; a receiver
+// that fails does not fail the run, which says so in its quiet output; a run with nothing to tell
+// sends nothing; the webhook's secret URL never reaches the log.
+func TestRunNotifiesOncePerRun(t *testing.T) {
+	good, broken := &hookReceiver{status: 200}, &hookReceiver{status: 500}
+	goodSrv, brokenSrv := httptest.NewServer(good), httptest.NewServer(broken)
+	defer goodSrv.Close()
+	defer brokenSrv.Close()
+	const secretPath = "/services/T000/B000/XXXXsecretXXXX"
+	f, _, _ := cronFleet(t, map[string][]string{"web1": {"www"}}, fmt.Sprintf(`notifications:
+  webhooks:
+    - {name: team-chat, url: "%s%s", format: slack}
+    - {name: broken, url: "%s/hook", format: teams}
+`, goodSrv.URL, secretPath, brokenSrv.URL))
+
+	res := f.cron("run", "-q")
+	if res.code != 0 || res.stderr != "" || !strings.HasPrefix(res.stdout, "certfleet: the broken notification of run 1 was not delivered: webhook broken: the receiver answered 500") ||
+		strings.Count(res.stdout, "\n") != 1 {
+		t.Fatalf("run with a failing receiver: exit %d\nstdout %q\nstderr %q", res.code, res.stdout, res.stderr)
+	}
+	if posts := good.posts(); len(posts) != 1 || !strings.Contains(posts[0], "DEPLOYED www on web1 (enroll)") {
+		t.Fatalf("team-chat received %q", posts)
+	}
+	if posts := broken.posts(); len(posts) != 1 || !strings.Contains(posts[0], "AdaptiveCard") {
+		t.Fatalf("broken received %q", posts)
+	}
+	if res := f.cron("run", "-q"); res.code != 0 || res.stdout+res.stderr != "" || len(good.posts()) != 1 || len(broken.posts()) != 1 {
+		t.Fatalf("a run with nothing to tell: exit %d %q %q, %d/%d posts", res.code, res.stdout, res.stderr, len(good.posts()), len(broken.posts()))
+	}
+	log := f.logFile()
+	if !strings.Contains(log, "notification not delivered; the run itself is not affected") || strings.Contains(log, secretPath) {
+		t.Fatalf("log file: the failure is missing or the secret URL is present:\n%s", lastLines(log, 20))
 	}
 }
