@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -75,7 +76,7 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 			errs.add(Position{File: f}, "", "add at least `version: v1`", "the file is empty")
 			continue
 		}
-		warnings = append(warnings, l.references(f, doc.Content[0], "", errs)...)
+		warnings = append(warnings, l.references(f, doc.Content[0], sopsSource(f, data), "", errs)...)
 		if r, ok := splitFile(f, doc.Content[0], errs); ok {
 			raws = append(raws, r)
 		}
@@ -148,16 +149,19 @@ var secretKeys = map[string]bool{
 
 // references checks (and, with a resolver, expands) every ${...} in the tree, and warns about
 // secrets written in plain text.
-func (l *loader) references(file string, n *yaml.Node, key string, errs *Errors) []Warning {
+//
+// enc is the same place in the file as stored on disk when the file is sops-encrypted (nil
+// otherwise): a value sops encrypted there is not "in plain text".
+func (l *loader) references(file string, n, enc *yaml.Node, key string, errs *Errors) []Warning {
 	var warnings []Warning
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			warnings = append(warnings, l.references(file, n.Content[i+1], n.Content[i].Value, errs)...)
+			warnings = append(warnings, l.references(file, n.Content[i+1], encChild(enc, n.Content[i].Value), n.Content[i].Value, errs)...)
 		}
 	case yaml.SequenceNode, yaml.DocumentNode:
-		for _, c := range n.Content {
-			warnings = append(warnings, l.references(file, c, key, errs)...)
+		for i, c := range n.Content {
+			warnings = append(warnings, l.references(file, c, encIndex(enc, n.Kind, i), key, errs)...)
 		}
 	case yaml.ScalarNode:
 		pos := Position{File: file, Line: n.Line}
@@ -170,7 +174,8 @@ func (l *loader) references(file string, n *yaml.Node, key string, errs *Errors)
 				bad = true
 			}
 		}
-		if len(refs) == 0 && secretKeys[key] && n.Value != "" {
+		sopsEncrypted := enc != nil && enc.Kind == yaml.ScalarNode && strings.HasPrefix(enc.Value, "ENC[")
+		if len(refs) == 0 && secretKeys[key] && n.Value != "" && !sopsEncrypted {
 			warnings = append(warnings, Warning{Position: pos, Path: key, Message: "a secret is written in the configuration in plain text",
 				Hint: "use ${env:NAME}, ${file:/path} or a sops-encrypted file"})
 		}
@@ -371,4 +376,37 @@ func (w *walker) tls(n *yaml.Node, path string) TLS {
 		"server_name":          func(n *yaml.Node, p string) { t.ServerName = w.str(n, p) },
 	})
 	return t
+}
+
+// sopsSource returns the top node of a file as stored on disk when data (what the file reader
+// returned) is its decryption, so that values sops encrypted can be told from plain ones.
+func sopsSource(path string, data []byte) *yaml.Node {
+	raw, err := os.ReadFile(path)
+	if err != nil || bytes.Equal(raw, data) || !bytes.Contains(raw, []byte("ENC[")) {
+		return nil
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(raw, &doc) != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	return doc.Content[0]
+}
+
+func encChild(enc *yaml.Node, key string) *yaml.Node {
+	if enc == nil || enc.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(enc.Content); i += 2 {
+		if enc.Content[i].Value == key {
+			return enc.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func encIndex(enc *yaml.Node, kind yaml.Kind, i int) *yaml.Node {
+	if enc == nil || kind != yaml.SequenceNode || enc.Kind != yaml.SequenceNode || i >= len(enc.Content) {
+		return nil
+	}
+	return enc.Content[i]
 }

@@ -109,8 +109,10 @@ func (w *walker) logFile(n *yaml.Node, path string) LogFile {
 		},
 		"max_size_mb": func(n *yaml.Node, p string) { f.MaxSizeMB = w.positive(n, p) },
 		"max_backups": func(n *yaml.Node, p string) { f.MaxBackups = w.positive(n, p) },
-		"max_age":     func(n *yaml.Node, p string) { f.MaxAgeDays = int((w.duration(n, p) + 24*time.Hour - 1) / (24 * time.Hour)) },
-		"compress":    func(n *yaml.Node, p string) { f.Compress = w.boolean(n, p) },
+		"max_age": func(n *yaml.Node, p string) {
+			f.MaxAgeDays = int((w.duration(n, p) + 24*time.Hour - 1) / (24 * time.Hour))
+		},
+		"compress": func(n *yaml.Node, p string) { f.Compress = w.boolean(n, p) },
 	})
 	if f.Path == "" && n.Kind == yaml.MappingNode {
 		w.errs.add(w.pos(n), join(path, "path"), "e.g. path: /var/log/certfleet/certfleet.log", "is missing")
