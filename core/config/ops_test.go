@@ -81,3 +81,23 @@ func TestOperationsSectionErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestNoPlainTextWarningForSopsEncryptedValues: a configuration file sops-encrypted in part
+// (encrypted_regex '^password$') is read decrypted; its password was not in plain text on disk,
+// and the unencrypted api_key was.
+func TestNoPlainTextWarningForSopsEncryptedValues(t *testing.T) {
+	onDisk := strings.Replace(opsBase, "  d1: {plugin: pemdir, address: /tmp/d1}\n",
+		"  d1:\n    plugin: pemdir\n    address: /tmp/d1\n    credentials:\n      password: ENC[AES256_GCM,data:3q2+7w==,iv:AAAA,tag:BBBB,type:str]\n      api_key: plain-key\n", 1)
+	decrypted := strings.Replace(onDisk, "ENC[AES256_GCM,data:3q2+7w==,iv:AAAA,tag:BBBB,type:str]", "decrypted-password", 1)
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(onDisk+"sops:\n  version: 3.13.3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, warnings, err := Load(path, WithFileReader(func(string) ([]byte, error) { return []byte(decrypted), nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || warnings[0].Path != "api_key" {
+		t.Fatalf("warnings %v; want one, for api_key only", warnings)
+	}
+}
