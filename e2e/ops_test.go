@@ -88,11 +88,31 @@ func (f *fleet) logFile() string {
 func TestCronQuietRun(t *testing.T) {
 	f, sim, _ := cronFleet(t, map[string][]string{"web1": {"www", "api"}, "web2": {"shop"}}, "")
 
+	promFile := filepath.Join(f.dir, "textfile", "certfleet.prom")
+	os.MkdirAll(filepath.Dir(promFile), 0o755)
 	for i, what := range []string{"enrolment", "nothing to do"} {
-		res := f.cron("run", "-q")
+		res := f.cron("run", "-q", "--metrics-file", promFile)
 		if res.code != 0 || res.stdout != "" || res.stderr != "" {
 			t.Fatalf("cron run %d (%s): exit %d, stdout %q, stderr %q; want silence and 0", i+1, what, res.code, res.stdout, res.stderr)
 		}
+	}
+	// The textfile for node_exporter, parsed with Prometheus's own parser.
+	prom, err := os.Open(promFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(prom)
+	prom.Close()
+	if err != nil {
+		t.Fatalf("%s does not parse: %v", promFile, err)
+	}
+	expiry := families["certfleet_certificate_expiry_timestamp_seconds"]
+	if expiry == nil || len(expiry.Metric) != 3 || expiry.Metric[0].GetGauge().GetValue() < float64(time.Now().Add(300*24*time.Hour).Unix()) {
+		t.Fatalf("expiry in the textfile: %v", expiry)
+	}
+	if runs := families["certfleet_runs_total"]; runs == nil || runs.Metric[0].GetCounter().GetValue() != 1 || families["go_goroutines"] != nil {
+		t.Fatalf("the textfile holds one run's counters and no process metrics: %v", runs)
 	}
 	if len(sim.Orders()) != 3 {
 		t.Fatalf("%d orders", len(sim.Orders()))
