@@ -81,11 +81,24 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 			raws = append(raws, r)
 		}
 	}
-	cfg := build(raws, errs)
+	cfg := build(raws, errs, &warnings)
 	if err := errs.Err(); err != nil {
 		return nil, warnings, err
 	}
-	return cfg, warnings, nil
+	return cfg, append(warnings, plainHTTPWarnings(cfg)...), nil
+}
+
+// plainHTTPWarnings repeats, on every load, that a device is reached over plain http.
+func plainHTTPWarnings(cfg *Config) []Warning {
+	var out []Warning
+	for _, name := range sortedKeys(cfg.Devices) {
+		if d := cfg.Devices[name]; d.AllowPlainHTTP && strings.HasPrefix(strings.ToLower(d.Address), "http://") {
+			out = append(out, Warning{Position: d.Position, Path: "devices." + name + ".address",
+				Message: "the device is reached over plain http: its credentials and every request cross the network unencrypted",
+				Hint:    "use https:// and remove allow_plain_http"})
+		}
+	}
+	return out
 }
 
 func configFiles(path string) ([]string, error) {
@@ -192,13 +205,13 @@ func (l *loader) references(file string, n, enc *yaml.Node, key string, errs *Er
 }
 
 // build merges the files' sections, applies defaults and checks everything across files.
-func build(raws []raw, errs *Errors) *Config {
+func build(raws []raw, errs *Errors, warnings *[]Warning) *Config {
 	cfg := &Config{Issuers: map[string]*Issuer{}, Devices: map[string]*Device{}, Certificates: map[string]*Certificate{}}
 	var defaults *defaultsSection
 	single := map[string]Position{}
 	for _, r := range raws {
 		cfg.Files = append(cfg.Files, r.file)
-		w := &walker{file: r.file, errs: errs}
+		w := &walker{file: r.file, errs: errs, warnings: warnings}
 		for _, name := range []string{"defaults", "state", "logging", "runtime", "plugins", "daemon", "notifications"} {
 			n, ok := r.sections[name]
 			if !ok {
@@ -241,7 +254,7 @@ func build(raws []raw, errs *Errors) *Config {
 	applyRuntimeDefaults(cfg)
 	var certs []*rawCertificate
 	for _, r := range raws {
-		w := &walker{file: r.file, errs: errs}
+		w := &walker{file: r.file, errs: errs, warnings: warnings}
 		if n, ok := r.sections["issuers"]; ok {
 			w.entries(n, "issuers", func(name string, k, v *yaml.Node, p string) {
 				if prev, dup := cfg.Issuers[name]; dup {
@@ -381,6 +394,11 @@ func (w *walker) tls(n *yaml.Node, path string) TLS {
 // sopsSource returns the top node of a file as stored on disk when data (what the file reader
 // returned) is its decryption, so that values sops encrypted can be told from plain ones.
 func sopsSource(path string, data []byte) *yaml.Node {
+	// Read again only what the file reader accepted: a regular file of a sane size (sops adds
+	// metadata and base64 to the plaintext, well under this bound).
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() || st.Size() > 4*int64(len(data))+1<<20 {
+		return nil
+	}
 	raw, err := os.ReadFile(path)
 	if err != nil || bytes.Equal(raw, data) || !bytes.Contains(raw, []byte("ENC[")) {
 		return nil
