@@ -284,4 +284,3 @@ func (d *daemon) serve(listen string) (*http.Server, error) {
 	d.log.Info("serving /metrics and /healthz", "address", ln.Addr().String())
 	return srv, nil
 }
-
