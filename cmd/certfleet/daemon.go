@@ -282,5 +282,9 @@ func (d *daemon) serve(listen string) (*http.Server, error) {
 		}
 	}()
 	d.log.Info("serving /metrics and /healthz", "address", ln.Addr().String())
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		d.log.Warn("/metrics and /healthz are served beyond this host (certificate names, devices and run results are readable there)",
+			"address", ln.Addr().String(), "hint", "listen on 127.0.0.1 and let a local collector or a TLS proxy expose it")
+	}
 	return srv, nil
 }

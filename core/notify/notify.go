@@ -153,6 +153,13 @@ func (w *Webhook) Send(ctx context.Context, d Digest) error {
 // Payload renders the digest for a webhook format: json (the digest itself), slack (an incoming
 // webhook message: text in Slack's mrkdwn) or teams (a message carrying an Adaptive Card, the
 // form Teams incoming webhooks and Workflows accept).
+//
+// Sources: Slack, "Sending messages using incoming webhooks" (api.slack.com/messaging/webhooks:
+// a JSON body whose "text" is the message, mrkdwn by default); Microsoft, "Create an Incoming
+// Webhook" / "Send Adaptive Cards using an Incoming Webhook" (MicrosoftDocs/msteams-docs,
+// webhooks-and-connectors/how-to/add-incoming-webhook.md: {"type": "message", "attachments":
+// [{"contentType": "application/vnd.microsoft.card.adaptive", "content": {AdaptiveCard}}]}, the
+// body the Workflows "post to a channel when a webhook request is received" template also takes).
 func Payload(format string, d Digest) ([]byte, error) {
 	switch format {
 	case "json", "":
