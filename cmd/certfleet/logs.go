@@ -33,7 +33,7 @@ func applyLoggingConfig(c *cli.Context, l *logging.Logging, lc config.Logging) e
 	}
 	f := lc.File
 	if err := l.OpenFile(logging.FileOptions{Path: f.Path, Level: f.Level, Format: f.Format, MaxSizeMB: f.MaxSizeMB,
-		MaxBackups: f.MaxBackups, MaxAgeDays: f.MaxAgeDays, Compress: f.Compress}); err != nil {
+		MaxBackups: f.MaxBackups, MaxAgeDays: f.MaxAgeDays, Compress: f.Compress, Daily: f.Daily}); err != nil {
 		return fmt.Errorf("logging.file: %w", err)
 	}
 	return nil

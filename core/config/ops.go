@@ -21,6 +21,8 @@ type LogFile struct {
 	MaxBackups int
 	MaxAgeDays int
 	Compress   bool
+	// Daily starts a new file each day as well.
+	Daily bool
 }
 
 // Daemon configures `certfleet daemon`.
@@ -113,6 +115,7 @@ func (w *walker) logFile(n *yaml.Node, path string) LogFile {
 			f.MaxAgeDays = int((w.duration(n, p) + 24*time.Hour - 1) / (24 * time.Hour))
 		},
 		"compress": func(n *yaml.Node, p string) { f.Compress = w.boolean(n, p) },
+		"daily":    func(n *yaml.Node, p string) { f.Daily = w.boolean(n, p) },
 	})
 	if f.Path == "" && n.Kind == yaml.MappingNode {
 		w.errs.add(w.pos(n), join(path, "path"), "e.g. path: /var/log/certfleet/certfleet.log", "is missing")

@@ -30,7 +30,7 @@ func loadOps(t *testing.T, extra string) (*Config, error) {
 func TestOperationsSections(t *testing.T) {
 	cfg, err := loadOps(t, `logging:
   level: warn
-  file: {path: logs/certfleet.log, level: debug, max_size_mb: 1, max_backups: 10, max_age: 30d, compress: true}
+  file: {path: logs/certfleet.log, level: debug, max_size_mb: 1, max_backups: 10, max_age: 30d, compress: true, daily: true}
 daemon:
   schedule: "17 3 * * *"
   time_zone: Europe/London
@@ -46,7 +46,7 @@ notifications:
 		t.Fatal(err)
 	}
 	f := cfg.Logging.File
-	if !strings.HasSuffix(f.Path, "/logs/certfleet.log") || !filepath.IsAbs(f.Path) || f.Level != "debug" || f.MaxSizeMB != 1 || f.MaxAgeDays != 30 || !f.Compress {
+	if !strings.HasSuffix(f.Path, "/logs/certfleet.log") || !filepath.IsAbs(f.Path) || f.Level != "debug" || f.MaxSizeMB != 1 || f.MaxAgeDays != 30 || !f.Compress || !f.Daily {
 		t.Errorf("logging.file: %+v", f)
 	}
 	d := cfg.Daemon

@@ -35,6 +35,9 @@ type FileOptions struct {
 	MaxAgeDays int
 	// Compress gzips rotated files.
 	Compress bool
+	// Daily also starts a new file on the first write of each day (the Sectigo Citrix agent's
+	// practice), whatever its size.
+	Daily bool
 }
 
 // Options configure the terminal side of the logger.
@@ -167,7 +170,11 @@ func (l *Logging) OpenFile(fo FileOptions) error {
 		Filename: fo.Path, MaxSize: orDefault(fo.MaxSizeMB, 10), MaxBackups: orDefault(fo.MaxBackups, 10),
 		MaxAge: fo.MaxAgeDays, Compress: fo.Compress, LocalTime: true,
 	}
-	out := l.redactor.Writer(file)
+	var dest io.Writer = file
+	if fo.Daily {
+		dest = newDailyWriter(file, fo.Path)
+	}
+	out := l.redactor.Writer(dest)
 	var replayAt time.Time
 	sink := hclog.NewSinkAdapter(&hclog.LoggerOptions{
 		Level: level, JSONFormat: jsonFormat, Output: out, Color: hclog.ColorOff,
@@ -284,4 +291,33 @@ func (s *earlySink) take() []record {
 	out := s.records
 	s.records = nil
 	return out
+}
+
+// dailyWriter rotates the file on the first write of a new day. The day of the last write is
+// taken from the file's modification time at start, so that one-shot runs from cron rotate too.
+type dailyWriter struct {
+	file    *lumberjack.Logger
+	mu      sync.Mutex
+	lastDay string
+}
+
+func newDailyWriter(file *lumberjack.Logger, path string) *dailyWriter {
+	w := &dailyWriter{file: file}
+	if st, err := os.Stat(path); err == nil && st.Size() > 0 {
+		w.lastDay = st.ModTime().Format(time.DateOnly)
+	}
+	return w
+}
+
+func (w *dailyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	today := time.Now().Format(time.DateOnly)
+	if w.lastDay != "" && w.lastDay != today {
+		if err := w.file.Rotate(); err != nil {
+			return 0, err
+		}
+	}
+	w.lastDay = today
+	return w.file.Write(p)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certfleet/certfleet/core/secret"
 	"github.com/hashicorp/go-hclog"
@@ -102,5 +103,33 @@ func TestJSONFileFormatAndBadOptions(t *testing.T) {
 	}
 	if err := New(Options{Output: &bytes.Buffer{}}).OpenFile(FileOptions{Path: "/proc/nope/c.log"}); err == nil {
 		t.Fatal("an unwritable log path was accepted")
+	}
+}
+
+func TestDailyRotationStartsANewFileOnANewDay(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "certfleet.log")
+	if err := os.WriteFile(path, []byte("yesterday's run\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	yesterday := time.Now().Add(-24 * time.Hour)
+	if err := os.Chtimes(path, yesterday, yesterday); err != nil {
+		t.Fatal(err)
+	}
+	l := New(Options{Output: &bytes.Buffer{}, Level: hclog.Error})
+	if err := l.OpenFile(FileOptions{Path: path, Daily: true}); err != nil {
+		t.Fatal(err)
+	}
+	l.Logger().Info("today's run")
+	l.Logger().Info("today's run, later")
+	l.Close()
+	backups, _ := filepath.Glob(filepath.Join(dir, "certfleet-*.log"))
+	if len(backups) != 1 {
+		t.Fatalf("backups %v; want yesterday's file kept aside", backups)
+	}
+	old, _ := os.ReadFile(backups[0])
+	cur, _ := os.ReadFile(path)
+	if string(old) != "yesterday's run\n" || !strings.Contains(string(cur), "today's run, later") || strings.Contains(string(cur), "yesterday") {
+		t.Fatalf("backup %q, current %q", old, cur)
 	}
 }
