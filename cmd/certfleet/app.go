@@ -55,6 +55,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			revokeCommand(),
 			secretsCommand(),
 			pluginsCommand(),
+			migrateCommand(),
+			inventoryCommand(),
+			reportCommand(),
 		},
 	}
 }

@@ -23,7 +23,7 @@ func planCommand() *cli.Command {
 		Name:      "plan",
 		Usage:     "show what a run would do, per certificate and device (devices are read, no CA is contacted)",
 		ArgsUsage: "[CERTIFICATE...]",
-		Flags:     []cli.Flag{outputFlag(), &cli.BoolFlag{Name: "force", Usage: "plan a renewal of every selected certificate"}},
+		Flags:     []cli.Flag{outputFlag(), &cli.BoolFlag{Name: "force", Usage: "plan a renewal of every selected certificate"}, noAdoptFlag()},
 		Action: func(c *cli.Context) error {
 			if err := checkOutputFlag(c); err != nil {
 				return err
@@ -33,7 +33,7 @@ func planCommand() *cli.Command {
 				return err
 			}
 			defer env.close()
-			plan, err := env.engine.Plan(c.Context, engine.PlanOptions{Names: c.Args().Slice(), Force: c.Bool("force")})
+			plan, err := env.engine.Plan(c.Context, engine.PlanOptions{Names: c.Args().Slice(), Force: c.Bool("force"), NoAdopt: c.Bool("no-adopt")})
 			if err != nil {
 				return err
 			}
@@ -77,6 +77,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "renew every selected certificate now (a new key each)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "for cron: print nothing when all is well, and only what failed (one paragraph) otherwise"},
 			metricsFileFlag(),
+			noAdoptFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := checkOutputFlag(c); err != nil {
@@ -88,7 +89,7 @@ func runCommand() *cli.Command {
 			}
 			defer env.close()
 			started := time.Now()
-			report, runErr := env.engine.Run(c.Context, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run")})
+			report, runErr := env.engine.Run(c.Context, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run"), NoAdopt: c.Bool("no-adopt")})
 			var notifyFailed []notify.Failure
 			if !c.Bool("dry-run") {
 				notifyFailed = finishRun(c.Context, env, report, runErr, started, hclog.Info)
@@ -236,4 +237,8 @@ func revokeCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+func noAdoptFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "no-adopt", Usage: "enroll certificates with nothing recorded even when a matching one is already live on the device"}
 }

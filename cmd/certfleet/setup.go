@@ -325,6 +325,7 @@ func engineCertificates(cfg *config.Config) []engine.Certificate {
 		out = append(out, engine.Certificate{
 			Name: name, Device: c.Device, Issuer: c.Issuer, Subject: c.Subject, SANs: c.SANs, KeySpec: c.Key,
 			RenewBefore: c.RenewBefore, RenewFraction: c.RenewFraction, Bindings: c.Bindings, IssuerOptions: c.IssuerOptions,
+			CleanupAdopted: c.CleanupAdopted,
 		})
 	}
 	return out

@@ -18,9 +18,10 @@ import (
 
 // RunOptions select what to run.
 type RunOptions struct {
-	Names  []string
-	Force  bool
-	DryRun bool
+	Names   []string
+	Force   bool
+	DryRun  bool
+	NoAdopt bool
 	// Stop, when closed, stops the run at the next safe point: the step in flight finishes and
 	// is recorded, changes already bound are committed, and no new step starts; what is left is
 	// resumed by the next run. (Cancelling the context instead aborts the calls in flight.)
@@ -73,10 +74,23 @@ func (e *Engine) stopping() bool {
 	}
 }
 
+// heldError: the CA asked not to be called about this operation before until (its Retry-After on
+// a refusal); the run reports the certificate pending, with that time.
+type heldError struct {
+	until time.Time
+	last  string
+}
+
+func (h *heldError) Error() string {
+	return fmt.Sprintf("held until %s by the CA's Retry-After (%s)", h.until.UTC().Format(time.RFC3339), h.last)
+}
+
+func (h *heldError) Is(target error) bool { return target == errPending }
+
 // Run plans and carries out the plan. Each certificate's failure is its own: the others go on.
 func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	if ro.DryRun {
-		plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force})
+		plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt})
 		report := Report{Plan: plan}
 		for _, it := range plan.Items {
 			report.Results = append(report.Results, state.Result{Certificate: it.Certificate, Device: it.Device,
@@ -93,7 +107,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	if err := e.refreshCAView(ctx, ro.Names); err != nil {
 		return Report{}, err
 	}
-	plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force})
+	plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt})
 	if err != nil {
 		return Report{}, err
 	}
@@ -119,7 +133,16 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	var settled []state.Result
 	byDevice := map[string][]PlanItem{}
 	for _, it := range plan.Items {
+		if it.adopted != nil {
+			if err := e.opts.Store.SaveDeployment(ctx, *it.adopted); err != nil {
+				settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeFailed, Error: err.Error()})
+				continue
+			}
+			e.progress(it.cert, "adopted %s, valid until %s", it.adopted.CertRef, it.adopted.NotAfter.UTC().Format("2006-01-02"))
+		}
 		switch it.Action {
+		case ActionAdopt:
+			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeAdopted})
 		case ActionNone:
 			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeUnchanged})
 		case ActionUnknown:
@@ -235,7 +258,9 @@ func (e *Engine) runDevice(ctx context.Context, dev Device, items []PlanItem) []
 	for _, w := range works {
 		switch {
 		case errors.Is(w.err, errPending):
-			w.err = nil
+			if held := (*heldError)(nil); !errors.As(w.err, &held) {
+				w.err = nil
+			}
 			out = append(out, w.result(state.OutcomePending))
 		case errors.Is(w.err, ErrStopped):
 			out = append(out, w.result(state.OutcomePending))
@@ -323,8 +348,17 @@ func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) e
 	}
 	w.op = op
 	c := w.item.cert
+	if now := e.opts.Now(); now.Before(op.RetryNotBefore) {
+		e.progress(c, "held until %s by the CA's Retry-After", op.RetryNotBefore.UTC().Format(time.RFC3339))
+		return &heldError{until: op.RetryNotBefore, last: op.LastError}
+	}
 	err = e.advance(ctx, op, c, w.item.deployment, dev, p)
 	if err != nil && !errors.Is(err, errPending) && !errors.Is(err, ErrStopped) {
+		if wait := issuer.RetryAfterOf(err); wait > 0 {
+			// The CA said when it will take the request again (a rate limit): no call before then.
+			op.RetryNotBefore = e.opts.Now().Add(wait).UTC()
+			err = fmt.Errorf("%w; next attempt after %s", err, op.RetryNotBefore.Format(time.RFC3339))
+		}
 		op.Attempts++
 		op.LastError = e.opts.Redact(err.Error())
 		if serr := e.save(ctx, op); serr != nil {
@@ -407,7 +441,8 @@ func orderRequest(op *state.Operation, c Certificate, previous *state.Deployment
 		DNSNames: c.SANs.DNSNames, IPAddresses: c.SANs.IPAddresses, EmailAddresses: c.SANs.EmailAddresses,
 		Options: c.IssuerOptions,
 	}
-	if previous != nil && previous.Issuer == c.Issuer {
+	// An adopted certificate came from another account (or CA): naming it would be refused.
+	if previous != nil && previous.Issuer == c.Issuer && !previous.Adopted {
 		req.PreviousCertPEM = previous.CertPEM
 	}
 	return req
@@ -625,6 +660,10 @@ func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 		}
 		verified = append(verified, w)
 		if d := w.item.deployment; d != nil && d.CertRef != w.op.CertRef {
+			if d.Adopted && !w.item.cert.CleanupAdopted {
+				e.log.Info("adopted object kept (set cleanup_adopted: true to let certfleet remove it)", "device", dev.Name, "cert_ref", d.CertRef)
+				continue
+			}
 			cleanup = append(cleanup, sdk.ObjectRef{CertRef: d.CertRef, KeyRef: d.KeyRef})
 		}
 	}
