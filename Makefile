@@ -22,7 +22,7 @@ NFPM_VERSION               := v2.48.0
 MINISIGN_VERSION           := v0.3.0
 CYCLONEDX_GOMOD_VERSION    := v1.10.0
 
-.PHONY: all build test test-short lint proto proto-check demo bench tools clean dist dist-check cross-check repro-check
+.PHONY: all build test test-short test-report-browser lint proto proto-check demo bench tools clean dist dist-check cross-check repro-check
 
 all: build
 
@@ -56,6 +56,11 @@ repro-check: $(TOOLS)/nfpm $(TOOLS)/cyclonedx-gomod
 ## test: every test, with the race detector
 test: $(TOOLS)/sops
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+## test-report-browser: the HTML report opened in headless Chromium (apt-get install -y chromium);
+## `make test` runs the same test but skips the browser part when Chromium is absent
+test-report-browser: $(TOOLS)/sops
+	CERTFLEET_REQUIRE_BROWSER=1 $(GO) test -count=1 -run TestMigrateAdoptInventoryReport ./e2e/
 
 ## lint: gofmt, go vet, staticcheck
 lint: $(TOOLS)/staticcheck

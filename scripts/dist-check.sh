@@ -49,7 +49,7 @@ step "the Citrix bundle, unpacked alone into an empty directory"
 mkdir "$work/citrix"
 tar xzf "$work/v1/certfleet-citrix-nitro_${v1}_${target}.tar.gz" -C "$work/citrix"
 bundle="$work/citrix/certfleet-citrix-nitro_${v1}_${target}"
-want="LICENSE? README.md SHA256SUMS certfleet certfleet-plugin-citrix-nitro certfleet.yaml completions/_certfleet completions/certfleet.bash completions/certfleet.fish man/certfleet.1 systemd/certfleet.service systemd/certfleet.timer"
+want="LICENSE? README.md SHA256SUMS certfleet certfleet-plugin-citrix-nitro certfleet.yaml completions/_certfleet completions/certfleet.bash completions/certfleet.fish man/certfleet.1 systemd/certfleet.service systemd/certfleet.timer systemd/certfleet-daemon.service"
 got=$(cd "$bundle" && find . -type f | sed 's|^\./||' | sort | tr '\n' ' ')
 for f in $want; do
   case "$f" in *\?) continue;; esac

@@ -297,6 +297,10 @@ func (r *release) target(goos, goarch string) error {
 	return nil
 }
 
+// systemdUnits (examples/systemd) go into every Linux bundle and package; they run as the user
+// certfleet, which the packages' postinstall creates.
+var systemdUnits = []string{"certfleet.service", "certfleet.timer", "certfleet-daemon.service"}
+
 // commonFiles are in every bundle: the docs generated from the CLI, systemd units, the licence.
 func (r *release) commonFiles(goos string) ([]file, error) {
 	files := []file{{name: "man/certfleet.1", data: r.docs.man}}
@@ -305,8 +309,8 @@ func (r *release) commonFiles(goos string) ([]file, error) {
 			file{name: "completions/certfleet.bash", data: r.docs.bash},
 			file{name: "completions/_certfleet", data: r.docs.zsh},
 			file{name: "completions/certfleet.fish", data: r.docs.fish})
-		for _, unit := range []string{"certfleet.service", "certfleet.timer"} {
-			data, err := os.ReadFile(filepath.Join("packaging", "systemd", unit))
+		for _, unit := range systemdUnits {
+			data, err := os.ReadFile(filepath.Join("examples", "systemd", unit))
 			if err != nil {
 				return nil, err
 			}
@@ -484,8 +488,8 @@ func (r *release) linuxPackages(goarch, binDir string, plugins []file) error {
 	errs = append(errs, add("certfleet.bash", r.docs.bash, "/usr/share/bash-completion/completions/certfleet", "", 0o644))
 	errs = append(errs, add("_certfleet", r.docs.zsh, "/usr/share/zsh/vendor-completions/_certfleet", "", 0o644))
 	errs = append(errs, add("certfleet.fish", r.docs.fish, "/usr/share/fish/vendor_completions.d/certfleet.fish", "", 0o644))
-	for _, unit := range []string{"certfleet.service", "certfleet.timer"} {
-		data, err := os.ReadFile(filepath.Join("packaging", "systemd", unit))
+	for _, unit := range systemdUnits {
+		data, err := os.ReadFile(filepath.Join("examples", "systemd", unit))
 		errs = append(errs, err, add(unit, data, "/usr/lib/systemd/system/"+unit, "", 0o644))
 	}
 	sample, err := os.ReadFile("examples/certfleet.yaml")
@@ -522,6 +526,9 @@ contents:
     type: dir
     file_info: {mode: 0700}
   - dst: /etc/certfleet
+    type: dir
+    file_info: {mode: 0750}
+  - dst: /var/log/certfleet
     type: dir
     file_info: {mode: 0750}
 `, goarch, r.version, r.mtime.Format(time.RFC3339), postinstall)
