@@ -1,7 +1,6 @@
 package main
 
 import (
-
 	"github.com/certfleet/certfleet/core/config"
 	"github.com/certfleet/certfleet/core/engine"
 	"github.com/certfleet/certfleet/core/logging"
