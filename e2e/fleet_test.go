@@ -386,6 +386,9 @@ func TestMigrateToPostgresAndRunBySite(t *testing.T) {
 	if err := json.Unmarshal([]byte(res.stdout), &rows); err != nil || len(rows) != 3 {
 		t.Fatalf("status from the west instance: %d rows, %v\n%s", len(rows), err, res.stdout)
 	}
+	if res := f.certfleet([]string{"CERTFLEET_SITE=west"}, "history", "a1"); res.code != 0 || !strings.Contains(res.stdout, "a1") {
+		t.Fatalf("history of a1 (on web1, another site) from the west instance: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
 	if res := f.certfleet(nil, "--site", "north", "plan"); res.code != 2 || !strings.Contains(res.stderr, `site "north": no device carries it (sites in the configuration: [west])`) {
 		t.Fatalf("unknown site: exit %d\n%s", res.code, res.stderr)
 	}

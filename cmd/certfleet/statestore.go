@@ -108,3 +108,33 @@ func chooseSite(c *cli.Context, cfg *config.Config) (string, error) {
 	sort.Strings(names)
 	return "", fmt.Errorf("site %q: no device carries it (sites in the configuration: %v); set devices.<name>.site", site, names)
 }
+
+// viewStore is what status and history read: any state store, with its run history.
+type viewStore interface {
+	state.Store
+	History(ctx context.Context, certificate string, limit int) ([]state.RunHistory, error)
+}
+
+// openViewStore opens the configured state for reading, from any instance: a PostgreSQL state
+// shows the whole fleet. Only the DSN's secret reference is resolved.
+func openViewStore(c *cli.Context, cfg *config.Config, redactor *secret.Redactor) (viewStore, error) {
+	if cfg.State.Driver != config.DriverPostgres {
+		return state.Open(c.Context, statePathOf(cfg))
+	}
+	base := c.String("config")
+	if cfgIsFile(base) {
+		base = filepath.Dir(base)
+	}
+	resolver := &secret.Resolver{Redactor: redactor, BaseDir: base}
+	dsn, err := resolver.Resolve(c.Context, cfg.State.DSN)
+	if err != nil {
+		return nil, cli.Exit(fmt.Sprintf("state.dsn: %s", redactor.Redact(err.Error())), 2)
+	}
+	resolved := *cfg
+	resolved.State.DSN = dsn
+	opened, err := openState(c.Context, &resolved, redactor)
+	if err != nil {
+		return nil, err
+	}
+	return opened.store.(*state.Postgres), nil
+}

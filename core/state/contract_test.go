@@ -302,3 +302,39 @@ func TestDeploymentsRoundTrip(t *testing.T) {
 		}
 	})
 }
+
+func TestHistory(t *testing.T) {
+	contract(t, func(t *testing.T, s Store, _ func() (Store, error)) {
+		ctx := context.Background()
+		h := s.(interface {
+			History(ctx context.Context, certificate string, limit int) ([]RunHistory, error)
+		})
+		for i := 0; i < 3; i++ {
+			id, err := s.StartRun(ctx, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs := []Result{{RunID: id, Certificate: "www", Outcome: OutcomeUnchanged}}
+			if i == 1 {
+				rs = append(rs, Result{RunID: id, Certificate: "mail", Outcome: OutcomeDeployed})
+			}
+			if err := s.RecordResults(ctx, rs); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.FinishRun(ctx, id, "ok"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all, err := h.History(ctx, "", 2)
+		if err != nil || len(all) != 2 || all[0].ID != 3 || len(all[0].Results) != 1 || len(all[1].Results) != 2 || all[1].Results[0].Certificate != "mail" {
+			t.Fatalf("history: %+v, %v", all, err)
+		}
+		mail, err := h.History(ctx, "mail", 10)
+		if err != nil || len(mail) != 1 || mail[0].ID != 2 || len(mail[0].Results) != 1 || mail[0].FinishedAt.IsZero() {
+			t.Fatalf("history of mail: %+v, %v", mail, err)
+		}
+		if none, err := h.History(ctx, "nothing", 10); err != nil || len(none) != 0 {
+			t.Fatalf("history of an unknown certificate: %+v, %v", none, err)
+		}
+	})
+}

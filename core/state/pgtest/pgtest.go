@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package pgtest starts a throwaway PostgreSQL cluster for tests: initdb into a temporary
 // directory, the server listening only on a unix socket inside it, one cluster per test binary
 // (started on first use, stopped by Main or when the test binary dies), and a fresh schema per test. The store under test
