@@ -188,6 +188,15 @@ devices:
 	if err != nil {
 		t.Fatal(err)
 	}
+	last, err := store.LastResults(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range last {
+		if r.Outcome != state.OutcomeDeployed && r.Outcome != state.OutcomeUnchanged {
+			t.Errorf("%s: status would show %s", name, r.Outcome)
+		}
+	}
 	open, err := store.OpenOperations(context.Background())
 	if err != nil || len(open) != 0 {
 		t.Errorf("operations left open: %d, %v", len(open), err)

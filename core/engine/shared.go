@@ -151,9 +151,8 @@ func (e *Engine) runShared(ctx context.Context, ro RunOptions) (Report, error) {
 			skipped = append(skipped, state.Result{RunID: runID, Certificate: c.Name, Device: device, Outcome: state.OutcomeSkipped, Reason: reason})
 		}
 	}
-	if err := e.opts.Store.RecordResults(context.WithoutCancel(ctx), skipped); err != nil {
-		return report, err
-	}
+	// They are reported, not recorded: the instance that works on them records their outcome,
+	// which status and history must show rather than this run's "skipped".
 	report.Results = append(report.Results, skipped...)
 	sort.Slice(report.Plan.Items, func(i, j int) bool { return report.Plan.Items[i].Certificate < report.Plan.Items[j].Certificate })
 	sort.Slice(report.Results, func(i, j int) bool { return report.Results[i].Certificate < report.Results[j].Certificate })
