@@ -87,6 +87,11 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
+	return e.planFrom(ctx, certs, deployments, ops, po), nil
+}
+
+// planFrom plans certs from the recorded deployments and open operations given.
+func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, po PlanOptions) Plan {
 	devices := map[string]bool{}
 	for _, c := range certs {
 		devices[c.Device] = true
@@ -122,7 +127,7 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 		}
 		plan.Items = append(plan.Items, item)
 	}
-	return plan, nil
+	return plan
 }
 
 // inventories asks each device once for what it holds, a few devices at a time.
