@@ -30,11 +30,13 @@ type Report struct {
 	Results []state.Result `json:"results"`
 }
 
-// Exit codes of a run.
+// Exit codes of a run (2 is a usage or configuration error, given by the CLI).
 const (
 	ExitOK      = 0
 	ExitFailed  = 1
 	ExitPending = 3
+	// ExitLocked: another certfleet process holds the state; this one did nothing.
+	ExitLocked = 4
 )
 
 // ExitCode is 0 when every certificate is deployed or unchanged, 1 when any failed, 3 when none
@@ -203,6 +205,13 @@ func (e *Engine) runDevice(ctx context.Context, dev Device, items []PlanItem) []
 			}
 		}
 	}
+	if len(toCommit) > 0 && ctx.Err() != nil {
+		// Interrupted: the commit is the next safe point's work; the next run commits.
+		for _, w := range toCommit {
+			w.err = fmt.Errorf("interrupted before the commit on %s: %w", dev.Name, ctx.Err())
+		}
+		toCommit = nil
+	}
 	if len(toCommit) > 0 {
 		if err := e.commit(ctx, dev, p, info, toCommit); err == nil {
 			toFinish = append(toFinish, toCommit...)
@@ -272,7 +281,7 @@ func (e *Engine) discardKey(ctx context.Context, dev Device, p sdk.Plugin, op *s
 	if op.KeyRef == "" {
 		return
 	}
-	cctx, cancel := e.callCtx(ctx)
+	cctx, cancel := e.stepCtx(ctx)
 	defer cancel()
 	if _, err := p.Cleanup(cctx, dev.Target, []sdk.ObjectRef{{KeyRef: op.KeyRef}}); err != nil {
 		e.log.Warn("could not remove the key of an abandoned operation", "certificate", op.Certificate, "key_ref", op.KeyRef, "error", e.opts.Redact(err.Error()))
@@ -346,15 +355,23 @@ func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate
 }
 
 func (e *Engine) generateCSR(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
-	e.progress(c, "generating a %s key and CSR on %s", c.KeySpec, dev.Name)
-	cctx, cancel := e.callCtx(ctx)
-	defer cancel()
-	csr, err := p.GenerateCSR(cctx, dev.Target, sdk.CSRRequest{NameHint: c.Name, KeySpec: c.KeySpec, Subject: c.Subject, SANs: c.SANs})
-	if err != nil {
-		return fmt.Errorf("GenerateCSR on %s: %w", dev.Name, err)
+	if op.KeyRef == "" || op.CSRPEM == "" {
+		e.progress(c, "generating a %s key and CSR on %s", c.KeySpec, dev.Name)
+		cctx, cancel := e.stepCtx(ctx)
+		csr, err := p.GenerateCSR(cctx, dev.Target, sdk.CSRRequest{NameHint: c.Name, KeySpec: c.KeySpec, Subject: c.Subject, SANs: c.SANs})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("GenerateCSR on %s: %w", dev.Name, err)
+		}
+		// The key exists on the device from now on: record it before anything else, so an
+		// interrupted run resumes with this key (or removes it) instead of leaving it behind.
+		op.KeyRef, op.CSRPEM = csr.KeyRef, csr.PEM
+		if err := e.save(ctx, op); err != nil {
+			e.discardKey(ctx, dev, p, op)
+			return err
+		}
 	}
-	op.KeyRef, op.CSRPEM = csr.KeyRef, csr.PEM
-	if err := verifyCSR(csr.PEM, c); err != nil {
+	if err := verifyCSR(op.CSRPEM, c); err != nil {
 		// Never send a CA a CSR that is not exactly what was asked for; drop the key.
 		e.discardKey(ctx, dev, p, op)
 		if aerr := e.opts.Store.AbandonOperation(context.WithoutCancel(ctx), op, err.Error()); aerr != nil {
@@ -414,24 +431,31 @@ func (e *Engine) submit(ctx context.Context, op *state.Operation, c Certificate,
 	if err := e.save(ctx, op); err != nil {
 		return err
 	}
-	ref, err := iss.Submit(ctx, req)
+	sctx, cancel := e.stepCtx(ctx)
+	ref, err := iss.Submit(sctx, req)
+	cancel()
 	if err != nil {
-		if errors.Is(err, issuer.ErrOutcomeUnknown) {
-			op.SubmitState = state.SubmitUnknown
+		// Only an issuer's proof that no order exists turns "sending" back into "not sent";
+		// anything else (a lost answer, an interrupted request, an error of unknown kind) is
+		// looked up before another order is placed.
+		if errors.Is(err, issuer.ErrNotPlaced) && !errors.Is(err, issuer.ErrOutcomeUnknown) {
+			op.SubmitState = state.SubmitNone
 			if serr := e.save(ctx, op); serr != nil {
 				return serr
 			}
+			return fmt.Errorf("submit to %s: %w", c.Issuer, err)
+		}
+		op.SubmitState = state.SubmitUnknown
+		if serr := e.save(ctx, op); serr != nil {
+			return serr
+		}
+		if ctx.Err() == nil {
 			if ref, found, ferr := iss.Find(ctx, req); ferr == nil && found {
 				op.OrderRef, op.SubmitState, op.Step = string(ref), state.SubmitPlaced, state.StepSubmitted
 				return e.save(ctx, op)
 			}
-			return fmt.Errorf("submit to %s: %w (the next run looks the order up before placing another)", c.Issuer, err)
 		}
-		op.SubmitState = state.SubmitNone
-		if serr := e.save(ctx, op); serr != nil {
-			return serr
-		}
-		return fmt.Errorf("submit to %s: %w", c.Issuer, err)
+		return fmt.Errorf("submit to %s: %w (the outcome is unknown: the next run looks the order up before placing another)", c.Issuer, err)
 	}
 	op.OrderRef, op.SubmitState, op.Step = string(ref), state.SubmitPlaced, state.StepSubmitted
 	return e.save(ctx, op)
@@ -497,7 +521,7 @@ func (e *Engine) collect(ctx context.Context, op *state.Operation, c Certificate
 
 func (e *Engine) importCert(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
 	e.progress(c, "installing the certificate on %s", dev.Name)
-	cctx, cancel := e.callCtx(ctx)
+	cctx, cancel := e.stepCtx(ctx)
 	defer cancel()
 	res, err := p.ImportCert(cctx, dev.Target, sdk.ImportRequest{KeyRef: op.KeyRef, CertPEM: op.CertPEM, ChainPEM: op.ChainPEM, NameHint: c.Name})
 	if err != nil {
@@ -509,7 +533,7 @@ func (e *Engine) importCert(ctx context.Context, op *state.Operation, c Certific
 
 func (e *Engine) bind(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
 	e.progress(c, "binding %s to %s", op.CertRef, strings.Join(bindingKeys(c.Bindings), ", "))
-	cctx, cancel := e.callCtx(ctx)
+	cctx, cancel := e.stepCtx(ctx)
 	defer cancel()
 	res, err := p.Bind(cctx, dev.Target, sdk.BindRequest{CertRef: op.CertRef, KeyRef: op.KeyRef, Bindings: c.Bindings})
 	if err != nil {
@@ -532,7 +556,7 @@ func (e *Engine) commit(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 		for _, w := range batch {
 			e.progress(w.item.cert, "committing %d certificate(s) on %s", len(batch), dev.Name)
 		}
-		cctx, cancel := e.callCtx(ctx)
+		cctx, cancel := e.stepCtx(ctx)
 		_, err = p.Commit(cctx, dev.Target, sdk.CommitRequest{Description: "certfleet: " + strings.Join(names, ", ")})
 		cancel()
 	}
@@ -600,7 +624,7 @@ func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 		}
 	}
 	if len(cleanup) > 0 && info.Capabilities.SupportsCleanup {
-		cctx, cancel := e.callCtx(ctx)
+		cctx, cancel := e.stepCtx(ctx)
 		results, err := p.Cleanup(cctx, dev.Target, cleanup)
 		cancel()
 		if err != nil {

@@ -266,6 +266,21 @@ type response struct {
 }
 
 func (i *Issuer) do(ctx context.Context, c call) (*response, error) {
+	resp, err := i.attempt(ctx, c)
+	if err == nil || c.idempotent || errors.Is(err, issuer.ErrOutcomeUnknown) {
+		return resp, err
+	}
+	// A non-idempotent call (enroll) that failed without an unknown outcome: every path that may
+	// have reached SCM returned ErrOutcomeUnknown above, except an answer that could not be read.
+	var apiErr *Error
+	if errors.As(err, &apiErr) && apiErr.HTTPStatus >= 200 && apiErr.HTTPStatus < 400 {
+		return nil, fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, err)
+	}
+	return nil, issuer.NotPlaced(err)
+}
+
+// attempt makes the call, retrying what may be retried.
+func (i *Issuer) attempt(ctx context.Context, c call) (*response, error) {
 	var payload []byte
 	if c.body != nil {
 		var err error
@@ -295,26 +310,28 @@ func (i *Issuer) do(ctx context.Context, c call) (*response, error) {
 			return resp, nil
 		case err == nil:
 			apiErr := parseError(c.op, resp)
-			if !apiErr.Retryable() || attempt >= i.retry.attempts {
-				return nil, apiErr
-			}
-			if !c.idempotent && resp.status != http.StatusTooManyRequests {
+			if !c.idempotent && resp.status >= 500 {
 				// A server error after the order was sent: it may or may not exist.
 				return nil, fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, apiErr)
+			}
+			if !apiErr.Retryable() || attempt >= i.retry.attempts {
+				return nil, apiErr
 			}
 			wait = retryAfter(resp.header.Get("Retry-After"), i.now())
 			i.log.Warn("SCM call failed; retrying", "op", c.op, "status", resp.status, "attempt", attempt)
 		default:
+			// Checked before the context: a signal or deadline that interrupts a request already
+			// written leaves its outcome unknown, never "not sent".
+			var te *transportError
+			if errors.As(err, &te) && !c.idempotent && te.sent && te.op == c.op {
+				return nil, fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, err)
+			}
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("SCM %s: %w", c.op, ctx.Err())
 			}
 			var apiErr *Error
 			if errors.As(err, &apiErr) && !apiErr.Retryable() {
 				return nil, err // e.g. the token endpoint refused the client credentials
-			}
-			var te *transportError
-			if errors.As(err, &te) && !c.idempotent && te.sent {
-				return nil, fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, err)
 			}
 			if attempt >= i.retry.attempts {
 				return nil, err

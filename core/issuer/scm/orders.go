@@ -213,11 +213,11 @@ type customValue struct {
 func (i *Issuer) Submit(ctx context.Context, req issuer.Request) (issuer.OrderRef, error) {
 	o, err := parseOptions(req.Options)
 	if err != nil {
-		return "", fmt.Errorf("SCM issuer %s: certificate %s: %w", i.cfg.Name, req.CertificateName, err)
+		return "", issuer.NotPlaced(fmt.Errorf("SCM issuer %s: certificate %s: %w", i.cfg.Name, req.CertificateName, err))
 	}
 	p, err := i.resolve(ctx, &o)
 	if err != nil {
-		return "", err
+		return "", issuer.NotPlaced(err) // only the account's catalogue was read
 	}
 	body := enrollBody{OrgID: i.cfg.OrgID, CSR: req.CSRPEM, CertType: p.ID, Term: o.term, ExternalRequester: o.externalRequester}
 	if o.orgID != 0 {
