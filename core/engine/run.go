@@ -473,8 +473,20 @@ func (e *Engine) collect(ctx context.Context, op *state.Operation, c Certificate
 		if err := acquire(ctx, sem); err != nil {
 			return err
 		}
-		res, err := iss.Collect(ctx, issuer.OrderRef(op.OrderRef))
+		// The CA's own waits (Retry-After) end with the run's collect time, not after it.
+		cctx, cancel := context.WithDeadline(ctx, deadline)
+		res, err := iss.Collect(cctx, issuer.OrderRef(op.OrderRef))
+		cancel()
 		release(sem)
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// The collect time ran out waiting on the CA: the order stays for the next run.
+			op.NextAttemptAt, op.LastError = e.opts.Now().UTC(), e.opts.Redact(err.Error())
+			e.progress(c, "order %s not collected before collect_timeout; the next run collects it", op.OrderRef)
+			if err := e.save(ctx, op); err != nil {
+				return err
+			}
+			return errPending
+		}
 		if err != nil {
 			return fmt.Errorf("collect order %s from %s: %w", op.OrderRef, c.Issuer, err)
 		}

@@ -31,6 +31,9 @@ const DefaultTokenURL = "https://auth.sso.sectigo.com/auth/realms/apiclients/pro
 // maxBody bounds what is read of any answer.
 const maxBody = 4 << 20
 
+// maxRetryAfter bounds the wait a Retry-After header can impose on one retry.
+const maxRetryAfter = time.Minute
+
 // Config is one SCM account, with its secrets already resolved.
 type Config struct {
 	Name         string
@@ -292,6 +295,7 @@ func (i *Issuer) attempt(ctx context.Context, c call) (*response, error) {
 	for attempt := 1; ; attempt++ {
 		resp, err := i.once(ctx, c, payload)
 		var wait time.Duration
+		var failure error
 		switch {
 		case err == nil && resp.status == http.StatusUnauthorized && i.cfg.Auth == "oauth2" && !refreshed:
 			// The token expired or was revoked early: one fresh token, then the same call.
@@ -317,7 +321,7 @@ func (i *Issuer) attempt(ctx context.Context, c call) (*response, error) {
 			if !apiErr.Retryable() || attempt >= i.retry.attempts {
 				return nil, apiErr
 			}
-			wait = retryAfter(resp.header.Get("Retry-After"), i.now())
+			wait, failure = retryAfter(resp.header.Get("Retry-After"), i.now()), apiErr
 			i.log.Warn("SCM call failed; retrying", "op", c.op, "status", resp.status, "attempt", attempt)
 		default:
 			// Checked before the context: a signal or deadline that interrupts a request already
@@ -336,10 +340,17 @@ func (i *Issuer) attempt(ctx context.Context, c call) (*response, error) {
 			if attempt >= i.retry.attempts {
 				return nil, err
 			}
+			failure = err
 			i.log.Warn("SCM call failed; retrying", "op", c.op, "error", err.Error(), "attempt", attempt)
 		}
 		if wait == 0 {
 			wait = backoff(i.retry, attempt)
+		}
+		// A CA's Retry-After is obeyed up to a bound, and never past the caller's deadline (the
+		// run's collect_timeout): waiting longer would only stall the run.
+		wait = min(wait, maxRetryAfter)
+		if deadline, ok := ctx.Deadline(); ok && i.now().Add(wait).After(deadline) {
+			return nil, fmt.Errorf("%w (not retried: the wait of %s would pass the deadline: %w)", failure, wait.Round(time.Second), context.DeadlineExceeded)
 		}
 		if err := i.sleep(ctx, wait); err != nil {
 			return nil, fmt.Errorf("SCM %s: %w", c.op, err)
