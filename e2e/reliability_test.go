@@ -205,8 +205,8 @@ func (f *scmProxyFleet) invariants(t *testing.T, completedPerCert int) (double, 
 
 // tally counts a kind of case for the long form's figures.
 type tally struct {
-	mu                                      sync.Mutex
-	name                                    string
+	mu                                     sync.Mutex
+	name                                   string
 	tried, resumed, double, lost, keysLeft int
 }
 
