@@ -75,7 +75,7 @@ func TestNamesAndWindowsCertfleetMustRefuse(t *testing.T) {
 		{"sans: {dns: [192.0.2.7]}", `"192.0.2.7" is an IP address, not a DNS name (hint: list IP addresses under sans.ip)`},
 		{"sans: {dns: [www.example.com.]}", `"www.example.com." ends with a dot (hint: write "www.example.com")`},
 		{"sans: {dns: [" + long + "]}", "is 72 characters long; RFC 5280 allows 64"},
-		{"sans: {dns: [www.example.com]}, renew_before: 400d, issuer_options: {term: 365}", "renew_before 9600h0m0s is not shorter than the certificate's term of 365 days"},
+		{"sans: {dns: [www.example.com]}, renew_before: 400d, issuer_options: {term: 365}", "renew_before 400d is not shorter than the certificate's term of 365 days"},
 	} {
 		err := loadText(t, minimalDevice+"certificates:\n  www: {device: web1, issuer: ca, bindings: [{kind: live-link, name: www}], "+c.cert+"}\n")
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -540,7 +540,7 @@ func checkWindowAgainstTerm(c *Certificate, path string, errs *Errors) {
 	term := time.Duration(days) * 24 * time.Hour
 	if c.RenewBefore >= term {
 		errs.add(c.Position, join(path, "renew_before"), fmt.Sprintf("renew well inside the term, e.g. renew_before: %dd, or use a share such as 33%%", max(1, days/3)),
-			"renew_before %s is not shorter than the certificate's term of %d days: it would be due as soon as it is issued, and every run would order it again", c.RenewBefore, days)
+			"renew_before %dd is not shorter than the certificate's term of %d days: it would be due as soon as it is issued, and every run would order it again", int(c.RenewBefore/(24*time.Hour)), days)
 	}
 }
 

@@ -108,6 +108,9 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 			item.Reason = "device could not be inspected"
 		default:
 			item.Action, item.Reason = decide(c, item.deployment, inv, po.Force, now)
+			if item.Action == ActionUnknown {
+				item.Error, item.Reason = item.Reason, "renewal window too wide"
+			}
 		}
 		plan.Items = append(plan.Items, item)
 	}
@@ -203,6 +206,11 @@ func decide(c Certificate, d *state.Deployment, inv inventory, force bool, now t
 		return ActionRenew, fmt.Sprintf("expired on %s", d.NotAfter.UTC().Format("2006-01-02"))
 	}
 	if due := renewAt(c, d.NotBefore, d.NotAfter); !now.Before(due) {
+		if lifetime := d.NotAfter.Sub(d.NotBefore); c.RenewFraction == 0 && c.RenewBefore >= lifetime {
+			// The new certificate would be due the moment it is issued: every run would order again.
+			return ActionUnknown, fmt.Sprintf("renew_before %dd is not shorter than the certificate's lifetime of %d days, so every run would order it again; nothing is ordered until renew_before is shorter (e.g. %dd)",
+				days(c.RenewBefore), days(lifetime), max(1, days(lifetime)/3))
+		}
 		return ActionRenew, fmt.Sprintf("expires in %d days (renewal window opened %s)", days(d.NotAfter.Sub(now)), due.UTC().Format("2006-01-02"))
 	}
 	if !d.RenewalWindowStart.IsZero() && !now.Before(d.RenewalWindowStart) {
