@@ -103,13 +103,13 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 	}
 	registerCredentials(redactor, cfg)
 
-	statePath := cfg.State.Path
-	if statePath == "" {
-		statePath = filepath.Join(defaultStateDir(), "state.db")
-	}
+	statePath := statePathOf(cfg)
 	store, err := state.Open(ctx, statePath)
 	if err != nil {
 		env.close()
+		if errors.Is(err, state.ErrStateLost) {
+			return nil, cli.Exit(err.Error(), engine.ExitStateLost)
+		}
 		return nil, err
 	}
 	env.store = store

@@ -37,6 +37,8 @@ const (
 	ExitPending = 3
 	// ExitLocked: another certfleet process holds the state; this one did nothing.
 	ExitLocked = 4
+	// ExitStateLost: the state database is missing or empty next to a managed fleet; nothing done.
+	ExitStateLost = 5
 )
 
 // ExitCode is 0 when every certificate is deployed or unchanged, 1 when any failed, 3 when none

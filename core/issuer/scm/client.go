@@ -196,6 +196,10 @@ func (i *Issuer) accessToken(ctx context.Context, refresh bool) (string, error) 
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if resp.StatusCode != http.StatusOK {
 		e := &Error{Op: "get an access token", HTTPStatus: resp.StatusCode, Hint: "check the issuer's client_id, client_secret and token_url"}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+			// The endpoint is busy or failing; the credentials are not in question.
+			e.Hint = "the token endpoint is unavailable or rate limiting; the next run tries again"
+		}
 		var oauthErr struct {
 			Error       string `json:"error"`
 			Description string `json:"error_description"`

@@ -3,6 +3,7 @@ package scm
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +67,20 @@ func TestRetryAfterIsCappedAndEndsAtTheDeadline(t *testing.T) {
 	_, err = i.Collect(ctx, ref)
 	if !errors.Is(err, context.DeadlineExceeded) || len(w.d) != 0 {
 		t.Fatalf("collect with a 90 s Retry-After and 5 s left: %v after waits %v; want an immediate deadline error", err, w.d)
+	}
+}
+
+// Finding 7: a token endpoint that fails (5xx) or rate-limits (429) is not a credentials problem,
+// and the error does not send the user to check client_id and client_secret.
+func TestTokenEndpointOutageIsNotBlamedOnTheCredentials(t *testing.T) {
+	for _, status := range []int{429, 503} {
+		sim := startSim(t, nil)
+		i, _ := newClient(t, sim, "oauth2")
+		sim.FailNext(100, status, 0)
+		req, _ := request(t, "r", "a.example.com")
+		_, err := i.Submit(context.Background(), req)
+		if err == nil || strings.Contains(err.Error(), "client_secret") || !strings.Contains(err.Error(), "token endpoint is unavailable") {
+			t.Errorf("token endpoint answering %d: %v", status, err)
+		}
 	}
 }
