@@ -109,7 +109,7 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 		default:
 			item.Action, item.Reason = decide(c, item.deployment, inv, po.Force, now)
 			if item.Action == ActionUnknown {
-				item.Error, item.Reason = item.Reason, "renewal window too wide"
+				item.Error, item.Reason = item.Reason, "the renewal policy cannot act"
 			}
 		}
 		plan.Items = append(plan.Items, item)
@@ -173,6 +173,13 @@ func (inv inventory) bound(b sdk.Binding, certRef string) bool {
 	return slices.Contains(inv.boundAt[bindingKey(b)], certRef)
 }
 
+// fightWindow and maxRebinds: a binding repaired maxRebinds times, each within fightWindow of the
+// last, is being managed by someone else too.
+const (
+	fightWindow = 24 * time.Hour
+	maxRebinds  = 3
+)
+
 // renewAt is when a certificate with the given validity becomes due.
 func renewAt(c Certificate, notBefore, notAfter time.Time) time.Time {
 	if c.RenewFraction > 0 {
@@ -228,7 +235,16 @@ func decide(c Certificate, d *state.Deployment, inv inventory, force bool, now t
 	}
 	if len(drift) > 0 {
 		sort.Strings(drift)
-		return ActionRebind, "drift: " + strings.Join(drift, ", ") + " instead of " + d.CertRef
+		reason := "drift: " + strings.Join(drift, ", ") + " instead of " + d.CertRef
+		if d.Rebinds > 0 && now.Sub(d.LastRebindAt) < fightWindow {
+			if d.Rebinds >= maxRebinds {
+				// Two managers of one binding undo each other on every run; stop fighting.
+				return ActionUnknown, fmt.Sprintf("%s; certfleet rebound it %d times in a day and something keeps pointing it elsewhere: another certfleet installation or tool manages this binding. Nothing is rebound until one of them stops (then the next run repairs it)",
+					reason, d.Rebinds)
+			}
+			reason += fmt.Sprintf(" (rebound %d time(s) in the last day already: is another certfleet installation or tool managing this binding?)", d.Rebinds)
+		}
+		return ActionRebind, reason
 	}
 	return ActionNone, fmt.Sprintf("valid for %d more days", days(d.NotAfter.Sub(now)))
 }

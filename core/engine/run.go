@@ -670,10 +670,19 @@ func deploymentOf(w *work, now time.Time) (state.Deployment, error) {
 	}
 	desc := sdk.Describe(leaf)
 	c := w.item.cert
-	return state.Deployment{
+	d := state.Deployment{
 		Certificate: c.Name, Device: c.Device, Issuer: c.Issuer, CertRef: w.op.CertRef, KeyRef: w.op.KeyRef,
 		ChainRefs: w.op.ChainRefs, OrderRef: w.op.OrderRef, Serial: desc.Serial, Fingerprint: desc.SHA256Fingerprint,
 		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, CertPEM: w.op.CertPEM, ChainPEM: w.op.ChainPEM,
 		SpecHash: w.op.SpecHash, Bindings: bindingKeys(c.Bindings), DeployedAt: now, RevocationCheckedAt: now,
-	}, nil
+	}
+	if prev := w.item.deployment; w.item.Action == ActionRebind && prev != nil {
+		d.Rebinds, d.LastRebindAt = 1, now
+		if now.Sub(prev.LastRebindAt) < fightWindow {
+			d.Rebinds = prev.Rebinds + 1
+		}
+		d.RevocationCheckedAt, d.Revoked = prev.RevocationCheckedAt, prev.Revoked
+		d.RenewalWindowStart, d.RenewalWindowEnd, d.RenewalInfoAt = prev.RenewalWindowStart, prev.RenewalWindowEnd, prev.RenewalInfoAt
+	}
+	return d, nil
 }

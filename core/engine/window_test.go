@@ -31,3 +31,31 @@ func TestWindowAsLongAsTheLifetimeOrdersNothing(t *testing.T) {
 		t.Fatalf("a wide but shorter window: %s, %q", action, reason)
 	}
 }
+
+// Finding 7: two installations managing one binding undo each other on every run. The rebinds
+// are counted; the plan warns, then stops rebinding and says why.
+func TestBindingFoughtOverStopsBeingRebound(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	c := testCert()
+	d := &state.Deployment{Certificate: "www", CertRef: "www-1", Fingerprint: "aa", SpecHash: specHash(c),
+		NotBefore: now.Add(-10 * 24 * time.Hour), NotAfter: now.Add(80 * 24 * time.Hour)}
+	elsewhere := inventory{
+		certs:   map[string]sdk.DeviceCertificate{"www-1": {CertRef: "www-1", SHA256Fingerprint: "aa"}, "other-1": {CertRef: "other-1"}},
+		boundAt: map[string][]string{"live-link/www": {"other-1"}},
+	}
+	if action, reason := decide(c, d, elsewhere, false, now); action != ActionRebind || strings.Contains(reason, "another") {
+		t.Fatalf("first drift: %s %q", action, reason)
+	}
+	d.Rebinds, d.LastRebindAt = 1, now.Add(-time.Hour)
+	if action, reason := decide(c, d, elsewhere, false, now); action != ActionRebind || !strings.Contains(reason, "another certfleet installation") {
+		t.Fatalf("second drift within a day: %s %q", action, reason)
+	}
+	d.Rebinds = maxRebinds
+	if action, reason := decide(c, d, elsewhere, false, now); action != ActionUnknown || !strings.Contains(reason, "Nothing is rebound") {
+		t.Fatalf("third drift within a day: %s %q", action, reason)
+	}
+	d.LastRebindAt = now.Add(-48 * time.Hour)
+	if action, _ := decide(c, d, elsewhere, false, now); action != ActionRebind {
+		t.Fatalf("drift two days after the last rebind: %s", action)
+	}
+}

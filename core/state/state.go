@@ -104,6 +104,10 @@ type Deployment struct {
 	RenewalWindowStart time.Time
 	RenewalWindowEnd   time.Time
 	RenewalInfoAt      time.Time
+	// Rebinds counts the drift repairs (rebinds) made within a day of each other, the last at
+	// LastRebindAt: bindings that keep being pointed elsewhere mean something else manages them.
+	Rebinds      int       `json:",omitempty"`
+	LastRebindAt time.Time `json:",omitzero"`
 }
 
 // Outcome of one certificate in a run.
