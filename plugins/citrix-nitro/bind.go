@@ -316,7 +316,8 @@ func asTransport(err error, te **nitro.TransportErr) bool {
 	return ok
 }
 
-// Cleanup removes superseded certkeys and their files, never one that still serves a binding.
+// Cleanup removes superseded certkeys and their files, never one that still serves a binding, and
+// saves the configuration when it removed something.
 func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRef) ([]sdk.CleanupResult, error) {
 	var out []sdk.CleanupResult
 	err := withSession(ctx, t, func(s *session) error {
@@ -324,6 +325,7 @@ func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRe
 		if err != nil {
 			return err
 		}
+		changed := false
 		for _, obj := range objects {
 			name := obj.CertRef
 			if name == "" {
@@ -339,7 +341,19 @@ func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRe
 			if err != nil {
 				return err
 			}
+			changed = changed || res.Removed
 			out = append(out, res)
+		}
+		if !changed {
+			return nil
+		}
+		// Deleted certkeys are gone from the running configuration only: saved, the appliance
+		// neither brings them back at the next reboot nor shows unsaved changes.
+		if err := s.c.SaveConfig(ctx); err != nil {
+			if cerr := sdk.FromContext(ctx); cerr != nil {
+				return cerr.WithCause(err)
+			}
+			return commitFailed(err)
 		}
 		return nil
 	})
