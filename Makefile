@@ -13,7 +13,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 SOPS_VERSION               := v3.13.3
 
-.PHONY: all build test test-short lint proto proto-check demo bench tools clean
+.PHONY: all build test test-short lint proto proto-check demo bench fuzz reliability tools clean
 
 all: build
 
@@ -24,6 +24,29 @@ build:
 ## test: every test, with the race detector
 test: $(TOOLS)/sops
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+## fuzz: every fuzz target for FUZZTIME each (their seeds also run in `make test`)
+FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	./core/config:FuzzLoad \
+	./core/engine:FuzzVerifyPEM \
+	./core/secret:FuzzSopsAndCredentials \
+	./core/issuer/scm:FuzzParseResponses \
+	./plugins/citrix-nitro/nitro:FuzzNITROAnswers \
+	./plugins/paloalto-panos/panosclient:FuzzPANOSAnswers \
+	./plugins/f5-bigip/icontrol:FuzzIControlAnswers
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+## reliability: the long form of the reliability suite (SIGTERM/SIGKILL at random moments, many
+## rounds); `make test` runs its short form
+reliability: $(TOOLS)/sops
+	CERTFLEET_RELIABILITY=long $(GO) test -count=1 -timeout 90m -run 'TestReliability' -v ./e2e 2>&1 | tee reliability.log | grep -E '^(reliability:|--- FAIL|FAIL|ok)'
+	@! grep -q -E '^(--- FAIL|FAIL)' reliability.log
 
 ## lint: gofmt, go vet, staticcheck
 lint: $(TOOLS)/staticcheck
