@@ -88,7 +88,10 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 	s := &SQLite{db: db, path: path}
 	if err := checkNotLost(ctx, path, existed, db); err != nil {
 		db.Close()
-		return nil, err
+		if errors.Is(err, ErrStateLost) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("state database %s cannot be read: %w (nothing was done; restore it from a backup)", path, err)
 	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
