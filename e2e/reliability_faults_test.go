@@ -30,7 +30,10 @@ func TestReliabilityFaults(t *testing.T) {
 		{"CA-503-burst", func(e env) { e.f.sim.FailNext(3, 503, 0) }, ""},
 		{"CA-429-retry-after", func(e env) { e.f.sim.FailNext(2, 429, 1) }, ""},
 		{"CA-lost-enroll-answers", func(e env) { e.f.sim.LoseNextEnrollResponses(3) }, ""},
-		{"CA-pending-then-issued", func(e env) { e.f.sim.PendingForever(true); time.AfterFunc(3*time.Second, func() { e.f.sim.PendingForever(false) }) }, ""},
+		{"CA-pending-then-issued", func(e env) {
+			e.f.sim.PendingForever(true)
+			time.AfterFunc(3*time.Second, func() { e.f.sim.PendingForever(false) })
+		}, ""},
 		{"BIG-IP-save-fails", func(e env) { e.bigip.FailSave(1) }, "bigip1"},
 		{"BIG-IP-busy", func(e env) { e.bigip.Busy(6) }, ""},
 		{"BIG-IP-transaction-fails", func(e env) { e.bigip.FailTransactionCommit(1) }, "bigip1"},
@@ -38,7 +41,9 @@ func TestReliabilityFaults(t *testing.T) {
 		{"PAN-OS-drops-connections", func(e env) {
 			e.panos.InjectFault(panossim.Fault{Kind: panossim.FaultDropConnection, Count: 2, Type: "import"})
 		}, "fw1"},
-		{"PAN-OS-unavailable", func(e env) { e.panos.InjectFault(panossim.Fault{Kind: panossim.FaultUnavailable, Count: 3, Type: "config", Action: "set"}) }, "fw1"},
+		{"PAN-OS-unavailable", func(e env) {
+			e.panos.InjectFault(panossim.Fault{Kind: panossim.FaultUnavailable, Count: 3, Type: "config", Action: "set"})
+		}, "fw1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -111,4 +116,3 @@ func childrenOf(pid int) []int {
 	}
 	return out
 }
-

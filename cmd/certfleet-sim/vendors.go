@@ -1,13 +1,12 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/certfleet/certfleet/plugins/citrix-endpoint-management/cemsim"
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
 	"github.com/certfleet/certfleet/plugins/f5-bigip/bigipsim"
 	"github.com/certfleet/certfleet/plugins/paloalto-panos/panossim"
@@ -23,6 +22,8 @@ func startVendor(w *world, vendor string, o options) error {
 		return startBIGIP(w, o)
 	case "paloalto-panos":
 		return startPANOS(w, o)
+	case "citrix-endpoint-management":
+		return startCEM(w, o)
 	}
 	return fmt.Errorf("unknown vendor %q", vendor)
 }
@@ -81,8 +82,8 @@ func startNitro(w *world, o options) error {
 	return nil
 }
 
-// startBIGIP starts a simulated BIG-IP in PCI mode: keys made on the box under passphrases derived
-// from the device's api_key, never written anywhere.
+// startBIGIP starts a simulated BIG-IP in PCI mode: keys made on the box under random passphrases
+// that only the device keeps (in each key's client-ssl profile).
 func startBIGIP(w *world, o options) error {
 	sim, err := bigipsim.New(bigipsim.DefaultConfig())
 	if err != nil {
@@ -98,25 +99,18 @@ func startBIGIP(w *world, o options) error {
 		return err
 	}
 	w.env["CERTFLEET_SIM_BIGIP_PASSWORD"] = "certfleet-sim-password"
-	w.env["CERTFLEET_SIM_BIGIP_PCI_SECRET"] = randomHex(24)
 	w.devices = append(w.devices, fmt.Sprintf(`  bigip1:
     plugin: f5-bigip
     address: %s
     tls: {ca_bundle: %s}
-    credentials: {username: certfleet, password: "${env:CERTFLEET_SIM_BIGIP_PASSWORD}", api_key: "${env:CERTFLEET_SIM_BIGIP_PCI_SECRET}"}
+    credentials: {username: certfleet, password: "${env:CERTFLEET_SIM_BIGIP_PASSWORD}"}
     options: {pci_mode: true, sync_device_group: dg_failover}`, sim.URL(), bundle))
 	w.certs = append(w.certs, certificate("bigip-shop", "bigip1", "shop.bigip1.example.test",
-		"{kind: virtual, name: vs_www}", "{kind: client-ssl-profile, name: api_clientssl, options: {virtuals: [vs_api]}}"))
+		"{kind: virtual, name: vs_www}", "{kind: virtual, name: vs_api}"))
 	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "bigip1", Plugin: "f5-bigip", Address: sim.URL(), Served: map[string]string{
 		"virtual/vs_www": sim.ServedAddress("vs_www"), "virtual/vs_api": sim.ServedAddress("vs_api"),
 	}})
 	return nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // startPANOS starts a simulated firewall with an SSL/TLS service profile and a GlobalProtect
@@ -151,6 +145,39 @@ func startPANOS(w *world, o options) error {
 		certificate("fw-portal", "fw1", "portal.fw1.example.test", "{kind: globalprotect-portal, name: gp-portal}"))
 	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "fw1", Plugin: "paloalto-panos", Address: sim.URL(), Served: map[string]string{
 		"ssl-tls-service-profile/web-tls": sim.ServedAddress("web-tls"), "globalprotect-portal/gp-portal": portal,
+	}})
+	return nil
+}
+
+// startCEM starts a simulated XenMobile Server whose SSL listener certificate certfleet manages;
+// the key is made by the plugin and parked on the server, never seen by the core.
+func startCEM(w *world, o options) error {
+	cfg := cemsim.DefaultConfig()
+	sim, err := cemsim.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		return err
+	}
+	w.closers = append(w.closers, func() { _ = sim.Close() })
+	sim.SetLatency(o.latency)
+	bundle, err := w.writeFile("ca/xms-tls.pem", sim.CACertPEM(), 0o600)
+	if err != nil {
+		return err
+	}
+	w.env["CERTFLEET_SIM_XMS_PASSWORD"] = cfg.Password
+	w.devices = append(w.devices, fmt.Sprintf(`  xms1:
+    plugin: citrix-endpoint-management
+    address: %s
+    tls: {ca_bundle: %s}
+    credentials: {username: %s, password: "${env:CERTFLEET_SIM_XMS_PASSWORD}"}
+    options: {flavor: xms}`, sim.URL(), bundle, cfg.Username))
+	// RSA: the plugin makes RSA keys only (EC keystores are unconfirmed on XenMobile).
+	w.certs = append(w.certs, certificate("xms-mdm", "xms1", "mdm.xms1.example.test", "{kind: ssl-listener, name: default}")+
+		"\n    key: {type: rsa, bits: 2048}")
+	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "xms1", Plugin: "citrix-endpoint-management", Address: sim.URL(), Served: map[string]string{
+		"ssl-listener/default": sim.ListenerAddress(),
 	}})
 	return nil
 }

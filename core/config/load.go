@@ -87,11 +87,24 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 			raws = append(raws, r)
 		}
 	}
-	cfg := build(raws, errs)
+	cfg := build(raws, errs, &warnings)
 	if err := errs.Err(); err != nil {
 		return nil, warnings, err
 	}
-	return cfg, warnings, nil
+	return cfg, append(warnings, plainHTTPWarnings(cfg)...), nil
+}
+
+// plainHTTPWarnings repeats, on every load, that a device is reached over plain http.
+func plainHTTPWarnings(cfg *Config) []Warning {
+	var out []Warning
+	for _, name := range sortedKeys(cfg.Devices) {
+		if d := cfg.Devices[name]; d.AllowPlainHTTP && strings.HasPrefix(strings.ToLower(d.Address), "http://") {
+			out = append(out, Warning{Position: d.Position, Path: "devices." + name + ".address",
+				Message: "the device is reached over plain http: its credentials and every request cross the network unencrypted",
+				Hint:    "use https:// and remove allow_plain_http"})
+		}
+	}
+	return out
 }
 
 // secondDocument returns the line where a second YAML document of data starts (0: there is none).
@@ -215,13 +228,13 @@ func (l *loader) references(file string, n *yaml.Node, key string, errs *Errors)
 }
 
 // build merges the files' sections, applies defaults and checks everything across files.
-func build(raws []raw, errs *Errors) *Config {
+func build(raws []raw, errs *Errors, warnings *[]Warning) *Config {
 	cfg := &Config{Issuers: map[string]*Issuer{}, Devices: map[string]*Device{}, Certificates: map[string]*Certificate{}}
 	var defaults *defaultsSection
 	single := map[string]Position{}
 	for _, r := range raws {
 		cfg.Files = append(cfg.Files, r.file)
-		w := &walker{file: r.file, errs: errs}
+		w := &walker{file: r.file, errs: errs, warnings: warnings}
 		for _, name := range []string{"defaults", "state", "logging", "runtime", "plugins"} {
 			n, ok := r.sections[name]
 			if !ok {
@@ -259,7 +272,7 @@ func build(raws []raw, errs *Errors) *Config {
 	applyRuntimeDefaults(cfg)
 	var certs []*rawCertificate
 	for _, r := range raws {
-		w := &walker{file: r.file, errs: errs}
+		w := &walker{file: r.file, errs: errs, warnings: warnings}
 		if n, ok := r.sections["issuers"]; ok {
 			w.entries(n, "issuers", func(name string, k, v *yaml.Node, p string) {
 				if prev, dup := cfg.Issuers[name]; dup {

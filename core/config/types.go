@@ -77,6 +77,8 @@ type Issuer struct {
 
 // SCM is a Sectigo Certificate Manager account.
 type SCM struct {
+	// API is admin (Admin API / legacy SSL API) or enrollment (a REST Enrollment account).
+	API          string
 	BaseURL      string
 	CustomerURI  string
 	Auth         string // oauth2 | legacy
@@ -88,6 +90,10 @@ type SCM struct {
 	OrgID        int
 	TLS          TLS
 	Timeout      time.Duration
+	// InitialDelay before the first collect of a new order.
+	InitialDelay time.Duration
+	// Lookup is an Admin API account used by an enrollment issuer to find lost orders.
+	Lookup *SCM
 }
 
 // Device is one appliance (or pemdir directory) driven by a plugin.
@@ -99,7 +105,10 @@ type Device struct {
 	Credentials sdk.Credentials
 	Options     sdk.Options
 	Concurrency int
-	Position    Position
+	// AllowPlainHTTP is the user's opt-in to an http:// address (credentials cross the network
+	// unencrypted); it reaches the plugin as target option allow_plain_http.
+	AllowPlainHTTP bool
+	Position       Position
 }
 
 // Certificate is one certificate to keep alive, with defaults applied.

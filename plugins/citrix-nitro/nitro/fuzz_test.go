@@ -29,7 +29,7 @@ func FuzzNITROAnswers(f *testing.F) {
 		f.Add(seed.status, []byte(seed.body))
 	}
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
-		c := New("https://adc.invalid", Options{Mode: AuthHeaders, HTTPClient: fuzzwire.Client(status, body), Username: "u", Secret: "p"})
+		c := New("https://adc.invalid", Options{Mode: AuthHeaders, HTTPClient: fuzzwire.Client(status, body), Username: "u", Password: "p"})
 		ctx := context.Background()
 		check := func(err error) {
 			if err != nil && len(err.Error()) > 100_000 {
@@ -44,9 +44,19 @@ func FuzzNITROAnswers(f *testing.F) {
 		check(err)
 		_, err = c.VServers(ctx, "lbvserver")
 		check(err)
-		_, _, err = c.GetVServer(ctx, "lbvserver", "vs_www_443")
-		check(err)
 		_, err = c.Bindings(ctx, "vs_www_443")
+		check(err)
+		_, err = c.AllBindings(ctx)
+		check(err)
+		_, err = c.Places(ctx)
+		check(err)
+		_, err = c.VPNGlobalCertKeys(ctx)
+		check(err)
+		_, err = c.SAMLActions(ctx)
+		check(err)
+		_, err = c.DefaultProfileEnabled(ctx)
+		check(err)
+		_, err = c.SSLVServer(ctx, "vs_www_443")
 		check(err)
 		_, _, err = c.Download(ctx, "/nsconfig/ssl/www.csr")
 		check(err)
