@@ -12,7 +12,7 @@ import (
 
 // Cleanup removes superseded certificates: the certkeys carrying them and their files. It
 // never removes one that is still bound, or one another certkey links to, and says why. When it
-// removed something it saves the configuration, so nothing is left unsaved.
+// deleted a certkey it saves the configuration, so nothing is left unsaved.
 func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRef) ([]sdk.CleanupResult, error) {
 	var out []sdk.CleanupResult
 	err := withSession(ctx, t, func(s *session) error {
@@ -41,7 +41,8 @@ func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRe
 			if err != nil {
 				return err
 			}
-			changed = changed || res.Removed
+			// Removing files changes no configuration; deleting a certkey does.
+			changed = changed || res.Removed && strings.HasPrefix(res.Reason, "deleted certkey")
 			out = append(out, res)
 		}
 		if !changed {
