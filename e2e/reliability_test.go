@@ -133,7 +133,7 @@ func newSCMProxyFleet(t *testing.T, devices map[string][]string) *scmProxyFleet 
       org_id: 1234
       tls: {ca_bundle: %s}`, proxy.URL(sim.URL()), proxy.URL(sim.TokenURL()), bundle),
 		Devices:   devices,
-		CertExtra: "\n    issuer_options: {cert_type: OV SSL, term: 365}",
+		CertExtra: "\n    issuer_options: {cert_type: OV SSL}",
 		Env:       []string{"E2E_SCM_SECRET=" + cfg.Clients["certfleet-sim"]},
 	}
 	certs, pemdir := map[string]string{}, map[string]bool{}

@@ -15,7 +15,7 @@ import (
 	"github.com/certfleet/certfleet/plugins/paloalto-panos/panossim"
 )
 
-const scmOptions = "issuer_options: {cert_type: OV SSL, term: 365}"
+const scmOptions = "issuer_options: {cert_type: OV SSL}"
 
 // withBIGIP adds a simulated BIG-IP holding certificate "shop" on virtual vs_www.
 func (f *scmProxyFleet) withBIGIP(t *testing.T) *bigipsim.Sim {
