@@ -13,7 +13,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 SOPS_VERSION               := v3.13.3
 
-.PHONY: all build test test-short lint proto proto-check demo bench fuzz reliability tools clean
+.PHONY: all build test test-short test-report-browser lint proto proto-check demo bench fuzz reliability tools clean
 
 all: build
 
@@ -47,6 +47,11 @@ fuzz:
 reliability: $(TOOLS)/sops
 	CERTFLEET_RELIABILITY=long $(GO) test -count=1 -timeout 90m -run 'TestReliability' -v ./e2e 2>&1 | tee reliability.log | grep -E '^(reliability:|--- FAIL|FAIL|ok)'
 	@! grep -q -E '^(--- FAIL|FAIL)' reliability.log
+
+## test-report-browser: the HTML report opened in headless Chromium (apt-get install -y chromium);
+## `make test` runs the same test but skips the browser part when Chromium is absent
+test-report-browser: $(TOOLS)/sops
+	CERTFLEET_REQUIRE_BROWSER=1 $(GO) test -count=1 -run TestMigrateAdoptInventoryReport ./e2e/
 
 ## lint: gofmt, go vet, staticcheck
 lint: $(TOOLS)/staticcheck

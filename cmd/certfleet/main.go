@@ -14,25 +14,9 @@ import (
 var version = "dev"
 
 func main() {
-	ctx, cancel := context.WithCancel(context.Background())
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		// The first SIGTERM/SIGINT stops the run at the next safe point: a call in flight that
-		// changes something (an order, a key, a commit) finishes and is recorded first. The
-		// handler is then removed, so a second signal stops the process at once; the state
-		// still tells the next run where to resume.
-		if _, ok := <-signals; !ok {
-			return
-		}
-		signal.Reset(os.Interrupt, syscall.SIGTERM)
-		fmt.Fprintln(os.Stderr, "certfleet: stopping after the calls in flight; send the signal again to stop now")
-		cancel()
-	}()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
-	signal.Stop(signals)
-	close(signals)
-	cancel()
+	stop()
 	os.Exit(code)
 }
 

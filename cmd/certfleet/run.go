@@ -12,7 +12,9 @@ import (
 
 	"github.com/certfleet/certfleet/core/engine"
 	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/notify"
 	"github.com/certfleet/certfleet/core/state"
+	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 )
@@ -22,7 +24,7 @@ func planCommand() *cli.Command {
 		Name:      "plan",
 		Usage:     "show what a run would do, per certificate and device (devices are read, no CA is contacted)",
 		ArgsUsage: "[CERTIFICATE...]",
-		Flags:     []cli.Flag{outputFlag(), &cli.BoolFlag{Name: "force", Usage: "plan a renewal of every selected certificate"}},
+		Flags:     []cli.Flag{outputFlag(), &cli.BoolFlag{Name: "force", Usage: "plan a renewal of every selected certificate"}, noAdoptFlag()},
 		Action: func(c *cli.Context) error {
 			if err := checkOutputFlag(c); err != nil {
 				return err
@@ -32,7 +34,7 @@ func planCommand() *cli.Command {
 				return err
 			}
 			defer env.close()
-			plan, err := env.engine.Plan(c.Context, engine.PlanOptions{Names: c.Args().Slice(), Force: c.Bool("force")})
+			plan, err := env.engine.Plan(c.Context, engine.PlanOptions{Names: c.Args().Slice(), Force: c.Bool("force"), NoAdopt: c.Bool("no-adopt")})
 			if err != nil {
 				return err
 			}
@@ -95,7 +97,9 @@ func runCommand() *cli.Command {
 			outputFlag(),
 			&cli.BoolFlag{Name: "dry-run", Usage: "only plan (same as `certfleet plan`)"},
 			&cli.BoolFlag{Name: "force", Usage: "renew every selected certificate now (a new key each)"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines, even on a terminal"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "for cron: print nothing when all is well, and only what failed (one paragraph) otherwise"},
+			metricsFileFlag(),
+			noAdoptFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := checkOutputFlag(c); err != nil {
@@ -106,7 +110,13 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer env.close()
-			report, runErr := env.engine.Run(c.Context, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run")})
+			started := time.Now()
+			report, runErr := env.engine.Run(c.Context, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run"), NoAdopt: c.Bool("no-adopt")})
+			var notifyFailed []notify.Failure
+			if !c.Bool("dry-run") {
+				notifyFailed = finishRun(c.Context, env, report, runErr, started, hclog.Info)
+				writeMetricsFile(c, env)
+			}
 			if errors.Is(runErr, state.ErrLocked) {
 				return cli.Exit(runErr.Error()+"; nothing was done: the other run goes on, try again when it ends", engine.ExitLocked)
 			}
@@ -115,6 +125,10 @@ func runCommand() *cli.Command {
 			}
 			if c.String("output") == "json" {
 				if err := writeJSON(c, report); err != nil {
+					return err
+				}
+			} else if c.Bool("quiet") {
+				if err := printQuiet(c.App.Writer, env, report, notifyFailed); err != nil {
 					return err
 				}
 			} else if err := printReport(c.App.Writer, report); err != nil {
@@ -159,18 +173,18 @@ func printReport(w io.Writer, r engine.Report) error {
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show every certificate: device, expiry, days left, last outcome, next action (from the state database)",
+		Usage: "show every certificate: device, expiry, days left, last outcome, next action (from the state database only: no secret, no plugin, no device)",
 		Flags: []cli.Flag{outputFlag()},
 		Action: func(c *cli.Context) error {
 			if err := checkOutputFlag(c); err != nil {
 				return err
 			}
-			env, err := setup(c, false)
+			view, err := openStateView(c)
 			if err != nil {
 				return err
 			}
-			defer env.close()
-			rows, err := env.engine.Status(c.Context)
+			defer view.close()
+			rows, err := view.engine.Status(c.Context)
 			if err != nil {
 				return err
 			}
@@ -248,4 +262,8 @@ func revokeCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+func noAdoptFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "no-adopt", Usage: "enroll certificates with nothing recorded even when a matching one is already live on the device"}
 }

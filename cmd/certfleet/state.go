@@ -1,21 +1,22 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"path/filepath"
 
-	"github.com/certfleet/certfleet/core/config"
+	"github.com/certfleet/certfleet/core/engine"
+
 	"github.com/certfleet/certfleet/core/secret"
 	"github.com/certfleet/certfleet/core/state"
 	"github.com/urfave/cli/v2"
 )
 
-// statePathOf is the state database of a configuration.
-func statePathOf(cfg *config.Config) string {
-	if cfg.State.Path != "" {
-		return cfg.State.Path
+// stateOpenError gives a lost state database its own exit code.
+func stateOpenError(err error) error {
+	if errors.Is(err, state.ErrStateLost) {
+		return cli.Exit(err.Error(), engine.ExitStateLost)
 	}
-	return filepath.Join(defaultStateDir(), "state.db")
+	return err
 }
 
 func stateCommand() *cli.Command {

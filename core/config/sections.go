@@ -440,10 +440,11 @@ func (w *walker) certificate(name string, k, n *yaml.Node, path string) *rawCert
 			rc.key, rc.keySet = w.keySpec(n, p)
 			rc.keyBad = !rc.keySet
 		},
-		"renew_before":   func(n *yaml.Node, p string) { rc.renew = w.renewal(n, p) },
-		"bindings":       func(n *yaml.Node, p string) { w.bindings(c, n, p) },
-		"issuer_options": func(n *yaml.Node, p string) { c.IssuerOptions = w.writtenMap(n, p) },
-		"enabled":        func(n *yaml.Node, p string) { c.Enabled = w.boolean(n, p) },
+		"renew_before":    func(n *yaml.Node, p string) { rc.renew = w.renewal(n, p) },
+		"bindings":        func(n *yaml.Node, p string) { w.bindings(c, n, p) },
+		"issuer_options":  func(n *yaml.Node, p string) { c.IssuerOptions = w.writtenMap(n, p) },
+		"enabled":         func(n *yaml.Node, p string) { c.Enabled = w.boolean(n, p) },
+		"cleanup_adopted": func(n *yaml.Node, p string) { c.CleanupAdopted = w.boolean(n, p) },
 	})
 	return rc
 }

@@ -67,6 +67,8 @@ type Engine struct {
 
 	infoMu sync.Mutex
 	infos  map[string]sdk.Info
+	// stop is the current run's RunOptions.Stop.
+	stop <-chan struct{}
 }
 
 // New returns an Engine.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certfleet/certfleet/core/issuer"
 	"github.com/certfleet/certfleet/core/state"
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
@@ -30,6 +31,9 @@ type PlanItem struct {
 	cert       Certificate
 	deployment *state.Deployment
 	op         *state.Operation
+	// adopted is the deployment a run records first, for a certificate found live (ActionAdopt,
+	// or a renewal of what was found).
+	adopted *state.Deployment
 }
 
 // Plan is what a run would do.
@@ -56,6 +60,8 @@ type PlanOptions struct {
 	Names []string
 	// Force renews every selected certificate.
 	Force bool
+	// NoAdopt enrolls certificates with nothing recorded even when a matching one is live.
+	NoAdopt bool
 }
 
 // inventory is what one device holds.
@@ -103,9 +109,14 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 			if item.op.LastError != "" {
 				item.Reason += ": " + item.op.LastError
 			}
+			if now.Before(item.op.RetryNotBefore) {
+				item.Reason = fmt.Sprintf("%s held until %s by the CA's Retry-After: %s", item.op.Action,
+					item.op.RetryNotBefore.UTC().Format(time.RFC3339), item.op.LastError)
+			}
 		case inv.err != nil:
 			item.Action, item.Error = ActionUnknown, e.opts.Redact(inv.err.Error())
 			item.Reason = "device could not be inspected"
+		case item.deployment == nil && !po.NoAdopt && planAdoption(&item, inv, po.Force, now):
 		default:
 			item.Action, item.Reason = decide(c, item.deployment, inv, po.Force, now)
 			if item.Action == ActionUnknown {
@@ -173,6 +184,15 @@ func (inv inventory) bound(b sdk.Binding, certRef string) bool {
 	return slices.Contains(inv.boundAt[bindingKey(b)], certRef)
 }
 
+// ariRenewAt is when the CA's renewal window (ARI) makes the deployment due: the time chosen in
+// the window (RFC 9773 §4.2), or the time it would choose for a record that predates the choice.
+func ariRenewAt(d *state.Deployment) time.Time {
+	if d.RenewalWindowStart.IsZero() || !d.RenewalAt.IsZero() {
+		return d.RenewalAt
+	}
+	return issuer.RenewalWindow{Start: d.RenewalWindowStart, End: d.RenewalWindowEnd}.RenewAt(d.Fingerprint)
+}
+
 // fightWindow and maxRebinds: a binding repaired maxRebinds times, each within fightWindow of the
 // last, is being managed by someone else too.
 const (
@@ -220,8 +240,9 @@ func decide(c Certificate, d *state.Deployment, inv inventory, force bool, now t
 		}
 		return ActionRenew, fmt.Sprintf("expires in %d days (renewal window opened %s)", days(d.NotAfter.Sub(now)), due.UTC().Format("2006-01-02"))
 	}
-	if !d.RenewalWindowStart.IsZero() && !now.Before(d.RenewalWindowStart) {
-		return ActionRenew, fmt.Sprintf("the CA suggests renewal from %s (ARI)", d.RenewalWindowStart.UTC().Format(time.RFC3339))
+	if at := ariRenewAt(d); !at.IsZero() && !now.Before(at) {
+		return ActionRenew, fmt.Sprintf("the CA suggests renewal between %s and %s (ARI); the time chosen in it, %s, has come",
+			d.RenewalWindowStart.UTC().Format(time.RFC3339), d.RenewalWindowEnd.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
 	}
 	var drift []string
 	for _, b := range c.Bindings {

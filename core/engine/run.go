@@ -18,9 +18,14 @@ import (
 
 // RunOptions select what to run.
 type RunOptions struct {
-	Names  []string
-	Force  bool
-	DryRun bool
+	Names   []string
+	Force   bool
+	DryRun  bool
+	NoAdopt bool
+	// Stop, when closed, stops the run at the next safe point: the step in flight finishes and
+	// is recorded, changes already bound are committed, and no new step starts; what is left is
+	// resumed by the next run. (Cancelling the context instead aborts the calls in flight.)
+	Stop <-chan struct{}
 }
 
 // Report is what a run did.
@@ -59,10 +64,37 @@ func (r Report) ExitCode() int {
 // errPending ends a certificate's work for this run while its order is still being processed.
 var errPending = errors.New("the order is still pending at the CA")
 
+// ErrStopped is the error of a certificate whose work ended at a safe point because the run was
+// asked to stop (RunOptions.Stop); its result is pending and the next run resumes it.
+var ErrStopped = errors.New("stopped at a safe point by a shutdown request; the next run resumes it")
+
+// stopping reports whether the run was asked to stop at the next safe point.
+func (e *Engine) stopping() bool {
+	select {
+	case <-e.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// heldError: the CA asked not to be called about this operation before until (its Retry-After on
+// a refusal); the run reports the certificate pending, with that time.
+type heldError struct {
+	until time.Time
+	last  string
+}
+
+func (h *heldError) Error() string {
+	return fmt.Sprintf("held until %s by the CA's Retry-After (%s)", h.until.UTC().Format(time.RFC3339), h.last)
+}
+
+func (h *heldError) Is(target error) bool { return target == errPending }
+
 // Run plans and carries out the plan. Each certificate's failure is its own: the others go on.
 func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	if ro.DryRun {
-		plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force})
+		plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt})
 		report := Report{Plan: plan}
 		for _, it := range plan.Items {
 			report.Results = append(report.Results, state.Result{Certificate: it.Certificate, Device: it.Device,
@@ -75,10 +107,11 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 		return Report{}, err
 	}
 	defer unlock()
+	e.stop = ro.Stop
 	if err := e.refreshCAView(ctx, ro.Names); err != nil {
 		return Report{}, err
 	}
-	plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force})
+	plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt})
 	if err != nil {
 		return Report{}, err
 	}
@@ -104,7 +137,16 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	var settled []state.Result
 	byDevice := map[string][]PlanItem{}
 	for _, it := range plan.Items {
+		if it.adopted != nil {
+			if err := e.opts.Store.SaveDeployment(ctx, *it.adopted); err != nil {
+				settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeFailed, Error: err.Error()})
+				continue
+			}
+			e.progress(it.cert, "adopted %s, valid until %s", it.adopted.CertRef, it.adopted.NotAfter.UTC().Format("2006-01-02"))
+		}
 		switch it.Action {
+		case ActionAdopt:
+			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeAdopted})
 		case ActionNone:
 			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeUnchanged})
 		case ActionUnknown:
@@ -130,7 +172,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	wg.Wait()
 	sort.Slice(report.Results, func(i, j int) bool { return report.Results[i].Certificate < report.Results[j].Certificate })
 	outcome := "ok"
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || e.stopping() {
 		outcome = "interrupted"
 	} else if report.ExitCode() == ExitFailed {
 		outcome = "failed"
@@ -227,7 +269,11 @@ func (e *Engine) runDevice(ctx context.Context, dev Device, items []PlanItem) []
 	for _, w := range works {
 		switch {
 		case errors.Is(w.err, errPending):
-			w.err = nil
+			if held := (*heldError)(nil); !errors.As(w.err, &held) {
+				w.err = nil
+			}
+			out = append(out, w.result(state.OutcomePending))
+		case errors.Is(w.err, ErrStopped):
 			out = append(out, w.result(state.OutcomePending))
 		case w.err != nil:
 			out = append(out, w.result(state.OutcomeFailed))
@@ -304,14 +350,26 @@ func (e *Engine) save(ctx context.Context, op *state.Operation) error {
 
 // carry takes one certificate's operation as far as Bound (or Committed, when resuming).
 func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) error {
+	if e.stopping() && w.item.op == nil {
+		return ErrStopped
+	}
 	op, err := e.operationFor(ctx, w.item, dev, p)
 	if err != nil {
 		return err
 	}
 	w.op = op
 	c := w.item.cert
+	if now := e.opts.Now(); now.Before(op.RetryNotBefore) {
+		e.progress(c, "held until %s by the CA's Retry-After", op.RetryNotBefore.UTC().Format(time.RFC3339))
+		return &heldError{until: op.RetryNotBefore, last: op.LastError}
+	}
 	err = e.advance(ctx, op, c, w.item.deployment, dev, p)
-	if err != nil && !errors.Is(err, errPending) {
+	if err != nil && !errors.Is(err, errPending) && !errors.Is(err, ErrStopped) {
+		if wait := issuer.RetryAfterOf(err); wait > 0 {
+			// The CA said when it will take the request again (a rate limit): no call before then.
+			op.RetryNotBefore = e.opts.Now().Add(wait).UTC()
+			err = fmt.Errorf("%w; next attempt after %s", err, op.RetryNotBefore.Format(time.RFC3339))
+		}
 		op.Attempts++
 		op.LastError = e.opts.Redact(err.Error())
 		if serr := e.save(ctx, op); serr != nil {
@@ -326,6 +384,9 @@ func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if op.Step != state.StepBound && op.Step != state.StepCommitted && e.stopping() {
+			return ErrStopped
 		}
 		switch op.Step {
 		case state.StepStarted:
@@ -399,7 +460,8 @@ func orderRequest(op *state.Operation, c Certificate, previous *state.Deployment
 		DNSNames: c.SANs.DNSNames, IPAddresses: c.SANs.IPAddresses, EmailAddresses: c.SANs.EmailAddresses,
 		Options: c.IssuerOptions,
 	}
-	if previous != nil && previous.Issuer == c.Issuer {
+	// An adopted certificate came from another account (or CA): naming it would be refused.
+	if previous != nil && previous.Issuer == c.Issuer && !previous.Adopted {
 		req.PreviousCertPEM = previous.CertPEM
 	}
 	return req
@@ -525,6 +587,8 @@ func (e *Engine) collect(ctx context.Context, op *state.Operation, c Certificate
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-e.stop:
+			return ErrStopped
 		case <-time.After(next):
 		}
 		if wait *= 2; wait > 30*e.opts.Backoff {
@@ -634,6 +698,10 @@ func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 		}
 		verified = append(verified, w)
 		if d := w.item.deployment; d != nil && d.CertRef != w.op.CertRef {
+			if d.Adopted && !w.item.cert.CleanupAdopted {
+				e.log.Info("adopted object kept (set cleanup_adopted: true to let certfleet remove it)", "device", dev.Name, "cert_ref", d.CertRef)
+				continue
+			}
 			cleanup = append(cleanup, sdk.ObjectRef{CertRef: d.CertRef, KeyRef: d.KeyRef})
 		}
 	}

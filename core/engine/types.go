@@ -31,6 +31,8 @@ type Certificate struct {
 	RenewFraction float64
 	Bindings      []sdk.Binding
 	IssuerOptions map[string]any
+	// CleanupAdopted lets a renewal delete the objects of a certificate that was adopted.
+	CleanupAdopted bool
 }
 
 // Device is one configured device.

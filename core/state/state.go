@@ -76,6 +76,9 @@ type Operation struct {
 	UpdatedAt time.Time
 	// NextAttemptAt holds off a retry (the CA's Retry-After, a pending order).
 	NextAttemptAt time.Time
+	// RetryNotBefore is set when the CA refused with a Retry-After (rateLimited): no run calls
+	// the CA for this operation before then.
+	RetryNotBefore time.Time `json:",omitzero"`
 }
 
 // Deployment is the certificate currently deployed for a configured certificate.
@@ -104,6 +107,14 @@ type Deployment struct {
 	RenewalWindowStart time.Time
 	RenewalWindowEnd   time.Time
 	RenewalInfoAt      time.Time
+	// RenewalAt is the time chosen inside the window to renew at (RFC 9773 §4.2); it stays the
+	// same until the CA moves the window.
+	RenewalAt time.Time `json:",omitzero"`
+	// RenewalInfoRetryAt is when the CA may be asked again (its Retry-After): not before.
+	RenewalInfoRetryAt time.Time `json:",omitzero"`
+	// Adopted is set when the certificate was found live on the device rather than deployed by
+	// certfleet: its objects are not certfleet's to delete unless the configuration allows it.
+	Adopted bool `json:",omitempty"`
 	// Rebinds counts the drift repairs (rebinds) made within a day of each other, the last at
 	// LastRebindAt: bindings that keep being pointed elsewhere mean something else manages them.
 	Rebinds      int       `json:",omitempty"`
@@ -119,6 +130,7 @@ const (
 	OutcomePending   Outcome = "pending"
 	OutcomeFailed    Outcome = "failed"
 	OutcomePlanned   Outcome = "planned"
+	OutcomeAdopted   Outcome = "adopted"
 )
 
 // Result is what a run did with one certificate.
