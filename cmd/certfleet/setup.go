@@ -139,11 +139,7 @@ func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 	env.store = store
 	env.closers = append(env.closers, func() { store.Close() })
 
-	pins := cfg.Plugins.PinsFile
-	if pins == "" {
-		pins = filepath.Join(filepath.Dir(statePath), "plugins.lock.json")
-	}
-	env.host = newPluginHost(c, log, cfg.Plugins.Dirs, pins)
+	env.host = newPluginHost(c, log, cfg, false)
 	env.closers = append(env.closers, env.host.Close)
 
 	issuers, err := buildIssuers(cfg, store, so.logs.Slog())
@@ -213,15 +209,20 @@ func crashAfterStep(log hclog.Logger) func(*state.Operation) {
 		if string(op.Step) != step || (submit != "" && string(op.SubmitState) != submit) {
 			return
 		}
+		self, err := os.FindProcess(os.Getpid())
+		if err != nil {
+			return
+		}
 		if term {
 			once.Do(func() {
 				log.Warn("CERTFLEET_CRASH_AFTER_STEP: sending this process SIGTERM", "step", step, "certificate", op.Certificate)
-				_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+				_ = self.Signal(syscall.SIGTERM)
 			})
 			return
 		}
 		log.Warn("CERTFLEET_CRASH_AFTER_STEP: killing this process", "step", step, "certificate", op.Certificate)
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		// Process.Kill is SIGKILL on Unix and TerminateProcess on Windows: no deferred code runs.
+		_ = self.Kill()
 		select {}
 	}
 }
