@@ -51,7 +51,8 @@ func TestReliabilityLostOrCorruptState(t *testing.T) {
 			if res := f.certfleet(nil, "state", "accept-empty"); res.code != 0 {
 				t.Fatalf("accept-empty: exit %d\n%s", res.code, res.stderr)
 			}
-			if report, res := f.run(nil); res.code != 0 || len(report.Results) != 2 || len(f.sim.Orders()) != orders+2 {
+			// Starting afresh adopts what is live on the devices: no new order.
+			if report, res := f.run(nil); res.code != 0 || len(report.Results) != 2 || len(f.sim.Orders()) != orders {
 				t.Fatalf("after accept-empty: exit %d, %d new orders", res.code, len(f.sim.Orders())-orders)
 			}
 		})

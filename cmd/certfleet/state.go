@@ -25,7 +25,7 @@ func stateCommand() *cli.Command {
 		Usage: "manage the state database",
 		Subcommands: []*cli.Command{{
 			Name: "accept-empty",
-			Usage: "start afresh after the state database was lost for good: every certificate is ordered again " +
+			Usage: "start afresh after the state database was lost for good: live certificates are adopted, the others ordered again " +
 				"(restore a backup instead when there is one)",
 			Action: func(c *cli.Context) error {
 				redactor := secret.NewRedactor()
@@ -37,7 +37,7 @@ func stateCommand() *cli.Command {
 				if err := state.AcceptEmpty(path); err != nil {
 					return cli.Exit(err.Error(), 1)
 				}
-				fmt.Fprintf(c.App.Writer, "%s starts afresh: the next run orders every certificate again; the certificates and keys it replaces stay on the devices until removed by hand\n", path)
+				fmt.Fprintf(c.App.Writer, "%s starts afresh: the next run adopts the certificates live on the devices and orders the others again\n", path)
 				return nil
 			},
 		}},

@@ -54,7 +54,7 @@ func lostStateError(dbPath string, m *marker) error {
 		since = " since " + m.Since.UTC().Format("2006-01-02")
 	}
 	return fmt.Errorf("state database %s: %w (%s says so%s). Nothing was done: a run now would order every certificate again and leave the old certificates and keys on the devices. "+
-		"Restore the database from a backup (with its -wal file, if any) and run again; or, if the records are gone for good and every certificate may be ordered again, run `certfleet state accept-empty` to start afresh",
+		"Restore the database from a backup (with its -wal file, if any) and run again; or, if the records are gone for good, run `certfleet state accept-empty` to start afresh (what is live on the devices is adopted, anything else ordered again)",
 		dbPath, ErrStateLost, markerPath(dbPath), since)
 }
 
