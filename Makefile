@@ -22,7 +22,7 @@ NFPM_VERSION               := v2.48.0
 MINISIGN_VERSION           := v0.3.0
 CYCLONEDX_GOMOD_VERSION    := v1.10.0
 
-.PHONY: all build test test-short test-report-browser fleet-test lint proto proto-check demo bench tools clean dist dist-check cross-check repro-check
+.PHONY: all build test test-short test-report-browser fleet-test lint proto proto-check demo bench fuzz reliability tools clean dist dist-check cross-check repro-check
 
 all: build
 
@@ -56,6 +56,29 @@ repro-check: $(TOOLS)/nfpm $(TOOLS)/cyclonedx-gomod
 ## test: every test, with the race detector
 test: $(TOOLS)/sops
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+## fuzz: every fuzz target for FUZZTIME each (their seeds also run in `make test`)
+FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	./core/config:FuzzLoad \
+	./core/engine:FuzzVerifyPEM \
+	./core/secret:FuzzSopsAndCredentials \
+	./core/issuer/scm:FuzzParseResponses \
+	./plugins/citrix-nitro/nitro:FuzzNITROAnswers \
+	./plugins/paloalto-panos/panosclient:FuzzPANOSAnswers \
+	./plugins/f5-bigip/icontrol:FuzzIControlAnswers
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+## reliability: the long form of the reliability suite (SIGTERM/SIGKILL at random moments, many
+## rounds); `make test` runs its short form
+reliability: $(TOOLS)/sops
+	CERTFLEET_RELIABILITY=long $(GO) test -count=1 -timeout 90m -run 'TestReliability' -v ./e2e 2>&1 | tee reliability.log | grep -E '^(reliability:|--- FAIL|FAIL|ok)'
+	@! grep -q -E '^(--- FAIL|FAIL)' reliability.log
 
 ## test-report-browser: the HTML report opened in headless Chromium (apt-get install -y chromium);
 ## `make test` runs the same test but skips the browser part when Chromium is absent

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certfleet/certfleet/core/issuer/scm/scmsim"
 	"github.com/certfleet/certfleet/core/state"
@@ -98,15 +99,24 @@ func TestSCMLifecycle(t *testing.T) {
 		t.Fatal("the second run changed a device")
 	}
 
-	// A wider renewal window makes every certificate due.
+	// A renewal window as long as the certificates' lifetime is refused before anything is
+	// ordered (it would order every certificate again on every run).
 	spec.CertExtra = strings.Replace(spec.CertExtra, "renew_before: 30d", "renew_before: 400d", 1)
 	f.writeConfig(spec)
+	ordersBefore := len(sim.Orders())
+	report, res = f.run(nil)
+	if res.code != 1 || !strings.Contains(res.stdout, "renew_before 400d is not shorter than the certificate's lifetime") || len(sim.Orders()) != ordersBefore {
+		t.Fatalf("renew_before as long as the term: exit %d, %d new orders\n%s", res.code, len(sim.Orders())-ordersBefore, lastLines(res.stderr, 5))
+	}
+	spec.CertExtra = strings.Replace(spec.CertExtra, "renew_before: 400d", "renew_before: 30d", 1)
+	f.writeConfig(spec)
+
+	// A certificate inside its renewal window is renewed.
+	f.ageDeployment(t, "www", 12*24*time.Hour)
 	report, res = f.run(nil)
 	if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed || !strings.Contains(reasonOf(report, "www"), "expires in") {
 		t.Fatalf("renewal in window: exit %d, %+v", res.code, report.Results)
 	}
-	spec.CertExtra = strings.Replace(spec.CertExtra, "renew_before: 400d", "renew_before: 30d", 1)
-	f.writeConfig(spec)
 
 	// A forced renewal makes a new key.
 	before := f.live("web1", "api")
@@ -149,7 +159,7 @@ func TestSCMLifecycle(t *testing.T) {
 	}
 
 	// Drift: someone re-points a live link; the next run puts it back without a new order.
-	ordersBefore := len(sim.Orders())
+	ordersBefore = len(sim.Orders())
 	link := filepath.Join(f.dir, "devices", "web1", "live", "api")
 	os.Remove(link)
 	os.Symlink("../certs/elsewhere", link)
@@ -172,6 +182,23 @@ func TestSCMLifecycle(t *testing.T) {
 	if res.code != 0 || outcomes(report)["shop"] != state.OutcomeDeployed || !strings.Contains(reasonOf(report, "shop"), "no longer on the device") {
 		t.Fatalf("missing certificate: exit %d, %+v", res.code, report.Results)
 	}
+}
+
+// ageDeployment makes the recorded deployment of name look as if it had left days to live.
+func (f *fleet) ageDeployment(t *testing.T, name string, left time.Duration) {
+	t.Helper()
+	s := f.openState()
+	d, ok, err := s.Deployment(context.Background(), name)
+	if err != nil || !ok {
+		t.Fatalf("deployment of %s: %v %v", name, ok, err)
+	}
+	lifetime := d.NotAfter.Sub(d.NotBefore)
+	d.NotAfter = time.Now().Add(left)
+	d.NotBefore = d.NotAfter.Add(-lifetime)
+	if err := s.SaveDeployment(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
 }
 
 func sameKey(a, b *x509.Certificate) bool { return sdk.PublicKeysEqual(a.PublicKey, b.PublicKey) }
@@ -244,7 +271,7 @@ func TestSCMBothAPIs(t *testing.T) {
 	for _, api := range []string{"admin", "enrollment"} {
 		t.Run(api, func(t *testing.T) {
 			t.Parallel()
-			f, sim, spec := scmFleetAPI(t, map[string][]string{"web1": {"www"}}, "30d", api, func(c *scmsim.Config) { c.PendingCollects = 2 })
+			f, sim, _ := scmFleetAPI(t, map[string][]string{"web1": {"www"}}, "30d", api, func(c *scmsim.Config) { c.PendingCollects = 2 })
 			route := map[string]string{"admin": "GET /api/ssl/v1/collect/{id}", "enrollment": "GET /api/v1/certificates/{certId}"}[api]
 
 			report, res := f.run(nil)
@@ -260,15 +287,13 @@ func TestSCMBothAPIs(t *testing.T) {
 				t.Fatalf("orders %+v", first)
 			}
 
-			// Renewal: a wider window makes the certificate due.
-			spec.CertExtra = strings.Replace(spec.CertExtra, "renew_before: 30d", "renew_before: 400d", 1)
-			f.writeConfig(spec)
+			// Renewal: the certificate enters its renewal window (a window as wide as the
+			// lifetime is refused, see TestSCMLifecycle).
+			f.ageDeployment(t, "www", 12*24*time.Hour)
 			report, res = f.run(nil)
 			if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed || len(sim.Orders()) != 2 {
 				t.Fatalf("renewal: exit %d, %+v, %d orders", res.code, report.Results, len(sim.Orders()))
 			}
-			spec.CertExtra = strings.Replace(spec.CertExtra, "renew_before: 400d", "renew_before: 30d", 1)
-			f.writeConfig(spec)
 
 			// Revoke through certfleet; the next run replaces it.
 			served := f.live("web1", "www")

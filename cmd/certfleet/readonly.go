@@ -41,7 +41,7 @@ func openStateView(c *cli.Context) (*stateView, error) {
 	store, err := openViewStore(c, cfg, redactor)
 	if err != nil {
 		v.close()
-		return nil, err
+		return nil, stateOpenError(err)
 	}
 	v.store = store
 	v.engine = engine.New(engine.Options{Store: store, Certificates: engineCertificates(cfg), Logger: v.logs.Logger()})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -38,11 +39,32 @@ func planCommand() *cli.Command {
 				return err
 			}
 			if c.String("output") == "json" {
-				return writeJSON(c, plan)
+				err = writeJSON(c, plan)
+			} else {
+				err = printPlan(c.App.Writer, plan)
 			}
-			return printPlan(c.App.Writer, plan)
+			if err != nil {
+				return err
+			}
+			return planExit(plan)
 		},
 	}
+}
+
+// planExit fails a plan that could not decide for every certificate (a device that could not be
+// inspected, a renewal window that would re-order every run), so a script never reads it as "all
+// is well".
+func planExit(plan engine.Plan) error {
+	undecided := 0
+	for _, it := range plan.Items {
+		if it.Action == engine.ActionUnknown {
+			undecided++
+		}
+	}
+	if undecided > 0 {
+		return cli.Exit(fmt.Sprintf("%d certificate(s) could not be planned; see the reason of each", undecided), engine.ExitFailed)
+	}
+	return nil
 }
 
 func printPlan(w io.Writer, plan engine.Plan) error {
@@ -94,6 +116,9 @@ func runCommand() *cli.Command {
 			if !c.Bool("dry-run") {
 				notifyFailed = finishRun(c.Context, env, report, runErr, started, hclog.Info)
 				writeMetricsFile(c, env)
+			}
+			if errors.Is(runErr, state.ErrLocked) {
+				return cli.Exit(runErr.Error()+"; nothing was done: the other run goes on, try again when it ends", engine.ExitLocked)
 			}
 			if runErr != nil && len(report.Results) == 0 {
 				return runErr

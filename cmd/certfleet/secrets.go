@@ -2,10 +2,10 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/certfleet/certfleet/core/atomicfile"
+	"github.com/certfleet/certfleet/core/boundedfile"
 	"github.com/certfleet/certfleet/core/secret"
 	"github.com/urfave/cli/v2"
 )
@@ -67,7 +67,7 @@ func secretsEncrypt(c *cli.Context) error {
 	if len(c.StringSlice("age")) == 0 && len(c.StringSlice("pgp")) == 0 {
 		return cli.Exit("give at least one recipient with --age or --pgp", 2)
 	}
-	plain, err := os.ReadFile(path)
+	plain, err := boundedfile.Read(path, boundedfile.DefaultLimit)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
+	"syscall"
 
 	"github.com/certfleet/certfleet/core/config"
 	"github.com/certfleet/certfleet/core/engine"
@@ -136,7 +138,7 @@ func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 	opened, err := openState(ctx, cfg, redactor)
 	if err != nil {
 		env.close()
-		return nil, err
+		return nil, stateOpenError(err)
 	}
 	store := opened.store
 	env.store = store
@@ -199,22 +201,36 @@ func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 
 // crashAfterStep implements CERTFLEET_CRASH_AFTER_STEP=<step>: the process kills itself with
 // SIGKILL right after recording that step, so the crash tests can stop a real run at every point
-// where it can die. It is a fault-injection knob, never set in production.
+// where it can die. With CERTFLEET_CRASH_SIGNAL=TERM it sends itself SIGTERM instead (once) and
+// goes on, as systemd or a cron time-out would stop it. It is a fault-injection knob, never set
+// in production.
 func crashAfterStep(log hclog.Logger) func(*state.Operation) {
 	step := os.Getenv("CERTFLEET_CRASH_AFTER_STEP")
 	if step == "" {
 		return nil
 	}
 	submit := os.Getenv("CERTFLEET_CRASH_AFTER_SUBMIT_STATE")
+	term := os.Getenv("CERTFLEET_CRASH_SIGNAL") == "TERM"
+	var once sync.Once
 	return func(op *state.Operation) {
-		if string(op.Step) == step && (submit == "" || string(op.SubmitState) == submit) {
-			log.Warn("CERTFLEET_CRASH_AFTER_STEP: killing this process", "step", step, "certificate", op.Certificate)
-			// Process.Kill is SIGKILL on Unix and TerminateProcess on Windows: no deferred code runs.
-			if self, err := os.FindProcess(os.Getpid()); err == nil {
-				_ = self.Kill()
-			}
-			select {}
+		if string(op.Step) != step || (submit != "" && string(op.SubmitState) != submit) {
+			return
 		}
+		self, err := os.FindProcess(os.Getpid())
+		if err != nil {
+			return
+		}
+		if term {
+			once.Do(func() {
+				log.Warn("CERTFLEET_CRASH_AFTER_STEP: sending this process SIGTERM", "step", step, "certificate", op.Certificate)
+				_ = self.Signal(syscall.SIGTERM)
+			})
+			return
+		}
+		log.Warn("CERTFLEET_CRASH_AFTER_STEP: killing this process", "step", step, "certificate", op.Certificate)
+		// Process.Kill is SIGKILL on Unix and TerminateProcess on Windows: no deferred code runs.
+		_ = self.Kill()
+		select {}
 	}
 }
 

@@ -25,7 +25,7 @@ func stateCommand() *cli.Command {
 				&cli.StringFlag{Name: "from", Usage: "the SQLite state file (default: state.db in the default state directory)"},
 			},
 			Action: migrateState,
-		}},
+		}, stateAcceptEmptyCommand()},
 	}
 }
 

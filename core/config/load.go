@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certfleet/certfleet/core/boundedfile"
 	"github.com/certfleet/certfleet/plugins/sdk"
 	"gopkg.in/yaml.v3"
 )
@@ -50,7 +51,7 @@ type raw struct {
 // Load reads path (a file, or a directory of *.yaml / *.yml files) and checks everything. The
 // error, if any, is an *Errors listing every problem.
 func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
-	l := &loader{readFile: os.ReadFile, ctx: context.Background()}
+	l := &loader{readFile: func(p string) ([]byte, error) { return boundedfile.Read(p, boundedfile.DefaultLimit) }, ctx: context.Background()}
 	for _, o := range opts {
 		o(l)
 	}
@@ -70,6 +71,11 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 		var doc yaml.Node
 		if err := yaml.Unmarshal(data, &doc); err != nil {
 			errs.add(Position{File: f}, "", "fix the YAML syntax", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			continue
+		}
+		if line := secondDocument(data); line > 0 {
+			errs.add(Position{File: f, Line: line}, "", "certfleet reads one YAML document per file: remove the `---` separator, or move the second document into a file of its own in the configuration directory",
+				"a second YAML document starts here; it would be ignored")
 			continue
 		}
 		if len(doc.Content) == 0 {
@@ -101,6 +107,22 @@ func plainHTTPWarnings(cfg *Config) []Warning {
 	return out
 }
 
+// secondDocument returns the line where a second YAML document of data starts (0: there is none).
+func secondDocument(data []byte) int {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var first, second yaml.Node
+	if dec.Decode(&first) != nil {
+		return 0
+	}
+	if err := dec.Decode(&second); err != nil || len(second.Content) == 0 {
+		return 0 // io.EOF
+	}
+	if n := second.Content[0]; n.Kind == yaml.ScalarNode && n.Tag == "!!null" && n.Value == "" {
+		return 0 // a trailing `---` with nothing after it
+	}
+	return second.Content[0].Line
+}
+
 func configFiles(path string) ([]string, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -109,10 +131,15 @@ func configFiles(path string) ([]string, error) {
 	if !st.IsDir() {
 		return []string{path}, nil
 	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("configuration directory %s cannot be read: %w (the user running certfleet needs read and search permission on it)", path, err)
+	}
 	var files []string
-	for _, pattern := range []string{"*.yaml", "*.yml"} {
-		m, _ := filepath.Glob(filepath.Join(path, pattern))
-		files = append(files, m...)
+	for _, e := range entries {
+		if ext := filepath.Ext(e.Name()); ext == ".yaml" || ext == ".yml" {
+			files = append(files, filepath.Join(path, e.Name()))
+		}
 	}
 	sort.Strings(files)
 	if len(files) == 0 {
@@ -374,7 +401,7 @@ func (w *walker) tls(n *yaml.Node, path string) TLS {
 				t.CABundlePEM = v
 			} else if v != "" {
 				file := w.relPath(v)
-				data, err := os.ReadFile(file)
+				data, err := boundedfile.Read(file, boundedfile.DefaultLimit)
 				if err != nil {
 					w.errs.add(w.pos(n), p, "give a PEM file path (relative to this file) or inline PEM", "cannot read %s: %v", file, errors.Unwrap(err))
 					return

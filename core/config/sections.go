@@ -472,16 +472,27 @@ func validDNSName(s string) bool {
 func (w *walker) dnsNames(n *yaml.Node, path string) []string {
 	names := w.stringList(n, path)
 	for i, s := range names {
-		if !validDNSName(s) {
-			at := n
-			if n.Kind == yaml.SequenceNode && i < len(n.Content) {
-				at = n.Content[i]
-			}
-			w.errs.add(w.pos(at), fmt.Sprintf("%s[%d]", path, i), "letters, digits and '-' in dot-separated labels; a wildcard only as the whole leftmost label (*.example.com)", "%q is not a valid DNS name", s)
+		at := n
+		if n.Kind == yaml.SequenceNode && i < len(n.Content) {
+			at = n.Content[i]
+		}
+		p := fmt.Sprintf("%s[%d]", path, i)
+		switch {
+		case net.ParseIP(s) != nil:
+			// A CA puts it in a DNS SAN, where no client matches it against an address.
+			w.errs.add(w.pos(at), p, "list IP addresses under sans.ip", "%q is an IP address, not a DNS name", s)
+		case strings.HasSuffix(s, "."):
+			// CAs refuse the absolute form, and clients compare names without the dot.
+			w.errs.add(w.pos(at), p, fmt.Sprintf("write %q", strings.TrimSuffix(s, ".")), "%q ends with a dot", s)
+		case !validDNSName(s):
+			w.errs.add(w.pos(at), p, "letters, digits and '-' in dot-separated labels; a wildcard only as the whole leftmost label (*.example.com)", "%q is not a valid DNS name", s)
 		}
 	}
 	return names
 }
+
+// maxCommonName is RFC 5280's upper bound on a common name (ub-common-name).
+const maxCommonName = 64
 
 func (w *walker) ips(n *yaml.Node, path string) []string {
 	ips := w.stringList(n, path)
@@ -575,6 +586,10 @@ func (rc *rawCertificate) finish(d *defaultsSection, cfg *Config, errs *Errors) 
 	if c.Subject.CommonName == "" && len(c.SANs.DNSNames) > 0 {
 		c.Subject.CommonName = c.SANs.DNSNames[0]
 	}
+	if n := len(c.Subject.CommonName); n > maxCommonName {
+		errs.add(c.Position, join(rc.path, "subject.common_name"), "set subject.common_name to a name of at most 64 characters; a longer name belongs in sans.dns only",
+			"the common name %q is %d characters long; RFC 5280 allows %d, and CAs refuse it", c.Subject.CommonName, n, maxCommonName)
+	}
 	if c.Subject.CommonName == "" && len(c.SANs.DNSNames) == 0 && len(c.SANs.IPAddresses) == 0 {
 		errs.add(c.Position, join(rc.path, "sans.dns"), "list the names the certificate must cover", "the certificate has no names: set subject.common_name or sans.dns")
 	}
@@ -605,7 +620,23 @@ func (rc *rawCertificate) finish(d *defaultsSection, cfg *Config, errs *Errors) 
 	if len(c.Bindings) == 0 {
 		errs.add(c.Position, join(rc.path, "bindings"), "list where the device serves it, e.g. [{kind: lb-vserver, name: vs_www}]", "the certificate has no bindings")
 	}
+	checkWindowAgainstTerm(c, rc.path, errs)
 	return c
+}
+
+// checkWindowAgainstTerm rejects a renewal window as long as the certificate's term, when the
+// term is known (issuer_options.term, in days): a certificate would be due the moment it is
+// issued, and every run would order it again.
+func checkWindowAgainstTerm(c *Certificate, path string, errs *Errors) {
+	days, ok := c.IssuerOptions["term"].(int)
+	if !ok || days <= 0 || c.RenewFraction > 0 || c.RenewBefore <= 0 {
+		return
+	}
+	term := time.Duration(days) * 24 * time.Hour
+	if c.RenewBefore >= term {
+		errs.add(c.Position, join(path, "renew_before"), fmt.Sprintf("renew well inside the term, e.g. renew_before: %dd, or use a share such as 33%%", max(1, days/3)),
+			"renew_before %dd is not shorter than the certificate's term of %d days: it would be due as soon as it is issued, and every run would order it again", int(c.RenewBefore/(24*time.Hour)), days)
+	}
 }
 
 // checkBindingClaims rejects two certificates bound to the same non-SNI place on the same

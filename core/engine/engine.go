@@ -179,6 +179,14 @@ func (e *Engine) callCtx(ctx context.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(ctx, e.opts.CallTimeout)
 }
 
+// stepCtx bounds a call that changes something (a key made, an order placed, a certificate
+// imported or bound, a commit): it is let finish when ctx is cancelled (SIGTERM, Ctrl-C), so
+// its result is recorded, and the run stops at the next step. Cutting such a call short would
+// leave its effect unknown: an order placed but never recorded, a key nobody knows of.
+func (e *Engine) stepCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), e.opts.CallTimeout)
+}
+
 // acquire takes a slot of sem, or fails when ctx ends first.
 func acquire(ctx context.Context, sem chan struct{}) error {
 	select {

@@ -124,6 +124,9 @@ func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments 
 		case item.deployment == nil && !po.NoAdopt && planAdoption(&item, inv, po.Force, now):
 		default:
 			item.Action, item.Reason = decide(c, item.deployment, inv, po.Force, now)
+			if item.Action == ActionUnknown {
+				item.Error, item.Reason = item.Reason, "the renewal policy cannot act"
+			}
 		}
 		plan.Items = append(plan.Items, item)
 	}
@@ -195,6 +198,13 @@ func ariRenewAt(d *state.Deployment) time.Time {
 	return issuer.RenewalWindow{Start: d.RenewalWindowStart, End: d.RenewalWindowEnd}.RenewAt(d.Fingerprint)
 }
 
+// fightWindow and maxRebinds: a binding repaired maxRebinds times, each within fightWindow of the
+// last, is being managed by someone else too.
+const (
+	fightWindow = 24 * time.Hour
+	maxRebinds  = 3
+)
+
 // renewAt is when a certificate with the given validity becomes due.
 func renewAt(c Certificate, notBefore, notAfter time.Time) time.Time {
 	if c.RenewFraction > 0 {
@@ -228,6 +238,11 @@ func decide(c Certificate, d *state.Deployment, inv inventory, force bool, now t
 		return ActionRenew, fmt.Sprintf("expired on %s", d.NotAfter.UTC().Format("2006-01-02"))
 	}
 	if due := renewAt(c, d.NotBefore, d.NotAfter); !now.Before(due) {
+		if lifetime := d.NotAfter.Sub(d.NotBefore); c.RenewFraction == 0 && c.RenewBefore >= lifetime {
+			// The new certificate would be due the moment it is issued: every run would order again.
+			return ActionUnknown, fmt.Sprintf("renew_before %dd is not shorter than the certificate's lifetime of %d days, so every run would order it again; nothing is ordered until renew_before is shorter (e.g. %dd)",
+				days(c.RenewBefore), days(lifetime), max(1, days(lifetime)/3))
+		}
 		return ActionRenew, fmt.Sprintf("expires in %d days (renewal window opened %s)", days(d.NotAfter.Sub(now)), due.UTC().Format("2006-01-02"))
 	}
 	if at := ariRenewAt(d); !at.IsZero() && !now.Before(at) {
@@ -246,7 +261,16 @@ func decide(c Certificate, d *state.Deployment, inv inventory, force bool, now t
 	}
 	if len(drift) > 0 {
 		sort.Strings(drift)
-		return ActionRebind, "drift: " + strings.Join(drift, ", ") + " instead of " + d.CertRef
+		reason := "drift: " + strings.Join(drift, ", ") + " instead of " + d.CertRef
+		if d.Rebinds > 0 && now.Sub(d.LastRebindAt) < fightWindow {
+			if d.Rebinds >= maxRebinds {
+				// Two managers of one binding undo each other on every run; stop fighting.
+				return ActionUnknown, fmt.Sprintf("%s; certfleet rebound it %d times in a day and something keeps pointing it elsewhere: another certfleet installation or tool manages this binding. Nothing is rebound until one of them stops (then the next run repairs it)",
+					reason, d.Rebinds)
+			}
+			reason += fmt.Sprintf(" (rebound %d time(s) in the last day already: is another certfleet installation or tool managing this binding?)", d.Rebinds)
+		}
+		return ActionRebind, reason
 	}
 	return ActionNone, fmt.Sprintf("valid for %d more days", days(d.NotAfter.Sub(now)))
 }

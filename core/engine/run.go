@@ -35,11 +35,15 @@ type Report struct {
 	Results []state.Result `json:"results"`
 }
 
-// Exit codes of a run.
+// Exit codes of a run (2 is a usage or configuration error, given by the CLI).
 const (
 	ExitOK      = 0
 	ExitFailed  = 1
 	ExitPending = 3
+	// ExitLocked: another certfleet process holds the state; this one did nothing.
+	ExitLocked = 4
+	// ExitStateLost: the state database is missing or empty next to a managed fleet; nothing done.
+	ExitStateLost = 5
 )
 
 // ExitCode is 0 when every certificate is deployed or unchanged, 1 when any failed, 3 when none
@@ -261,6 +265,13 @@ func (e *Engine) runDevice(ctx context.Context, dev Device, items []PlanItem) []
 			}
 		}
 	}
+	if len(toCommit) > 0 && ctx.Err() != nil {
+		// Interrupted: the commit is the next safe point's work; the next run commits.
+		for _, w := range toCommit {
+			w.err = fmt.Errorf("interrupted before the commit on %s: %w", dev.Name, ctx.Err())
+		}
+		toCommit = nil
+	}
 	if len(toCommit) > 0 {
 		if err := e.commit(ctx, dev, p, info, toCommit); err == nil {
 			toFinish = append(toFinish, toCommit...)
@@ -334,7 +345,7 @@ func (e *Engine) discardKey(ctx context.Context, dev Device, p sdk.Plugin, op *s
 	if op.KeyRef == "" {
 		return
 	}
-	cctx, cancel := e.callCtx(ctx)
+	cctx, cancel := e.stepCtx(ctx)
 	defer cancel()
 	if _, err := p.Cleanup(cctx, dev.Target, []sdk.ObjectRef{{KeyRef: op.KeyRef}}); err != nil {
 		e.log.Warn("could not remove the key of an abandoned operation", "certificate", op.Certificate, "key_ref", op.KeyRef, "error", e.opts.Redact(err.Error()))
@@ -423,15 +434,23 @@ func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate
 }
 
 func (e *Engine) generateCSR(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
-	e.progress(c, "generating a %s key and CSR on %s", c.KeySpec, dev.Name)
-	cctx, cancel := e.callCtx(ctx)
-	defer cancel()
-	csr, err := p.GenerateCSR(cctx, dev.Target, sdk.CSRRequest{NameHint: c.Name, KeySpec: c.KeySpec, Subject: c.Subject, SANs: c.SANs})
-	if err != nil {
-		return fmt.Errorf("GenerateCSR on %s: %w", dev.Name, err)
+	if op.KeyRef == "" || op.CSRPEM == "" {
+		e.progress(c, "generating a %s key and CSR on %s", c.KeySpec, dev.Name)
+		cctx, cancel := e.stepCtx(ctx)
+		csr, err := p.GenerateCSR(cctx, dev.Target, sdk.CSRRequest{NameHint: c.Name, KeySpec: c.KeySpec, Subject: c.Subject, SANs: c.SANs})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("GenerateCSR on %s: %w", dev.Name, err)
+		}
+		// The key exists on the device from now on: record it before anything else, so an
+		// interrupted run resumes with this key (or removes it) instead of leaving it behind.
+		op.KeyRef, op.CSRPEM = csr.KeyRef, csr.PEM
+		if err := e.save(ctx, op); err != nil {
+			e.discardKey(ctx, dev, p, op)
+			return err
+		}
 	}
-	op.KeyRef, op.CSRPEM = csr.KeyRef, csr.PEM
-	if err := verifyCSR(csr.PEM, c); err != nil {
+	if err := verifyCSR(op.CSRPEM, c); err != nil {
 		// Never send a CA a CSR that is not exactly what was asked for; drop the key.
 		e.discardKey(ctx, dev, p, op)
 		if aerr := e.opts.Store.AbandonOperation(context.WithoutCancel(ctx), op, err.Error()); aerr != nil {
@@ -492,24 +511,31 @@ func (e *Engine) submit(ctx context.Context, op *state.Operation, c Certificate,
 	if err := e.save(ctx, op); err != nil {
 		return err
 	}
-	ref, err := iss.Submit(ctx, req)
+	sctx, cancel := e.stepCtx(ctx)
+	ref, err := iss.Submit(sctx, req)
+	cancel()
 	if err != nil {
-		if errors.Is(err, issuer.ErrOutcomeUnknown) {
-			op.SubmitState = state.SubmitUnknown
+		// Only an issuer's proof that no order exists turns "sending" back into "not sent";
+		// anything else (a lost answer, an interrupted request, an error of unknown kind) is
+		// looked up before another order is placed.
+		if errors.Is(err, issuer.ErrNotPlaced) && !errors.Is(err, issuer.ErrOutcomeUnknown) {
+			op.SubmitState = state.SubmitNone
 			if serr := e.save(ctx, op); serr != nil {
 				return serr
 			}
+			return fmt.Errorf("submit to %s: %w", c.Issuer, err)
+		}
+		op.SubmitState = state.SubmitUnknown
+		if serr := e.save(ctx, op); serr != nil {
+			return serr
+		}
+		if ctx.Err() == nil {
 			if ref, found, ferr := iss.Find(ctx, req); ferr == nil && found {
 				op.OrderRef, op.SubmitState, op.Step = string(ref), state.SubmitPlaced, state.StepSubmitted
 				return e.save(ctx, op)
 			}
-			return fmt.Errorf("submit to %s: %w (the next run looks the order up before placing another)", c.Issuer, err)
 		}
-		op.SubmitState = state.SubmitNone
-		if serr := e.save(ctx, op); serr != nil {
-			return serr
-		}
-		return fmt.Errorf("submit to %s: %w", c.Issuer, err)
+		return fmt.Errorf("submit to %s: %w (the outcome is unknown: the next run looks the order up before placing another)", c.Issuer, err)
 	}
 	op.OrderRef, op.SubmitState, op.Step = string(ref), state.SubmitPlaced, state.StepSubmitted
 	return e.save(ctx, op)
@@ -527,8 +553,20 @@ func (e *Engine) collect(ctx context.Context, op *state.Operation, c Certificate
 		if err := acquire(ctx, sem); err != nil {
 			return err
 		}
-		res, err := iss.Collect(ctx, issuer.OrderRef(op.OrderRef))
+		// The CA's own waits (Retry-After) end with the run's collect time, not after it.
+		cctx, cancel := context.WithDeadline(ctx, deadline)
+		res, err := iss.Collect(cctx, issuer.OrderRef(op.OrderRef))
+		cancel()
 		release(sem)
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// The collect time ran out waiting on the CA: the order stays for the next run.
+			op.NextAttemptAt, op.LastError = e.opts.Now().UTC(), e.opts.Redact(err.Error())
+			e.progress(c, "order %s not collected before collect_timeout; the next run collects it", op.OrderRef)
+			if err := e.save(ctx, op); err != nil {
+				return err
+			}
+			return errPending
+		}
 		if err != nil {
 			return fmt.Errorf("collect order %s from %s: %w", op.OrderRef, c.Issuer, err)
 		}
@@ -577,7 +615,7 @@ func (e *Engine) collect(ctx context.Context, op *state.Operation, c Certificate
 
 func (e *Engine) importCert(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
 	e.progress(c, "installing the certificate on %s", dev.Name)
-	cctx, cancel := e.callCtx(ctx)
+	cctx, cancel := e.stepCtx(ctx)
 	defer cancel()
 	res, err := p.ImportCert(cctx, dev.Target, sdk.ImportRequest{KeyRef: op.KeyRef, CertPEM: op.CertPEM, ChainPEM: op.ChainPEM, NameHint: c.Name})
 	if err != nil {
@@ -589,7 +627,7 @@ func (e *Engine) importCert(ctx context.Context, op *state.Operation, c Certific
 
 func (e *Engine) bind(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
 	e.progress(c, "binding %s to %s", op.CertRef, strings.Join(bindingKeys(c.Bindings), ", "))
-	cctx, cancel := e.callCtx(ctx)
+	cctx, cancel := e.stepCtx(ctx)
 	defer cancel()
 	res, err := p.Bind(cctx, dev.Target, sdk.BindRequest{CertRef: op.CertRef, KeyRef: op.KeyRef, Bindings: c.Bindings})
 	if err != nil {
@@ -612,7 +650,7 @@ func (e *Engine) commit(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 		for _, w := range batch {
 			e.progress(w.item.cert, "committing %d certificate(s) on %s", len(batch), dev.Name)
 		}
-		cctx, cancel := e.callCtx(ctx)
+		cctx, cancel := e.stepCtx(ctx)
 		_, err = p.Commit(cctx, dev.Target, sdk.CommitRequest{Description: "certfleet: " + strings.Join(names, ", ")})
 		cancel()
 	}
@@ -684,7 +722,7 @@ func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 		}
 	}
 	if len(cleanup) > 0 && info.Capabilities.SupportsCleanup {
-		cctx, cancel := e.callCtx(ctx)
+		cctx, cancel := e.stepCtx(ctx)
 		results, err := p.Cleanup(cctx, dev.Target, cleanup)
 		cancel()
 		if err != nil {
@@ -716,10 +754,19 @@ func deploymentOf(w *work, now time.Time) (state.Deployment, error) {
 	}
 	desc := sdk.Describe(leaf)
 	c := w.item.cert
-	return state.Deployment{
+	d := state.Deployment{
 		Certificate: c.Name, Device: c.Device, Issuer: c.Issuer, CertRef: w.op.CertRef, KeyRef: w.op.KeyRef,
 		ChainRefs: w.op.ChainRefs, OrderRef: w.op.OrderRef, Serial: desc.Serial, Fingerprint: desc.SHA256Fingerprint,
 		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, CertPEM: w.op.CertPEM, ChainPEM: w.op.ChainPEM,
 		SpecHash: w.op.SpecHash, Bindings: bindingKeys(c.Bindings), DeployedAt: now, RevocationCheckedAt: now,
-	}, nil
+	}
+	if prev := w.item.deployment; w.item.Action == ActionRebind && prev != nil {
+		d.Rebinds, d.LastRebindAt = 1, now
+		if now.Sub(prev.LastRebindAt) < fightWindow {
+			d.Rebinds = prev.Rebinds + 1
+		}
+		d.RevocationCheckedAt, d.Revoked = prev.RevocationCheckedAt, prev.Revoked
+		d.RenewalWindowStart, d.RenewalWindowEnd, d.RenewalInfoAt = prev.RenewalWindowStart, prev.RenewalWindowEnd, prev.RenewalInfoAt
+	}
+	return d, nil
 }

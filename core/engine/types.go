@@ -55,7 +55,7 @@ const (
 	ActionRenew   Action = "renew"
 	ActionResume  Action = "resume"
 	ActionRebind  Action = "rebind"
-	ActionUnknown Action = "unknown" // the device could not be inspected
+	ActionUnknown Action = "unknown" // the device could not be inspected, or the policy cannot decide (Error says why)
 )
 
 // specHash identifies what a certificate must contain: its subject, names and key. A deployment

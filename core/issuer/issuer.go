@@ -19,6 +19,26 @@ import (
 // again, so an order is never placed twice.
 var ErrOutcomeUnknown = errors.New("the CA may have accepted the order, but its answer was lost")
 
+// ErrNotPlaced marks a Submit error that proves no order exists: the request never left (a dial
+// error, a refused token, options rejected before sending) or the CA refused it with an answer.
+// Only then may the engine treat the order as not sent; any other Submit error is handled as
+// ErrOutcomeUnknown, so an interrupted request is looked up before another is placed.
+var ErrNotPlaced = errors.New("the CA placed no order")
+
+// NotPlaced marks err as proof that no order was placed (see ErrNotPlaced); its text is unchanged.
+func NotPlaced(err error) error {
+	if err == nil {
+		return nil
+	}
+	return notPlaced{err}
+}
+
+type notPlaced struct{ err error }
+
+func (e notPlaced) Error() string        { return e.err.Error() }
+func (e notPlaced) Unwrap() error        { return e.err }
+func (e notPlaced) Is(target error) bool { return target == ErrNotPlaced }
+
 // Request is one certificate order.
 type Request struct {
 	// CertificateName is the certificate's name in the configuration.
@@ -113,7 +133,9 @@ type Issuer interface {
 	// contacting the CA; errors name the option and the fix.
 	ValidateOptions(opts map[string]any) error
 	// Submit places an order. It never retries blindly once the request may have reached the CA:
-	// then it returns an error wrapping ErrOutcomeUnknown.
+	// then it returns an error wrapping ErrOutcomeUnknown, also when ctx ended while the request
+	// was in flight. Errors that prove no order exists wrap ErrNotPlaced (see NotPlaced); the
+	// engine treats every other error as an unknown outcome.
 	Submit(ctx context.Context, req Request) (OrderRef, error)
 	// Find looks for the order a Submit of req placed; found is false when there is none.
 	Find(ctx context.Context, req Request) (ref OrderRef, found bool, err error)

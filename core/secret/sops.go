@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/certfleet/certfleet/core/boundedfile"
 	"github.com/getsops/sops/v3"
 	"github.com/getsops/sops/v3/aes"
 	sopsage "github.com/getsops/sops/v3/age"
@@ -170,7 +171,7 @@ func (d *Decrypter) readFile(ctx context.Context, path string) (data []byte, enc
 }
 
 func readRaw(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := boundedfile.Read(path, boundedfile.DefaultLimit)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, fileError(path, fmt.Errorf("%w (file not found: check the path; relative paths are relative to the configuration file or the working directory)", fs.ErrNotExist))

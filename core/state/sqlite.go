@@ -51,12 +51,19 @@ var migrations = []string{
 		issuer TEXT PRIMARY KEY,
 		data   BLOB NOT NULL
 	);`,
+	// 2: the database's identity, named by the marker beside it (see marker.go).
+	`CREATE TABLE meta (
+		key   TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	);`,
 }
 
 // SQLite is the embedded Store.
 type SQLite struct {
 	db   *sql.DB
 	path string
+	// marked is set once the marker beside the database names it.
+	marked bool
 }
 
 var _ Store = (*SQLite)(nil)
@@ -68,6 +75,8 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state database %s: %w", path, err)
 	}
+	_, statErr := os.Stat(path)
+	existed := statErr == nil
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -77,9 +86,20 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 	// contending inside the process.
 	db.SetMaxOpenConns(1)
 	s := &SQLite{db: db, path: path}
+	if err := checkNotLost(ctx, path, existed, db); err != nil {
+		db.Close()
+		if errors.Is(err, ErrStateLost) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("state database %s cannot be read: %w (nothing was done; restore it from a backup)", path, err)
+	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	if err := s.checkMarker(ctx); err != nil {
+		db.Close()
+		return nil, err
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		db.Close()
@@ -288,7 +308,7 @@ func (s *SQLite) CreateOperation(ctx context.Context, op *Operation) error {
 	if err := s.tx(ctx, func(tx *sql.Tx) error { return writeOperation(ctx, tx, op, true) }); err != nil {
 		return fmt.Errorf("record operation for %s: %w", op.Certificate, err)
 	}
-	return nil
+	return s.markManaged(ctx)
 }
 
 // SaveOperation records op's current state.

@@ -9,6 +9,7 @@ package state
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -114,6 +115,10 @@ type Deployment struct {
 	// Adopted is set when the certificate was found live on the device rather than deployed by
 	// certfleet: its objects are not certfleet's to delete unless the configuration allows it.
 	Adopted bool `json:",omitempty"`
+	// Rebinds counts the drift repairs (rebinds) made within a day of each other, the last at
+	// LastRebindAt: bindings that keep being pointed elsewhere mean something else manages them.
+	Rebinds      int       `json:",omitempty"`
+	LastRebindAt time.Time `json:",omitzero"`
 }
 
 // Outcome of one certificate in a run.
@@ -130,15 +135,39 @@ const (
 
 // Result is what a run did with one certificate.
 type Result struct {
-	RunID       int64
-	Certificate string
-	Device      string
-	Action      string
-	Reason      string
-	Outcome     Outcome
-	Error       string
-	Step        Step
-	FinishedAt  time.Time
+	RunID       int64     `json:"run_id,omitempty"`
+	Certificate string    `json:"certificate"`
+	Device      string    `json:"device"`
+	Action      string    `json:"action"`
+	Reason      string    `json:"reason,omitempty"`
+	Outcome     Outcome   `json:"outcome"`
+	Error       string    `json:"error,omitempty"`
+	Step        Step      `json:"step,omitempty"`
+	FinishedAt  time.Time `json:"finished_at,omitzero"`
+}
+
+// UnmarshalJSON reads results in snake_case, and the Go field names results were recorded under
+// before (RunID, FinishedAt; the others match either way).
+func (r *Result) UnmarshalJSON(data []byte) error {
+	type plain Result
+	var p plain
+	if err := json.Unmarshal(data, &p); err != nil {
+		return err
+	}
+	if p.RunID == 0 || p.FinishedAt.IsZero() {
+		var old struct {
+			RunID      int64
+			FinishedAt time.Time
+		}
+		if json.Unmarshal(data, &old) == nil {
+			p.RunID = max(p.RunID, old.RunID)
+			if p.FinishedAt.IsZero() {
+				p.FinishedAt = old.FinishedAt
+			}
+		}
+	}
+	*r = Result(p)
+	return nil
 }
 
 // Run is one execution of `certfleet run`.

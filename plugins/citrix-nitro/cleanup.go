@@ -11,7 +11,8 @@ import (
 )
 
 // Cleanup removes superseded certificates: the certkeys carrying them and their files. It
-// never removes one that is still bound, or one another certkey links to, and says why.
+// never removes one that is still bound, or one another certkey links to, and says why. When it
+// deleted a certkey it saves the configuration, so nothing is left unsaved.
 func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRef) ([]sdk.CleanupResult, error) {
 	var out []sdk.CleanupResult
 	err := withSession(ctx, t, func(s *session) error {
@@ -19,6 +20,7 @@ func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRe
 		if err != nil {
 			return err
 		}
+		changed := false
 		for _, obj := range objects {
 			name := obj.CertRef
 			if name == "" {
@@ -39,7 +41,20 @@ func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRe
 			if err != nil {
 				return err
 			}
+			// Removing files changes no configuration; deleting a certkey does.
+			changed = changed || res.Removed && strings.HasPrefix(res.Reason, "deleted certkey")
 			out = append(out, res)
+		}
+		if !changed {
+			return nil
+		}
+		// Deleted certkeys are gone from the running configuration only: saved, the appliance
+		// neither brings them back at the next reboot nor shows unsaved changes.
+		if err := s.c.SaveConfig(ctx); err != nil {
+			if nitro.IsDeviceRefusal(err) {
+				return commitFailed(err)
+			}
+			return s.fail(ctx, "save ns config", err)
 		}
 		return nil
 	})

@@ -94,6 +94,7 @@ func (d *device) waitInSync(ctx context.Context) (string, error) {
 
 // Cleanup deletes certificates (with their chain bundle) and keys (with their CSR) that no
 // client-ssl profile uses; an object still in use is kept, and the result says which profile uses it.
+// When something was deleted it saves sys config (and config-syncs, with sync_device_group).
 func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRef) ([]sdk.CleanupResult, error) {
 	var out []sdk.CleanupResult
 	err := withDevice(ctx, t, func(d *device) error {
@@ -149,6 +150,7 @@ func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRe
 			certsIn[partition] = paths
 			return paths, nil
 		}
+		removed := false
 		for _, obj := range objects {
 			if ref, err := parseKeyRef(obj.KeyRef); obj.KeyRef != "" && err == nil && idleKeyProfiles[keyProfilePath(ref.path)] {
 				if err := d.c.Send(ctx, http.MethodDelete, icontrol.ObjectPath(icontrol.PathClientSSL, keyProfilePath(ref.path)), nil, nil); err != nil && !icontrol.IsNotFound(err) {
@@ -156,7 +158,25 @@ func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRe
 					continue
 				}
 			}
-			out = append(out, d.cleanupOne(ctx, obj, usedBy, listCerts))
+			res := d.cleanupOne(ctx, obj, usedBy, listCerts)
+			removed = removed || res.Removed
+			out = append(out, res)
+		}
+		if !removed {
+			return nil
+		}
+		// The deletions are live at once; saved (and synced) they survive a reboot and leave the
+		// device neither unsaved nor out of sync with its group.
+		if err := d.c.SaveConfig(ctx); err != nil {
+			return d.commitFailure(ctx, "save sys config", err, "the superseded objects are deleted, but save sys config on %s failed", d.address)
+		}
+		if d.syncGroup != "" {
+			if err := d.c.ConfigSync(ctx, d.syncGroup); err != nil {
+				return d.commitFailure(ctx, "config-sync", err, "the deletions are saved, but config-sync to device group %s failed", d.syncGroup)
+			}
+			if _, err := d.waitInSync(ctx); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

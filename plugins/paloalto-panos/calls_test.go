@@ -2,6 +2,7 @@ package paloaltopanos_test
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -128,14 +129,23 @@ func TestCallSequence(t *testing.T) {
 	// Cleanup reads the whole picture (Inventory's view), then deletes: compare up to the
 	// commit poll exactly and check Cleanup's tail by its delete.
 	checkCalls(t, "renewal", calls[:min(len(calls), len(renewal))], renewal)
+	// Cleanup's tail: candidate reads, one delete of the old entry, then the commit of that
+	// deletion (cleanup_commit, on by default), so nothing is left uncommitted.
 	tail := calls[min(len(calls), len(renewal)):]
-	if len(tail) == 0 || tail[len(tail)-1] != "config/delete "+certs+"/entry[@name='OLD']" {
-		t.Errorf("Cleanup calls %q: want reads, then one config/delete of the old entry", tail)
+	del := slices.Index(tail, "config/delete "+certs+"/entry[@name='OLD']")
+	if del < 0 {
+		t.Fatalf("Cleanup calls %q: want reads, then one config/delete of the old entry", tail)
 	}
-	for _, c := range tail[:max(0, len(tail)-1)] {
+	for _, c := range tail[:del] {
 		if !strings.HasPrefix(c, "config/get ") {
 			t.Errorf("Cleanup made %q before its delete; want only candidate reads", c)
 		}
+	}
+	if after := tail[del+1:]; len(after) < 2 || !strings.Contains(after[0], "<description>certfleet: remove superseded certificates</description>") || after[1] != poll {
+		t.Errorf("Cleanup calls after the delete %q: want the commit of the deletion and its job poll", after)
+	}
+	if sim.PendingChanges() != 0 {
+		t.Errorf("%d changes left uncommitted after Cleanup", sim.PendingChanges())
 	}
 	t.Logf("renewal calls:\n%s", strings.Join(calls, "\n"))
 }

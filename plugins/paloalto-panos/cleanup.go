@@ -14,7 +14,8 @@ import (
 // Cleanup deletes certificate entries (with their on-box keys) from the candidate configuration,
 // keeping any that a profile or GlobalProtect object still uses, or that the device refuses to
 // delete because of another reference. On PAN-OS cert_ref and key_ref name the same entry.
-// The deletions become live with the next commit (or at once with the cleanup_commit option).
+// The deletions are committed at once (cleanup_commit, on by default), so nothing certfleet did
+// is left uncommitted in the candidate configuration for someone else's commit to pick up.
 func (p *Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRef) ([]sdk.CleanupResult, error) {
 	var out []sdk.CleanupResult
 	err := p.withDevice(ctx, t, func(d *device) error {

@@ -68,7 +68,7 @@ var targetOptions = []sdk.OptionSpec{
 	{Name: "commit_timeout", Type: "number", Description: "seconds to wait for a commit job (default 900; the call's deadline applies too)"},
 	{Name: "request_timeout", Type: "number", Description: "seconds for one XML API request (default 120)"},
 	{Name: "digest", Type: "string", Description: "CSR digest: sha256, sha384 or sha512 (default sha256; sha384 for ECDSA P-384)"},
-	{Name: "cleanup_commit", Type: "bool", Description: "commit right after Cleanup deleted something (default false: the deletions ride on the next run's commit, keeping one commit per device per run)"},
+	{Name: "cleanup_commit", Type: "bool", Description: "commit right after Cleanup deleted something (default true; false leaves the deletions uncommitted in the candidate configuration until the next commit)"},
 }
 
 var bindingOptions = []sdk.OptionSpec{
@@ -186,7 +186,7 @@ func (p *Plugin) open(ctx context.Context, t sdk.Target) (*device, error) {
 	default:
 		return nil, opt(fmt.Errorf("option digest %q: want sha256, sha384 or sha512", d.digest))
 	}
-	if d.cleanupCommit, err = t.Options.Bool("cleanup_commit", false); err != nil {
+	if d.cleanupCommit, err = t.Options.Bool("cleanup_commit", true); err != nil {
 		return nil, opt(err)
 	}
 	creds := t.Credentials

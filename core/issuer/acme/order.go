@@ -27,21 +27,21 @@ func (i *Issuer) Submit(ctx context.Context, req issuer.Request) (issuer.OrderRe
 	const op = "new order"
 	opts, err := parseOptions(req.Options, true)
 	if err != nil {
-		return "", configError(op, "certificate %q: %v", req.CertificateName, err)
+		return "", issuer.NotPlaced(configError(op, "certificate %q: %v", req.CertificateName, err))
 	}
 	if opts.replaces == "" && req.PreviousCertPEM != "" {
 		// A renewal names the certificate it replaces (RFC 9773), so the CA can link them.
 		if opts.replaces, err = replacesCertID(req.PreviousCertPEM); err != nil {
-			return "", configError(op, "certificate %q: previous certificate: %v", req.CertificateName, err)
+			return "", issuer.NotPlaced(configError(op, "certificate %q: previous certificate: %v", req.CertificateName, err))
 		}
 	}
 	csr, err := parseCSR(req.CSRPEM)
 	if err != nil {
-		return "", configError(op, "certificate %q: %v", req.CertificateName, err)
+		return "", issuer.NotPlaced(configError(op, "certificate %q: %v", req.CertificateName, err))
 	}
 	names, err := orderNames(req, csr)
 	if err != nil {
-		return "", configError(op, "certificate %q: %v", req.CertificateName, err)
+		return "", issuer.NotPlaced(configError(op, "certificate %q: %v", req.CertificateName, err))
 	}
 
 	ctx, obs := withObserver(ctx)
@@ -68,6 +68,10 @@ func (i *Issuer) Submit(ctx context.Context, req issuer.Request) (issuer.OrderRe
 		if problemOf(err) == nil && !errors.As(err, &own) && obs.wasPosted(newOrderURL) {
 			return "", &Error{Op: op, Detail: fmt.Sprintf("certificate %q: %v", req.CertificateName, err),
 				cause: fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, err)}
+		}
+		if pd := problemOf(err); (pd != nil && pd.HTTPStatus < 500) || !obs.wasPosted(newOrderURL) {
+			// A refusal (a problem document) creates no order, and a request never posted none.
+			return "", issuer.NotPlaced(withRateLimitWait(obs, classify(op, err)))
 		}
 		return "", withRateLimitWait(obs, classify(op, err))
 	}

@@ -39,6 +39,9 @@ const DefaultTokenURL = "https://auth.sso.sectigo.com/auth/realms/apiclients/pro
 // maxBody bounds what is read of any answer.
 const maxBody = 4 << 20
 
+// maxRetryAfter bounds the wait a Retry-After header can impose on one retry.
+const maxRetryAfter = time.Minute
+
 // The APIs an issuer can speak.
 const (
 	APIAdmin      = "admin"
@@ -260,6 +263,10 @@ func (i *Issuer) accessToken(ctx context.Context, refresh bool) (string, error) 
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if resp.StatusCode != http.StatusOK {
 		e := &Error{Op: "get an access token", HTTPStatus: resp.StatusCode, Hint: "check the issuer's client_id, client_secret and token_url"}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+			// The endpoint is busy or failing; the credentials are not in question.
+			e.Hint = "the token endpoint is unavailable or rate limiting; the next run tries again"
+		}
 		var oauthErr struct {
 			Error       string `json:"error"`
 			Description string `json:"error_description"`
@@ -351,6 +358,21 @@ type response struct {
 }
 
 func (i *Issuer) do(ctx context.Context, c call) (*response, error) {
+	resp, err := i.attempt(ctx, c)
+	if err == nil || c.idempotent || errors.Is(err, issuer.ErrOutcomeUnknown) {
+		return resp, err
+	}
+	// A non-idempotent call (enroll) that failed without an unknown outcome: every path that may
+	// have reached SCM returned ErrOutcomeUnknown above, except an answer that could not be read.
+	var apiErr *Error
+	if errors.As(err, &apiErr) && apiErr.HTTPStatus >= 200 && apiErr.HTTPStatus < 400 {
+		return nil, fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, err)
+	}
+	return nil, issuer.NotPlaced(err)
+}
+
+// attempt makes the call, retrying what may be retried.
+func (i *Issuer) attempt(ctx context.Context, c call) (*response, error) {
 	var payload []byte
 	if c.body != nil {
 		var err error
@@ -362,6 +384,7 @@ func (i *Issuer) do(ctx context.Context, c call) (*response, error) {
 	for attempt := 1; ; attempt++ {
 		resp, err := i.once(ctx, c, payload)
 		var wait time.Duration
+		var failure error
 		switch {
 		case err == nil && resp.status == http.StatusUnauthorized && i.cfg.Auth == "oauth2" && !refreshed:
 			// The token expired or was revoked early: one fresh token, then the same call.
@@ -385,20 +408,21 @@ func (i *Issuer) do(ctx context.Context, c call) (*response, error) {
 			return resp, nil
 		case err == nil:
 			apiErr := parseError(c.op, resp)
-			if !apiErr.Retryable() || attempt >= i.retry.attempts {
-				return nil, apiErr
-			}
-			if !c.idempotent && resp.status != http.StatusTooManyRequests {
+			if !c.idempotent && resp.status >= 500 {
 				// A server error after the order was sent: it may or may not exist.
 				return nil, fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, apiErr)
 			}
-			wait = retryAfter(resp.header.Get("Retry-After"), i.now())
+			if !apiErr.Retryable() || attempt >= i.retry.attempts {
+				return nil, apiErr
+			}
+			wait, failure = retryAfter(resp.header.Get("Retry-After"), i.now()), apiErr
 			i.log.Warn("SCM call failed; retrying", "op", c.op, "status", resp.status, "attempt", attempt)
 		default:
+			// Checked before the context: a signal or deadline that interrupts a request already
+			// written (a lost answer, a timeout, a cancelled context) leaves its outcome unknown,
+			// never "not sent". A failed token request is not the order's request.
 			var te *transportError
-			if errors.As(err, &te) && !c.idempotent && te.sent {
-				// Written, then cut off (a lost answer, a timeout or a cancelled context): the
-				// order may exist.
+			if errors.As(err, &te) && !c.idempotent && te.sent && te.op == c.op {
 				return nil, fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, err)
 			}
 			if ctx.Err() != nil {
@@ -411,10 +435,17 @@ func (i *Issuer) do(ctx context.Context, c call) (*response, error) {
 			if attempt >= i.retry.attempts {
 				return nil, err
 			}
+			failure = err
 			i.log.Warn("SCM call failed; retrying", "op", c.op, "error", err.Error(), "attempt", attempt)
 		}
 		if wait == 0 {
 			wait = backoff(i.retry, attempt)
+		}
+		// A CA's Retry-After is obeyed up to a bound, and never past the caller's deadline (the
+		// run's collect_timeout): waiting longer would only stall the run.
+		wait = min(wait, maxRetryAfter)
+		if deadline, ok := ctx.Deadline(); ok && i.now().Add(wait).After(deadline) {
+			return nil, fmt.Errorf("%w (not retried: the wait of %s would pass the deadline: %w)", failure, wait.Round(time.Second), context.DeadlineExceeded)
 		}
 		if err := i.sleep(ctx, wait); err != nil {
 			return nil, fmt.Errorf("SCM %s: %w", c.op, err)

@@ -67,11 +67,11 @@ func (i *Issuer) submitEnrollment(ctx context.Context, req issuer.Request) (issu
 		err = enrollmentOptionsError(o)
 	}
 	if err != nil {
-		return "", fmt.Errorf("SCM issuer %s: certificate %s: %w", i.cfg.Name, req.CertificateName, err)
+		return "", issuer.NotPlaced(fmt.Errorf("SCM issuer %s: certificate %s: %w", i.cfg.Name, req.CertificateName, err))
 	}
 	csr, err := singleLineCSR(req.CSRPEM)
 	if err != nil {
-		return "", fmt.Errorf("SCM issuer %s: certificate %s: %w", i.cfg.Name, req.CertificateName, err)
+		return "", issuer.NotPlaced(fmt.Errorf("SCM issuer %s: certificate %s: %w", i.cfg.Name, req.CertificateName, err))
 	}
 	body := restEnrollBody{CSR: csr, SubjAltNames: extraNames(req), CustomFields: o.customFields, Comments: comments(o, req),
 		ExternalRequester: o.externalRequester}

@@ -293,11 +293,11 @@ func (i *Issuer) Submit(ctx context.Context, req issuer.Request) (issuer.OrderRe
 	}
 	o, err := parseOptions(req.Options)
 	if err != nil {
-		return "", fmt.Errorf("SCM issuer %s: certificate %s: %w", i.cfg.Name, req.CertificateName, err)
+		return "", issuer.NotPlaced(fmt.Errorf("SCM issuer %s: certificate %s: %w", i.cfg.Name, req.CertificateName, err))
 	}
 	p, err := i.resolve(ctx, &o)
 	if err != nil {
-		return "", err
+		return "", issuer.NotPlaced(err) // only the account's catalogue was read
 	}
 	body := enrollBody{OrgID: o.orgID, CSR: req.CSRPEM, CertType: p.ID, Term: o.term, ExternalRequester: o.externalRequester}
 	body.SubjAltNames = strings.Join(extraNames(req), ",")

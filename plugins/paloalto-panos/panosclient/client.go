@@ -176,6 +176,11 @@ func (c *Client) do(ctx context.Context, form url.Values, file *upload) (*Respon
 		}
 		resp, raw, err = c.send(ctx, key, form, file)
 	}
+	if err == nil && resp == nil && form.Get("type") != "export" {
+		// Only an export answers with something other than a <response> envelope; anything
+		// else (an HTML page from a proxy, a truncated answer) is not an answer of the API.
+		return nil, raw, fmt.Errorf("the answer is not an XML API response: %s", snippet(raw))
+	}
 	return resp, raw, err
 }
 
