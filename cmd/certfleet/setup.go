@@ -274,10 +274,15 @@ func engineCertificates(cfg *config.Config) []engine.Certificate {
 	out := make([]engine.Certificate, 0, len(names))
 	for _, name := range names {
 		c := cfg.Certificates[name]
-		out = append(out, engine.Certificate{
+		ec := engine.Certificate{
 			Name: name, Device: c.Device, Issuer: c.Issuer, Subject: c.Subject, SANs: c.SANs, KeySpec: c.Key,
 			RenewBefore: c.RenewBefore, RenewFraction: c.RenewFraction, Bindings: c.Bindings, IssuerOptions: c.IssuerOptions,
-		})
+			RollbackOnVerifyFailure: c.OnVerifyFailure == config.OnVerifyRollback,
+		}
+		if c.Verify != nil {
+			ec.Verify = &sdk.ServedEndpoint{Address: c.Verify.Address, ServerName: c.Verify.ServerName}
+		}
+		out = append(out, ec)
 	}
 	return out
 }

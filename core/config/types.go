@@ -119,4 +119,9 @@ type Certificate struct {
 	Position      Position
 	// BindingPositions are where each binding was written, for later messages.
 	BindingPositions []Position
+	// Verify is where the served certificate is checked when the plugin does not know; nil when
+	// not configured.
+	Verify *VerifyEndpoint
+	// OnVerifyFailure is OnVerifyKeep or OnVerifyRollback.
+	OnVerifyFailure string
 }

@@ -45,6 +45,11 @@ type Options struct {
 	Now func() time.Time
 	// Backoff is the first wait between collects of a pending order (1s when zero).
 	Backoff time.Duration
+	// VerifyAttempts is how often an endpoint is read before its served certificate is declared
+	// wrong (3 when zero), VerifyWait the pause between reads (1s when zero): a data plane may
+	// pick up a commit a moment after the device reports it done.
+	VerifyAttempts int
+	VerifyWait     time.Duration
 	// AfterStep, when set, is called after each step of an operation is recorded (fault
 	// injection for the crash tests; see cmd/certfleet).
 	AfterStep func(op *state.Operation)
@@ -85,6 +90,12 @@ func New(opts Options) *Engine {
 	}
 	if opts.RevocationCheckInterval == 0 {
 		opts.RevocationCheckInterval = 24 * time.Hour
+	}
+	if opts.VerifyAttempts <= 0 {
+		opts.VerifyAttempts = 3
+	}
+	if opts.VerifyWait <= 0 {
+		opts.VerifyWait = time.Second
 	}
 	if opts.Backoff <= 0 {
 		opts.Backoff = time.Second

@@ -43,7 +43,7 @@ type Plan struct {
 func (p Plan) Due() []PlanItem {
 	var out []PlanItem
 	for _, it := range p.Items {
-		if it.Action != ActionNone && it.Action != ActionUnknown {
+		if it.Action != ActionNone && it.Action != ActionUnknown && it.Action != ActionBlocked {
 			out = append(out, it)
 		}
 	}
@@ -111,6 +111,7 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 		}
 		plan.Items = append(plan.Items, item)
 	}
+	e.preflightItems(ctx, plan.Items)
 	return plan, nil
 }
 

@@ -103,6 +103,18 @@ type Deployment struct {
 	RenewalWindowStart time.Time
 	RenewalWindowEnd   time.Time
 	RenewalInfoAt      time.Time
+	// ServedCheck is the last TLS check of what the bindings serve; nil when never checked.
+	ServedCheck *ServedCheck `json:",omitempty"`
+}
+
+// ServedCheck is the outcome of reading, over TLS, what a certificate's endpoints serve.
+type ServedCheck struct {
+	At time.Time
+	// OK: every endpoint served the deployed leaf with a chain that verifies to the issuer's root.
+	OK bool
+	// Detail says what was wrong, or which endpoints were checked.
+	Detail    string
+	Endpoints []string
 }
 
 // Outcome of one certificate in a run.
