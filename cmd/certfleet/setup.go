@@ -138,6 +138,7 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 		Issuers:                 issuers,
 		Devices:                 engineDevices(cfg),
 		Certificates:            engineCertificates(cfg),
+		Disabled:                disabledCertificates(cfg),
 		Workers:                 cfg.Runtime.Workers,
 		PerIssuer:               cfg.Runtime.PerIssuer,
 		CollectTimeout:          cfg.Runtime.CollectTimeout,
@@ -284,5 +285,16 @@ func engineCertificates(cfg *config.Config) []engine.Certificate {
 		}
 		out = append(out, ec)
 	}
+	return out
+}
+
+func disabledCertificates(cfg *config.Config) []string {
+	var out []string
+	for name, c := range cfg.Certificates {
+		if !c.Enabled {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
 	return out
 }

@@ -23,6 +23,9 @@ type Options struct {
 	Issuers      map[string]issuer.Issuer
 	Devices      map[string]Device
 	Certificates []Certificate
+	// Disabled names configured certificates that are not managed (enabled: false); they are
+	// not reported as retired.
+	Disabled []string
 
 	// Workers bounds the certificates worked on at once (8 when zero); PerIssuer bounds the calls
 	// in flight to one CA account (4 when zero).

@@ -37,6 +37,8 @@ type Plan struct {
 	Items []PlanItem `json:"items"`
 	// InventoryCalls counts the device Inventory calls made to build it (one per device).
 	InventoryCalls int `json:"inventory_calls"`
+	// Retired are certificates the state holds but the configuration no longer has.
+	Retired []RetiredItem `json:"retired,omitempty"`
 }
 
 // Due returns the items whose action changes something.
@@ -112,6 +114,11 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 		plan.Items = append(plan.Items, item)
 	}
 	e.preflightItems(ctx, plan.Items)
+	if len(po.Names) == 0 {
+		if plan.Retired, err = e.Retired(ctx); err != nil {
+			return plan, err
+		}
+	}
 	return plan, nil
 }
 

@@ -160,6 +160,8 @@ type Store interface {
 	Deployment(ctx context.Context, certificate string) (Deployment, bool, error)
 	Deployments(ctx context.Context) (map[string]Deployment, error)
 	SaveDeployment(ctx context.Context, d Deployment) error
+	// DeleteDeployment forgets a certificate's deployment (a retired certificate).
+	DeleteDeployment(ctx context.Context, certificate string) error
 
 	// OpenOperation returns the unfinished operation of a certificate, if any.
 	OpenOperation(ctx context.Context, certificate string) (*Operation, error)
