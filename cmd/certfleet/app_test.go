@@ -42,7 +42,7 @@ func certfleet(t *testing.T, args ...string) (int, string, string) {
 
 func TestVersion(t *testing.T) {
 	code, out, _ := certfleet(t, "version")
-	if code != 0 || !strings.Contains(out, "contract v1.0") {
+	if code != 0 || !strings.Contains(out, "contract v1.1") {
 		t.Fatalf("version: code %d, %q", code, out)
 	}
 }
