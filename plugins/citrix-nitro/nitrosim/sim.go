@@ -31,6 +31,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/certfleet/certfleet/plugins/sdk/simtls"
 	"math/big"
 	"net"
 	"net/http"
@@ -123,7 +124,9 @@ type fault struct {
 // Sim is a running simulator.
 type Sim struct {
 	cfg Config
-	ca  *x509.Certificate
+	// servedFaults: see ServeLeafOnly and FreezeServed.
+	servedFaults simtls.ServedFaults
+	ca           *x509.Certificate
 	// caKey signs the management server certificate.
 	caKey *ecdsa.PrivateKey
 	srv   *http.Server
@@ -259,7 +262,7 @@ func (s *Sim) AddVServer(v VServer) error {
 		}
 		vs.ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12,
 			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return s.servedCert(p, vs, hello.ServerName)
+				return s.servedFaults.Serve(part+"/"+v.Name, func() (*tls.Certificate, error) { return s.servedCert(p, vs, hello.ServerName) })
 			}})
 		s.wg.Add(1)
 		go s.acceptLoop(vs.ln)

@@ -37,6 +37,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/certfleet/certfleet/plugins/sdk/simtls"
 	"net"
 	"net/http"
 	"sort"
@@ -126,6 +127,8 @@ func DefaultConfig() Config {
 // Sim is one simulated BIG-IP.
 type Sim struct {
 	cfg Config
+	// servedFaults: see ServeLeafOnly and FreezeServed.
+	servedFaults simtls.ServedFaults
 
 	mu        sync.RWMutex
 	running   *state
