@@ -126,7 +126,8 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 		env.close()
 		return nil, cli.Exit(redactor.Redact(err.Error()), 2)
 	}
-	if err := checkAgainstPlugins(ctx, env, issuers); err != nil {
+	infos := pluginInfos(ctx, cfg, func(name string) (sdk.Plugin, error) { return env.host.Plugin(name) })
+	if err := checkConfigAgainstPlugins(cfg, infos); err != nil {
 		env.close()
 		return nil, cli.Exit(err.Error(), 2)
 	}

@@ -118,7 +118,11 @@ func parseOptions(opts map[string]any) (options, error) {
 }
 
 // ValidateOptions checks a certificate's issuer options offline.
-func (i *Issuer) ValidateOptions(opts map[string]any) error {
+func (i *Issuer) ValidateOptions(opts map[string]any) error { return ValidateOptions(opts) }
+
+// ValidateOptions checks issuer options for an SCM issuer without an issuer or a network: names,
+// types, and that cert_type and term are there.
+func ValidateOptions(opts map[string]any) error {
 	o, err := parseOptions(opts)
 	if err == nil && o.certTypeID == 0 && o.certTypeName == "" {
 		err = errors.New("issuer option cert_type is missing: give the SCM profile's id or name (defaults.issuer_options.cert_type for all)")
