@@ -52,6 +52,8 @@ type fleet struct {
 	dir    string
 	config string
 	env    []string
+	// spec is what the configuration was last written from.
+	spec fleetSpec
 }
 
 // issuerBlock is the YAML of the issuers section for the test's CA.
@@ -114,6 +116,7 @@ func newFleet(t *testing.T, spec fleetSpec) *fleet {
 
 func (f *fleet) writeConfig(spec fleetSpec) {
 	f.t.Helper()
+	f.spec = spec
 	tmpl := template.Must(template.New("c").Funcs(template.FuncMap{"join": strings.Join}).Parse(fleetTemplate))
 	var buf bytes.Buffer
 	if err := tmpl.Execute(&buf, struct {
