@@ -246,3 +246,51 @@ func TestServedCertificateCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestServedCheckFailureRollsBack: with on_verify_failure: rollback, a renewal whose served chain
+// is wrong is undone (the previous certificate is served again) and the next run binds the
+// already issued certificate again, without a new order.
+func TestServedCheckFailureRollsBack(t *testing.T) {
+	v := startVendor(t, "citrix-nitro")
+	f, pebble := acmeFleetWith(t, fleetSpec{Env: v.env, ExtraDevices: v.device,
+		ExtraCertificates: fmt.Sprintf(`  shop:
+    device: dev1
+    subject: {locality: Leeds, state: West Yorkshire}
+    sans: {dns: [shop.example.com]}
+    bindings: [%s]
+    verify: {address: %q}
+    on_verify_failure: rollback`, v.binding, v.servedAt)})
+	servedLeaf := func() string {
+		t.Helper()
+		chain, err := served(v.servedAt, "shop.example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return chain[0].SerialNumber.String()
+	}
+	if report, res := f.run(nil); res.code != 0 || outcomes(report)["shop"] != state.OutcomeDeployed {
+		t.Fatalf("enroll: exit %d, %+v", res.code, report.Results)
+	}
+	first := servedLeaf()
+
+	v.faults.ServeLeafOnly(true)
+	report, res := f.run(nil, "--force")
+	v.faults.ServeLeafOnly(false)
+	if res.code != 1 || !strings.Contains(errorOf(report, "shop"), "previous bindings were restored") {
+		t.Fatalf("renewal with a failed served check: exit %d, %q", res.code, errorOf(report, "shop"))
+	}
+	if got := servedLeaf(); got != first {
+		t.Fatalf("after the rollback the vserver serves serial %s, want the previous %s", got, first)
+	}
+	orders := pebble.Orders()
+	report, res = f.run(nil)
+	if res.code != 0 || outcomes(report)["shop"] != state.OutcomeDeployed {
+		t.Fatalf("run after the rollback: exit %d, %+v", res.code, report.Results)
+	}
+	if got := servedLeaf(); got == first {
+		t.Fatal("the renewed certificate is not served after the next run")
+	}
+	if pebble.Orders() != orders {
+		t.Fatalf("the next run placed %d new order(s); it should bind the certificate already issued", pebble.Orders()-orders)
+	}
+}
