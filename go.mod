@@ -160,6 +160,7 @@ require (
 	modernc.org/libc v1.79.0 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
+	software.sslmate.com/src/go-pkcs12 v0.7.4 // indirect
 )
 
 // lego v5.4.1 asks for v0.1.213 of this SDK, which the module proxy refuses; sops (which imports it

@@ -17,7 +17,23 @@ import (
 
 // served connects to a vserver's TLS listener as a client would and returns the chain it gets.
 func served(addr, serverName string) ([]*x509.Certificate, error) {
-	conn, err := tls.DialWithDialer(&netDialer, "tcp", addr, &tls.Config{ServerName: serverName, InsecureSkipVerify: true}) //nolint:gosec // the chain is verified by the caller
+	return servedTo(tlsClient{addr: addr, name: serverName})
+}
+
+// tlsClient is one kind of client of a vserver: its server name, and whether it offers only RSA
+// (TLS 1.2 with no ECDSA cipher suite), so that a vserver with an RSA and an ECDSA certificate
+// shows each.
+type tlsClient struct {
+	addr, name string
+	rsaOnly    bool
+}
+
+func servedTo(c tlsClient) ([]*x509.Certificate, error) {
+	cfg := &tls.Config{ServerName: c.name, InsecureSkipVerify: true} //nolint:gosec // the chain is verified by the caller
+	if c.rsaOnly {
+		cfg.MaxVersion, cfg.CipherSuites = tls.VersionTLS12, []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+	}
+	conn, err := tls.DialWithDialer(&netDialer, "tcp", c.addr, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -122,10 +138,19 @@ func TestCitrixADCEnrollRenewAndRollback(t *testing.T) {
 // pollHandshakes connects to each address (with its server name) in a loop until the returned
 // function is called, which reports the failed and total handshakes.
 func pollHandshakes(targets map[string]string) func() (failures, total int64) {
+	clients := make([]tlsClient, 0, len(targets))
+	for addr, name := range targets {
+		clients = append(clients, tlsClient{addr: addr, name: name})
+	}
+	return pollClients(clients)
+}
+
+// pollClients is pollHandshakes for any kind of client.
+func pollClients(clients []tlsClient) func() (failures, total int64) {
 	var fails, count atomic.Int64
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	for addr, name := range targets {
+	for _, c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -135,7 +160,7 @@ func pollHandshakes(targets map[string]string) func() (failures, total int64) {
 					return
 				default:
 				}
-				if _, err := served(addr, name); err != nil {
+				if _, err := servedTo(c); err != nil {
 					fails.Add(1)
 				}
 				count.Add(1)

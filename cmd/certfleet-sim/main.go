@@ -41,7 +41,7 @@ type options struct {
 }
 
 // knownVendors are the simulated device kinds, in the order they are started.
-var knownVendors = []string{"pemdir", "citrix-nitro", "paloalto-panos", "f5-bigip"}
+var knownVendors = []string{"pemdir", "citrix-nitro", "paloalto-panos", "f5-bigip", "citrix-endpoint-management"}
 
 func parseFlags(args []string) (options, error) {
 	var o options

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/certfleet/certfleet/plugins/citrix-endpoint-management/cemsim"
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
 	"github.com/certfleet/certfleet/plugins/f5-bigip/bigipsim"
 	"github.com/certfleet/certfleet/plugins/paloalto-panos/panossim"
@@ -23,6 +24,8 @@ func startVendor(w *world, vendor string, o options) error {
 		return startBIGIP(w, o)
 	case "paloalto-panos":
 		return startPANOS(w, o)
+	case "citrix-endpoint-management":
+		return startCEM(w, o)
 	}
 	return fmt.Errorf("unknown vendor %q", vendor)
 }
@@ -151,6 +154,39 @@ func startPANOS(w *world, o options) error {
 		certificate("fw-portal", "fw1", "portal.fw1.example.test", "{kind: globalprotect-portal, name: gp-portal}"))
 	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "fw1", Plugin: "paloalto-panos", Address: sim.URL(), Served: map[string]string{
 		"ssl-tls-service-profile/web-tls": sim.ServedAddress("web-tls"), "globalprotect-portal/gp-portal": portal,
+	}})
+	return nil
+}
+
+// startCEM starts a simulated XenMobile Server whose SSL listener certificate certfleet manages;
+// the key is made by the plugin and parked on the server, never seen by the core.
+func startCEM(w *world, o options) error {
+	cfg := cemsim.DefaultConfig()
+	sim, err := cemsim.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		return err
+	}
+	w.closers = append(w.closers, func() { _ = sim.Close() })
+	sim.SetLatency(o.latency)
+	bundle, err := w.writeFile("ca/xms-tls.pem", sim.CACertPEM(), 0o600)
+	if err != nil {
+		return err
+	}
+	w.env["CERTFLEET_SIM_XMS_PASSWORD"] = cfg.Password
+	w.devices = append(w.devices, fmt.Sprintf(`  xms1:
+    plugin: citrix-endpoint-management
+    address: %s
+    tls: {ca_bundle: %s}
+    credentials: {username: %s, password: "${env:CERTFLEET_SIM_XMS_PASSWORD}"}
+    options: {flavor: xms}`, sim.URL(), bundle, cfg.Username))
+	// RSA: the plugin makes RSA keys only (EC keystores are unconfirmed on XenMobile).
+	w.certs = append(w.certs, certificate("xms-mdm", "xms1", "mdm.xms1.example.test", "{kind: ssl-listener, name: default}")+
+		"\n    key: {type: rsa, bits: 2048}")
+	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "xms1", Plugin: "citrix-endpoint-management", Address: sim.URL(), Served: map[string]string{
+		"ssl-listener/default": sim.ListenerAddress(),
 	}})
 	return nil
 }

@@ -257,9 +257,17 @@ func targetTLS(t config.TLS) sdk.TLSConfig {
 func engineDevices(cfg *config.Config) map[string]engine.Device {
 	out := make(map[string]engine.Device, len(cfg.Devices))
 	for name, d := range cfg.Devices {
+		opts := d.Options
+		if d.AllowPlainHTTP {
+			// The plugin accepts an http:// address only with this, so the opt-in is the user's.
+			opts = sdk.Options{"allow_plain_http": true}
+			for k, v := range d.Options {
+				opts[k] = v
+			}
+		}
 		out[name] = engine.Device{
 			Name: name, Plugin: d.Plugin, Concurrency: d.Concurrency,
-			Target: sdk.Target{Name: name, Address: d.Address, TLS: targetTLS(d.TLS), Credentials: d.Credentials, Options: d.Options},
+			Target: sdk.Target{Name: name, Address: d.Address, TLS: targetTLS(d.TLS), Credentials: d.Credentials, Options: opts},
 		}
 	}
 	return out

@@ -121,6 +121,34 @@ func TestPlaintextSecretWarns(t *testing.T) {
 	}
 }
 
+// TestRSAAndECDSAOnOnePlace: one certificate per key type may serve a non-SNI place.
+func TestRSAAndECDSAOnOnePlace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(base+"certificates:\n  a: {device: web1, issuer: ca, sans: {dns: [a.example]}, key: {type: rsa, bits: 2048}, bindings: [{kind: l, name: n}]}\n  b: {device: web1, issuer: ca, sans: {dns: [a.example]}, key: {type: ecdsa, bits: 256}, bindings: [{kind: l, name: n}]}\n"), 0o600)
+	if _, _, err := Load(path); err != nil {
+		t.Fatalf("an RSA and an ECDSA certificate on one place: %v", err)
+	}
+}
+
+// TestPlainHTTPOptInWarnsOnEveryLoad: an http:// address with allow_plain_http loads, with a
+// warning each time, and reaches no further than the device that opted in.
+func TestPlainHTTPOptInWarnsOnEveryLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("version: v1\ndevices:\n  adc: {plugin: citrix-nitro, address: \"http://adc.example\", allow_plain_http: true}\n  web1: {plugin: pemdir, address: /srv/tls}\n"), 0o600)
+	for range 2 {
+		cfg, warnings, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cfg.Devices["adc"].AllowPlainHTTP || cfg.Devices["web1"].AllowPlainHTTP {
+			t.Fatalf("opt-in: adc %v, web1 %v", cfg.Devices["adc"].AllowPlainHTTP, cfg.Devices["web1"].AllowPlainHTTP)
+		}
+		if len(warnings) != 1 || !strings.Contains(warnings[0].String(), "devices.adc.address: the device is reached over plain http") {
+			t.Fatalf("warnings: %v", warnings)
+		}
+	}
+}
+
 const base = `version: v1
 issuers:
   ca:
@@ -163,7 +191,13 @@ func TestBadConfigs(t *testing.T) {
 		{"binding without name", base + "certificates:\n  www: {device: web1, issuer: ca, sans: {dns: [a.example]}, bindings: [{kind: live-link}]}\n",
 			[]string{`9: certificates.www.bindings[0].name: is missing (hint: the name of the vserver, profile or link on the device)`}},
 		{"two certificates on one binding", base + "certificates:\n  a: {device: web1, issuer: ca, sans: {dns: [a.example]}, bindings: [{kind: l, name: n}]}\n  b: {device: web1, issuer: ca, sans: {dns: [b.example]}, bindings: [{kind: l, name: n}]}\n",
-			[]string{`10: certificates.b.bindings[0]: l/n on device web1 is also bound by certificate "a" (FILE:9) (hint: a place serves one certificate; use SNI bindings or separate names)`}},
+			[]string{`10: certificates.b.bindings[0]: l/n on device web1 is also bound by certificate "a" (FILE:9) with a rsa key (hint: a place serves one certificate per key type; use SNI bindings, separate names, or an RSA and an ECDSA certificate)`}},
+		{"two ECDSA certificates on one binding", base + "certificates:\n  a: {device: web1, issuer: ca, sans: {dns: [a.example]}, key: {type: ecdsa, bits: 256}, bindings: [{kind: l, name: n}]}\n  b: {device: web1, issuer: ca, sans: {dns: [b.example]}, key: {type: ecdsa, bits: 384}, bindings: [{kind: l, name: n}]}\n",
+			[]string{`10: certificates.b.bindings[0]: l/n on device web1 is also bound by certificate "a" (FILE:9) with a ecdsa key (hint: a place serves one certificate per key type; use SNI bindings, separate names, or an RSA and an ECDSA certificate)`}},
+		{"plain http without the opt-in", "version: v1\ndevices:\n  adc: {plugin: citrix-nitro, address: \"http://adc.example\"}\n",
+			[]string{`3: devices.adc.address: "http://adc.example" is plain http (hint: use https://, or set devices.adc.allow_plain_http: true to accept that the device's credentials cross the network unencrypted)`}},
+		{"plain http opt-in in options", "version: v1\ndevices:\n  adc: {plugin: citrix-nitro, address: \"https://adc.example\", options: {allow_plain_http: true}}\n",
+			[]string{`3: devices.adc.options.allow_plain_http: is set by certfleet, not in options (hint: set devices.adc.allow_plain_http: true on the device instead, so that certfleet warns about it on every run)`}},
 		{"duplicate name in a file", base + "certificates:\n  a: {device: web1, issuer: ca, sans: {dns: [a.example]}, bindings: [{kind: l, name: n}]}\n  a: {device: web1, issuer: ca, sans: {dns: [b.example]}, bindings: [{kind: l, name: m}]}\n",
 			[]string{`10: certificates.a: is defined twice in this file (hint: names must be unique)`}},
 		{"issuer type mismatch", "version: v1\nissuers:\n  ca:\n    type: acme\n    scm: {base_url: https://x.example/api}\n    acme: {directory_url: https://ca.example/dir}\n",

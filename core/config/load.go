@@ -84,7 +84,20 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 	if err := errs.Err(); err != nil {
 		return nil, warnings, err
 	}
-	return cfg, warnings, nil
+	return cfg, append(warnings, plainHTTPWarnings(cfg)...), nil
+}
+
+// plainHTTPWarnings repeats, on every load, that a device is reached over plain http.
+func plainHTTPWarnings(cfg *Config) []Warning {
+	var out []Warning
+	for _, name := range sortedKeys(cfg.Devices) {
+		if d := cfg.Devices[name]; d.AllowPlainHTTP && strings.HasPrefix(strings.ToLower(d.Address), "http://") {
+			out = append(out, Warning{Position: d.Position, Path: "devices." + name + ".address",
+				Message: "the device is reached over plain http: its credentials and every request cross the network unencrypted",
+				Hint:    "use https:// and remove allow_plain_http"})
+		}
+	}
+	return out
 }
 
 func configFiles(path string) ([]string, error) {

@@ -299,9 +299,17 @@ func (w *walker) device(name string, k, n *yaml.Node, path string, perDevice int
 				"token":    func(n *yaml.Node, p string) { d.Credentials.Token = w.str(n, p) },
 			})
 		},
-		"options":     func(n *yaml.Node, p string) { d.Options = sdk.Options(w.freeMap(n, p)) },
-		"concurrency": func(n *yaml.Node, p string) { d.Concurrency = w.positive(n, p) },
+		"options":          func(n *yaml.Node, p string) { d.Options = sdk.Options(w.freeMap(n, p)) },
+		"concurrency":      func(n *yaml.Node, p string) { d.Concurrency = w.positive(n, p) },
+		"allow_plain_http": func(n *yaml.Node, p string) { d.AllowPlainHTTP = w.boolean(n, p) },
 	})
+	if strings.HasPrefix(strings.ToLower(d.Address), "http://") && !d.AllowPlainHTTP {
+		w.errs.add(w.pos(k), join(path, "address"), "use https://, or set "+join(path, "allow_plain_http")+": true to accept that the device's credentials cross the network unencrypted",
+			"%q is plain http", d.Address)
+	}
+	if _, set := d.Options["allow_plain_http"]; set {
+		w.errs.add(w.pos(k), join(path, "options.allow_plain_http"), "set "+join(path, "allow_plain_http")+": true on the device instead, so that certfleet warns about it on every run", "is set by certfleet, not in options")
+	}
 	if d.Plugin == "" {
 		w.errs.add(w.pos(k), join(path, "plugin"), "e.g. citrix-nitro, paloalto-panos, f5-bigip or pemdir", "is missing")
 	}
@@ -523,7 +531,10 @@ func (rc *rawCertificate) finish(d *defaultsSection, cfg *Config, errs *Errors) 
 	return c
 }
 
-// checkBindingClaims rejects two certificates bound to the same place on the same device.
+// checkBindingClaims rejects two certificates bound to the same non-SNI place on the same
+// device, except one per key type: a place may serve an RSA and an ECDSA certificate side by
+// side, the client's capabilities choosing (Citrix ADC vservers; the plugin refuses what its
+// device cannot do).
 func checkBindingClaims(cfg *Config, errs *Errors) {
 	type claim struct {
 		cert string
@@ -536,10 +547,10 @@ func checkBindingClaims(cfg *Config, errs *Errors) {
 			if b.Kind == "" || b.Name == "" || b.SNI {
 				continue // SNI certificates share a place by design
 			}
-			key := c.Device + "|" + b.Kind + "|" + b.Name
+			key := c.Device + "|" + b.Kind + "|" + b.Name + "|" + c.Key.Type.String()
 			if prev, ok := claims[key]; ok && prev.cert != name {
-				errs.add(c.BindingPositions[i], fmt.Sprintf("certificates.%s.bindings[%d]", name, i), "a place serves one certificate; use SNI bindings or separate names",
-					"%s/%s on device %s is also bound by certificate %q (%s)", b.Kind, b.Name, c.Device, prev.cert, prev.pos)
+				errs.add(c.BindingPositions[i], fmt.Sprintf("certificates.%s.bindings[%d]", name, i), "a place serves one certificate per key type; use SNI bindings, separate names, or an RSA and an ECDSA certificate",
+					"%s/%s on device %s is also bound by certificate %q (%s) with a %s key", b.Kind, b.Name, c.Device, prev.cert, prev.pos, c.Key.Type)
 				continue
 			}
 			claims[key] = claim{cert: name, pos: c.BindingPositions[i]}

@@ -99,7 +99,10 @@ type Device struct {
 	Credentials sdk.Credentials
 	Options     sdk.Options
 	Concurrency int
-	Position    Position
+	// AllowPlainHTTP is the user's opt-in to an http:// address (credentials cross the network
+	// unencrypted); it reaches the plugin as target option allow_plain_http.
+	AllowPlainHTTP bool
+	Position       Position
 }
 
 // Certificate is one certificate to keep alive, with defaults applied.

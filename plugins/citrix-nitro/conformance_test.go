@@ -53,16 +53,15 @@ func served(ctx context.Context, sim *nitrosim.Sim, vserver, serverName string) 
 	return c.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
 }
 
-func TestConformance(t *testing.T) {
-	sim := startSim(t, nitrosim.DefaultConfig())
-	target := simTarget(sim, nil)
+func runConformance(t *testing.T, sim *nitrosim.Sim, opts sdk.Options, bindings []sdk.Binding) {
+	target := simTarget(sim, opts)
 	bad := target
 	bad.Credentials.Password = "wrong-password"
 	conformance.Run(t, conformance.Config{
 		PluginPath:     pluginPath,
 		Target:         target,
 		BadCredentials: &bad,
-		Bindings:       []sdk.Binding{{Kind: "lb-vserver", Name: "vs_www_443"}, {Kind: "gateway-vserver", Name: "gw_vpn_443"}},
+		Bindings:       bindings,
 		UnknownBinding: sdk.Binding{Kind: "lb-vserver", Name: "vs_no_such"},
 		KeySpecs:       []sdk.KeySpec{{Type: sdk.KeyTypeECDSA, Bits: 256}, {Type: sdk.KeyTypeRSA, Bits: 2048}},
 		Served: func(ctx context.Context, b sdk.Binding) (*x509.Certificate, error) {
@@ -71,5 +70,24 @@ func TestConformance(t *testing.T) {
 	})
 	if n := sim.Sessions(); n != 0 {
 		t.Errorf("%d NITRO sessions left open; every call must log out", n)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	sim := startSim(t, nitrosim.DefaultConfig())
+	runConformance(t, sim, nil, []sdk.Binding{{Kind: "lb-vserver", Name: "vs_www_443"}, {Kind: "gateway-vserver", Name: "gw_vpn_443"}})
+}
+
+// TestConformanceInPartition runs the suite in an admin partition of an appliance that takes
+// the lenient side of every unconfirmed behaviour.
+func TestConformanceInPartition(t *testing.T) {
+	t.Parallel()
+	cfg := nitrosim.DefaultConfig()
+	cfg.DaysAsString, cfg.DefaultBindReplaces, cfg.AllowSNIDomainOverlap, cfg.AllowDuplicateOnUpdate = true, true, true, true
+	sim := startSim(t, cfg)
+	runConformance(t, sim, sdk.Options{"partition": "p_tenant1"}, []sdk.Binding{{Kind: "lb-vserver", Name: "vs_t1_443"}})
+	if sim.Saves("p_tenant1") == 0 || sim.Saves("") != 0 {
+		t.Errorf("saves: p_tenant1 %d, default %d; Commit must save the target's partition", sim.Saves("p_tenant1"), sim.Saves(""))
 	}
 }

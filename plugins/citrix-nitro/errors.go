@@ -13,6 +13,10 @@ import (
 // Reasons this plugin adds to the SDK's.
 const (
 	reasonNotSSL = "NOT_SSL_VSERVER"
+	// reasonSharedCertKey: the certkey to update in place is bound at places the request does not name.
+	reasonSharedCertKey = "SHARED_CERTKEY"
+	// reasonSNIOff: SNI is off in a shared SSL profile and the plugin will not change it.
+	reasonSNIOff = "SNI_DISABLED"
 )
 
 // mapErr turns a client error into the contract's error; what names the operation and object.
@@ -51,6 +55,10 @@ func mapErr(ctx context.Context, address, what string, err error) error {
 		out = sdk.AlreadyExists("%s: already exists on the appliance", what)
 	case ne.Code == nitro.CodeBadPrivateKey:
 		out = sdk.InvalidArgument(sdk.ReasonKeyMismatch, "%s: the appliance rejected the key/certificate pair", what)
+	case ne.Code == nitro.CodeDefaultProfile:
+		out = sdk.FailedPrecondition(reasonSNIOff, "%s: the default SSL profile is enabled, so this is a profile setting on the appliance", what)
+	case ne.Code == nitro.CodeInvalidArgument:
+		out = sdk.Internal(sdk.ReasonDeviceError, "%s: the appliance does not know an attribute this plugin sent (this firmware differs); report it", what)
 	case ne.HTTPStatus == 503 || ne.HTTPStatus == 502 || ne.HTTPStatus == 504:
 		out = sdk.Unavailable("%s: appliance busy", what)
 	case ne.HTTPStatus == 400:

@@ -10,9 +10,11 @@ import (
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
-// Commit commits the candidate configuration — only commit_admin's changes when that option is
-// set (a partial commit, like the Sectigo agent's commit user) — and waits for the job. A job
-// that ends FAIL is an error carrying the job's messages; "no changes" is success.
+// Commit commits the candidate configuration and waits for the job. By default the commit is
+// partial: only the changes of the administrator that made ours (commit_admin, else the username
+// of the credentials, else the admin the API key belongs to), so another administrator's
+// unfinished work stays pending. commit_scope: full commits everything. A job that ends FAIL is
+// an error carrying the job's messages; "no changes" is success.
 func (p *Plugin) Commit(ctx context.Context, t sdk.Target, req sdk.CommitRequest) (sdk.CommitResult, error) {
 	var out sdk.CommitResult
 	err := p.withDevice(ctx, t, func(d *device) error {
@@ -36,26 +38,69 @@ func commitCommand(description, admin string) string {
 	return b.String()
 }
 
+// partialAdmin is the administrator a partial commit takes the changes of; "" for a full commit.
+func (d *device) partialAdmin(ctx context.Context) (string, error) {
+	switch {
+	case d.fullCommit:
+		return "", nil
+	case d.commitAdmin != "":
+		return d.commitAdmin, nil
+	case d.target.Credentials.APIKey == "":
+		// Our changes were made under the key keygen gave this user.
+		return d.target.Credentials.Username, nil
+	}
+	return d.whoami(ctx)
+}
+
+// whoami asks the device which administrator the API key belongs to: "show admins" marks the
+// caller's own session with <self/> (PAN-OS 10.0+; pan-os-python's Firewall.whoami reads it so).
+func (d *device) whoami(ctx context.Context) (string, error) {
+	fix := "set the device option commit_admin to the administrator the API key belongs to, or commit_scope: full to commit every administrator's pending changes"
+	resp, err := d.client.Op(ctx, "<show><admins></admins></show>")
+	if err != nil {
+		var apiErr *panosclient.APIError
+		if errors.As(err, &apiErr) && refusal(apiErr) {
+			return "", sdk.FailedPrecondition(sdk.ReasonInvalidRequest, "%s cannot say which administrator the API key belongs to (show admins refused); %s", d.address, fix).WithVendor(apiErr.VendorCode(), apiErr.Message())
+		}
+		return "", d.fail(ctx, err, "show admins")
+	}
+	for _, e := range resp.Result.Child("admins").All("entry") {
+		if e.Child("self") != nil {
+			if name := strings.TrimSpace(e.Value("admin")); name != "" {
+				return name, nil
+			}
+		}
+	}
+	return "", sdk.FailedPrecondition(sdk.ReasonInvalidRequest, "%s does not mark the API key's own session in show admins (PAN-OS before 10.0), so the administrator whose changes to commit is unknown; %s", d.address, fix)
+}
+
 func (d *device) commit(ctx context.Context, description string) (sdk.CommitResult, error) {
 	if err := sdk.FromContext(ctx); err != nil {
 		return sdk.CommitResult{}, err
 	}
+	if d.commitDescription != "" {
+		description = d.commitDescription
+	}
 	if description == "" {
 		description = "certfleet"
 	}
-	ans, err := d.client.Commit(ctx, commitCommand(description, d.commitAdmin), d.commitAdmin != "")
+	admin, err := d.partialAdmin(ctx)
+	if err != nil {
+		return sdk.CommitResult{}, err
+	}
+	ans, err := d.client.Commit(ctx, commitCommand(description, admin), admin != "")
 	if err != nil {
 		return sdk.CommitResult{}, d.fail(ctx, err, "start a commit")
 	}
 	log := sdk.Logger(ctx)
 	if ans.JobID == "" {
 		log.Info("nothing to commit", "device", d.target.Name, "message", strings.Join(ans.Messages, " "))
-		if err := d.checkPartialCommit(ctx); err != nil {
+		if err := d.checkPartialCommit(ctx, admin); err != nil {
 			return sdk.CommitResult{}, err
 		}
 		return sdk.CommitResult{Changed: false, Message: strings.Join(ans.Messages, " ")}, nil
 	}
-	log.Info("commit job started", "device", d.target.Name, "job", ans.JobID, "partial_admin", d.commitAdmin)
+	log.Info("commit job started", "device", d.target.Name, "job", ans.JobID, "partial_admin", admin)
 	jctx, cancel := context.WithTimeout(ctx, d.commitTimeout)
 	defer cancel()
 	job, err := d.client.WaitForJob(jctx, ans.JobID, d.pollInterval)
@@ -74,19 +119,19 @@ func (d *device) commit(ctx context.Context, description string) (sdk.CommitResu
 			"commit job %s on %s ended %s: %s", ans.JobID, d.address, job.Result, details).WithVendor(job.Result, details)
 	}
 	log.Info("commit job finished", "device", d.target.Name, "job", job.ID)
-	if err := d.checkPartialCommit(ctx); err != nil {
+	if err := d.checkPartialCommit(ctx, admin); err != nil {
 		return sdk.CommitResult{JobID: ans.JobID, Message: details}, err
 	}
 	return sdk.CommitResult{Changed: true, JobID: ans.JobID, Message: details}, nil
 }
 
 // checkPartialCommit catches a partial commit that left our bindings behind: PAN-OS commits only
-// commit_admin's changes, so if the changes were made under another admin (the credentials
+// that admin's changes, so if the changes were made under another admin (the credentials
 // belong to someone else) they do not go live, and "no changes" would look like success. The
 // sign is a profile that, in the candidate configuration, names a certificate the running
 // configuration does not have at all: a certificate imported and bound but never committed.
-func (d *device) checkPartialCommit(ctx context.Context) error {
-	if d.commitAdmin == "" {
+func (d *device) checkPartialCommit(ctx context.Context, admin string) error {
+	if admin == "" {
 		return nil
 	}
 	live := map[string]bool{}
@@ -116,6 +161,6 @@ func (d *device) checkPartialCommit(ctx context.Context) error {
 	}
 	return sdk.FailedPrecondition(sdk.ReasonCommitFailed,
 		"after the partial commit by %q, SSL/TLS service profile(s) %s name certificates that are not in the running configuration of %s: "+
-			"they were changed by another admin; set commit_admin to the admin the credentials belong to, or unset it for a full commit",
-		d.commitAdmin, strings.Join(stranded, ", "), d.address)
+			"they were changed by another admin; set commit_admin to the admin the credentials belong to, or commit_scope: full",
+		admin, strings.Join(stranded, ", "), d.address)
 }

@@ -9,7 +9,8 @@ import (
 )
 
 // Reads of the candidate configuration: what Bind, Commit and Inventory act on. The running
-// configuration only changes by commit, and what it serves is checked by the core over TLS.
+// configuration only changes by commit. What a binding serves is read over TLS by the core's
+// served-certificate check, not by the plugin.
 
 func (d *device) entryXPath(parent, name string) (string, error) {
 	xp, err := panosclient.EntryXPath(parent, name)

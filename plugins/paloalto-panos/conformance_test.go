@@ -114,18 +114,20 @@ func conformanceConfig(sim *panossim.Sim, tgt sdk.Target, bad sdk.Target) confor
 	}
 }
 
-// TestConformance: username/password through keygen, full commits, generate into shared.
+// TestConformance: username/password through keygen, full commits (commit_scope: full),
+// generate into shared.
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	sim := startSim(t, func(c *panossim.Config) { c.RSAPoolSize = 2 })
-	tgt := targetFor(sim, passwordCreds, nil)
+	tgt := targetFor(sim, passwordCreds, sdk.Options{"commit_scope": "full"})
 	bad := tgt
 	bad.Credentials.Password = "not-the-password"
 	conformance.Run(t, conformanceConfig(sim, tgt, bad))
 }
 
 // TestConformanceAPIKeyVsysPartial: an API key, a device that puts generated entries in vsys1
-// (pan-os-ansible #592), and partial commits by admin.
+// (pan-os-ansible #592), and partial commits by the admin the key belongs to (no commit_admin:
+// the plugin asks show admins).
 func TestConformanceAPIKeyVsysPartial(t *testing.T) {
 	t.Parallel()
 	sim := startSim(t, func(c *panossim.Config) { c.GenerateInto, c.RSAPoolSize = "vsys1", 2 })
@@ -133,7 +135,7 @@ func TestConformanceAPIKeyVsysPartial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tgt := targetFor(sim, sdk.Credentials{APIKey: key}, sdk.Options{"commit_admin": "certfleet"})
+	tgt := targetFor(sim, sdk.Credentials{APIKey: key}, nil)
 	bad := tgt
 	bad.Credentials.APIKey = "LUFRPT-not-a-key"
 	conformance.Run(t, conformanceConfig(sim, tgt, bad))

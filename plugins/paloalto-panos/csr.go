@@ -23,8 +23,8 @@ func (p *Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRReque
 	if err := sdk.FromContext(ctx); err != nil {
 		return sdk.CSR{}, err
 	}
-	if !req.KeySpec.Valid() {
-		return sdk.CSR{}, sdk.InvalidArgument(sdk.ReasonUnsupported, "key %v is not supported; use rsa 2048/3072/4096 or ecdsa 256/384/521", req.KeySpec)
+	if !slices.Contains(keySpecs, req.KeySpec) {
+		return sdk.CSR{}, sdk.InvalidArgument(sdk.ReasonUnsupported, "key %v is not supported on PAN-OS; use rsa 2048/3072/4096 or ecdsa 256/384 (no public source shows P-521 on the box: see the plugin's README)", req.KeySpec)
 	}
 	if req.Subject.CommonName == "" {
 		return sdk.CSR{}, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "PAN-OS needs a common name for a CSR (subject.common_name)")
@@ -77,13 +77,8 @@ func (d *device) digestFor(spec sdk.KeySpec) string {
 	if d.digest != "" {
 		return d.digest
 	}
-	if spec.Type == sdk.KeyTypeECDSA {
-		switch spec.Bits {
-		case 384:
-			return "sha384"
-		case 521:
-			return "sha512"
-		}
+	if spec.Type == sdk.KeyTypeECDSA && spec.Bits == 384 {
+		return "sha384"
 	}
 	return "sha256"
 }

@@ -8,11 +8,14 @@
 //
 // Per renewal, GenerateCSR makes a new on-box key pair and pending certificate entry under a new
 // unique name (≤ 63 characters; key_ref = cert_ref = that entry, "name" for shared or
-// "vsysN/name"). ImportCert imports the signed leaf onto it and each CA certificate of the chain
-// under its own name, reusing an identical one already present. Bind points SSL/TLS service
+// "vsysN/name"). ImportCert imports the signed leaf followed by its intermediates onto it, as one
+// file (Palo Alto KB DOC-4289), and each CA certificate of the chain under its own name, reusing an
+// identical one and skipping, with a warning, one the device refuses. Bind points SSL/TLS service
 // profiles (or the profile of a GlobalProtect portal or gateway) at it, or puts it in the
-// certificate list of an SSL Inbound Inspection decryption rule, in the candidate configuration. Commit commits — partially, by the configured admin, when commit_admin is set —
-// and waits for the job. Nothing is live before Commit.
+// certificate list of an SSL Inbound Inspection decryption rule, in the candidate configuration.
+// Commit commits — partially by default, taking only the changes of the administrator certfleet
+// acts as; commit_scope: full commits everything — and waits for the job. Nothing is live before
+// Commit.
 package paloaltopanos
 
 import (
@@ -21,6 +24,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,13 +51,23 @@ const (
 	KindDecryption = "decryption-rule"
 )
 
+// keySpecs are the keys the firewall makes. ECDSA P-521 is not among them: every public source
+// of the generate command (Keyfactor's orchestrator, chrisgoodwins' rollout script's menus, the
+// SCM API's certificate fields) offers 256 and 384 bits only, and none shows 521.
+var keySpecs = []sdk.KeySpec{
+	{Type: sdk.KeyTypeRSA, Bits: 2048}, {Type: sdk.KeyTypeRSA, Bits: 3072}, {Type: sdk.KeyTypeRSA, Bits: 4096},
+	{Type: sdk.KeyTypeECDSA, Bits: 256}, {Type: sdk.KeyTypeECDSA, Bits: 384},
+}
+
 var targetOptions = []sdk.OptionSpec{
 	{Name: "vsys", Type: "string", Description: "the virtual system searched besides shared for certificates and binding objects (default vsys1)"},
-	{Name: "commit_admin", Type: "string", Description: "commit only this administrator's changes (partial commit; the Sectigo agent's commit user); unset: full commit"},
+	{Name: "commit_scope", Type: "string", Description: "partial (default): commit only the changes of the administrator that made ours; full: commit the whole candidate configuration, other administrators' pending changes included"},
+	{Name: "commit_admin", Type: "string", Description: "the administrator whose changes a partial commit takes (the Sectigo agent's commit user); default: the username of the credentials, or the admin the API key belongs to (show admins, PAN-OS 10.0+)"},
+	{Name: "commit_description", Type: "string", Description: "the description of certfleet's commits (the Sectigo agent's paloalto_commit_description); default: the one the core gives, naming the certificates"},
 	{Name: "commit_poll_interval", Type: "number", Description: "seconds between polls of a commit job (default 2)"},
 	{Name: "commit_timeout", Type: "number", Description: "seconds to wait for a commit job (default 900; the call's deadline applies too)"},
 	{Name: "request_timeout", Type: "number", Description: "seconds for one XML API request (default 120)"},
-	{Name: "digest", Type: "string", Description: "CSR digest: sha256, sha384 or sha512 (default sha256; sha384 for ECDSA P-384, sha512 for P-521)"},
+	{Name: "digest", Type: "string", Description: "CSR digest: sha256, sha384 or sha512 (default sha256; sha384 for ECDSA P-384)"},
 	{Name: "cleanup_commit", Type: "bool", Description: "commit right after Cleanup deleted something (default false: the deletions ride on the next run's commit, keeping one commit per device per run)"},
 }
 
@@ -78,10 +92,7 @@ func (*Plugin) Info(context.Context) (sdk.Info, error) {
 		Description:          "PAN-OS firewalls over the XML API: on-box keys and CSRs, SSL/TLS service profiles and GlobalProtect, commit with job wait",
 		ContractMinorVersion: sdk.ContractMinorVersion,
 		Capabilities: sdk.Capabilities{
-			KeySpecs: []sdk.KeySpec{
-				{Type: sdk.KeyTypeRSA, Bits: 2048}, {Type: sdk.KeyTypeRSA, Bits: 3072}, {Type: sdk.KeyTypeRSA, Bits: 4096},
-				{Type: sdk.KeyTypeECDSA, Bits: 256}, {Type: sdk.KeyTypeECDSA, Bits: 384}, {Type: sdk.KeyTypeECDSA, Bits: 521},
-			},
+			KeySpecs:         slices.Clone(keySpecs),
 			BindingKinds:     []string{KindProfile, KindPortal, KindGateway, KindDecryption},
 			NeedsCommit:      true,
 			SupportsRollback: true,
@@ -94,16 +105,20 @@ func (*Plugin) Info(context.Context) (sdk.Info, error) {
 
 // device is one call's view of a target: a client and the parsed options.
 type device struct {
-	target        sdk.Target
-	address       string
-	client        *panosclient.Client
-	http          *http.Client
-	vsys          location
-	commitAdmin   string
-	pollInterval  time.Duration
-	commitTimeout time.Duration
-	digest        string
-	cleanupCommit bool
+	target  sdk.Target
+	address string
+	client  *panosclient.Client
+	http    *http.Client
+	vsys    location
+	// fullCommit is commit_scope: full; otherwise commits are partial, by commitAdmin when the
+	// option or the credentials name the admin, else by the admin the API key belongs to.
+	fullCommit        bool
+	commitAdmin       string
+	commitDescription string
+	pollInterval      time.Duration
+	commitTimeout     time.Duration
+	digest            string
+	cleanupCommit     bool
 }
 
 var vsysPattern = regexp.MustCompile(`^vsys[0-9]{1,3}$`)
@@ -133,7 +148,24 @@ func (p *Plugin) open(ctx context.Context, t sdk.Target) (*device, error) {
 		return nil, opt(fmt.Errorf("option vsys %q: want vsysN such as vsys1", vsys))
 	}
 	d.vsys = location(vsys)
+	scope, err := t.Options.String("commit_scope", "partial")
+	if err != nil {
+		return nil, opt(err)
+	}
+	switch scope {
+	case "partial":
+	case "full":
+		d.fullCommit = true
+	default:
+		return nil, opt(fmt.Errorf("option commit_scope %q: want partial or full", scope))
+	}
 	if d.commitAdmin, err = t.Options.String("commit_admin", ""); err != nil {
+		return nil, opt(err)
+	}
+	if d.fullCommit && d.commitAdmin != "" {
+		return nil, opt(fmt.Errorf("option commit_admin %q names whose changes a partial commit takes; remove it, or commit_scope: full", d.commitAdmin))
+	}
+	if d.commitDescription, err = t.Options.String("commit_description", ""); err != nil {
 		return nil, opt(err)
 	}
 	if d.pollInterval, err = durationOption(t.Options, "commit_poll_interval", 2*time.Second); err != nil {

@@ -13,24 +13,32 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
-// Error codes the client and the plugin act on (see shared/reference/citrix-nitro.md §9).
+// Error codes the client and the plugin act on (shared/reference/citrix-nitro.md §9).
 const (
-	CodeResourceMissing  = 258
-	CodeAlreadyExists    = 273
-	CodeBadLogin         = 354
-	CodeSessionExpired   = 444
-	CodeVServerMissing   = 461
-	CodeAuthTimeout      = 1027
-	CodeBadPrivateKey    = 1537
-	CodeNotSSLVServer    = 1544
-	CodeFileExists       = 1642
-	CodeBulkFailed       = 1243
-	CodeSecondServerCert = 1503 // not in the reference; see nitrosim for why it is assumed
+	CodeResourceMissing = 258
+	CodeAlreadyExists   = 273
+	CodeBadLogin        = 354
+	CodeSessionExpired  = 444
+	CodeVServerMissing  = 461
+	CodeAuthTimeout     = 1027
+	CodeBadPrivateKey   = 1537
+	CodeNotSSLVServer   = 1544
+	CodeFileExists      = 1642
+	// CodeCertKeyMissing: "Certificate does not exist" (oneops cookbook add_cert_key.rb matches
+	// the text; the code is unconfirmed, so IsMissing also takes 258 and HTTP 404).
+	CodeCertKeyMissing = 1540
+	// CodeInvalidArgument: an attribute the resource does not have ("Invalid argument [x]").
+	CodeInvalidArgument = 278
+	// CodeDefaultProfile: a vserver-level SSL setting while the default SSL profile is enabled
+	// ("Operation not permitted. To do this Disable default ssl profile", terraform-provider-citrixadc #164).
+	CodeDefaultProfile = 3740
 )
 
 // Error is a NITRO error body: {"errorcode":N,"message":"...","severity":"ERROR"}.
@@ -39,7 +47,7 @@ type Error struct {
 	Code       int
 	Message    string
 	Severity   string
-	// Op is "METHOD path" of the failed request (never a body).
+	// Op is "METHOD path" of the failed request (never a body, never a query).
 	Op string
 }
 
@@ -61,6 +69,20 @@ func IsCode(err error, codes ...int) bool {
 	return false
 }
 
+// IsDeviceRefusal reports whether err is a NITRO error body from the appliance, rather than a
+// transport failure, an expired session or a denied permission: the appliance understood the
+// request and said no.
+func IsDeviceRefusal(err error) bool {
+	var ne *Error
+	return errors.As(err, &ne) && ne.Code > 0 && ne.HTTPStatus != http.StatusUnauthorized && ne.HTTPStatus != http.StatusForbidden
+}
+
+// TransportErr is a failed round trip (network, TLS, context).
+type TransportErr struct{ Err error }
+
+func (e *TransportErr) Error() string { return e.Err.Error() }
+func (e *TransportErr) Unwrap() error { return e.Err }
+
 // AuthMode selects how requests authenticate.
 type AuthMode int
 
@@ -71,140 +93,161 @@ const (
 	AuthHeaders
 )
 
-// Client talks to one appliance. It is safe for concurrent use, but the plugin makes one per call.
-type Client struct {
-	base     string // https://host:port
-	http     *http.Client
-	user     string
-	pass     string
-	mode     AuthMode
-	timeout  int // session timeout in seconds sent at login; 0 = device default
-	mu       sync.Mutex
-	token    string
-	loggedIn bool
-	// partition, when set, is switched to after each login (session mode only).
-	partition string
-}
-
 // Options for New.
 type Options struct {
-	Mode             AuthMode
-	SessionTimeout   int
-	Partition        string
-	HTTPClient       *http.Client
-	Username, Secret string
+	Mode AuthMode
+	// SessionTimeout in seconds is sent at login; 0 keeps the appliance's default.
+	SessionTimeout int
+	// Partition, when set, is switched to after each login (session mode only).
+	Partition  string
+	HTTPClient *http.Client
+	Username   string
+	Password   string
+	// Trace, when set, is told about every request once it completes: method, path (no
+	// query, no body), HTTP status (0 on a transport failure), NITRO errorcode and duration.
+	Trace func(method, path string, status, code int, took time.Duration)
+}
+
+// Client talks to one appliance. It is safe for concurrent use.
+type Client struct {
+	base string
+	o    Options
+
+	mu       sync.Mutex // guards token and loggedIn; held across a login
+	token    string
+	loggedIn bool
 }
 
 // New returns a client for base ("https://host[:port]").
 func New(base string, o Options) *Client {
-	return &Client{base: strings.TrimRight(base, "/"), http: o.HTTPClient, user: o.Username, pass: o.Secret,
-		mode: o.Mode, timeout: o.SessionTimeout, partition: o.Partition}
+	return &Client{base: strings.TrimRight(base, "/"), o: o}
 }
 
-// Base returns the appliance URL.
-func (c *Client) Base() string { return c.base }
-
-// Response is the common NITRO envelope; the typed payload is decoded separately.
-type Response struct {
-	ErrorCode int             `json:"errorcode"`
-	Message   string          `json:"message"`
-	Severity  string          `json:"severity"`
-	SessionID string          `json:"sessionid,omitempty"`
-	Raw       json.RawMessage `json:"-"`
-}
-
-// Login opens a session (session mode) and switches to the partition if one is set.
+// Login opens a session (session mode) and switches to the partition if one is set. In header
+// mode it proves the credentials with a cheap read.
 func (c *Client) Login(ctx context.Context) error {
-	if c.mode == AuthHeaders {
-		if c.partition != "" {
-			return errors.New("a NITRO partition needs session login; partition switching is per session")
+	if c.o.Mode == AuthHeaders {
+		if c.o.Partition != "" && c.o.Partition != "default" {
+			return errors.New("a NITRO partition needs session login: partition switching is per session")
 		}
-		// Stateless: prove the credentials with a cheap read.
-		_, err := c.do(ctx, http.MethodGet, "/nitro/v1/config/nsversion", nil, nil, false)
+		_, err := c.do(ctx, http.MethodGet, cfgPath+"nsversion", nil, nil, "")
 		return err
 	}
-	body := map[string]any{"login": map[string]any{"username": c.user, "password": c.pass}}
-	if c.timeout > 0 {
-		body["login"].(map[string]any)["timeout"] = c.timeout
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.loginLocked(ctx)
+}
+
+func (c *Client) loginLocked(ctx context.Context) error {
+	login := map[string]any{"username": c.o.Username, "password": c.o.Password}
+	if c.o.SessionTimeout > 0 {
+		login["timeout"] = c.o.SessionTimeout
 	}
-	raw, err := c.do(ctx, http.MethodPost, "/nitro/v1/config/login", nil, body, false)
+	raw, err := c.do(ctx, http.MethodPost, cfgPath+"login", nil, map[string]any{"login": login}, "")
 	if err != nil {
 		return err
 	}
-	var r Response
-	if err := json.Unmarshal(raw, &r); err != nil || r.SessionID == "" {
-		return fmt.Errorf("NITRO login: response has no sessionid")
+	var r struct {
+		SessionID string `json:"sessionid"`
 	}
-	c.mu.Lock()
+	if err := json.Unmarshal(raw, &r); err != nil || r.SessionID == "" {
+		return errors.New("NITRO login: the answer has no sessionid")
+	}
 	c.token, c.loggedIn = r.SessionID, true
-	c.mu.Unlock()
-	if c.partition != "" && c.partition != "default" {
-		_, err := c.do(ctx, http.MethodPost, "/nitro/v1/config/nspartition", url.Values{"action": {"Switch"}},
-			map[string]any{"nspartition": map[string]any{"partitionname": c.partition}}, true)
+	if c.o.Partition != "" && c.o.Partition != "default" {
+		_, err := c.do(ctx, http.MethodPost, cfgPath+"nspartition", url.Values{"action": {"Switch"}},
+			map[string]any{"nspartition": map[string]any{"partitionname": c.o.Partition}}, c.token)
 		if err != nil {
-			return fmt.Errorf("switch to partition %q: %w", c.partition, err)
+			return fmt.Errorf("switch to partition %q: %w", c.o.Partition, err)
 		}
 	}
 	return nil
 }
 
-// Logout ends the session; it uses its own short context so it runs on error paths too.
+// Logout ends the session, if one is open.
 func (c *Client) Logout(ctx context.Context) error {
 	c.mu.Lock()
-	loggedIn := c.loggedIn
-	c.mu.Unlock()
-	if c.mode == AuthHeaders || !loggedIn {
+	defer c.mu.Unlock()
+	if c.o.Mode == AuthHeaders || !c.loggedIn {
 		return nil
 	}
-	_, err := c.do(ctx, http.MethodPost, "/nitro/v1/config/logout", nil, map[string]any{"logout": map[string]any{}}, true)
-	c.mu.Lock()
+	_, err := c.do(ctx, http.MethodPost, cfgPath+"logout", nil, map[string]any{"logout": map[string]any{}}, c.token)
 	c.token, c.loggedIn = "", false
-	c.mu.Unlock()
 	return err
 }
 
-// Call performs one config request and returns the raw body. A 444/1027 answer in session mode
-// logs in again once and repeats the request.
+// Call performs one config request and returns the raw body. In session mode an answer of
+// 444 (session expired) or 1027 (auth timeout) logs in again once and repeats the request: the
+// appliance did not act on a request it refused for its session.
 func (c *Client) Call(ctx context.Context, method, path string, query url.Values, body any) ([]byte, error) {
-	raw, err := c.do(ctx, method, path, query, body, true)
-	if err != nil && c.mode == AuthSession && IsCode(err, CodeSessionExpired, CodeAuthTimeout) {
-		if lerr := c.Login(ctx); lerr != nil {
-			return nil, fmt.Errorf("re-login after expired session: %w", lerr)
-		}
-		raw, err = c.do(ctx, method, path, query, body, true)
+	tok := c.currentToken()
+	raw, err := c.do(ctx, method, path, query, body, tok)
+	if err == nil || c.o.Mode != AuthSession || !IsCode(err, CodeSessionExpired, CodeAuthTimeout) {
+		return raw, err
 	}
-	return raw, err
+	c.mu.Lock()
+	// Concurrent calls may all see the expiry: only the first logs in again, the others use
+	// its session, so no session is opened behind the client's back and left open.
+	if c.token == tok {
+		if lerr := c.loginLocked(ctx); lerr != nil {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("log in again after an expired session: %w", lerr)
+		}
+	}
+	tok = c.token
+	c.mu.Unlock()
+	return c.do(ctx, method, path, query, body, tok)
 }
 
-// PathEscape double-escapes a name for the URL path, as NITRO clients do.
-func PathEscape(name string) string { return url.PathEscape(url.PathEscape(name)) }
+func (c *Client) currentToken() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.token
+}
 
-// Args builds the args=/filter= value k:v,k2:v2 (values URL-escaped).
+// Args builds an args=/filter= value k:v,k2:v2 with the values URL-escaped.
 func Args(kv ...string) string {
-	var parts []string
+	parts := make([]string, 0, len(kv)/2)
 	for i := 0; i+1 < len(kv); i += 2 {
 		parts = append(parts, kv[i]+":"+url.QueryEscape(kv[i+1]))
 	}
 	return strings.Join(parts, ",")
 }
 
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any, auth bool) ([]byte, error) {
+// PathEscape double-escapes a name for the URL path, as NITRO clients do (reference §0).
+func PathEscape(name string) string { return url.PathEscape(url.PathEscape(name)) }
+
+// encodeQuery writes the query in key order. args/filter values come from Args, already
+// escaped, and keep their ':' and ',' readable as NITRO expects.
+func encodeQuery(q url.Values) string {
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		for _, v := range q[k] {
+			if k != "args" && k != "filter" {
+				v = url.QueryEscape(v)
+			}
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, "&")
+}
+
+// do sends one request; token is the session cookie to send ("" for none).
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any, token string) ([]byte, error) {
 	u := c.base + path
 	if len(query) > 0 {
-		// args values are already escaped; keep ':' and ',' readable as NITRO expects.
-		var q []string
-		for k, vs := range query {
-			for _, v := range vs {
-				q = append(q, k+"="+v)
-			}
-		}
-		u += "?" + strings.Join(q, "&")
+		u += "?" + encodeQuery(query)
 	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return nil, fmt.Errorf("encode %s body: %w", path, err)
+			return nil, fmt.Errorf("encode the body of %s %s: %w", method, path, err)
 		}
 		rd = bytes.NewReader(b)
 	}
@@ -216,65 +259,68 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if auth {
-		if c.mode == AuthHeaders {
-			req.Header.Set("X-NITRO-USER", c.user)
-			req.Header.Set("X-NITRO-PASS", c.pass)
-		} else {
-			c.mu.Lock()
-			tok := c.token
-			c.mu.Unlock()
-			req.AddCookie(&http.Cookie{Name: "NITRO_AUTH_TOKEN", Value: tok})
-		}
-	} else if c.mode == AuthHeaders && path == "/nitro/v1/config/nsversion" {
-		req.Header.Set("X-NITRO-USER", c.user)
-		req.Header.Set("X-NITRO-PASS", c.pass)
+	switch {
+	case c.o.Mode == AuthHeaders:
+		req.Header.Set("X-NITRO-USER", c.o.Username)
+		req.Header.Set("X-NITRO-PASS", c.o.Password)
+	case token != "":
+		req.AddCookie(&http.Cookie{Name: "NITRO_AUTH_TOKEN", Value: token})
 	}
-	resp, err := c.http.Do(req)
+	start := time.Now()
+	resp, err := c.o.HTTPClient.Do(req)
 	if err != nil {
+		c.trace(method, path, 0, 0, start)
 		return nil, &TransportErr{Err: err}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 	if err != nil {
-		return nil, &TransportErr{Err: fmt.Errorf("read %s %s: %w", method, path, err)}
+		c.trace(method, path, resp.StatusCode, 0, start)
+		return nil, &TransportErr{Err: fmt.Errorf("read the answer to %s %s: %w", method, path, err)}
 	}
 	op := method + " " + path
-	var env Response
+	var env struct {
+		ErrorCode int    `json:"errorcode"`
+		Message   string `json:"message"`
+		Severity  string `json:"severity"`
+	}
 	if len(bytes.TrimSpace(raw)) > 0 {
 		if jerr := json.Unmarshal(raw, &env); jerr != nil {
+			c.trace(method, path, resp.StatusCode, 0, start)
 			if resp.StatusCode >= 400 {
 				return nil, &Error{HTTPStatus: resp.StatusCode, Code: -1, Message: http.StatusText(resp.StatusCode), Op: op}
 			}
-			return nil, fmt.Errorf("NITRO %s: response is not JSON: %w", op, jerr)
+			return nil, fmt.Errorf("NITRO %s: the answer is not JSON: %w", op, jerr)
 		}
 	}
-	// Fail on severity ERROR whatever the status, as slauger's client does (reference §0).
-	if resp.StatusCode >= 400 || env.ErrorCode != 0 && strings.EqualFold(env.Severity, "ERROR") || resp.StatusCode == http.StatusMultiStatus {
-		code := env.ErrorCode
+	c.trace(method, path, resp.StatusCode, env.ErrorCode, start)
+	// Any HTTP error, a 207 bulk failure, or a body with severity ERROR whatever the status
+	// (as slauger's client does, reference §0) is a failure.
+	if resp.StatusCode >= 400 || resp.StatusCode == http.StatusMultiStatus ||
+		env.ErrorCode != 0 && strings.EqualFold(env.Severity, "ERROR") {
 		msg := env.Message
 		if msg == "" {
 			msg = http.StatusText(resp.StatusCode)
 		}
-		return nil, &Error{HTTPStatus: resp.StatusCode, Code: code, Message: msg, Severity: env.Severity, Op: op}
+		return nil, &Error{HTTPStatus: resp.StatusCode, Code: env.ErrorCode, Message: msg, Severity: env.Severity, Op: op}
 	}
 	return raw, nil
 }
 
-// TransportErr is a failed round trip (network, TLS, context).
-type TransportErr struct{ Err error }
+func (c *Client) trace(method, path string, status, code int, start time.Time) {
+	if c.o.Trace != nil {
+		c.o.Trace(method, path, status, code, time.Since(start))
+	}
+}
 
-func (e *TransportErr) Error() string { return e.Err.Error() }
-func (e *TransportErr) Unwrap() error { return e.Err }
-
-// Flex decodes a JSON number or a numeric string (NITRO's daystoexpiration is Integer in the docs
-// and string in adc-nitro-go; reference §5).
+// Flex decodes a JSON number or a numeric string: daystoexpiration is an Integer in the docs
+// and a string in adc-nitro-go (reference §5), so either may come.
 type Flex struct {
 	Value int
 	Set   bool
 }
 
-// UnmarshalJSON accepts 12, "12", "" and null.
+// UnmarshalJSON accepts 12, "12", "", null and -3.
 func (f *Flex) UnmarshalJSON(b []byte) error {
 	s := strings.Trim(string(b), `"`)
 	if s == "" || s == "null" {
@@ -282,13 +328,13 @@ func (f *Flex) UnmarshalJSON(b []byte) error {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil {
-		return fmt.Errorf("daystoexpiration %s is not a number", b)
+		return fmt.Errorf("daystoexpiration %s is not a whole number", b)
 	}
 	f.Value, f.Set = n, true
 	return nil
 }
 
-// FlexBool decodes true, "true", "TRUE", "YES".
+// FlexBool decodes true, "true", "TRUE", "YES", "ENABLED".
 type FlexBool bool
 
 // UnmarshalJSON accepts a boolean or a string.

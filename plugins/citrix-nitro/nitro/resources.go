@@ -4,30 +4,41 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"path"
+	"strings"
 )
 
-const cfg = "/nitro/v1/config/"
+const cfgPath = "/nitro/v1/config/"
 
 // SSLDir is where keys, CSRs and certificates live on the appliance (reference §2).
 const SSLDir = "/nsconfig/ssl"
 
+// SSLPath resolves a file name as the appliance does: a name without a directory is in SSLDir.
+func SSLPath(p string) string {
+	if p == "" || strings.HasPrefix(p, "/") {
+		return p
+	}
+	return SSLDir + "/" + p
+}
+
 // CertKey is one sslcertkey as GET returns it.
 type CertKey struct {
-	CertKey          string   `json:"certkey"`
-	Cert             string   `json:"cert"`
-	Key              string   `json:"key,omitempty"`
-	Serial           string   `json:"serial,omitempty"`
-	Subject          string   `json:"subject,omitempty"`
-	Issuer           string   `json:"issuer,omitempty"`
-	DaysToExpiration Flex     `json:"daystoexpiration"`
-	NotAfter         string   `json:"clientcertnotafter,omitempty"`
-	Status           string   `json:"status,omitempty"`
-	LinkCertKeyName  string   `json:"linkcertkeyname,omitempty"`
-	CertificateType  []string `json:"certificatetype,omitempty"`
+	CertKey          string `json:"certkey"`
+	Cert             string `json:"cert"`
+	Key              string `json:"key,omitempty"`
+	Serial           string `json:"serial,omitempty"`
+	Subject          string `json:"subject,omitempty"`
+	Issuer           string `json:"issuer,omitempty"`
+	DaysToExpiration Flex   `json:"daystoexpiration"`
+	NotAfter         string `json:"clientcertnotafter,omitempty"`
+	Status           string `json:"status,omitempty"`
+	LinkCertKeyName  string `json:"linkcertkeyname,omitempty"`
+	// PublicKey is the key algorithm as "show ssl certKey" prints it: rsaEncryption, id-ecPublicKey.
+	PublicKey string `json:"publickey,omitempty"`
 }
 
 // VServerBinding is one sslvserver_sslcertkey_binding entry.
@@ -44,7 +55,7 @@ type VServer struct {
 	ServiceType string `json:"servicetype"`
 }
 
-// decodeList pulls the array under key out of a GET body; a missing key means no objects.
+// decodeList pulls the array under key out of a GET answer; a missing key means no objects.
 func decodeList(raw []byte, key string, out any) error {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -60,16 +71,42 @@ func decodeList(raw []byte, key string, out any) error {
 	return nil
 }
 
+func (c *Client) list(ctx context.Context, typ, name string, query url.Values, out any) error {
+	p := cfgPath + typ
+	if name != "" {
+		p += "/" + PathEscape(name)
+	}
+	raw, err := c.Call(ctx, http.MethodGet, p, query, nil)
+	if err != nil {
+		return err
+	}
+	return decodeList(raw, typ, out)
+}
+
+func (c *Client) action(ctx context.Context, typ, action string, obj map[string]any) error {
+	_, err := c.Call(ctx, http.MethodPost, cfgPath+typ, url.Values{"action": {action}}, map[string]any{typ: obj})
+	return err
+}
+
+// IsMissing reports whether err says the object does not exist: 258, 1540 for a certkey, or
+// HTTP 404 whatever the code (nitro-go treats 404 as not found), except a missing vserver (461).
+func IsMissing(err error) bool {
+	if IsCode(err, CodeResourceMissing, CodeCertKeyMissing) {
+		return true
+	}
+	var ne *Error
+	return errors.As(err, &ne) && ne.HTTPStatus == http.StatusNotFound && ne.Code != CodeVServerMissing
+}
+
 // Version returns the nsversion string.
 func (c *Client) Version(ctx context.Context) (string, error) {
-	raw, err := c.Call(ctx, http.MethodGet, cfg+"nsversion", nil, nil)
-	if err != nil {
-		return "", err
-	}
 	var v []struct {
 		Version string `json:"version"`
 	}
-	if err := decodeList(raw, "nsversion", &v); err != nil || len(v) == 0 {
+	if err := c.list(ctx, "nsversion", "", nil, &v); err != nil {
+		return "", err
+	}
+	if len(v) == 0 {
 		return "", fmt.Errorf("nsversion: no version in the answer")
 	}
 	return v[0].Version, nil
@@ -77,16 +114,12 @@ func (c *Client) Version(ctx context.Context) (string, error) {
 
 // CreateRSAKey makes an RSA key file on the appliance.
 func (c *Client) CreateRSAKey(ctx context.Context, keyfile string, bits int) error {
-	_, err := c.Call(ctx, http.MethodPost, cfg+"sslrsakey", url.Values{"action": {"create"}},
-		map[string]any{"sslrsakey": map[string]any{"keyfile": keyfile, "bits": bits, "exponent": "F4", "keyform": "PEM"}})
-	return err
+	return c.action(ctx, "sslrsakey", "create", map[string]any{"keyfile": keyfile, "bits": bits, "exponent": "F4", "keyform": "PEM"})
 }
 
 // CreateECDSAKey makes an ECDSA key file; curve is P_256 or P_384.
 func (c *Client) CreateECDSAKey(ctx context.Context, keyfile, curve string) error {
-	_, err := c.Call(ctx, http.MethodPost, cfg+"sslecdsakey", url.Values{"action": {"create"}},
-		map[string]any{"sslecdsakey": map[string]any{"keyfile": keyfile, "curve": curve, "keyform": "PEM"}})
-	return err
+	return c.action(ctx, "sslecdsakey", "create", map[string]any{"keyfile": keyfile, "curve": curve, "keyform": "PEM"})
 }
 
 // CertReq holds the sslcertreq fields the plugin sends.
@@ -107,28 +140,30 @@ type CertReq struct {
 
 // CreateCertReq makes a CSR file on the appliance.
 func (c *Client) CreateCertReq(ctx context.Context, r CertReq) error {
-	_, err := c.Call(ctx, http.MethodPost, cfg+"sslcertreq", url.Values{"action": {"create"}}, map[string]any{"sslcertreq": r})
+	_, err := c.Call(ctx, http.MethodPost, cfgPath+"sslcertreq", url.Values{"action": {"create"}}, map[string]any{"sslcertreq": r})
 	return err
 }
 
-// Upload creates a file (filename without path under location); 1642 if it exists.
+// Upload creates a file (filename without directory) in location; errorcode 1642 if it exists.
 func (c *Client) Upload(ctx context.Context, location, filename string, content []byte) error {
-	_, err := c.Call(ctx, http.MethodPost, cfg+"systemfile", nil, map[string]any{"systemfile": map[string]any{
+	_, err := c.Call(ctx, http.MethodPost, cfgPath+"systemfile", nil, map[string]any{"systemfile": map[string]any{
 		"filename": filename, "filelocation": location, "filecontent": base64.StdEncoding.EncodeToString(content), "fileencoding": "BASE64",
 	}})
 	return err
 }
 
-// Download returns a file's bytes; found is false when the device answers with no entry.
+// Download returns a file's bytes. found is false when the appliance answers with no entry or
+// with "resource missing": which one a missing file gets is unconfirmed (reference §4), so both
+// count as absent.
 func (c *Client) Download(ctx context.Context, fullpath string) (data []byte, found bool, err error) {
-	raw, err := c.Call(ctx, http.MethodGet, cfg+"systemfile", url.Values{"args": {Args("filename", path.Base(fullpath), "filelocation", path.Dir(fullpath))}}, nil)
-	if err != nil {
-		return nil, false, err
-	}
 	var files []struct {
 		FileContent string `json:"filecontent"`
 	}
-	if err := decodeList(raw, "systemfile", &files); err != nil {
+	err = c.list(ctx, "systemfile", "", url.Values{"args": {Args("filename", path.Base(fullpath), "filelocation", path.Dir(fullpath))}}, &files)
+	if IsMissing(err) {
+		return nil, false, nil
+	}
+	if err != nil {
 		return nil, false, err
 	}
 	if len(files) == 0 {
@@ -141,37 +176,41 @@ func (c *Client) Download(ctx context.Context, fullpath string) (data []byte, fo
 	return data, true, nil
 }
 
-// DeleteFile removes a file.
-func (c *Client) DeleteFile(ctx context.Context, fullpath string) error {
-	_, err := c.Call(ctx, http.MethodDelete, cfg+"systemfile/"+PathEscape(path.Base(fullpath)),
+// DeleteFile removes a file; existed is false (and err nil) when there was no such file.
+func (c *Client) DeleteFile(ctx context.Context, fullpath string) (existed bool, err error) {
+	_, err = c.Call(ctx, http.MethodDelete, cfgPath+"systemfile/"+PathEscape(path.Base(fullpath)),
 		url.Values{"args": {Args("filelocation", path.Dir(fullpath))}}, nil)
-	return err
+	if IsMissing(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
-// CertKeys lists every sslcertkey.
+// CertKeys lists every sslcertkey, with file names resolved as the appliance does.
 func (c *Client) CertKeys(ctx context.Context) ([]CertKey, error) {
-	raw, err := c.Call(ctx, http.MethodGet, cfg+"sslcertkey", nil, nil)
-	if err != nil {
+	var out []CertKey
+	if err := c.list(ctx, "sslcertkey", "", nil, &out); err != nil {
 		return nil, err
 	}
-	var out []CertKey
-	return out, decodeList(raw, "sslcertkey", &out)
+	for i := range out {
+		out[i].Cert, out[i].Key = SSLPath(out[i].Cert), SSLPath(out[i].Key)
+	}
+	return out, nil
 }
 
-// GetCertKey returns one sslcertkey; found is false on 258 or an empty answer.
+// GetCertKey returns one sslcertkey; found is false when it does not exist.
 func (c *Client) GetCertKey(ctx context.Context, name string) (ck CertKey, found bool, err error) {
-	raw, err := c.Call(ctx, http.MethodGet, cfg+"sslcertkey/"+PathEscape(name), nil, nil)
-	if IsCode(err, CodeResourceMissing) {
+	var out []CertKey
+	err = c.list(ctx, "sslcertkey", name, nil, &out)
+	if IsMissing(err) {
 		return CertKey{}, false, nil
 	}
-	if err != nil {
+	if err != nil || len(out) == 0 {
 		return CertKey{}, false, err
 	}
-	var out []CertKey
-	if err := decodeList(raw, "sslcertkey", &out); err != nil || len(out) == 0 {
-		return CertKey{}, false, err
-	}
-	return out[0], true, nil
+	ck = out[0]
+	ck.Cert, ck.Key = SSLPath(ck.Cert), SSLPath(ck.Key)
+	return ck, true, nil
 }
 
 // AddCertKey adds a certkey; key is empty for a CA certificate.
@@ -182,72 +221,49 @@ func (c *Client) AddCertKey(ctx context.Context, name, cert, key string) error {
 		body["expirymonitor"] = "ENABLED"
 		body["notificationperiod"] = 30
 	}
-	_, err := c.Call(ctx, http.MethodPost, cfg+"sslcertkey", nil, map[string]any{"sslcertkey": body})
+	_, err := c.Call(ctx, http.MethodPost, cfgPath+"sslcertkey", nil, map[string]any{"sslcertkey": body})
 	return err
 }
 
-// UpdateCertKey points an existing certkey at new files in place (action=update, nodomaincheck).
+// UpdateCertKey points an existing certkey at other certificate and key files in place
+// ("update ssl certKey ... -noDomainCheck"): its bindings and links stay.
 func (c *Client) UpdateCertKey(ctx context.Context, name, cert, key string) error {
-	_, err := c.Call(ctx, http.MethodPost, cfg+"sslcertkey", url.Values{"action": {"update"}}, map[string]any{"sslcertkey": map[string]any{
-		"certkey": name, "cert": cert, "key": key, "inform": "PEM", "nodomaincheck": true,
-	}})
-	return err
+	return c.action(ctx, "sslcertkey", "update", map[string]any{"certkey": name, "cert": cert, "key": key, "inform": "PEM", "nodomaincheck": true})
 }
 
-// Link links certkey to its issuer's certkey.
+// Link links certkey name to its issuer's certkey.
 func (c *Client) Link(ctx context.Context, name, issuer string) error {
-	_, err := c.Call(ctx, http.MethodPost, cfg+"sslcertkey", url.Values{"action": {"link"}},
-		map[string]any{"sslcertkey": map[string]any{"certkey": name, "linkcertkeyname": issuer}})
-	return err
+	return c.action(ctx, "sslcertkey", "link", map[string]any{"certkey": name, "linkcertkeyname": issuer})
 }
 
-// Unlink removes certkey's link.
+// Unlink removes certkey name's link to its issuer.
 func (c *Client) Unlink(ctx context.Context, name string) error {
-	_, err := c.Call(ctx, http.MethodPost, cfg+"sslcertkey", url.Values{"action": {"unlink"}},
-		map[string]any{"sslcertkey": map[string]any{"certkey": name}})
-	return err
+	return c.action(ctx, "sslcertkey", "unlink", map[string]any{"certkey": name})
 }
 
 // DeleteCertKey removes a certkey (not its files).
 func (c *Client) DeleteCertKey(ctx context.Context, name string) error {
-	_, err := c.Call(ctx, http.MethodDelete, cfg+"sslcertkey/"+PathEscape(name), nil, nil)
+	_, err := c.Call(ctx, http.MethodDelete, cfgPath+"sslcertkey/"+PathEscape(name), nil, nil)
 	return err
 }
 
-// VServers lists lbvserver or vpnvserver objects (kind is the NITRO type name).
-func (c *Client) VServers(ctx context.Context, kind string) ([]VServer, error) {
-	raw, err := c.Call(ctx, http.MethodGet, cfg+kind, url.Values{"attrs": {"name,servicetype"}}, nil)
-	if err != nil {
-		return nil, err
-	}
+// VServers lists the vservers of a NITRO type (lbvserver, vpnvserver).
+func (c *Client) VServers(ctx context.Context, typ string) ([]VServer, error) {
 	var out []VServer
-	return out, decodeList(raw, kind, &out)
+	return out, c.list(ctx, typ, "", url.Values{"attrs": {"name,servicetype"}}, &out)
 }
 
-// GetVServer returns one lbvserver/vpnvserver; found is false on 258/461 or an empty answer.
-func (c *Client) GetVServer(ctx context.Context, kind, name string) (VServer, bool, error) {
-	raw, err := c.Call(ctx, http.MethodGet, cfg+kind+"/"+PathEscape(name), url.Values{"attrs": {"name,servicetype"}}, nil)
-	if IsCode(err, CodeResourceMissing, CodeVServerMissing) {
-		return VServer{}, false, nil
-	}
-	if err != nil {
-		return VServer{}, false, err
-	}
-	var out []VServer
-	if err := decodeList(raw, kind, &out); err != nil || len(out) == 0 {
-		return VServer{}, false, err
-	}
-	return out[0], true, nil
-}
-
-// Bindings lists the certkeys bound to an SSL vserver.
-func (c *Client) Bindings(ctx context.Context, vserver string) ([]VServerBinding, error) {
-	raw, err := c.Call(ctx, http.MethodGet, cfg+"sslvserver_sslcertkey_binding/"+PathEscape(vserver), nil, nil)
-	if err != nil {
-		return nil, err
-	}
+// AllBindings lists the certkey bindings of every SSL vserver in one request
+// (GET sslvserver_sslcertkey_binding?bulkbindings=yes, NITRO docs "get (all)").
+func (c *Client) AllBindings(ctx context.Context) ([]VServerBinding, error) {
 	var out []VServerBinding
-	return out, decodeList(raw, "sslvserver_sslcertkey_binding", &out)
+	return out, c.list(ctx, "sslvserver_sslcertkey_binding", "", url.Values{"bulkbindings": {"yes"}}, &out)
+}
+
+// Bindings lists the certkeys bound to one SSL vserver.
+func (c *Client) Bindings(ctx context.Context, vserver string) ([]VServerBinding, error) {
+	var out []VServerBinding
+	return out, c.list(ctx, "sslvserver_sslcertkey_binding", vserver, nil, &out)
 }
 
 // Bind binds certkey to vserver as its default or SNI certificate.
@@ -256,7 +272,7 @@ func (c *Client) Bind(ctx context.Context, vserver, certkey string, sni bool) er
 	if sni {
 		b["snicert"] = true
 	}
-	_, err := c.Call(ctx, http.MethodPut, cfg+"sslvserver_sslcertkey_binding", nil, map[string]any{"sslvserver_sslcertkey_binding": b})
+	_, err := c.Call(ctx, http.MethodPut, cfgPath+"sslvserver_sslcertkey_binding", nil, map[string]any{"sslvserver_sslcertkey_binding": b})
 	return err
 }
 
@@ -266,18 +282,116 @@ func (c *Client) Unbind(ctx context.Context, vserver, certkey string, sni bool) 
 	if sni {
 		args = append(args, "snicert", "true")
 	}
-	_, err := c.Call(ctx, http.MethodDelete, cfg+"sslvserver_sslcertkey_binding/"+PathEscape(vserver), url.Values{"args": {Args(args...)}}, nil)
+	_, err := c.Call(ctx, http.MethodDelete, cfgPath+"sslvserver_sslcertkey_binding/"+PathEscape(vserver), url.Values{"args": {Args(args...)}}, nil)
+	return err
+}
+
+// Places lists where each certkey is bound: SSL vservers of any kind, SSL services and service
+// groups, SSL profiles (GET sslcertkey_binding?bulkbindings=yes, NITRO docs sslcertkey_binding).
+func (c *Client) Places(ctx context.Context) ([]CertKeyPlaces, error) {
+	var out []CertKeyPlaces
+	return out, c.list(ctx, "sslcertkey_binding", "", url.Values{"bulkbindings": {"yes"}}, &out)
+}
+
+// PlacesOf lists where one certkey is bound (GET sslcertkey_binding/<certkey>).
+func (c *Client) PlacesOf(ctx context.Context, certkey string) ([]CertKeyPlaces, error) {
+	var out []CertKeyPlaces
+	return out, c.list(ctx, "sslcertkey_binding", certkey, nil, &out)
+}
+
+// CertKeyPlaces is one sslcertkey_binding entry.
+type CertKeyPlaces struct {
+	CertKey  string `json:"certkey"`
+	VServers []struct {
+		ServerName string `json:"servername"`
+	} `json:"sslcertkey_sslvserver_binding"`
+	Services []struct {
+		ServiceName      string `json:"servicename"`
+		ServiceGroupName string `json:"servicegroupname"`
+	} `json:"sslcertkey_service_binding"`
+	Profiles []struct {
+		SSLProfile string `json:"sslprofile"`
+	} `json:"sslcertkey_sslprofile_binding"`
+}
+
+// VPNGlobalCertKeys lists the certkeys bound to the global VPN (vpnglobal_sslcertkey_binding).
+func (c *Client) VPNGlobalCertKeys(ctx context.Context) ([]string, error) {
+	var out []struct {
+		CertKeyName string `json:"certkeyname"`
+	}
+	if err := c.list(ctx, "vpnglobal_sslcertkey_binding", "", nil, &out); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(out))
+	for _, b := range out {
+		names = append(names, b.CertKeyName)
+	}
+	return names, nil
+}
+
+// SAMLAction is the part of an authenticationsamlaction that names certkeys.
+type SAMLAction struct {
+	Name        string `json:"name"`
+	IdPCert     string `json:"samlidpcertname"`
+	SigningCert string `json:"samlsigningcertname"`
+}
+
+// SAMLActions lists the SAML actions with the certkeys they use.
+func (c *Client) SAMLActions(ctx context.Context) ([]SAMLAction, error) {
+	var out []SAMLAction
+	return out, c.list(ctx, "authenticationsamlaction", "", url.Values{"attrs": {"name,samlidpcertname,samlsigningcertname"}}, &out)
+}
+
+// DefaultProfileEnabled reports "set ssl parameter -defaultProfile ENABLED".
+func (c *Client) DefaultProfileEnabled(ctx context.Context) (bool, error) {
+	var out []struct {
+		DefaultProfile string `json:"defaultprofile"`
+	}
+	if err := c.list(ctx, "sslparameter", "", nil, &out); err != nil {
+		return false, err
+	}
+	return len(out) > 0 && strings.EqualFold(out[0].DefaultProfile, "ENABLED"), nil
+}
+
+// SSLVServerSettings is the part of an sslvserver the plugin reads.
+type SSLVServerSettings struct {
+	SNIEnable  string `json:"snienable"`
+	SSLProfile string `json:"sslprofile"`
+}
+
+// SSLVServer reads an SSL vserver's SNI setting and profile.
+func (c *Client) SSLVServer(ctx context.Context, name string) (SSLVServerSettings, error) {
+	var out []SSLVServerSettings
+	if err := c.list(ctx, "sslvserver", name, nil, &out); err != nil || len(out) == 0 {
+		return SSLVServerSettings{}, err
+	}
+	return out[0], nil
+}
+
+// ProfileSNI reports whether SNI is enabled on an SSL profile.
+func (c *Client) ProfileSNI(ctx context.Context, profile string) (bool, error) {
+	var out []struct {
+		SNIEnable string `json:"snienable"`
+	}
+	if err := c.list(ctx, "sslprofile", profile, nil, &out); err != nil {
+		return false, err
+	}
+	return len(out) > 0 && strings.EqualFold(out[0].SNIEnable, "ENABLED"), nil
+}
+
+// EnableProfileSNI turns SNI on in an SSL profile (PUT sslprofile {name, snienable}).
+func (c *Client) EnableProfileSNI(ctx context.Context, profile string) error {
+	_, err := c.Call(ctx, http.MethodPut, cfgPath+"sslprofile", nil, map[string]any{"sslprofile": map[string]any{"name": profile, "snienable": "ENABLED"}})
 	return err
 }
 
 // EnableSNI turns SNI on for an SSL vserver.
 func (c *Client) EnableSNI(ctx context.Context, vserver string) error {
-	_, err := c.Call(ctx, http.MethodPut, cfg+"sslvserver", nil, map[string]any{"sslvserver": map[string]any{"vservername": vserver, "snienable": "ENABLED"}})
+	_, err := c.Call(ctx, http.MethodPut, cfgPath+"sslvserver", nil, map[string]any{"sslvserver": map[string]any{"vservername": vserver, "snienable": "ENABLED"}})
 	return err
 }
 
-// SaveConfig runs "save ns config".
+// SaveConfig runs "save ns config" for the session's partition.
 func (c *Client) SaveConfig(ctx context.Context) error {
-	_, err := c.Call(ctx, http.MethodPost, cfg+"nsconfig", url.Values{"action": {"save"}}, map[string]any{"nsconfig": map[string]any{}})
-	return err
+	return c.action(ctx, "nsconfig", "save", map[string]any{})
 }

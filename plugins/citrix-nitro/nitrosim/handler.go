@@ -1,10 +1,12 @@
 package nitrosim
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,6 +30,7 @@ const (
 	codeExists         = 273
 	codeBadLogin       = 354
 	codeSessionExpired = 444
+	codeAuthTimeout    = 1027
 	codeNoVServer      = 461
 	codeBadKey         = 1537
 	codeNotSSL         = 1544
@@ -40,6 +44,18 @@ const (
 	codeSecondServerCert = 1503
 	// UNCONFIRMED: deleting a certkey that is bound, or that another certkey links to.
 	codeCertKeyInUse = 1529
+	// A missing certkey: "Certificate does not exist" is the text the oneops cookbook
+	// (add_cert_key.rb) matches; 1540 is the reference's reading of that code. UNCONFIRMED.
+	codeNoCertKey = 1540
+	// 278 "Invalid argument": an argument the operation does not take. terraform-provider-citrixadc
+	// docs/resources/password_resetter.md shows it (HTTP 599) for a login carrying a field that
+	// call does not accept. The bracketed name follows NITRO's other argument errors
+	// ("Argument pre-requisite missing [units, deviation]", netscaler.adc Ansible #313); that 278
+	// names the attribute is UNCONFIRMED, and the plugin relies only on the code.
+	codeInvalidArgument = 278
+	// 3740: vserver-level SSL settings while the default SSL profile is enabled
+	// (terraform-provider-citrixadc #164).
+	codeDefaultProfile = 3740
 	// UNCONFIRMED: update to a certificate for other names without nodomaincheck (slauger #10 text).
 	codeDomainCheck = 1590
 	// UNCONFIRMED: link to a certkey that did not issue the certificate, or an update that breaks a link.
@@ -48,6 +64,11 @@ const (
 	codeFileInUse = 1530
 	// UNCONFIRMED: save ns config failed.
 	codeSaveFailed = 1
+	// UNCONFIRMED: unlink of a certkey that is not linked.
+	codeNotLinked = 1549
+	// UNCONFIRMED: an SNI certificate sharing a domain with another SNI certificate of the
+	// vserver (Keyfactor UpdateBindings: "duplicate domain error"); the code is a guess.
+	codeDuplicateDomain = 1551
 )
 
 type nitroErr struct {
@@ -170,6 +191,16 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if f := s.takeFault(r.Method, typ, q.action); f != nil {
+		if f.code == codeSessionExpired || f.code == codeAuthTimeout {
+			// An injected expiry ends the session it hits, as a real one would be gone.
+			if c, err := r.Cookie("NITRO_AUTH_TOKEN"); err == nil {
+				delete(s.sessions, c.Value)
+			}
+		}
+		writeErr(w, errf(f.status, f.code, "Injected fault"))
+		return
+	}
 	if typ == "login" && r.Method == http.MethodPost {
 		s.login(w, q)
 		return
@@ -178,8 +209,8 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, e)
 		return
 	}
-	if f := s.takeFault(r.Method + " " + typ); f != nil {
-		writeErr(w, errf(f.status, f.code, "Injected fault"))
+	if e := checkAttributes(q); e != nil {
+		writeErr(w, e)
 		return
 	}
 	status, body, e := s.dispatch(q)
@@ -190,9 +221,10 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, done(body))
 }
 
-func (s *Sim) takeFault(op string) *fault {
+// takeFault returns the first queued fault matching the request, counting it down.
+func (s *Sim) takeFault(method, typ, action string) *fault {
 	for i, f := range s.faults {
-		if f.op == op || f.op == "*" {
+		if f.op == "*" || f.op == method+" "+typ || action != "" && f.op == method+" "+typ+"?action="+action {
 			f.n--
 			if f.n <= 0 {
 				s.faults = append(s.faults[:i], s.faults[i+1:]...)
@@ -264,8 +296,18 @@ func (s *Sim) dispatch(q *request) (int, map[string]any, *nitroErr) {
 		return s.systemfile(q)
 	case q.typ == "sslcertkey":
 		return s.certkey(q)
-	case (q.typ == KindLB || q.typ == KindGateway) && m == http.MethodGet:
+	case (q.typ == KindLB || q.typ == KindGateway || q.typ == KindCS) && m == http.MethodGet:
 		return s.listVServers(q)
+	case q.typ == "sslvserver" && m == http.MethodGet:
+		v, e := s.sslVServer(q.part, q.name)
+		if e != nil {
+			return 0, nil, e
+		}
+		view := map[string]any{"vservername": v.Name, "snienable": enabled(v.sni)}
+		if v.Profile != "" {
+			view["sslprofile"] = v.Profile
+		}
+		return 200, map[string]any{"sslvserver": []any{view}}, nil
 	case q.typ == "sslvserver" && m == http.MethodPut:
 		o := q.obj()
 		v, e := s.sslVServer(q.part, str(o, "vservername"))
@@ -273,11 +315,50 @@ func (s *Sim) dispatch(q *request) (int, map[string]any, *nitroErr) {
 			return 0, nil, e
 		}
 		if se := str(o, "snienable"); se != "" {
+			if v.Profile != "" && !s.cfg.AllowVServerSNIWithProfile {
+				return 0, nil, errf(599, codeDefaultProfile, "Operation not permitted. To do this Disable default ssl profile by setting 'set ssl parameter -defaultProfile D'")
+			}
 			v.sni = strings.EqualFold(se, "ENABLED")
+		}
+		return 200, nil, nil
+	case q.typ == "sslparameter" && m == http.MethodGet:
+		return 200, map[string]any{"sslparameter": []any{map[string]any{"defaultprofile": enabled(s.cfg.DefaultProfile)}}}, nil
+	case q.typ == "sslprofile" && m == http.MethodGet:
+		pr, ok := q.part.profiles[q.name]
+		if !ok {
+			return 0, nil, errf(404, codeMissing, "No such resource [name, %s]", q.name)
+		}
+		return 200, map[string]any{"sslprofile": []any{map[string]any{"name": pr.name, "snienable": enabled(pr.sni)}}}, nil
+	case q.typ == "sslprofile" && m == http.MethodPut:
+		o := q.obj()
+		pr, ok := q.part.profiles[str(o, "name")]
+		if !ok {
+			return 0, nil, errf(404, codeMissing, "No such resource [name, %s]", str(o, "name"))
+		}
+		if se := str(o, "snienable"); se != "" {
+			pr.sni = strings.EqualFold(se, "ENABLED")
 		}
 		return 200, nil, nil
 	case q.typ == "sslvserver_sslcertkey_binding":
 		return s.binding(q)
+	case q.typ == "sslcertkey_binding" && m == http.MethodGet:
+		return s.certkeyPlaces(q)
+	case q.typ == "vpnglobal_sslcertkey_binding" && m == http.MethodGet:
+		var list []any
+		for _, pl := range q.part.places {
+			if pl.kind == PlaceVPNGlobal {
+				list = append(list, map[string]any{"certkeyname": pl.certkey})
+			}
+		}
+		return 200, listBody(q.typ, list), nil
+	case q.typ == "authenticationsamlaction" && m == http.MethodGet:
+		var list []any
+		for _, pl := range q.part.places {
+			if pl.kind == PlaceSAMLAction {
+				list = append(list, map[string]any{"name": pl.name, "samlidpcertname": pl.certkey})
+			}
+		}
+		return 200, listBody(q.typ, list), nil
 	case q.typ == "nsconfig" && m == http.MethodPost && q.action == "save":
 		if s.failSaves > 0 {
 			s.failSaves--
@@ -287,6 +368,66 @@ func (s *Sim) dispatch(q *request) (int, map[string]any, *nitroErr) {
 		return 200, nil, nil
 	}
 	return 0, nil, errf(http.StatusBadRequest, codeBadArg, "Unsupported operation %s %s action=%q", m, q.typ, q.action)
+}
+
+func enabled(b bool) string {
+	if b {
+		return "ENABLED"
+	}
+	return "DISABLED"
+}
+
+// listBody is a GET answer: the list under its type, or no key at all when it is empty.
+func listBody(typ string, list []any) map[string]any {
+	if len(list) == 0 {
+		return nil
+	}
+	return map[string]any{typ: list}
+}
+
+// attributes are what each write accepts, from the 12.1 NITRO docs (and adc-nitro-go for newer
+// fields); anything else is answered with 278 "Invalid argument [attr]" as an appliance does.
+var attributes = map[string][]string{
+	"POST login":                     {"username", "password", "timeout", "token"},
+	"POST logout":                    {},
+	"POST nspartition?action=Switch": {"partitionname"},
+	"POST nsconfig?action=save":      {"all"},
+	"POST sslrsakey?action=create":   {"keyfile", "bits", "exponent", "keyform", "des", "des3", "aes256", "password", "pkcs8"},
+	"POST sslecdsakey?action=create": {"keyfile", "curve", "keyform", "des", "des3", "aes256", "password", "pkcs8"},
+	"POST sslcertreq?action=create": {"reqfile", "keyfile", "subjectaltname", "fipskeyname", "keyform", "pempassphrase", "countryname", "statename",
+		"organizationname", "organizationunitname", "localityname", "commonname", "emailaddress", "challengepassword", "companyname", "digestmethod"},
+	"POST systemfile": {"filename", "filecontent", "filelocation", "fileencoding"},
+	"POST sslcertkey": {"certkey", "cert", "key", "password", "fipskey", "hsmkey", "inform", "passplain", "expirymonitor", "notificationperiod",
+		"bundle", "linkcertkeyname", "deletecertkeyfilesonremoval", "ocspstaplingcache"},
+	"POST sslcertkey?action=update":     {"certkey", "cert", "key", "password", "fipskey", "inform", "passplain", "nodomaincheck"},
+	"POST sslcertkey?action=link":       {"certkey", "linkcertkeyname"},
+	"POST sslcertkey?action=unlink":     {"certkey"},
+	"PUT sslvserver_sslcertkey_binding": {"vservername", "certkeyname", "ca", "crlcheck", "ocspcheck", "skipcaname", "snicert"},
+	"PUT sslvserver":                    {"vservername", "snienable", "sslprofile", "cleartextport", "sessreuse", "sesstimeout", "tls1", "tls11", "tls12", "tls13", "ssl3"},
+	"PUT sslprofile":                    {"name", "snienable", "sslprofiletype", "sessreuse", "sesstimeout", "tls1", "tls11", "tls12", "tls13", "ssl3"},
+}
+
+// checkAttributes answers 278 for an attribute the resource does not have.
+func checkAttributes(q *request) *nitroErr {
+	key := q.r.Method + " " + q.typ
+	if q.action != "" {
+		key += "?action=" + q.action
+	}
+	allowed, ok := attributes[key]
+	if !ok {
+		return nil
+	}
+	names := make([]string, 0, len(q.obj()))
+	for k := range q.obj() {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if !slices.Contains(allowed, strings.ToLower(k)) {
+			return errf(599, codeInvalidArgument, "Invalid argument [%s]", k)
+		}
+	}
+	return nil
 }
 
 // sslPath resolves a file name as NetScaler does: relative names live in /nsconfig/ssl.
@@ -381,7 +522,8 @@ func (s *Sim) createCSR(q *request) (int, map[string]any, *nitroErr) {
 		tmpl.Subject.Locality = []string{v}
 	}
 	if v := str(o, "emailaddress"); v != "" {
-		tmpl.EmailAddresses = append(tmpl.EmailAddresses, v)
+		// emailAddress is a subject attribute (PKCS #9), not a SAN.
+		tmpl.Subject.ExtraNames = append(tmpl.Subject.ExtraNames, pkix.AttributeTypeAndValue{Type: oidEmailAddress, Value: v})
 	}
 	for _, san := range strings.Fields(str(o, "subjectaltname")) {
 		kind, val, _ := strings.Cut(san, ":")
@@ -408,9 +550,11 @@ func (s *Sim) createCSR(q *request) (int, map[string]any, *nitroErr) {
 	return 200, nil, nil
 }
 
+var oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
+
 func (s *Sim) fileInUse(p *partition, full string) string {
 	for _, ck := range p.certkeys {
-		if ck.cert == full || ck.key == full {
+		if sslPath(ck.cert) == full || ck.key != "" && sslPath(ck.key) == full {
 			return ck.name
 		}
 	}
@@ -428,7 +572,9 @@ func (s *Sim) systemfile(q *request) (int, map[string]any, *nitroErr) {
 		if strings.Contains(name, "/") || len(name) > 63 || len(loc) > 127 {
 			return 0, nil, errf(400, codeBadArg, "Invalid argument value [filename]")
 		}
-		if !strings.EqualFold(str(o, "fileencoding"), "BASE64") {
+		// fileencoding defaults to BASE64 (NITRO docs systemfile: Default value: "BASE64";
+		// Keyfactor's upload sends none).
+		if enc := str(o, "fileencoding"); enc != "" && !strings.EqualFold(enc, "BASE64") {
 			return 0, nil, errf(400, codeBadArg, "Invalid argument value [fileencoding]")
 		}
 		data, err := base64.StdEncoding.DecodeString(str(o, "filecontent"))
@@ -468,7 +614,7 @@ func (s *Sim) systemfile(q *request) (int, map[string]any, *nitroErr) {
 		if _, ok := q.part.files[full]; !ok || loc == "" {
 			return 0, nil, errf(404, codeMissing, "No such file [%s]", q.name)
 		}
-		if ck := s.fileInUse(q.part, full); ck != "" {
+		if ck := s.fileInUse(q.part, full); ck != "" && s.cfg.RefuseFileInUseDelete {
 			return 0, nil, errf(599, codeFileInUse, "File is in use by certkey %s", ck)
 		}
 		delete(q.part.files, full)
@@ -485,9 +631,16 @@ func (s *Sim) certkeyView(p *partition, ck *certKey) map[string]any {
 	if ck.link != "" {
 		out["linkcertkeyname"] = ck.link
 	}
-	c, err := parseCert(p.files[ck.cert])
-	if err != nil {
+	c := ck.leaf
+	if c == nil {
 		return out
+	}
+	// publickey as "show ssl certKey" prints it ("Public Key Algorithm: rsaEncryption").
+	switch c.PublicKeyAlgorithm {
+	case x509.RSA:
+		out["publickey"] = "rsaEncryption"
+	case x509.ECDSA:
+		out["publickey"] = "id-ecPublicKey"
 	}
 	days := int(math.Floor(time.Until(c.NotAfter).Hours() / 24))
 	if s.cfg.DaysAsString {
@@ -495,7 +648,7 @@ func (s *Sim) certkeyView(p *partition, ck *certKey) map[string]any {
 	} else {
 		out["daystoexpiration"] = days
 	}
-	out["serial"] = serialHex(c)
+	out["serial"] = strings.ToUpper(hex.EncodeToString(c.SerialNumber.Bytes()))
 	out["subject"] = " " + c.Subject.String()
 	out["issuer"] = " " + c.Issuer.String()
 	out["clientcertnotbefore"] = c.NotBefore.UTC().Format("Jan _2 15:04:05 2006 GMT")
@@ -548,6 +701,21 @@ func checkPair(p *partition, cert, key string) (*x509.Certificate, *nitroErr) {
 	return c, nil
 }
 
+// holderOf returns the certkey (other than except) holding a certificate with c's issuer and
+// serial: the appliance keeps one certkey per certificate (Citrix KB 206045: "You cannot install
+// two certificates with the same serial number from the same certification authority").
+func holderOf(p *partition, c *x509.Certificate, except string) string {
+	for _, other := range p.certkeys {
+		if other.name == except {
+			continue
+		}
+		if oc := other.leaf; oc != nil && oc.SerialNumber.Cmp(c.SerialNumber) == 0 && bytes.Equal(oc.RawIssuer, c.RawIssuer) {
+			return other.name
+		}
+	}
+	return ""
+}
+
 func (s *Sim) certkey(q *request) (int, map[string]any, *nitroErr) {
 	p := q.part
 	switch q.r.Method {
@@ -555,7 +723,7 @@ func (s *Sim) certkey(q *request) (int, map[string]any, *nitroErr) {
 		if q.name != "" {
 			ck, ok := p.certkeys[q.name]
 			if !ok {
-				return 0, nil, errf(404, codeMissing, "No such resource [certkey, %s]", q.name)
+				return 0, nil, s.noCertKey(q.name)
 			}
 			return 200, map[string]any{"sslcertkey": []any{s.certkeyView(p, ck)}}, nil
 		}
@@ -575,7 +743,12 @@ func (s *Sim) certkey(q *request) (int, map[string]any, *nitroErr) {
 	case http.MethodDelete:
 		ck, ok := p.certkeys[q.name]
 		if !ok {
-			return 0, nil, errf(404, codeMissing, "No such resource [certkey, %s]", q.name)
+			return 0, nil, s.noCertKey(q.name)
+		}
+		for _, pl := range p.places {
+			if pl.certkey == ck.name {
+				return 0, nil, errf(599, codeCertKeyInUse, "Certificate is bound to %s %s; unbind it first", pl.kind, pl.name)
+			}
 		}
 		for _, v := range p.vservers {
 			for _, b := range v.bindings {
@@ -609,67 +782,72 @@ func (s *Sim) certkey(q *request) (int, map[string]any, *nitroErr) {
 		if _, ok := p.certkeys[name]; ok {
 			return 0, nil, errf(409, codeExists, "Resource already exists [certkeyName, %s]", name)
 		}
-		cert, key := sslPath(str(o, "cert")), str(o, "key")
-		if key != "" {
-			key = sslPath(key)
-		}
-		if str(o, "cert") == "" {
+		// The names are kept as given; a relative one is relative to /nsconfig/ssl (sslcertkey docs:
+		// "/nsconfig/ssl/ is the default path").
+		cert, key := str(o, "cert"), str(o, "key")
+		if cert == "" {
 			return 0, nil, errf(400, codeArgMissing, "Required argument missing [cert]")
 		}
-		c, e := checkPair(p, cert, key)
-		if e != nil {
+		fresh := &certKey{name: name, cert: cert, key: key}
+		if e := fresh.load(p); e != nil {
 			return 0, nil, e
 		}
+		c := fresh.leaf
 		if !c.IsCA && key == "" {
 			return 0, nil, errf(400, codeArgMissing, "Required argument missing [key]")
 		}
-		// The same certificate under another name: 273 naming the holder (Ansible #402 shape).
-		for _, other := range p.certkeys {
-			if oc, err := parseCert(p.files[other.cert]); err == nil && oc.Equal(c) {
-				return 0, nil, errf(409, codeExists, "Resource already exists [certkeyName Contents, %s]", other.name)
-			}
+		// The same certificate under another name: 273 naming the holder (Ansible #402 shape;
+		// that the name is the holder's is UNCONFIRMED).
+		if holder := holderOf(p, c, ""); holder != "" {
+			return 0, nil, errf(409, codeExists, "Resource already exists [certkeyName Contents, %s]", holder)
 		}
 		// linkcertkeyname in an add is ignored, as on the appliance (Ansible #318/#351).
-		p.certkeys[name] = &certKey{name: name, cert: cert, key: key}
+		p.certkeys[name] = fresh
 		return 201, nil, nil
 	case "update":
 		ck, ok := p.certkeys[name]
 		if !ok {
-			return 0, nil, errf(404, codeMissing, "No such resource [certkey, %s]", name)
+			return 0, nil, s.noCertKey(name)
 		}
-		cert, key := ck.cert, ck.key
+		next := &certKey{name: name, cert: ck.cert, key: ck.key, link: ck.link}
 		if v := str(o, "cert"); v != "" {
-			cert = sslPath(v)
+			next.cert = v
 		}
 		if v := str(o, "key"); v != "" {
-			key = sslPath(v)
+			next.key = v
 		}
-		c, e := checkPair(p, cert, key)
-		if e != nil {
+		if e := next.load(p); e != nil {
 			return 0, nil, e
 		}
-		old, _ := parseCert(p.files[ck.cert])
-		if old != nil && !truthy(o, "nodomaincheck") && !sameDomain(old, c) {
+		c := next.leaf
+		// UNCONFIRMED for update (KB 206045 says "installing\updating"); see
+		// Config.AllowDuplicateOnUpdate.
+		if holder := holderOf(p, c, name); holder != "" && !s.cfg.AllowDuplicateOnUpdate {
+			return 0, nil, errf(409, codeExists, "Resource already exists [certkeyName Contents, %s]", holder)
+		}
+		if old := ck.leaf; old != nil && !truthy(o, "nodomaincheck") && !sameDomain(old, c) {
 			return 0, nil, errf(599, codeDomainCheck, "Certificate is registered to a different domain; use the 'no domain check' option to force the operation")
 		}
 		if ck.link != "" {
-			if ic, err := parseCert(p.files[p.certkeys[ck.link].cert]); err == nil && c.CheckSignatureFrom(ic) != nil {
+			if ic := p.certkeys[ck.link].leaf; ic != nil && c.CheckSignatureFrom(ic) != nil {
 				return 0, nil, errf(599, codeLinkMismatch, "The new certificate is not issued by the linked certificate %s; unlink first", ck.link)
 			}
 		}
-		ck.cert, ck.key = cert, key
+		*ck = *next
 		return 200, nil, nil
 	case "link":
 		ck, ok := p.certkeys[name]
 		issuer, ok2 := p.certkeys[str(o, "linkcertkeyname")]
-		if !ok || !ok2 {
-			return 0, nil, errf(404, codeMissing, "No such resource [certkey]")
+		if !ok {
+			return 0, nil, s.noCertKey(name)
+		}
+		if !ok2 {
+			return 0, nil, s.noCertKey(str(o, "linkcertkeyname"))
 		}
 		if ck.link != "" {
 			return 0, nil, errf(409, codeExists, "Resource already exists [link %s]", ck.link)
 		}
-		c, _ := parseCert(p.files[ck.cert])
-		ic, _ := parseCert(p.files[issuer.cert])
+		c, ic := ck.leaf, issuer.leaf
 		if c == nil || ic == nil || c.CheckSignatureFrom(ic) != nil {
 			return 0, nil, errf(599, codeLinkMismatch, "Certificate %s is not issued by %s", name, issuer.name)
 		}
@@ -678,12 +856,82 @@ func (s *Sim) certkey(q *request) (int, map[string]any, *nitroErr) {
 	case "unlink":
 		ck, ok := p.certkeys[name]
 		if !ok {
-			return 0, nil, errf(404, codeMissing, "No such resource [certkey, %s]", name)
+			return 0, nil, s.noCertKey(name)
+		}
+		if ck.link == "" {
+			return 0, nil, errf(599, codeNotLinked, "Certificate %s is not linked", name)
 		}
 		ck.link = ""
 		return 200, nil, nil
 	}
 	return 0, nil, errf(400, codeBadArg, "Unsupported action %q", q.action)
+}
+
+// noCertKey is the answer for a certkey that does not exist.
+func (s *Sim) noCertKey(name string) *nitroErr {
+	if s.cfg.MissingCertKeyAs258 {
+		return errf(404, codeMissing, "No such resource [certkey, %s]", name)
+	}
+	return errf(599, codeNoCertKey, "Certificate does not exist [%s]", name)
+}
+
+// certkeyPlaces answers GET sslcertkey_binding[/<certkey>][?bulkbindings=yes]: where each
+// certkey is bound, in the shape of the 12.1 docs (sslcertkey_binding.md).
+func (s *Sim) certkeyPlaces(q *request) (int, map[string]any, *nitroErr) {
+	p := q.part
+	var names []string
+	if q.name != "" {
+		if _, ok := p.certkeys[q.name]; !ok {
+			return 0, nil, s.noCertKey(q.name)
+		}
+		names = []string{q.name}
+	} else {
+		if !strings.EqualFold(q.r.URL.Query().Get("bulkbindings"), "yes") {
+			return 0, nil, errf(400, codeArgMissing, "Required argument missing [certkey]")
+		}
+		for n := range p.certkeys {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+	}
+	vsNames := make([]string, 0, len(p.vservers))
+	for n := range p.vservers {
+		vsNames = append(vsNames, n)
+	}
+	sort.Strings(vsNames)
+	var list []any
+	for _, n := range names {
+		entry := map[string]any{"certkey": n}
+		var vs, svc, prof []any
+		for _, vn := range vsNames {
+			for _, b := range p.vservers[vn].bindings {
+				if b.certkey == n {
+					vs = append(vs, map[string]any{"certkey": n, "servername": vn})
+					break
+				}
+			}
+		}
+		for _, pl := range p.places {
+			if pl.certkey != n {
+				continue
+			}
+			switch pl.kind {
+			case PlaceService:
+				svc = append(svc, map[string]any{"certkey": n, "servicename": pl.name, "service": true})
+			case PlaceServiceGroup:
+				svc = append(svc, map[string]any{"certkey": n, "servicegroupname": pl.name, "service": true})
+			case PlaceProfile:
+				prof = append(prof, map[string]any{"certkey": n, "sslprofile": pl.name})
+			}
+		}
+		for k, v := range map[string][]any{"sslcertkey_sslvserver_binding": vs, "sslcertkey_service_binding": svc, "sslcertkey_sslprofile_binding": prof} {
+			if len(v) > 0 {
+				entry[k] = v
+			}
+		}
+		list = append(list, entry)
+	}
+	return 200, listBody("sslcertkey_binding", list), nil
 }
 
 func validName(n string) bool {
@@ -715,6 +963,29 @@ func sameDomain(a, b *x509.Certificate) bool {
 	return false
 }
 
+// bulkBindings answers GET sslvserver_sslcertkey_binding?bulkbindings=yes: every binding of
+// every SSL vserver of the partition.
+func (s *Sim) bulkBindings(q *request) (int, map[string]any, *nitroErr) {
+	if !strings.EqualFold(q.r.URL.Query().Get("bulkbindings"), "yes") {
+		return 0, nil, errf(400, codeArgMissing, "Required argument missing [vservername]")
+	}
+	names := make([]string, 0, len(q.part.vservers))
+	for n := range q.part.vservers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var list []any
+	for _, n := range names {
+		for _, b := range q.part.vservers[n].bindings {
+			list = append(list, map[string]any{"vservername": n, "certkeyname": b.certkey, "snicert": b.sni, "ca": false})
+		}
+	}
+	if len(list) == 0 {
+		return 200, nil, nil
+	}
+	return 200, map[string]any{"sslvserver_sslcertkey_binding": list}, nil
+}
+
 func (s *Sim) listVServers(q *request) (int, map[string]any, *nitroErr) {
 	var list []any
 	names := make([]string, 0)
@@ -742,7 +1013,7 @@ func (s *Sim) sslVServer(p *partition, name string) (*vserver, *nitroErr) {
 	if !ok || name == "" {
 		return nil, errf(404, codeNoVServer, "Vserver does not exist [%s]", name)
 	}
-	if v.ServiceType != "SSL" {
+	if !isSSL(v.ServiceType) {
 		return nil, errf(599, codeNotSSL, "Vserver %s is not of SSL type", name)
 	}
 	return v, nil
@@ -752,6 +1023,9 @@ func (s *Sim) binding(q *request) (int, map[string]any, *nitroErr) {
 	p := q.part
 	switch q.r.Method {
 	case http.MethodGet:
+		if q.name == "" {
+			return s.bulkBindings(q)
+		}
 		v, e := s.sslVServer(p, q.name)
 		if e != nil {
 			return 0, nil, e
@@ -776,22 +1050,38 @@ func (s *Sim) binding(q *request) (int, map[string]any, *nitroErr) {
 		name := str(o, "certkeyname")
 		ck, ok := p.certkeys[name]
 		if !ok {
-			return 0, nil, errf(404, codeMissing, "No such resource [certkeyName, %s]", name)
+			return 0, nil, s.noCertKey(name)
 		}
 		if ck.key == "" {
 			return 0, nil, errf(599, codeBadArg, "Certificate %s has no private key and cannot be a server certificate", name)
 		}
 		sni := truthy(o, "snicert")
-		if sni && !v.sni {
+		if sni && !p.sniEnabled(v) {
 			// UNCONFIRMED which switch applies (sslvserver or sslprofile); the simulator uses sslvserver.
 			return 0, nil, errf(599, codeBadArg, "SNI is not enabled on vserver %s", v.Name)
 		}
-		for _, b := range v.bindings {
+		leaf := ck.leaf
+		for i, b := range v.bindings {
 			if b.certkey == name && b.sni == sni {
 				return 0, nil, errf(409, codeExists, "Resource already exists")
 			}
-			if !sni && !b.sni {
+			other := p.certkeys[b.certkey]
+			// One RSA and one ECDSA default certificate may be bound at once (Citrix docs "ECDSA
+			// cipher suites support", CTX224272); a second of the same key type is the
+			// UNCONFIRMED case below.
+			if !sni && !b.sni && other != nil && other.leaf.PublicKeyAlgorithm == leaf.PublicKeyAlgorithm {
+				if s.cfg.DefaultBindReplaces {
+					v.bindings = append(v.bindings[:i], v.bindings[i+1:]...)
+					break
+				}
 				return 0, nil, errf(599, codeSecondServerCert, "A server certificate (%s) is already bound to vserver %s; use -SNICert or unbind it first", b.certkey, v.Name)
+			}
+			// Keyfactor's UpdateBindings: "Citrix Requires you do delete first when SNI with same
+			// domain or you will get a duplicate domain error". UNCONFIRMED across key types.
+			if sni && b.sni && !s.cfg.AllowSNIDomainOverlap && other != nil && other.leaf.PublicKeyAlgorithm == leaf.PublicKeyAlgorithm {
+				if sameDomain(other.leaf, leaf) {
+					return 0, nil, errf(599, codeDuplicateDomain, "Duplicate domain: an SNI certificate (%s) for the same domain is bound to vserver %s", b.certkey, v.Name)
+				}
 			}
 		}
 		v.bindings = append(v.bindings, binding{certkey: name, sni: sni})

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -152,7 +153,13 @@ func passwordOK(a Admin, password string) bool {
 func (s *Sim) authenticate(r *http.Request) (string, bool) {
 	if user, pass, ok := r.BasicAuth(); ok {
 		a, found := s.admin(user)
-		return user, found && passwordOK(a, pass)
+		if !found || !passwordOK(a, pass) {
+			return "", false
+		}
+		s.mu.Lock()
+		s.seen[user] = time.Now()
+		s.mu.Unlock()
+		return user, true
 	}
 	key := r.Header.Get("X-PAN-KEY")
 	if key == "" {
@@ -171,6 +178,7 @@ func (s *Sim) authenticate(r *http.Request) (string, bool) {
 		delete(s.apiKeys, key)
 		return "", false
 	}
+	s.seen[k.admin] = time.Now()
 	return k.admin, true
 }
 
@@ -260,6 +268,12 @@ func (s *Sim) configAction(w http.ResponseWriter, r *http.Request, admin string)
 		writeErr(w, errorf("6", "%v", err))
 		return
 	}
+	if (action == "set" || action == "edit" || action == "delete") && !inSchema(steps) {
+		// The wording is a device's (see inSchema); the code is [UNCONFIRMED] (6, "bad xpath", in
+		// pango's table).
+		writeErr(w, errorf("6", "Could not find schema node for xpath %s", xpath))
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.advanceLocked(time.Now())
@@ -291,14 +305,7 @@ func (s *Sim) configAction(w http.ResponseWriter, r *http.Request, admin string)
 			writeErr(w, errorf("18", "%v", perr))
 			return
 		}
-		s.respondChange(w, s.changeLocked(admin, func(root *node) *apiErr {
-			target, err := ensurePath(root, steps)
-			if err != nil {
-				return errorf("6", "%v", err)
-			}
-			target.merge(&node{children: elems})
-			return nil
-		}))
+		s.respondChange(w, s.setLocked(admin, xpath, steps, elems))
 	case "edit":
 		el, perr := parseElement(r.Form.Get("element"))
 		if perr != nil {
@@ -365,6 +372,21 @@ func (s *Sim) configAction(w http.ResponseWriter, r *http.Request, admin string)
 	}
 }
 
+// setLocked is the set action: elems merged into the candidate at the xpath, made if missing.
+func (s *Sim) setLocked(admin, xpath string, steps []step, elems []*node) *apiErr {
+	if !inSchema(steps) {
+		return errorf("6", "Could not find schema node for xpath %s", xpath)
+	}
+	return s.changeLocked(admin, func(root *node) *apiErr {
+		target, err := ensurePath(root, steps)
+		if err != nil {
+			return errorf("6", "%v", err)
+		}
+		target.merge(&node{children: elems})
+		return nil
+	})
+}
+
 func (s *Sim) respondChange(w http.ResponseWriter, err *apiErr) {
 	if err != nil {
 		writeErr(w, err)
@@ -390,11 +412,39 @@ func (s *Sim) op(w http.ResponseWriter, r *http.Request, admin string) {
 	case cmd.tag == "show" && cmd.path("high-availability", "state") != nil:
 		writeXML(w, http.StatusOK, `<response status="success"><result>`+s.haState()+`</result></response>`)
 		return
+	case cmd.tag == "show" && cmd.child("admins") != nil:
+		writeXML(w, http.StatusOK, `<response status="success"><result>`+s.showAdmins(admin)+`</result></response>`)
+		return
 	case cmd.tag == "show" && cmd.child("jobs") != nil:
 		s.showJobs(w, cmd.child("jobs"))
 		return
 	}
 	writeErr(w, errorf("17", " %s -> %s  is unexpected", cmd.tag, firstChildTag(cmd)))
+}
+
+// showAdmins answers "show admins": the administrators logged in, the caller's own session
+// marked with <self/> (PAN-OS 10.0+; pan-os-python's whoami reads admins/entry with admin and
+// self, its test fixture adds type Web). Every admin that made an authenticated request in the
+// last hour counts as logged in [UNCONFIRMED how long an API session stays listed].
+func (s *Sim) showAdmins(caller string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.seen))
+	for name, at := range s.seen {
+		if time.Since(at) < time.Hour {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	admins := elem("admins")
+	for _, name := range names {
+		e := elem("entry", leaf("admin", name), leaf("from", "127.0.0.1"), leaf("type", "Web"))
+		if name == caller && !s.cfg.ShowAdminsWithoutSelf {
+			e.children = append(e.children, elem("self"))
+		}
+		admins.children = append(admins.children, e)
+	}
+	return admins.String()
 }
 
 func firstChildTag(n *node) string {

@@ -46,7 +46,57 @@ func listOrText(n *node) []string {
 	return nil
 }
 
+// generateSchema is what "request certificate generate" takes, as the independent clients send
+// it: Keyfactor's GenerateCertificateRequestMetadata, airbnb/ottr, chrisgoodwins'
+// fw-mgt-cert-rollout and the CLI form in pan-os-ansible's panos_cert_gen_ssh (see the team's
+// panos-xmlapi.md, section 3.2). Anything else is refused as an op command with an unknown
+// element is: code 17 " ... -> X is unexpected" (pan-python issue #24 shows code 17 with
+// "is unexpected"; pan-os-ansible/ansible-pan #58 "set -> deviceconfig  is unexpected").
+var generateSchema = func() *schema {
+	members := func() *schema { return container(false, map[string]*schema{"member": leafSchema()}) }
+	fields := map[string]*schema{
+		"algorithm": container(false, map[string]*schema{
+			"RSA":   container(false, map[string]*schema{"rsa-nbits": leafSchema()}),
+			"ECDSA": container(false, map[string]*schema{"ecdsa-nbits": leafSchema()}),
+		}),
+		"organization-unit": members(), "hostname": members(), "ip": members(), "alt-email": members(),
+	}
+	for _, f := range []string{"certificate-name", "name", "digest", "signed-by", "ca", "days-till-expiry",
+		"country-code", "state", "locality", "organization", "email"} {
+		fields[f] = leafSchema()
+	}
+	return container(false, fields)
+}()
+
+// unexpectedElement returns the first element below n that sch does not allow, as the device
+// names it ("request -> certificate -> generate -> bogus"); "" when there is none. A list may
+// also be given as plain text (listOrText).
+func unexpectedElement(n *node, sch *schema, path string) string {
+	for _, c := range n.children {
+		cs, ok := sch.children[c.tag]
+		if !ok {
+			if sch.open {
+				continue
+			}
+			return path + " -> " + c.tag
+		}
+		if cs.leaf {
+			if len(c.children) > 0 {
+				return path + " -> " + c.tag + " -> " + c.children[0].tag
+			}
+			continue
+		}
+		if bad := unexpectedElement(c, cs, path+" -> "+c.tag); bad != "" {
+			return bad
+		}
+	}
+	return ""
+}
+
 func parseGenerate(g *node) (*generateRequest, *apiErr) {
+	if bad := unexpectedElement(g, generateSchema, "request -> certificate -> generate"); bad != "" {
+		return nil, errorf("17", " %s is unexpected", bad)
+	}
 	req := &generateRequest{
 		name: g.value("certificate-name"), cn: g.value("name"), digest: g.value("digest"), signedBy: g.value("signed-by"),
 		country: g.value("country-code"), state: g.value("state"), locality: g.value("locality"), org: g.value("organization"),
@@ -85,8 +135,9 @@ func parseGenerate(g *node) (*generateRequest, *apiErr) {
 	case g.path("algorithm", "ECDSA") != nil:
 		req.algorithm = "ECDSA"
 		bits, ok := atoi(g.value("algorithm", "ECDSA", "ecdsa-nbits"))
-		// 256 and 384 are confirmed (cgw's menus); 521 is [UNCONFIRMED] and accepted here.
-		if !ok || (bits != 256 && bits != 384 && bits != 521) {
+		// 256 and 384 are what every public source offers (cgw's menus, Keyfactor's tests, the
+		// SCM API); no source shows 521, so the simulator refuses it.
+		if !ok || (bits != 256 && bits != 384) {
 			return nil, errorf("", "generate -> algorithm -> ECDSA -> ecdsa-nbits %q is invalid", g.value("algorithm", "ECDSA", "ecdsa-nbits"))
 		}
 		req.bits = bits
@@ -267,8 +318,9 @@ func (s *Sim) importFile(w http.ResponseWriter, r *http.Request, admin string) {
 		writeErr(w, errorf("", "Import of %s failed. Invalid certificate file: %v", name, err))
 		return
 	}
-	// A bundle's certificates after the first are ignored; what a device does with them is
-	// [UNCONFIRMED] (ottr uploads a full chain, Keyfactor the leaf only).
+	// A file of several certificates is the signed certificate followed by its chain: DOC-4289
+	// imports it so onto the entry, and acme.sh deploy/panos.sh and airbnb/ottr upload their
+	// fullchain files the same way. The entry keeps them all and its profiles serve them.
 	cert := certs[0]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -278,26 +330,35 @@ func (s *Sim) importFile(w http.ResponseWriter, r *http.Request, admin string) {
 		writeErr(w, errorf("", "Import of %s failed. vsys %s does not exist", name, vsys))
 		return
 	}
-	e := certificateEntry(name, cert)
-	if existing := loc.child("certificate").entry(name); existing != nil {
-		if pk := existing.value("public-key"); pk != "" {
-			if old, err := parseCertPEM(pk); err == nil && old[0].Equal(cert) {
-				writeXML(w, http.StatusOK, `<response status="success"><result>Successfully imported `+escape(name)+` into candidate configuration</result></response>`)
-				return
-			}
-			// "API can't upload and overwrite the certificate file in one step" (jal-tw) [UNCONFIRMED generality].
-			writeErr(w, errorf("", "Import of %s failed. A certificate of this name already exists", name))
+	e := certificateEntry(name, certs)
+	existing := loc.child("certificate").entry(name)
+	switch {
+	case existing != nil && existing.value("public-key") != "":
+		if old, err := parseCertPEM(existing.value("public-key")); err == nil && old[0].Equal(cert) {
+			writeXML(w, http.StatusOK, `<response status="success"><result>Successfully imported `+escape(name)+` into candidate configuration</result></response>`)
 			return
 		}
-		if handle := existing.value("private-key"); handle != "" {
-			key, ok := s.privateKeys[handle]
-			if !ok || !sameKey(key.Public(), cert.PublicKey) {
-				// The exact wording is [UNCONFIRMED].
-				writeErr(w, errorf("", "Import of %s failed. The certificate does not match the private key of %s", name, name))
-				return
-			}
-			e.children = append(e.children, leaf("private-key", handle))
+		// "API can't upload and overwrite the certificate file in one step" (jal-tw) [UNCONFIRMED generality].
+		writeErr(w, errorf("", "Import of %s failed. A certificate of this name already exists", name))
+		return
+	case existing != nil && existing.value("private-key") != "":
+		handle := existing.value("private-key")
+		key, ok := s.privateKeys[handle]
+		if !ok || !sameKey(key.Public(), cert.PublicKey) {
+			// The exact wording is [UNCONFIRMED].
+			writeErr(w, errorf("", "Import of %s failed. The certificate does not match the private key of %s", name, name))
+			return
 		}
+		if len(certs) > 1 && s.cfg.RefuseChainOnKeyEntry {
+			// psiri/letsencrypt_paloalto PR #1 ("private key mismatch") [UNCONFIRMED for PEM].
+			writeErr(w, errorf("", "Import of %s failed. private key mismatch", name))
+			return
+		}
+		e.children = append(e.children, leaf("private-key", handle))
+	case s.cfg.RefuseCAImport:
+		// pan-os-ansible #555, verbatim.
+		writeErr(w, errorf("", "Import of %s failed. private key doesn't exist for csr", name))
+		return
 	}
 	if err := s.changeLocked(admin, func(root *node) *apiErr {
 		loc := location(root, vsys)

@@ -61,11 +61,10 @@ func (s *Sim) commit(w http.ResponseWriter, r *http.Request, admin string) {
 	}
 	action := r.Form.Get("action")
 	partial := cmd.child("partial")
+	// The docs send a partial commit with action=partial; pango (FirewallCommit.Action is ""),
+	// pan-os-python (FirewallCommit.commit_action is None) and pan-python (panxapi --partial,
+	// "Commit job enqueued" in its docs) send the <partial> element without it. Both are taken.
 	switch {
-	case action == "" && partial != nil:
-		// The docs: a partial commit requires action=partial.
-		writeErr(w, errorf("", "commit -> partial requires action=partial"))
-		return
 	case action == "partial" && partial == nil:
 		writeErr(w, errorf("", "action=partial requires a <partial> element"))
 		return

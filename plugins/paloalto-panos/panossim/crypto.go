@@ -144,8 +144,16 @@ func encodeCert(c *x509.Certificate) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
 }
 
-// certificateEntry is the config entry of an installed certificate, without its key.
-func certificateEntry(name string, c *x509.Certificate) *node {
+// certificateEntry is the config entry of an installed certificate, without its key: the
+// fields describe certs[0], and public-key holds every certificate imported with it, in the order
+// imported. How a device shows a chain imported onto an entry is [UNCONFIRMED]; clients should
+// read the first certificate of public-key as the entry's own.
+func certificateEntry(name string, certs []*x509.Certificate) *node {
+	c := certs[0]
+	var bundle strings.Builder
+	for _, x := range certs {
+		bundle.WriteString(encodeCert(x))
+	}
 	return entry(name,
 		leaf("subject-hash", nameHash(c.RawSubject)),
 		leaf("issuer-hash", nameHash(c.RawIssuer)),
@@ -156,7 +164,7 @@ func certificateEntry(name string, c *x509.Certificate) *node {
 		leaf("expiry-epoch", strconv.FormatInt(c.NotAfter.Unix(), 10)),
 		leaf("ca", yesNo(c.IsCA)),
 		leaf("subject", oneline(c.RawSubject)),
-		leaf("public-key", encodeCert(c)),
+		leaf("public-key", bundle.String()),
 		leaf("algorithm", algorithmName(c.PublicKey)),
 	)
 }

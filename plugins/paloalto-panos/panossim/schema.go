@@ -69,13 +69,36 @@ var configSchema = func() *schema {
 		}),
 	})
 	vsys["rulebase"] = decryptionRuleSchema()
-	return container(true, map[string]*schema{
-		"shared": container(true, locationChildren()),
+	// The top of a firewall configuration (pango and pan-os-python address everything below
+	// mgt-config, shared and devices; readonly is the Panorama-managed part).
+	return container(false, map[string]*schema{
+		"mgt-config": container(true, nil),
+		"readonly":   container(true, nil),
+		"shared":     container(true, locationChildren()),
 		"devices": list(63, true, map[string]*schema{
 			"vsys": list(31, true, vsys),
 		}),
 	})
 }()
+
+// inSchema reports whether an xpath names a node of the schema. A device answers an xpath
+// outside its schema with "Could not find schema node for xpath <xpath>" (quoted by a PAN-OS
+// workflow of the MSActivator library, paloalto_generic DHCP client task). The parts the
+// simulator leaves open are not checked: a real device would, the simulator cannot know them.
+func inSchema(steps []step) bool {
+	if len(steps) == 0 || steps[0].tag != "config" {
+		return false
+	}
+	sch := configSchema
+	for _, st := range steps[1:] {
+		next, ok := sch.children[st.tag]
+		if !ok {
+			return sch.open
+		}
+		sch = next
+	}
+	return true
+}
 
 // validate checks n (an element at path) against sch.
 func validate(n *node, sch *schema, path []string) error {

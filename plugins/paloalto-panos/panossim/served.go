@@ -70,7 +70,9 @@ func (s *Sim) reconcileListenersLocked() error {
 	return s.reconcileRuleListenersLocked()
 }
 
-func (s *Sim) parsedLocked(pemText string) (*x509.Certificate, error) {
+// parsedLocked parses the certificates of an entry's public-key: the entry's own certificate,
+// then whatever chain was imported with it.
+func (s *Sim) parsedLocked(pemText string) ([]*x509.Certificate, error) {
 	if c, ok := s.certCache[pemText]; ok {
 		return c, nil
 	}
@@ -78,12 +80,12 @@ func (s *Sim) parsedLocked(pemText string) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.certCache[pemText] = certs[0]
-	return certs[0], nil
+	s.certCache[pemText] = certs
+	return certs, nil
 }
 
 // servedCertificate is what the profile serves now: its certificate in the running
-// configuration, with the key and the intermediates found among the installed certificates.
+// configuration, with the key and the chain (see tlsCertificateLocked).
 func (s *Sim) servedCertificate(vsys, profile string) (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -100,13 +102,15 @@ func (s *Sim) servedCertificate(vsys, profile string) (*tls.Certificate, error) 
 }
 
 // tlsCertificateLocked is certificate name as referenced from vsys in the running
-// configuration, with its key and the intermediates found among the installed certificates.
+// configuration, with its key, and the chain exactly as imported onto the entry (DOC-4289: the
+// signed certificate followed by its intermediates, one file). With ChainFromCAEntries the
+// intermediates still missing are taken from CA entries installed on their own [UNCONFIRMED].
 func (s *Sim) tlsCertificateLocked(vsys, name string) (*tls.Certificate, error) {
 	ref, ok := s.resolveCertificate(s.running, vsys, name)
 	if !ok {
 		return nil, fmt.Errorf("certificate %q not found", name)
 	}
-	leafCert, err := s.parsedLocked(ref.node.value("public-key"))
+	certs, err := s.parsedLocked(ref.node.value("public-key"))
 	if err != nil {
 		return nil, fmt.Errorf("certificate %q: %w", name, err)
 	}
@@ -114,21 +118,26 @@ func (s *Sim) tlsCertificateLocked(vsys, name string) (*tls.Certificate, error) 
 	if !ok {
 		return nil, fmt.Errorf("certificate %q has no key", name)
 	}
-	out := &tls.Certificate{Certificate: [][]byte{leafCert.Raw}, PrivateKey: key, Leaf: leafCert}
-	for _, c := range s.chainLocked(leafCert) {
+	out := &tls.Certificate{PrivateKey: key, Leaf: certs[0]}
+	for _, c := range certs {
 		out.Certificate = append(out.Certificate, c.Raw)
+	}
+	if s.cfg.ChainFromCAEntries {
+		for _, c := range s.chainFromEntriesLocked(certs[len(certs)-1]) {
+			out.Certificate = append(out.Certificate, c.Raw)
+		}
 	}
 	return out, nil
 }
 
-// chainLocked finds the intermediates above leaf among the running configuration's certificates,
-// stopping below the self-signed root. Whether PAN-OS sends the root too is [UNCONFIRMED].
-func (s *Sim) chainLocked(leafCert *x509.Certificate) []*x509.Certificate {
+// chainFromEntriesLocked finds the intermediates above cert among the running configuration's CA
+// entries, stopping below the self-signed root.
+func (s *Sim) chainFromEntriesLocked(cert *x509.Certificate) []*x509.Certificate {
 	var pool []*x509.Certificate
 	add := func(loc *node) {
 		for _, e := range loc.child("certificate").entries() {
-			if c, err := s.parsedLocked(e.value("public-key")); err == nil && c.IsCA {
-				pool = append(pool, c)
+			if certs, err := s.parsedLocked(e.value("public-key")); err == nil && certs[0].IsCA {
+				pool = append(pool, certs[0])
 			}
 		}
 	}
@@ -137,8 +146,11 @@ func (s *Sim) chainLocked(leafCert *x509.Certificate) []*x509.Certificate {
 		add(location(s.running, v))
 	}
 	var chain []*x509.Certificate
-	cur := leafCert
+	cur := cert
 	for depth := 0; depth < 8; depth++ {
+		if bytes.Equal(cur.RawSubject, cur.RawIssuer) {
+			break
+		}
 		var parent *x509.Certificate
 		for _, c := range pool {
 			if bytes.Equal(c.RawSubject, cur.RawIssuer) && cur.CheckSignatureFrom(c) == nil {

@@ -6,7 +6,8 @@
 // and CSRs (request certificate generate), export (pkcs10/pem), multipart import checked against
 // the pending key, commits (full or partial by admin) as jobs that take time and can fail with
 // messages, and serves every SSL/TLS service profile of the running configuration on a real TLS
-// listener on 127.0.0.1, so any TLS client sees what is live. Faults can be injected.
+// listener on 127.0.0.1, so any TLS client sees what is live: the profile's certificate followed by
+// exactly the chain imported onto its entry. Faults can be injected.
 //
 // Facts the reference marks unconfirmed are marked [UNCONFIRMED] here; where two behaviours are
 // plausible, Config switches between them so the plugin is tested against both.
@@ -110,6 +111,26 @@ type Config struct {
 	// KeygenRevokesPrevious makes keygen invalidate the admin's earlier keys, as pango's comment
 	// says it does [UNCONFIRMED: version dependent]. Off by default: earlier keys stay valid.
 	KeygenRevokesPrevious bool
+	// ChainFromCAEntries makes the served chain also take intermediates from CA certificate
+	// entries installed on their own. Whether PAN-OS sends such entries to clients is
+	// [UNCONFIRMED]; Palo Alto's KB DOC-4289 ("How to Install a Chained Certificate Signed by a
+	// Public CA") has the intermediates imported with the signed certificate as one file so that
+	// clients get them, which suggests it does not. Off by default: a profile serves exactly what
+	// was imported onto its certificate entry.
+	ChainFromCAEntries bool
+	// RefuseCAImport makes the import of a certificate under a name that holds no pending key fail
+	// with "Import of NAME failed. private key doesn't exist for csr", as pan-os-ansible issue #555
+	// reports for CA certificates (Panorama 10.1.10-h5) and #399 for keypairs on 10.1+
+	// [single-source; which versions do it is UNCONFIRMED].
+	RefuseCAImport bool
+	// RefuseChainOnKeyEntry makes an import of more than one certificate onto an entry that holds
+	// a private key fail as a key mismatch. psiri/letsencrypt_paloalto PR #1 reports PAN-OS 11.x
+	// and later 10.x refusing PKCS#12 files built with the chain ("private key mismatch") and
+	// switches to the leaf alone; whether PEM imports behave so is [UNCONFIRMED].
+	RefuseChainOnKeyEntry bool
+	// ShowAdminsWithoutSelf leaves the <self/> marker out of "show admins", as before PAN-OS 10.0
+	// (pan-os-python's whoami: "NOTE: PAN-OS 10.0+").
+	ShowAdminsWithoutSelf bool
 	// KeyLifetime expires API keys this long after keygen (PAN-OS "API key lifetime"); 0 = never.
 	KeyLifetime time.Duration
 	// CommitDuration is how long a commit job runs; 1 s when zero.
@@ -166,10 +187,12 @@ type Sim struct {
 	commitDuration time.Duration
 	faults         faults
 	listeners      map[string]*servedListener
-	certCache      map[string]*x509.Certificate
+	certCache      map[string][]*x509.Certificate
 	keygens        int
-	started        bool
-	closed         bool
+	// seen is when each admin last made an authenticated request, for "show admins".
+	seen    map[string]time.Time
+	started bool
+	closed  bool
 
 	rsaPool  chan *rsa.PrivateKey
 	stop     chan struct{}
@@ -207,7 +230,8 @@ func New(cfg Config) (*Sim, error) {
 		apiKeys:        make(map[string]apiKey),
 		privateKeys:    make(map[string]crypto.Signer),
 		listeners:      make(map[string]*servedListener),
-		certCache:      make(map[string]*x509.Certificate),
+		certCache:      make(map[string][]*x509.Certificate),
+		seen:           make(map[string]time.Time),
 		commitDuration: cfg.CommitDuration,
 		stop:           make(chan struct{}),
 	}
@@ -453,7 +477,7 @@ func (s *Sim) addCertificate(spec CertSpec) error {
 	if err != nil {
 		return err
 	}
-	e := certificateEntry(spec.Name, cert)
+	e := certificateEntry(spec.Name, []*x509.Certificate{cert})
 	e.children = append(e.children, leaf("private-key", handle))
 	putEntry(loc.ensure("certificate"), e)
 	return nil
@@ -567,6 +591,44 @@ func (s *Sim) PendingChanges() int {
 	defer s.mu.Unlock()
 	s.advanceLocked(time.Now())
 	return len(s.changes)
+}
+
+// PendingChangesBy is the number of uncommitted changes admin made.
+func (s *Sim) PendingChangesBy(admin string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advanceLocked(time.Now())
+	n := 0
+	for _, ch := range s.changes {
+		if ch.admin == admin {
+			n++
+		}
+	}
+	return n
+}
+
+// StageAs makes a config set of element at xpath in the candidate configuration as admin, as
+// another administrator's unfinished work in the web interface would be: pending until a commit
+// that includes admin's changes.
+func (s *Sim) StageAs(admin, xpath, element string) error {
+	if _, ok := s.admin(admin); !ok {
+		return fmt.Errorf("panossim: no admin %q", admin)
+	}
+	steps, err := parseXPath(xpath)
+	if err != nil {
+		return err
+	}
+	elems, err := parseFragment(element)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advanceLocked(time.Now())
+	if aerr := s.setLocked(admin, xpath, steps, elems); aerr != nil {
+		return aerr
+	}
+	return nil
 }
 
 // Keygens counts successful keygen calls.

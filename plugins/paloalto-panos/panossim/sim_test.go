@@ -164,7 +164,7 @@ func TestGenerateValidation(t *testing.T) {
 	ec := "<ECDSA><ecdsa-nbits>256</ecdsa-nbits></ECDSA>"
 	h.expect(generateForm("g1", ec), `status="success"`, "Successfully generated")
 	h.expect(generateForm("g1", ec), `status="error"`, "already exists")
-	h.expect(generateForm("g2", "<ECDSA><ecdsa-nbits>521</ecdsa-nbits></ECDSA>"), `status="success"`)
+	h.expect(generateForm("g2", "<ECDSA><ecdsa-nbits>521</ecdsa-nbits></ECDSA>"), `status="error"`, "ecdsa-nbits")
 	h.expect(generateForm("g3", "<RSA><rsa-nbits>1000</rsa-nbits></RSA>"), `status="error"`, "rsa-nbits")
 	h.expect(generateForm(strings.Repeat("n", 64), ec), `status="error"`, "longer than 63")
 	h.expect(url.Values{"type": {"op"}, "cmd": {"<request><certificate><generate><certificate-name>g4</certificate-name><name>x</name>" + "<algorithm>" + ec +
