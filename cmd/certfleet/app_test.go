@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,7 +60,8 @@ func TestPluginsListAndInspect(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		t.Fatalf("plugins list --output json is not JSON: %v\n%s", err, out)
 	}
-	if len(rows) == 0 || rows[0].Name != "pemdir" || rows[0].Version == "" || rows[0].Pinned != "yes" || len(rows[0].SHA256) != 64 {
+	i := slices.IndexFunc(rows, func(r pluginRow) bool { return r.Name == "pemdir" })
+	if i < 0 || rows[i].Version == "" || rows[i].Pinned != "yes" || len(rows[i].SHA256) != 64 {
 		t.Fatalf("plugins list: %+v", rows)
 	}
 	code, out, errOut = certfleet(t, "plugins", "inspect", "pemdir")
