@@ -68,7 +68,7 @@ func (e *Engine) preflightItems(ctx context.Context, items []PlanItem) {
 				pf := results[k]
 				it := &items[i]
 				if len(pf.problems) > 0 {
-					it.Error = "pre-flight: " + strings.Join(pf.problems, "; ")
+					it.Error = e.opts.Redact("pre-flight: " + strings.Join(pf.problems, "; "))
 					it.Reason = fmt.Sprintf("%s (%s), but nothing is ordered until the pre-flight passes", it.Action, it.Reason)
 					it.Action = ActionBlocked
 				} else if len(pf.notes) > 0 {
