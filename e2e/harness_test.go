@@ -76,6 +76,7 @@ state:
 runtime:
   collect_timeout: 30s
   revocation_check_interval: 1h
+  verify_wait: 200ms
 defaults:
   issuer: ca
   key: {type: ecdsa, bits: 256}

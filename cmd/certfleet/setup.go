@@ -145,6 +145,8 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 		CollectTimeout:          cfg.Runtime.CollectTimeout,
 		CallTimeout:             cfg.Runtime.CallTimeout,
 		RevocationCheckInterval: cfg.Runtime.RevocationCheckInterval,
+		VerifyAttempts:          cfg.Runtime.VerifyAttempts,
+		VerifyWait:              cfg.Runtime.VerifyWait,
 		Logger:                  log,
 		Redact:                  redactor.Redact,
 	}
