@@ -55,7 +55,10 @@ func (d *device) checkOne(ctx context.Context, b sdk.Binding) (*bindPlan, error)
 
 // destinationAddress turns a virtual server's destination ("/Common/10.1.1.1:443",
 // "/Common/10.1.1.1%2:443", "/Common/2001:db8::1.443") into host:port; "" when it has no port
-// (a wildcard or an address list).
+// (a wildcard or an address list). The IPv4 form with a route domain is what the BIG-IP answers
+// in f5-cccl issue 199 ("1::%2"); the dot before an IPv6 port is tmsh's notation and is
+// UNCONFIRMED for iControl REST answers: an address that does not parse yields no endpoint, and a
+// `verify` address in the configuration gives one.
 func destinationAddress(dest string) string {
 	if i := strings.LastIndex(dest, "/"); i >= 0 {
 		dest = dest[i+1:]

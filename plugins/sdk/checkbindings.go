@@ -78,10 +78,7 @@ func KeySpecProblem(c Capabilities, spec KeySpec) string {
 
 // IsUnimplemented reports whether err says the plugin does not implement the call (an older
 // contract minor version).
-func IsUnimplemented(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Code == codes.Unimplemented
-}
+func IsUnimplemented(err error) bool { return err != nil && CodeOf(err) == codes.Unimplemented }
 
 func (s *grpcServer) CheckBindings(ctx context.Context, req *devicev1.CheckBindingsRequest) (*devicev1.CheckBindingsResponse, error) {
 	ctx = s.callContext(ctx, "CheckBindings", req.Target)
