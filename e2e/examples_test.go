@@ -89,6 +89,13 @@ func TestExampleConfigurationPassesValidateAndPlan(t *testing.T) {
 	delete(s, "customer_uri")
 	s["client_secret"], s["org_id"] = "${env:SCM_CLIENT_SECRET}", 1234
 	s["tls"] = map[string]any{"ca_bundle": bundle("scm", scm.TLSCACertPEM())}
+	rest := section(section(issuers, "sectigo-rest"), "scm")
+	rest["base_url"], rest["client_id"], rest["client_secret"] = scm.URL(), "certfleet-sim", "${env:SCM_CLIENT_SECRET}"
+	rest["tls"] = map[string]any{"ca_bundle": bundle("scm-rest", scm.TLSCACertPEM())}
+	lookup := section(rest, "lookup")
+	lookup["base_url"], lookup["token_url"] = scm.URL(), scm.TokenURL()
+	lookup["client_id"], lookup["org_id"] = "certfleet-sim", 1234
+	lookup["tls"] = map[string]any{"ca_bundle": bundle("scm-lookup", scm.TLSCACertPEM())}
 	a := section(section(issuers, "sectigo-acme"), "acme")
 	a["directory_url"], a["eab"] = pebble.DirectoryURL(), map[string]any{"key_id": kid, "hmac_key": "${env:SECTIGO_EAB_HMAC}"}
 	a["tls"] = map[string]any{"ca_bundle": bundle("pebble", pebble.TLSCACertPEM())}

@@ -14,10 +14,19 @@ import (
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
-// scmFleet is a pemdir fleet whose CA is the SCM simulator.
+// scmFleet is a pemdir fleet whose CA is the SCM simulator's Admin API.
 func scmFleet(t *testing.T, devices map[string][]string, renewBefore string) (*fleet, *scmsim.Server, fleetSpec) {
+	return scmFleetAPI(t, devices, renewBefore, "admin", nil)
+}
+
+// scmFleetAPI is a pemdir fleet whose CA is the SCM simulator, through the Admin API or a REST
+// Enrollment account (with an Admin API lookup account).
+func scmFleetAPI(t *testing.T, devices map[string][]string, renewBefore, api string, mod func(*scmsim.Config)) (*fleet, *scmsim.Server, fleetSpec) {
 	t.Helper()
 	cfg := scmsim.DefaultConfig()
+	if mod != nil {
+		mod(&cfg)
+	}
 	sim, err := scmsim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -30,19 +39,31 @@ func scmFleet(t *testing.T, devices map[string][]string, renewBefore string) (*f
 	if err := os.WriteFile(bundle, []byte(sim.TLSCACertPEM()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	spec := fleetSpec{
-		Issuers: fmt.Sprintf(`  ca:
-    type: scm
-    scm:
-      base_url: %s
+	admin := fmt.Sprintf(`      base_url: %s
       token_url: %s
       client_id: certfleet-sim
       client_secret: ${env:E2E_SCM_SECRET}
       org_id: 1234
-      tls: {ca_bundle: %s}`, sim.URL(), sim.TokenURL(), bundle),
+      tls: {ca_bundle: %s}`, sim.URL(), sim.TokenURL(), bundle)
+	spec := fleetSpec{
+		Issuers:   "  ca:\n    type: scm\n    scm:\n" + admin,
 		Devices:   devices,
-		CertExtra: "\n    issuer_options: {cert_type: OV SSL, term: 365}\n    renew_before: " + renewBefore,
-		Env:       []string{"E2E_SCM_SECRET=" + cfg.Clients["certfleet-sim"]},
+		CertExtra: "\n    issuer_options: {cert_type: OV SSL}\n    renew_before: " + renewBefore,
+		Env:       []string{"E2E_SCM_SECRET=" + cfg.Clients["certfleet-sim"], "E2E_SCM_REST_SECRET=" + cfg.EnrollAccounts["certfleet-sim-rest"].Secret},
+	}
+	if api == "enrollment" {
+		spec.Issuers = fmt.Sprintf(`  ca:
+    type: scm
+    scm:
+      api: enrollment
+      base_url: %s
+      token_url: %s
+      client_id: certfleet-sim-rest
+      client_secret: ${env:E2E_SCM_REST_SECRET}
+      tls: {ca_bundle: %s}
+      lookup:
+  %s`, sim.EnrollURL(), sim.TokenURL(), bundle, strings.ReplaceAll(admin, "\n", "\n  "))
+		spec.CertExtra = "\n    renew_before: " + renewBefore
 	}
 	return newFleet(t, spec), sim, spec
 }
@@ -215,4 +236,96 @@ func TestSCMPendingApprovalIsCollectedByTheNextRun(t *testing.T) {
 	if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed || len(sim.Orders()) != 1 {
 		t.Fatalf("after approval: exit %d, %+v, %d orders", res.code, report.Results, len(sim.Orders()))
 	}
+}
+
+// TestSCMBothAPIs runs the real engine with a pemdir device once per SCM API: enroll (pending,
+// then issued), renewal, revoke, and a lost enroll answer found again with exactly one order.
+func TestSCMBothAPIs(t *testing.T) {
+	for _, api := range []string{"admin", "enrollment"} {
+		t.Run(api, func(t *testing.T) {
+			t.Parallel()
+			f, sim, spec := scmFleetAPI(t, map[string][]string{"web1": {"www"}}, "30d", api, func(c *scmsim.Config) { c.PendingCollects = 2 })
+			route := map[string]string{"admin": "GET /api/ssl/v1/collect/{id}", "enrollment": "GET /api/v1/certificates/{certId}"}[api]
+
+			report, res := f.run(nil)
+			if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed {
+				t.Fatalf("enroll: exit %d, %+v\n%s", res.code, report.Results, res.stderr)
+			}
+			if n := sim.Calls(route); n != 3 {
+				t.Fatalf("%d collects, want 2 pending and 1 issued", n)
+			}
+			verifyChain(t, f.liveChain("web1", "www"), sim.RootPEM(), "www.example.com")
+			first := sim.Orders()
+			if len(first) != 1 || (api == "enrollment") != (first[0].CertID != "") {
+				t.Fatalf("orders %+v", first)
+			}
+
+			// Renewal: a wider window makes the certificate due.
+			spec.CertExtra = strings.Replace(spec.CertExtra, "renew_before: 30d", "renew_before: 400d", 1)
+			f.writeConfig(spec)
+			report, res = f.run(nil)
+			if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed || len(sim.Orders()) != 2 {
+				t.Fatalf("renewal: exit %d, %+v, %d orders", res.code, report.Results, len(sim.Orders()))
+			}
+			spec.CertExtra = strings.Replace(spec.CertExtra, "renew_before: 400d", "renew_before: 30d", 1)
+			f.writeConfig(spec)
+
+			// Revoke through certfleet; the next run replaces it.
+			served := f.live("web1", "www")
+			if res := f.certfleet(nil, "revoke", "--reason", "key-compromise", "www"); res.code != 0 {
+				t.Fatalf("revoke: exit %d\n%s", res.code, res.stderr)
+			}
+			revoked := 0
+			for _, o := range sim.Orders() {
+				if o.Cert != nil && o.Cert.Equal(served) && o.Status == "Revoked" && o.RevokeReason == 1 {
+					revoked++
+				}
+			}
+			if revoked != 1 {
+				t.Fatalf("the served certificate is not revoked at the CA: %+v", sim.Orders())
+			}
+			report, res = f.run(nil)
+			if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed || len(sim.Orders()) != 3 {
+				t.Fatalf("after revoke: exit %d, %+v, %d orders", res.code, report.Results, len(sim.Orders()))
+			}
+
+			// A lost enroll answer: found again, exactly one order for it.
+			sim.LoseNextEnrollResponses(1)
+			report, res = f.run(nil, "--force", "www")
+			if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed || len(sim.Orders()) != 4 {
+				t.Fatalf("lost answer: exit %d, %+v, %d orders, want 4\n%s", res.code, report.Results, len(sim.Orders()), res.stderr)
+			}
+			verifyChain(t, f.liveChain("web1", "www"), sim.RootPEM(), "www.example.com")
+			if last := sim.Orders()[3]; !last.Cert.Equal(f.live("web1", "www")) {
+				t.Fatal("the served certificate is not the lost order's")
+			}
+		})
+	}
+}
+
+// TestSCMEnrollmentLostAnswerWithoutLookupNeverOrdersTwice: the REST Enrollment API cannot list
+// orders, so without a lookup account the certificate waits (with an error naming the fix) rather
+// than placing a second order; once lookup is configured, the lost order is found and deployed.
+func TestSCMEnrollmentLostAnswerWithoutLookupNeverOrdersTwice(t *testing.T) {
+	f, sim, spec := scmFleetAPI(t, map[string][]string{"web1": {"www"}}, "30d", "enrollment", nil)
+	withLookup := spec.Issuers
+	spec.Issuers = withLookup[:strings.Index(withLookup, "\n      lookup:")]
+	f.writeConfig(spec)
+	sim.LoseNextEnrollResponses(1)
+	for run, want := range []string{"its answer was lost", "add scm.lookup"} {
+		report, res := f.run(nil)
+		if res.code != 1 || len(report.Results) != 1 || report.Results[0].Outcome != state.OutcomeFailed || !strings.Contains(report.Results[0].Error, want) {
+			t.Fatalf("run %d without lookup: exit %d, %+v, want an error saying %q", run, res.code, report.Results, want)
+		}
+		if n := len(sim.Orders()); n != 1 {
+			t.Fatalf("run %d without lookup: %d orders, want 1", run, n)
+		}
+	}
+	spec.Issuers = withLookup
+	f.writeConfig(spec)
+	report, res := f.run(nil)
+	if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed || len(sim.Orders()) != 1 {
+		t.Fatalf("with lookup: exit %d, %+v, %d orders", res.code, report.Results, len(sim.Orders()))
+	}
+	verifyChain(t, f.liveChain("web1", "www"), sim.RootPEM(), "www.example.com")
 }

@@ -11,8 +11,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ca=${DEMO_CA:-scm}
-bin/certfleet-sim --out "$work" --ca "$ca" --ready-file "$work/ready.json" >/dev/null &
+ca=${DEMO_CA:-scm} # DEMO_SCM_API=enrollment: through the SCM REST Enrollment API
+bin/certfleet-sim --out "$work" --ca "$ca" --scm-api "${DEMO_SCM_API:-admin}" --ready-file "$work/ready.json" >/dev/null &
 sim_pid=$!
 for _ in $(seq 1 100); do [ -s "$work/ready.json" ] && break; sleep 0.1; done
 [ -s "$work/ready.json" ] || { echo "certfleet-sim did not start" >&2; exit 1; }

@@ -33,6 +33,7 @@ func main() {
 type options struct {
 	out            string
 	ca             string
+	scmAPI         string
 	devices        int
 	certsPerDevice int
 	vendors        []string
@@ -49,6 +50,7 @@ func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("certfleet-sim", flag.ContinueOnError)
 	fs.StringVar(&o.out, "out", "", "directory to write the configuration, CA bundles, device directories and state into (required)")
 	fs.StringVar(&o.ca, "ca", defaultCA, "the CA to simulate: scm (Sectigo Certificate Manager) or acme (Pebble)")
+	fs.StringVar(&o.scmAPI, "scm-api", "admin", "with --ca scm, the API the configuration uses: admin (Admin API) or enrollment (a REST Enrollment account, with an Admin API lookup account)")
 	fs.IntVar(&o.devices, "devices", 2, "number of pemdir devices")
 	fs.IntVar(&o.certsPerDevice, "certs-per-device", 2, "certificates per pemdir device")
 	fs.StringVar(&vendors, "vendors", strings.Join(knownVendors, ","), "simulated device kinds to start: "+strings.Join(knownVendors, ", "))
@@ -62,6 +64,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.ca != "scm" && o.ca != "acme" {
 		return o, fmt.Errorf("--ca %q: use scm or acme", o.ca)
+	}
+	if o.scmAPI != "admin" && o.scmAPI != "enrollment" {
+		return o, fmt.Errorf("--scm-api %q: use admin or enrollment", o.scmAPI)
 	}
 	if o.devices < 0 || o.certsPerDevice < 1 {
 		return o, errors.New("--devices must be 0 or more and --certs-per-device 1 or more")

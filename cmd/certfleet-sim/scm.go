@@ -2,13 +2,15 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/certfleet/certfleet/core/issuer/scm/scmsim"
 )
 
 const defaultCA = "scm"
 
-// startSCM starts the Sectigo Certificate Manager simulator with an OAuth2 API client.
+// startSCM starts the Sectigo Certificate Manager simulator with an Admin API OAuth2 client and a
+// REST Enrollment account; the configuration uses the API --scm-api names.
 func startSCM(w *world, o options) error {
 	cfg := scmsim.DefaultConfig()
 	sim, err := scmsim.New(cfg)
@@ -25,17 +27,37 @@ func startSCM(w *world, o options) error {
 		return err
 	}
 	w.env["CERTFLEET_SIM_SCM_SECRET"] = cfg.Clients["certfleet-sim"]
-	w.issuer = fmt.Sprintf(`  sim-ca:
-    type: scm
-    scm:
-      base_url: %s
+	admin := fmt.Sprintf(`      base_url: %s
       token_url: %s
       client_id: certfleet-sim
       client_secret: ${env:CERTFLEET_SIM_SCM_SECRET}
       org_id: %d
       tls: {ca_bundle: %s}`, sim.URL(), sim.TokenURL(), cfg.OrgIDs[0], bundle)
-	w.issuerOptions = "{cert_type: OV SSL, term: 365}"
-	w.info.CA = caInfo{Type: "scm", URL: sim.URL()}
+	if o.scmAPI == "enrollment" {
+		w.env["CERTFLEET_SIM_SCM_REST_SECRET"] = cfg.EnrollAccounts["certfleet-sim-rest"].Secret
+		w.issuer = fmt.Sprintf(`  sim-ca:
+    type: scm
+    scm:
+      api: enrollment
+      base_url: %s
+      token_url: %s
+      client_id: certfleet-sim-rest
+      client_secret: ${env:CERTFLEET_SIM_SCM_REST_SECRET}
+      tls: {ca_bundle: %s}
+      lookup:
+%s`, sim.EnrollURL(), sim.TokenURL(), bundle, indent(admin, "  "))
+		w.issuerOptions = ""
+		w.info.CA = caInfo{Type: "scm", URL: sim.EnrollURL()}
+	} else {
+		w.issuer = "  sim-ca:\n    type: scm\n    scm:\n" + admin
+		w.issuerOptions = "{cert_type: OV SSL}"
+		w.info.CA = caInfo{Type: "scm", URL: sim.URL()}
+	}
 	w.info.RootsPEM = append(w.info.RootsPEM, sim.RootPEM())
 	return nil
+}
+
+// indent prefixes every line of s.
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
 }

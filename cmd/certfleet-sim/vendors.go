@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -90,8 +88,8 @@ func startNitro(w *world, o options) error {
 	return nil
 }
 
-// startBIGIP starts a simulated BIG-IP in PCI mode: keys made on the box under passphrases derived
-// from the device's api_key, never written anywhere.
+// startBIGIP starts a simulated BIG-IP in PCI mode: keys made on the box under random passphrases
+// that only the device keeps (in each key's client-ssl profile).
 func startBIGIP(w *world, o options) error {
 	sim, err := bigipsim.New(bigipsim.DefaultConfig())
 	if err != nil {
@@ -107,25 +105,18 @@ func startBIGIP(w *world, o options) error {
 		return err
 	}
 	w.env["CERTFLEET_SIM_BIGIP_PASSWORD"] = "certfleet-sim-password"
-	w.env["CERTFLEET_SIM_BIGIP_PCI_SECRET"] = randomHex(24)
 	w.devices = append(w.devices, fmt.Sprintf(`  bigip1:
     plugin: f5-bigip
     address: %s
     tls: {ca_bundle: %s}
-    credentials: {username: certfleet, password: "${env:CERTFLEET_SIM_BIGIP_PASSWORD}", api_key: "${env:CERTFLEET_SIM_BIGIP_PCI_SECRET}"}
+    credentials: {username: certfleet, password: "${env:CERTFLEET_SIM_BIGIP_PASSWORD}"}
     options: {pci_mode: true, sync_device_group: dg_failover}`, sim.URL(), bundle))
 	w.certs = append(w.certs, certificate("bigip-shop", "bigip1", "shop.bigip1.example.test",
-		"{kind: virtual, name: vs_www}", "{kind: client-ssl-profile, name: api_clientssl, options: {virtuals: [vs_api]}}"))
+		"{kind: virtual, name: vs_www}", "{kind: virtual, name: vs_api}"))
 	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "bigip1", Plugin: "f5-bigip", Address: sim.URL(), Served: map[string]string{
 		"virtual/vs_www": sim.ServedAddress("vs_www"), "virtual/vs_api": sim.ServedAddress("vs_api"),
 	}})
 	return nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // startPANOS starts a simulated firewall with an SSL/TLS service profile and a GlobalProtect

@@ -84,11 +84,15 @@ func pluginInfos(ctx context.Context, cfg *config.Config, get func(string) (sdk.
 	return out
 }
 
-// validateIssuerOptions checks options against the issuer type offline (defaults merged in).
-func validateIssuerOptions(issuerType string, opts map[string]any) error {
-	switch issuerType {
+// validateIssuerOptions checks options against the issuer's type offline (defaults merged in).
+func validateIssuerOptions(iss *config.Issuer, opts map[string]any) error {
+	switch iss.Type {
 	case "scm":
-		return scm.ValidateOptions(opts)
+		api := ""
+		if iss.SCM != nil {
+			api = iss.SCM.API
+		}
+		return scm.ValidateOptions(api, opts)
 	case "acme":
 		return acme.ValidateOptions(opts)
 	}
@@ -127,7 +131,7 @@ func checkConfigAgainstPlugins(cfg *config.Config, infos map[string]pluginInfo) 
 		}
 		path := "certificates." + name
 		if iss, ok := cfg.Issuers[c.Issuer]; ok {
-			if err := validateIssuerOptions(iss.Type, c.IssuerOptions); err != nil {
+			if err := validateIssuerOptions(iss, c.IssuerOptions); err != nil {
 				errs.Add(c.Position, path+".issuer_options", err.Error(), "issuer "+c.Issuer+" is of type "+iss.Type+"; defaults.issuer_options are merged in")
 			}
 		}

@@ -205,6 +205,16 @@ func TestBadConfigs(t *testing.T) {
 		{"scm without org and secret", "version: v1\nissuers:\n  ca:\n    type: scm\n    scm:\n      base_url: https://cert-manager.com/api/\n      client_id: x\n",
 			[]string{`6: issuers.ca.scm.org_id: is missing (hint: the numeric id of the organization the certificates are ordered for)`,
 				`6: issuers.ca.scm.client_secret: is missing (hint: a reference such as ${env:SCM_CLIENT_SECRET})`}},
+		{"enrollment with admin fields", "version: v1\nissuers:\n  ca:\n    type: scm\n    scm:\n      api: enrollment\n      base_url: https://admin.enterprise.sectigo.com/api/\n      client_id: x\n      client_secret: ${env:S}\n      org_id: 12\n      auth: legacy\n      login: a\n      password: ${env:P}\n      customer_uri: c\n",
+			[]string{`7: issuers.ca.scm.base_url: https://admin.enterprise.sectigo.com/api/ is an Admin API host, not a REST Enrollment endpoint (hint: use the REST endpoint's URL https://{customer}.enroll.{instance}.sectigo.com, or api: admin)`,
+				`10: issuers.ca.scm.org_id: does not apply to api: enrollment (hint: remove it: the REST account fixes the organization, profile and term)`,
+				`11: issuers.ca.scm.auth: "legacy" does not apply to api: enrollment (hint: remove it: a REST account logs in with its client_id and client_secret)`}},
+		{"REST endpoint without api: enrollment", "version: v1\nissuers:\n  ca:\n    type: scm\n    scm:\n      base_url: https://acme.enroll.enterprise.sectigo.com\n      client_id: x\n      client_secret: ${env:S}\n      org_id: 1\n",
+			[]string{`6: issuers.ca.scm.base_url: https://acme.enroll.enterprise.sectigo.com is a REST Enrollment endpoint, not the Admin API (hint: add api: enrollment to use this REST account)`}},
+		{"unknown scm api", "version: v1\nissuers:\n  ca:\n    type: scm\n    scm:\n      api: rest\n      base_url: https://x.enroll.enterprise.sectigo.com\n      client_id: x\n      client_secret: ${env:S}\n",
+			[]string{`6: issuers.ca.scm.api: "rest" is not an SCM API (hint: use admin (Admin API or login headers) or enrollment (a REST Enrollment account))`}},
+		{"lookup on an admin issuer", "version: v1\nissuers:\n  ca:\n    type: scm\n    scm:\n      base_url: https://admin.enterprise.sectigo.com/api/\n      client_id: x\n      client_secret: ${env:S}\n      org_id: 1\n      lookup: {base_url: https://admin.enterprise.sectigo.com/api/, client_id: y, client_secret: z, org_id: 1}\n",
+			[]string{`10: issuers.ca.scm.lookup: does not apply to api: admin (hint: remove it: only api: enrollment needs an Admin API account to look up orders)`}},
 		{"acme unknown field", "version: v1\nissuers:\n  ca:\n    type: acme\n    acme:\n      directory_url: https://ca.example/dir\n      eab_kid: x\n",
 			[]string{`6: issuers.ca.acme: line 7: field eab_kid not found in type acme.Config (hint: see the acme fields in examples/certfleet.yaml)`}},
 		{"device without plugin", "version: v1\ndevices:\n  web1: {address: /srv}\n",
@@ -241,5 +251,74 @@ func TestBadConfigs(t *testing.T) {
 func TestShippedExampleValidates(t *testing.T) {
 	if _, _, err := Load("../../examples/certfleet.yaml"); err != nil {
 		t.Fatalf("examples/certfleet.yaml: %v", err)
+	}
+}
+
+func TestSCMEnrollmentAccountAsTheAgentsHaveIt(t *testing.T) {
+	t.Setenv("SCM_ID", "b8923830-11f5-4c34-951b-fc1235634972")
+	t.Setenv("SCM_SECRET", "Ti]hXzuxj.!T,zg!S0rZ0StbwyDlhCP4")
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(`version: v1
+issuers:
+  rest:
+    type: scm
+    scm:
+      api: enrollment
+      base_url: https://example.enroll.enterprise.sectigo.com
+      client_id: ${env:SCM_ID}
+      client_secret: ${env:SCM_SECRET}
+      initial_delay: 10s
+      lookup:
+        base_url: https://admin.enterprise.sectigo.com/api/
+        client_id: admin-client
+        client_secret: ${env:SCM_SECRET}
+        org_id: 42
+devices:
+  web1: {plugin: pemdir, address: /srv/tls}
+certificates:
+  www:
+    device: web1
+    issuer: rest
+    sans: {dns: [www.example.com]}
+    bindings: [{kind: live-link, name: www}]
+    issuer_options:
+      custom_fields: {valid-from: 2025-01-31, cost-center: 0123, count: 12, ratio: 1.50, flag: true}
+`), 0o600)
+	cfg, warnings, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 0 {
+		t.Errorf("warnings: %v", warnings)
+	}
+	s := cfg.Issuers["rest"].SCM
+	if s.API != "enrollment" || s.OrgID != 0 || s.InitialDelay != 10*time.Second || s.Lookup == nil || s.Lookup.OrgID != 42 || s.Lookup.API != "admin" {
+		t.Fatalf("scm: %+v", s)
+	}
+	fields := cfg.Certificates["www"].IssuerOptions["custom_fields"].(map[string]any)
+	want := map[string]any{"valid-from": "2025-01-31", "cost-center": "0123", "count": 12, "ratio": "1.50", "flag": true}
+	if fmt.Sprint(fields) != fmt.Sprint(want) {
+		t.Fatalf("custom fields %#v, want them as written %#v", fields, want)
+	}
+}
+
+func TestSCMHostAndLoginMismatchWarns(t *testing.T) {
+	for _, tc := range []struct{ scm, want string }{
+		{"base_url: https://cert-manager.com/api/\n      client_id: x\n      client_secret: ${env:S}",
+			"https://cert-manager.com/api/ is the header-login host, but auth is oauth2"},
+		{"base_url: https://admin.enterprise.sectigo.com/api/\n      auth: legacy\n      login: l\n      password: ${env:S}\n      customer_uri: c",
+			"https://admin.enterprise.sectigo.com/api/ is the OAuth2 Admin API host, but auth is legacy"},
+		{"base_url: https://admin.enterprise.sectigo.com/\n      client_id: x\n      client_secret: ${env:S}",
+			"https://admin.enterprise.sectigo.com/ has no /api/ in its path"},
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(path, []byte("version: v1\nissuers:\n  ca:\n    type: scm\n    scm:\n      org_id: 1\n      "+tc.scm+"\n"), 0o600)
+		_, warnings, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(warnings) != 1 || !strings.Contains(warnings[0].String(), path+":7: issuers.ca.scm.base_url: "+tc.want) {
+			t.Errorf("warnings %v, want %q", warnings, tc.want)
+		}
 	}
 }

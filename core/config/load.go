@@ -80,7 +80,7 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 			raws = append(raws, r)
 		}
 	}
-	cfg := build(raws, errs)
+	cfg := build(raws, errs, &warnings)
 	if err := errs.Err(); err != nil {
 		return nil, warnings, err
 	}
@@ -200,13 +200,13 @@ func (l *loader) references(file string, n *yaml.Node, key string, errs *Errors)
 }
 
 // build merges the files' sections, applies defaults and checks everything across files.
-func build(raws []raw, errs *Errors) *Config {
+func build(raws []raw, errs *Errors, warnings *[]Warning) *Config {
 	cfg := &Config{Issuers: map[string]*Issuer{}, Devices: map[string]*Device{}, Certificates: map[string]*Certificate{}}
 	var defaults *defaultsSection
 	single := map[string]Position{}
 	for _, r := range raws {
 		cfg.Files = append(cfg.Files, r.file)
-		w := &walker{file: r.file, errs: errs}
+		w := &walker{file: r.file, errs: errs, warnings: warnings}
 		for _, name := range []string{"defaults", "state", "logging", "runtime", "plugins"} {
 			n, ok := r.sections[name]
 			if !ok {
@@ -244,7 +244,7 @@ func build(raws []raw, errs *Errors) *Config {
 	applyRuntimeDefaults(cfg)
 	var certs []*rawCertificate
 	for _, r := range raws {
-		w := &walker{file: r.file, errs: errs}
+		w := &walker{file: r.file, errs: errs, warnings: warnings}
 		if n, ok := r.sections["issuers"]; ok {
 			w.entries(n, "issuers", func(name string, k, v *yaml.Node, p string) {
 				if prev, dup := cfg.Issuers[name]; dup {

@@ -145,7 +145,7 @@ func (w *walker) defaults(n *yaml.Node) *defaultsSection {
 		"key":               func(n *yaml.Node, p string) { d.key, d.keySet = w.keySpec(n, p) },
 		"renew_before":      func(n *yaml.Node, p string) { d.renew = w.renewal(n, p) },
 		"subject":           func(n *yaml.Node, p string) { d.subject = w.subject(n, p) },
-		"issuer_options":    func(n *yaml.Node, p string) { d.issuerOptions = w.freeMap(n, p) },
+		"issuer_options":    func(n *yaml.Node, p string) { d.issuerOptions = w.writtenMap(n, p) },
 		"on_verify_failure": func(n *yaml.Node, p string) { d.onVerify = w.onVerifyFailure(n, p) },
 	})
 	return d
@@ -195,33 +195,68 @@ func (w *walker) httpsURL(n *yaml.Node, p, value string) {
 	}
 }
 
+// scm decodes an SCM account. Which API it speaks decides what is required: the Admin API needs
+// an organization; a REST Enrollment account fixes organization, profile and term itself.
 func (w *walker) scm(n *yaml.Node, path string) *SCM {
-	s := &SCM{Auth: "oauth2"}
-	var orgSet bool
-	w.object(n, path, fields{
-		"base_url":      func(n *yaml.Node, p string) { s.BaseURL = w.str(n, p); w.httpsURL(n, p, s.BaseURL) },
+	s := w.scmAccount(n, path, true)
+	return s
+}
+
+func (w *walker) scmAccount(n *yaml.Node, path string, top bool) *SCM {
+	s := &SCM{Auth: "oauth2", API: "admin"}
+	var orgSet, apiSet bool
+	var baseNode, apiNode, authNode, lookupNode, orgNode *yaml.Node
+	var lookupPath string
+	f := fields{
+		"base_url":      func(n *yaml.Node, p string) { s.BaseURL, baseNode = w.str(n, p), n; w.httpsURL(n, p, s.BaseURL) },
 		"customer_uri":  func(n *yaml.Node, p string) { s.CustomerURI = w.str(n, p) },
-		"auth":          func(n *yaml.Node, p string) { s.Auth = w.str(n, p) },
+		"auth":          func(n *yaml.Node, p string) { s.Auth, authNode = w.str(n, p), n },
 		"client_id":     func(n *yaml.Node, p string) { s.ClientID = w.str(n, p) },
 		"client_secret": func(n *yaml.Node, p string) { s.ClientSecret = w.str(n, p) },
 		"token_url":     func(n *yaml.Node, p string) { s.TokenURL = w.str(n, p); w.httpsURL(n, p, s.TokenURL) },
 		"login":         func(n *yaml.Node, p string) { s.Login = w.str(n, p) },
 		"password":      func(n *yaml.Node, p string) { s.Password = w.str(n, p) },
-		"org_id":        func(n *yaml.Node, p string) { s.OrgID, orgSet = w.positive(n, p), true },
+		"org_id":        func(n *yaml.Node, p string) { s.OrgID, orgSet, orgNode = w.positive(n, p), true, n },
 		"tls":           func(n *yaml.Node, p string) { s.TLS = w.tls(n, p) },
 		"timeout":       func(n *yaml.Node, p string) { s.Timeout = w.duration(n, p) },
-	})
-	missing := func(field, hint string) { w.errs.add(w.pos(n), join(path, field), hint, "is missing") }
-	if s.BaseURL == "" {
-		missing("base_url", "the SCM API URL, e.g. https://cert-manager.com/api/")
 	}
-	if !orgSet {
+	if top {
+		f["api"] = func(n *yaml.Node, p string) { s.API, apiSet, apiNode = w.str(n, p), true, n }
+		f["initial_delay"] = func(n *yaml.Node, p string) { s.InitialDelay = w.duration(n, p) }
+		f["lookup"] = func(n *yaml.Node, p string) { lookupNode, lookupPath = n, p }
+	}
+	w.object(n, path, f)
+	missing := func(field, hint string) { w.errs.add(w.pos(n), join(path, field), hint, "is missing") }
+	switch s.API {
+	case "admin":
+	case "enrollment":
+		if orgSet {
+			w.errs.add(w.pos(orgNode), join(path, "org_id"), "remove it: the REST account fixes the organization, profile and term", "does not apply to api: enrollment")
+		}
+		if s.Auth != "oauth2" {
+			at := n
+			if authNode != nil {
+				at = authNode
+			}
+			w.errs.add(w.pos(at), join(path, "auth"), "remove it: a REST account logs in with its client_id and client_secret", "%q does not apply to api: enrollment", s.Auth)
+		}
+	default:
+		w.errs.add(w.pos(apiNode), join(path, "api"), "use admin (Admin API or login headers) or enrollment (a REST Enrollment account)", "%q is not an SCM API", s.API)
+	}
+	if s.BaseURL == "" {
+		hint := "the SCM API URL: https://admin.enterprise.sectigo.com/api/ with client_id/client_secret, https://cert-manager.com/api/ with login headers"
+		if s.API == "enrollment" {
+			hint = "the URL SCM shows under Enrollment → REST → SSL Certificates REST API, e.g. https://{customer}.enroll.enterprise.sectigo.com"
+		}
+		missing("base_url", hint)
+	}
+	if !orgSet && s.API == "admin" {
 		missing("org_id", "the numeric id of the organization the certificates are ordered for")
 	}
 	switch s.Auth {
 	case "oauth2":
 		if s.ClientID == "" {
-			missing("client_id", "the API client id from SCM's API settings")
+			missing("client_id", "the API client id from SCM's API settings (a REST account's Client ID for api: enrollment)")
 		}
 		if s.ClientSecret == "" {
 			missing("client_secret", "a reference such as ${env:SCM_CLIENT_SECRET}")
@@ -235,7 +270,57 @@ func (w *walker) scm(n *yaml.Node, path string) *SCM {
 	default:
 		w.errs.add(w.pos(n), join(path, "auth"), "use oauth2 or legacy", "%q is not an SCM authentication mode", s.Auth)
 	}
+	if baseNode != nil {
+		w.checkSCMHost(baseNode, join(path, "base_url"), s, apiSet)
+	}
+	if lookupNode != nil {
+		if s.API != "enrollment" {
+			w.errs.add(w.pos(lookupNode), lookupPath, "remove it: only api: enrollment needs an Admin API account to look up orders", "does not apply to api: %s", s.API)
+		} else {
+			s.Lookup = w.scmAccount(lookupNode, lookupPath, false)
+		}
+	}
 	return s
+}
+
+// checkSCMHost warns about a base_url that does not fit the API or the login: OAuth2 pairs with
+// https://admin.{instance}.sectigo.com/api/, header login with https://cert-manager.com/api/
+// (Sectigo's Admin API getting-started page), and a REST account's URL is
+// https://{customer}.enroll.{instance}.sectigo.com (REST Enrollment API OpenAPI servers).
+func (w *walker) checkSCMHost(n *yaml.Node, path string, s *SCM, apiSet bool) {
+	u, err := url.Parse(s.BaseURL)
+	if err != nil || u.Host == "" {
+		return
+	}
+	host := strings.ToLower(u.Hostname())
+	enrollHost := strings.Contains(host, ".enroll.")
+	switch {
+	case s.API == "admin" && enrollHost:
+		hint := "add api: enrollment to use this REST account"
+		if apiSet {
+			hint = "use api: enrollment, or the Admin API URL https://admin.{instance}.sectigo.com/api/"
+		}
+		w.errs.add(w.pos(n), path, hint, "%s is a REST Enrollment endpoint, not the Admin API", s.BaseURL)
+		return
+	case s.API == "enrollment" && (strings.HasPrefix(host, "admin.") || host == "cert-manager.com" || strings.HasSuffix(host, ".cert-manager.com")):
+		w.errs.add(w.pos(n), path, "use the REST endpoint's URL https://{customer}.enroll.{instance}.sectigo.com, or api: admin", "%s is an Admin API host, not a REST Enrollment endpoint", s.BaseURL)
+		return
+	case s.API == "enrollment":
+		return
+	}
+	if !strings.Contains(u.Path, "/api") {
+		w.warn(n, path, "the Admin API's paths are under /api/, e.g. https://admin.enterprise.sectigo.com/api/", "%s has no /api/ in its path", s.BaseURL)
+	}
+	adminHost := strings.HasPrefix(host, "admin.") && strings.HasSuffix(host, ".sectigo.com")
+	legacyHost := host == "cert-manager.com" || strings.HasSuffix(host, ".cert-manager.com")
+	if s.Auth == "oauth2" && legacyHost {
+		w.warn(n, path, "with client_id/client_secret use https://admin.{instance}.sectigo.com/api/ (e.g. admin.enterprise.sectigo.com); cert-manager.com takes login headers (auth: legacy)",
+			"%s is the header-login host, but auth is oauth2", s.BaseURL)
+	}
+	if s.Auth == "legacy" && adminHost {
+		w.warn(n, path, "with login/password use https://cert-manager.com/api/; the admin host takes OAuth2 (client_id/client_secret)",
+			"%s is the OAuth2 Admin API host, but auth is legacy", s.BaseURL)
+	}
 }
 
 // acme decodes the block into the ACME issuer's own Config, strictly.
@@ -359,7 +444,7 @@ func (w *walker) certificate(name string, k, n *yaml.Node, path string) *rawCert
 		},
 		"renew_before":      func(n *yaml.Node, p string) { rc.renew = w.renewal(n, p) },
 		"bindings":          func(n *yaml.Node, p string) { w.bindings(c, n, p) },
-		"issuer_options":    func(n *yaml.Node, p string) { c.IssuerOptions = w.freeMap(n, p) },
+		"issuer_options":    func(n *yaml.Node, p string) { c.IssuerOptions = w.writtenMap(n, p) },
 		"enabled":           func(n *yaml.Node, p string) { c.Enabled = w.boolean(n, p) },
 		"verify":            func(n *yaml.Node, p string) { c.Verify = w.verifyEndpoint(n, p) },
 		"on_verify_failure": func(n *yaml.Node, p string) { c.OnVerifyFailure = w.onVerifyFailure(n, p) },

@@ -82,6 +82,8 @@ type Issuer struct {
 
 // SCM is a Sectigo Certificate Manager account.
 type SCM struct {
+	// API is admin (Admin API / legacy SSL API) or enrollment (a REST Enrollment account).
+	API          string
 	BaseURL      string
 	CustomerURI  string
 	Auth         string // oauth2 | legacy
@@ -93,6 +95,10 @@ type SCM struct {
 	OrgID        int
 	TLS          TLS
 	Timeout      time.Duration
+	// InitialDelay before the first collect of a new order.
+	InitialDelay time.Duration
+	// Lookup is an Admin API account used by an enrollment issuer to find lost orders.
+	Lookup *SCM
 }
 
 // Device is one appliance (or pemdir directory) driven by a plugin.

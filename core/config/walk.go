@@ -14,8 +14,16 @@ import (
 // walker decodes a YAML node tree by hand, so that every unknown key and every wrong value is
 // reported with its own line, and decoding goes on after a problem.
 type walker struct {
-	file string
-	errs *Errors
+	file     string
+	errs     *Errors
+	warnings *[]Warning // nil: warnings are dropped
+}
+
+// warn records something allowed but probably wrong.
+func (w *walker) warn(n *yaml.Node, path, hint, format string, args ...any) {
+	if w.warnings != nil {
+		*w.warnings = append(*w.warnings, Warning{Position: w.pos(n), Path: path, Message: fmt.Sprintf(format, args...), Hint: hint})
+	}
 }
 
 func (w *walker) pos(n *yaml.Node) Position { return Position{File: w.file, Line: n.Line} }
@@ -205,7 +213,7 @@ func (w *walker) stringList(n *yaml.Node, path string) []string {
 	return out
 }
 
-// freeMap decodes a free-form mapping (vendor options, issuer options).
+// freeMap decodes a free-form mapping (vendor options).
 func (w *walker) freeMap(n *yaml.Node, path string) map[string]any {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil
@@ -220,4 +228,86 @@ func (w *walker) freeMap(n *yaml.Node, path string) map[string]any {
 		return nil
 	}
 	return out
+}
+
+// writtenMap decodes a free-form mapping whose values go to a CA as text (issuer options: SCM
+// custom fields), keeping every scalar as written.
+func (w *walker) writtenMap(n *yaml.Node, path string) map[string]any {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		w.errs.add(w.pos(n), path, "", "must be a mapping, not %s", kindName(n))
+		return nil
+	}
+	v, err := plainValue(n)
+	if err != nil {
+		w.errs.add(w.pos(n), path, "", "%v", err)
+		return nil
+	}
+	out, _ := v.(map[string]any)
+	return out
+}
+
+// plainValue decodes a free-form node keeping every scalar as the user wrote it, unless it reads
+// back the same as a plain number or boolean: YAML would turn an unquoted 2025-01-31 into a
+// timestamp and 0123 into 83, and an SCM custom field must receive exactly what was written.
+func plainValue(n *yaml.Node) (any, error) {
+	switch n.Kind {
+	case yaml.AliasNode:
+		return plainValue(n.Alias)
+	case yaml.DocumentNode:
+		if len(n.Content) == 1 {
+			return plainValue(n.Content[0])
+		}
+	case yaml.MappingNode:
+		out := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Tag == "!!merge" {
+				var merged map[string]any
+				if err := n.Decode(&merged); err != nil {
+					return nil, err
+				}
+				return merged, nil
+			}
+			v, err := plainValue(n.Content[i+1])
+			if err != nil {
+				return nil, err
+			}
+			out[k.Value] = v
+		}
+		return out, nil
+	case yaml.SequenceNode:
+		out := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, err := plainValue(c)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return nil, nil
+		case "!!int":
+			if i, err := strconv.Atoi(n.Value); err == nil && strconv.Itoa(i) == n.Value {
+				return i, nil
+			}
+		case "!!float":
+			if f, err := strconv.ParseFloat(n.Value, 64); err == nil && strconv.FormatFloat(f, 'f', -1, 64) == n.Value {
+				return f, nil
+			}
+		case "!!bool":
+			if b, err := strconv.ParseBool(n.Value); err == nil {
+				return b, nil
+			}
+		}
+		return n.Value, nil
+	}
+	var v any
+	err := n.Decode(&v)
+	return v, err
 }

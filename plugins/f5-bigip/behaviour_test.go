@@ -143,7 +143,7 @@ func TestFailedTransactionChangesNothing(t *testing.T) {
 	p, _ := launch(t, "info")
 	ctx := ctxFor(t)
 	ca := testCA(t)
-	bindings := []sdk.Binding{{Kind: f5bigip.KindVirtual, Name: "vs_www"}, {Kind: f5bigip.KindClientSSLProfile, Name: "api_clientssl", Options: sdk.Options{"virtuals": []any{"vs_api"}}}}
+	bindings := []sdk.Binding{{Kind: f5bigip.KindVirtual, Name: "vs_www"}, {Kind: f5bigip.KindVirtual, Name: "vs_api"}}
 	csr, imp, first := enroll(t, p, tgt, ca, "txn1", sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256})
 	if _, err := p.Bind(ctx, tgt, sdk.BindRequest{CertRef: imp.CertRef, KeyRef: csr.KeyRef, Bindings: bindings}); err != nil {
 		t.Fatal(err)
@@ -229,7 +229,8 @@ func TestPartitionAndSNI(t *testing.T) {
 		t.Fatal(err)
 	}
 	tgt := target(sim)
-	tgt.Options = sdk.Options{"partition": "Tenant1"}
+	// Option profile (a profile certfleet keeps and edits) is the mode without PCI keys.
+	tgt.Options = sdk.Options{"partition": "Tenant1", "pci_mode": false}
 	p, _ := launch(t, "info")
 	ctx := ctxFor(t)
 	ca := testCA(t)
@@ -320,10 +321,6 @@ func TestRejectsBadInput(t *testing.T) {
 	_, err = p.Bind(ctx, tgt, sdk.BindRequest{CertRef: "/Common/x.crt", KeyRef: "/Common/x.key",
 		Bindings: []sdk.Binding{{Kind: f5bigip.KindClientSSLProfile, Name: "no_such_profile"}}})
 	wantError(t, "Bind to a missing profile without create", err, codes.NotFound, "")
-	noSecret := tgt
-	noSecret.Credentials.APIKey = ""
-	_, err = p.GenerateCSR(ctx, noSecret, sdk.CSRRequest{NameHint: "x", KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256}, Subject: sdk.Subject{CommonName: "x"}})
-	wantError(t, "GenerateCSR in PCI mode without api_key", err, codes.FailedPrecondition, f5bigip.ReasonPCISecret)
 	_, err = p.GenerateCSR(ctx, tgt, sdk.CSRRequest{NameHint: "x", KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 521}, Subject: sdk.Subject{CommonName: "x"}})
 	wantError(t, "GenerateCSR with P-521", err, codes.InvalidArgument, sdk.ReasonUnsupported)
 	if n := len(sim.TokensIssued()); n != 1 {
@@ -364,7 +361,7 @@ func TestCleanupOfAbandonedOperation(t *testing.T) {
 	if err != nil || len(res) != 2 {
 		t.Fatalf("Cleanup: %+v, %v", res, err)
 	}
-	if !res[0].Removed || res[1].Removed || !strings.Contains(res[1].Reason, "certfleet_vs_www") {
+	if !res[0].Removed || res[1].Removed || !strings.Contains(res[1].Reason, "_clientssl (on virtual server /Common/vs_www)") {
 		t.Fatalf("Cleanup results %+v: the abandoned key should go, the bound one stay with the profile named", res)
 	}
 	inv, err := p.Inventory(ctx, tgt)

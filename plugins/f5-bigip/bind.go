@@ -5,19 +5,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/certfleet/certfleet/plugins/f5-bigip/icontrol"
 	"github.com/certfleet/certfleet/plugins/sdk"
+	"google.golang.org/grpc/codes"
 )
 
-// Bind points the bindings at the certificate: every client-ssl profile involved gets exactly the
-// new certificate, key and chain (with the key's passphrase), and every virtual server the new
-// profile list, all in one transaction; the device applies all of it or nothing. Certificate and
-// key always change together in one certKeyChain entry, so no virtual server ever serves a pair
-// that does not match.
+// Bind points the bindings at the certificate, all in one transaction; the device applies all of
+// it or nothing. With a PCI key, the key's own profile (which holds the passphrase) is attached to
+// the virtual servers in place of their client-ssl profile, which becomes its parent; nothing
+// needs the passphrase. Otherwise every client-ssl profile involved gets exactly the new
+// certificate, key and chain in one certKeyChain entry, so no virtual server ever serves a pair
+// that does not match; a profile whose current key is passphrase-protected is refused before
+// anything changes, since certfleet could never put that key back.
 func (*Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (sdk.BindResult, error) {
 	if err := sdk.FromContext(ctx); err != nil {
 		return sdk.BindResult{}, err
@@ -36,6 +40,9 @@ func (*Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (sdk
 	}
 	var out sdk.BindResult
 	err = withDevice(ctx, t, func(d *device) error {
+		if err := d.requireActive(ctx); err != nil {
+			return err
+		}
 		certPath, err := d.resolve(req.CertRef)
 		if err != nil {
 			return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "cert_ref: %v", err)
@@ -54,34 +61,71 @@ func (*Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (sdk
 			}
 			return d.deviceError(ctx, "read key "+ref.path, err)
 		}
-		entry := icontrol.CertKeyChain{Cert: certPath, Key: ref.path}
-		switch err := d.c.Get(ctx, icontrol.ObjectPath(icontrol.PathFileCert, chainPath(certPath)), nil); {
-		case err == nil:
-			entry.Chain = chainPath(certPath)
-		case !icontrol.IsNotFound(err):
-			return d.deviceError(ctx, "read chain "+chainPath(certPath), err)
+		keyProf, pci, err := d.keyProfile(ctx, ref.path)
+		if err != nil {
+			return err
 		}
-		if key.SecurityType == "password" {
-			if entry.Passphrase, err = d.passphraseFor(ref.path); err != nil {
-				return err
+		var entry icontrol.CertKeyChain
+		if pci {
+			entry = keyProf.Entries()[0]
+			entry.Chain = noneToEmpty(entry.Chain)
+			if entry.Cert != certPath {
+				return sdk.InvalidArgument(sdk.ReasonKeyMismatch, "cert_ref %s is not the certificate of key %s (its profile %s holds %s); bind the cert_ref ImportCert returned for this key", certPath, ref.path, keyProf.Path(), entry.Cert)
+			}
+			if commonName(cert.Subject) == placeholderCN {
+				return sdk.FailedPrecondition(sdk.ReasonInvalidRequest, "certificate %s is still the placeholder GenerateCSR made; import the CA-issued certificate for key %s first", certPath, ref.path)
+			}
+		} else {
+			if key.SecurityType == "password" {
+				return sdk.FailedPrecondition(ReasonBadPassphrase,
+					"key %s is passphrase-protected and has no certfleet profile (%s); certfleet does not know its passphrase, so it cannot put the key into a profile: make a new CSR with certfleet", ref.path, keyProfilePath(ref.path))
+			}
+			entry = icontrol.CertKeyChain{Cert: certPath, Key: ref.path}
+			switch err := d.c.Get(ctx, icontrol.ObjectPath(icontrol.PathFileCert, chainPath(certPath)), nil); {
+			case err == nil:
+				entry.Chain = chainPath(certPath)
+			case !icontrol.IsNotFound(err):
+				return d.deviceError(ctx, "read chain "+chainPath(certPath), err)
 			}
 		}
-		p, err := d.plan(ctx, req.Bindings, commonName(cert.Subject))
+		planned := ""
+		if pci {
+			planned = keyProf.Path()
+		}
+		p, err := d.plan(ctx, req.Bindings, commonName(cert.Subject), planned)
 		if err != nil {
+			return err
+		}
+		if err := p.checkReversible(ctx); err != nil {
 			return err
 		}
 		token, err := json.Marshal(p.rollbackToken())
 		if err != nil {
 			return sdk.Internal(sdk.ReasonDeviceError, "encode rollback token").WithCause(err)
 		}
-		if err := d.inTransaction(ctx, "bind "+certPath, func(id int64) error { return p.apply(ctx, id, entry) }); err != nil {
+		err = d.inTransaction(ctx, "bind "+certPath, func(id int64) error { return p.apply(ctx, id, entry) })
+		if err != nil && p.changesKeyProfileParent() && sdk.AsError(err).Code == codes.FailedPrecondition {
+			// Whether BIG-IP lets a profile's defaultsFrom change is [UNCONFIRMED] (sources
+			// conflict): when the device refused the transaction, which changed nothing, copy the
+			// replaced profile's settings onto the key's profile instead.
+			sdk.Logger(ctx).Debug("the device refused the transaction that changes the parent of the key's profile; copying the parent's settings instead",
+				"profile", p.keyProfile, "error", err.Error())
+			if cerr := p.copyParentSettings(ctx); cerr != nil {
+				return cerr
+			}
+			if token, err = json.Marshal(p.rollbackToken()); err != nil {
+				return sdk.Internal(sdk.ReasonDeviceError, "encode rollback token").WithCause(err)
+			}
+			err = d.inTransaction(ctx, "bind "+certPath, func(id int64) error { return p.apply(ctx, id, entry) })
+		}
+		if err != nil {
 			return err
 		}
 		if err := p.verify(ctx, entry); err != nil {
 			return err
 		}
 		out = sdk.BindResult{RollbackToken: token, PreviousCertRefs: p.previousCerts(certPath)}
-		sdk.Logger(ctx).Debug("bound", "cert", certPath, "profiles", len(p.profiles), "virtual_servers", len(p.virtuals))
+		sdk.Logger(ctx).Debug("bound", "cert", certPath, "profiles", len(p.profiles), "virtual_servers", len(p.virtuals), "key_profile", pci)
 		return nil
 	})
 	return out, err
@@ -122,19 +166,31 @@ func checkBinding(b sdk.Binding) error {
 
 // bindPlan is what one Bind changes, read before the transaction.
 type bindPlan struct {
-	d         *device
-	existing  map[string]icontrol.ClientSSLProfile
-	profiles  []*profileChange
-	virtuals  []*virtualChange
-	byProfile map[string]*profileChange
-	byVirtual map[string]*virtualChange
+	d *device
+	// copied: the settings copied from the parent onto the key's profile, and what the key's
+	// profile had before, when the device does not let its parent change.
+	copied, copiedBefore map[string]any
+	// keyProfile: the PCI key's own profile, attached in place of the virtual servers' profiles;
+	// its pair is never edited. Empty without a PCI key.
+	keyProfile string
+	existing   map[string]icontrol.ClientSSLProfile
+	profiles   []*profileChange
+	virtuals   []*virtualChange
+	byProfile  map[string]*profileChange
+	byVirtual  map[string]*virtualChange
 }
 
 type profileChange struct {
 	path    string
 	existed bool
 	before  icontrol.ClientSSLProfile
-	parent  string
+	// parent: defaultsFrom of a profile certfleet creates, or the new parent of a PCI key's
+	// profile ("" keeps it).
+	parent string
+	// keepPair: the profile's certKeyChain is not touched (a PCI key's own profile).
+	keepPair bool
+	// settingsFrom: the profile whose settings are copied when the parent cannot change.
+	settingsFrom string
 	// sni: the profile answers serverName and is the SNI default only where it is alone.
 	sni        bool
 	serverName string
@@ -153,21 +209,24 @@ type virtualChange struct {
 	changed bool
 }
 
-func (d *device) plan(ctx context.Context, bindings []sdk.Binding, certCN string) (*bindPlan, error) {
+func (d *device) plan(ctx context.Context, bindings []sdk.Binding, certCN, keyProfile string) (*bindPlan, error) {
 	all, err := icontrol.List[icontrol.ClientSSLProfile](ctx, d.c, icontrol.PathClientSSL, nil)
 	if err != nil {
 		return nil, d.deviceError(ctx, "list client-ssl profiles", err)
 	}
-	p := &bindPlan{d: d, existing: map[string]icontrol.ClientSSLProfile{}, byProfile: map[string]*profileChange{}, byVirtual: map[string]*virtualChange{}}
+	p := &bindPlan{d: d, keyProfile: keyProfile, existing: map[string]icontrol.ClientSSLProfile{}, byProfile: map[string]*profileChange{}, byVirtual: map[string]*virtualChange{}}
 	for _, prof := range all {
 		p.existing[prof.Path()] = prof
 	}
 	for _, b := range bindings {
-		parent, _ := b.Options.String("parent", "")
-		if parent == "" {
-			parent = d.parent
-		} else if parent, err = d.resolve(parent); err != nil {
-			return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "binding %v: option parent: %v", b, err)
+		explicitParent, _ := b.Options.String("parent", "")
+		if explicitParent != "" {
+			if explicitParent, err = d.resolve(explicitParent); err != nil {
+				return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "binding %v: option parent: %v", b, err)
+			}
+			if _, ok := p.existing[explicitParent]; !ok {
+				return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "binding %v: option parent: client-ssl profile %s does not exist on %s", b, explicitParent, d.address)
+			}
 		}
 		serverName, _ := b.Options.String("server_name", "")
 		if serverName == "" {
@@ -181,23 +240,42 @@ func (d *device) plan(ctx context.Context, bindings []sdk.Binding, certCN string
 			}
 			vpart, vshort := splitPath(vpath)
 			ppath := "/" + vpart + "/certfleet_" + vshort
-			if name, _ := b.Options.String("profile", ""); name != "" {
+			name, _ := b.Options.String("profile", "")
+			switch {
+			case keyProfile != "" && name != "":
+				return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "binding %v: option profile does not apply to a PCI key, whose own profile %s is attached (only it holds the key's passphrase); remove the option", b, keyProfile)
+			case keyProfile != "":
+				ppath = keyProfile
+			case name != "":
 				if ppath, err = d.resolve(name); err != nil {
 					return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "binding %v: option profile: %v", b, err)
 				}
 			}
-			if err := p.addProfile(b, ppath, true, parent, serverName); err != nil {
-				return nil, err
-			}
 			if err := p.attach(ctx, b, vpath, ppath); err != nil {
 				return nil, err
 			}
+			parent, settingsFrom, err := p.inheritFrom(b, vpath, ppath, explicitParent)
+			if err != nil {
+				return nil, err
+			}
+			if err := p.addProfile(b, ppath, true, parent, serverName); err != nil {
+				return nil, err
+			}
+			p.byProfile[ppath].settingsFrom = settingsFrom
 		case KindClientSSLProfile:
+			if keyProfile != "" {
+				return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest,
+					"binding %v: a PCI key cannot be put into the existing profile %s: that needs the key's passphrase, which certfleet does not keep. Bind the virtual servers instead (kind virtual): certfleet attaches the key's own profile %s, inheriting %s's settings", b, b.Name, keyProfile, b.Name)
+			}
 			ppath, err := d.resolve(b.Name)
 			if err != nil {
 				return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "binding %v: %v", b, err)
 			}
 			create, _ := b.Options.Bool("create", false)
+			parent := explicitParent
+			if parent == "" {
+				parent = d.parent
+			}
 			if err := p.addProfile(b, ppath, create, parent, serverName); err != nil {
 				return nil, err
 			}
@@ -213,7 +291,154 @@ func (d *device) plan(ctx context.Context, bindings []sdk.Binding, certCN string
 			}
 		}
 	}
+	if err := p.checkKeyProfileParent(ctx); err != nil {
+		return nil, err
+	}
+	// Renewing over a key profile whose settings were copied (on a device that does not let a
+	// parent change), the parent stays the same: copy the settings again where they differ.
+	if pc := p.byProfile[p.keyProfile]; pc != nil && pc.settingsFrom != "" && pc.settingsFrom != pc.parent && pc.parent == pc.before.DefaultsFrom {
+		if err := p.copyParentSettings(ctx); err != nil {
+			return nil, err
+		}
+		if reflect.DeepEqual(p.copied, p.copiedBefore) {
+			p.copied, p.copiedBefore = nil, nil
+		}
+	}
 	return p, p.settle()
+}
+
+// inheritFrom picks the parent of the profile a kind-virtual binding attaches: option parent;
+// for an SNI binding (which joins the others) the device's parent_profile; else the client-ssl
+// profile it replaces on the virtual server (the parent of a profile certfleet made, which is the
+// customer's), so ciphers, options, client authentication and renegotiation settings are kept.
+// settingsFrom is the profile whose settings stand for the parent's where a device does not let a
+// parent change (a profile certfleet made holds the customer's settings, copied or inherited).
+func (p *bindPlan) inheritFrom(b sdk.Binding, vpath, ppath, explicit string) (parent, settingsFrom string, err error) {
+	if explicit != "" {
+		return explicit, explicit, nil
+	}
+	if b.SNI {
+		return p.d.parent, p.d.parent, nil
+	}
+	var replaced []string
+	carried := false
+	for _, vp := range p.byVirtual[vpath].before {
+		path := vp.Path()
+		carried = carried || path == ppath
+		if _, ok := p.existing[path]; ok && path != ppath {
+			replaced = append(replaced, path)
+		}
+	}
+	switch {
+	case len(replaced) == 0 && carried && p.existing[ppath].DefaultsFrom != "":
+		// Bound already (a repeated Bind): keep what the profile inherits from.
+		return p.existing[ppath].DefaultsFrom, ppath, nil
+	case len(replaced) == 0:
+		return p.d.parent, p.d.parent, nil
+	case len(replaced) == 1:
+		if prof := p.existing[replaced[0]]; isCertfleetProfile(prof) && prof.DefaultsFrom != "" {
+			return prof.DefaultsFrom, replaced[0], nil
+		}
+		return replaced[0], replaced[0], nil
+	}
+	return "", "", sdk.InvalidArgument(sdk.ReasonInvalidRequest,
+		"binding %v: virtual server %s carries client-ssl profiles %s; set binding option parent to the one whose settings (ciphers, options, client authentication) certfleet's profile should inherit",
+		b, vpath, strings.Join(replaced, ", "))
+}
+
+// checkKeyProfileParent: a PCI key's profile has one parent. Changing it changes the settings of
+// every virtual server that carries the profile, so it is refused when one outside this Bind does.
+func (p *bindPlan) checkKeyProfileParent(ctx context.Context) error {
+	pc := p.byProfile[p.keyProfile]
+	if pc == nil || pc.parent == "" || pc.parent == pc.before.DefaultsFrom {
+		return nil
+	}
+	carriers, err := p.d.carriers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, v := range carriers[pc.path] {
+		if vc := p.byVirtual[v]; vc == nil {
+			return sdk.FailedPrecondition(sdk.ReasonInvalidRequest,
+				"profile %s of this key is also on virtual server %s with parent %s; these bindings need parent %s. Bind them together with the same parent (option parent), or use separate certificates",
+				pc.path, v, pc.before.DefaultsFrom, pc.parent)
+		}
+	}
+	return nil
+}
+
+// profileSettings are the client-ssl properties that carry a customer's TLS settings (ciphers,
+// protocol options, renegotiation, client-certificate authentication, session cache): the ones
+// f5-ansible's bigip_profile_client_ssl manages (api_attributes), besides the pairs and SNI.
+var profileSettings = []string{
+	"ciphers", "cipherGroup", "tmOptions", "secureRenegotiation", "renegotiation", "allowNonSsl",
+	"sniRequire", "peerCertMode", "authenticate", "authenticateDepth", "retainCertificate", "caFile",
+	"clientCertCa", "crlFile", "allowExpiredCrl", "strictResume", "cacheSize", "cacheTimeout",
+}
+
+func (p *bindPlan) changesKeyProfileParent() bool {
+	pc := p.byProfile[p.keyProfile]
+	return pc != nil && p.copied == nil && pc.parent != "" && pc.parent != pc.before.DefaultsFrom
+}
+
+// copyParentSettings reads the settings of the parent the key's profile should have and of the
+// key's profile itself, for a Bind that copies them instead of changing the parent.
+func (p *bindPlan) copyParentSettings(ctx context.Context) error {
+	pc := p.byProfile[p.keyProfile]
+	read := func(path string) (map[string]any, error) {
+		var raw map[string]any
+		if err := p.d.c.Get(ctx, icontrol.ObjectPath(icontrol.PathClientSSL, path), &raw); err != nil {
+			return nil, p.d.deviceError(ctx, "read client-ssl profile "+path, err)
+		}
+		out := map[string]any{}
+		for _, k := range profileSettings {
+			if v, ok := raw[k]; ok {
+				out[k] = v
+			}
+		}
+		return out, nil
+	}
+	from := pc.settingsFrom
+	if from == "" {
+		from = pc.parent
+	}
+	parent, err := read(from)
+	if err != nil {
+		return err
+	}
+	before, err := read(pc.path)
+	if err != nil {
+		return err
+	}
+	p.copied, p.copiedBefore = parent, before
+	return nil
+}
+
+// checkReversible refuses, before anything changes, to edit a profile in place whose current key
+// is passphrase-protected: certfleet does not have that passphrase (another tool, such as the
+// Sectigo PCI agent, made the key), so it could never put the key back, and Rollback would fail
+// with 01070313 (bad password read; f5-ansible#2131).
+func (p *bindPlan) checkReversible(ctx context.Context) error {
+	for _, pc := range p.profiles {
+		if !pc.existed || pc.keepPair {
+			continue
+		}
+		for _, e := range pc.before.Entries() {
+			var key icontrol.Key
+			if err := p.d.c.Get(ctx, icontrol.ObjectPath(icontrol.PathFileKey, e.Key), &key); err != nil {
+				if icontrol.IsNotFound(err) {
+					continue
+				}
+				return p.d.deviceError(ctx, "read key "+e.Key, err)
+			}
+			if key.SecurityType == "password" {
+				return sdk.FailedPrecondition(ReasonRollbackImpossible,
+					"client-ssl profile %s holds the passphrase-protected key %s; certfleet does not have its passphrase, so once the profile is changed that key could never be put back (no rollback). Bind the virtual servers that carry %s with kind virtual instead: certfleet then attaches its own profile inheriting from %s and leaves it and its key untouched",
+					pc.path, e.Key, pc.path, pc.path)
+			}
+		}
+	}
+	return nil
 }
 
 func (p *bindPlan) addProfile(b sdk.Binding, path string, mayCreate bool, parent, serverName string) error {
@@ -223,9 +448,13 @@ func (p *bindPlan) addProfile(b sdk.Binding, path string, mayCreate bool, parent
 		if !existed && !mayCreate {
 			return sdk.UnknownBinding("client-ssl profile %s does not exist on %s; create it, or set binding option create: true", path, p.d.address)
 		}
-		pc = &profileChange{path: path, existed: existed, before: before, parent: parent}
+		pc = &profileChange{path: path, existed: existed, before: before, parent: parent, keepPair: path == p.keyProfile}
 		p.byProfile[path] = pc
 		p.profiles = append(p.profiles, pc)
+	} else if pc.keepPair && pc.parent != parent {
+		return sdk.InvalidArgument(sdk.ReasonInvalidRequest,
+			"bindings ask the key's profile %s to inherit from both %s and %s; a profile has one parent: bind these virtual servers with separate certificates, or set the same option parent on them",
+			path, pc.parent, parent)
 	}
 	if b.SNI {
 		if pc.sni && pc.serverName != serverName {
@@ -384,11 +613,25 @@ func (p *bindPlan) apply(ctx context.Context, id int64, entry icontrol.CertKeyCh
 			e.Name = old[0].Name
 		}
 		body := map[string]any{"certKeyChain": []icontrol.CertKeyChain{e}}
+		if pc.keepPair {
+			body = map[string]any{}
+			switch {
+			case p.copied != nil:
+				for k, v := range p.copied {
+					body[k] = v
+				}
+			case pc.parent != "" && pc.parent != pc.before.DefaultsFrom:
+				body["defaultsFrom"] = pc.parent
+			}
+		}
 		switch {
 		case pc.sni:
 			body["serverName"], body["sniDefault"] = pc.serverName, fmt.Sprint(pc.sniDefault)
 		case pc.makeDefault:
 			body["sniDefault"] = "true"
+		}
+		if len(body) == 0 {
+			continue
 		}
 		var err error
 		if pc.existed {
@@ -469,6 +712,10 @@ type rollbackToken struct {
 
 type rbProfile struct {
 	Path string `json:"path"`
+	// Parent: the defaultsFrom a PCI key's profile had before Bind changed it.
+	Parent string `json:"parent,omitempty"`
+	// Settings: the TLS settings a PCI key's profile had before Bind copied its new parent's.
+	Settings map[string]any `json:"settings,omitempty"`
 	// Created: the profile did not exist; rolling back deletes it.
 	Created    bool      `json:"created,omitempty"`
 	Entries    []rbEntry `json:"entries,omitempty"`
@@ -498,9 +745,17 @@ func (p *bindPlan) rollbackToken() rollbackToken {
 	tok := rollbackToken{Version: 1}
 	for _, pc := range p.profiles {
 		rp := rbProfile{Path: pc.path, Created: !pc.existed}
+		switch {
+		case pc.keepPair && p.copied != nil:
+			rp.Settings = p.copiedBefore
+		case pc.keepPair && pc.parent != "" && pc.parent != pc.before.DefaultsFrom:
+			rp.Parent = pc.before.DefaultsFrom
+		}
 		if pc.existed {
 			for _, e := range pc.before.Entries() {
-				rp.Entries = append(rp.Entries, rbEntry{Name: e.Name, Cert: e.Cert, Key: e.Key, Chain: noneToEmpty(e.Chain)})
+				if !pc.keepPair {
+					rp.Entries = append(rp.Entries, rbEntry{Name: e.Name, Cert: e.Cert, Key: e.Key, Chain: noneToEmpty(e.Chain)})
+				}
 			}
 			if pc.sni || pc.makeDefault {
 				rp.SNI, rp.ServerName, rp.SNIDefault = true, pc.before.ServerName, pc.before.SniDefault
@@ -545,8 +800,13 @@ func parseRollbackToken(data []byte) (rollbackToken, error) {
 		return tok, bad("it describes nothing")
 	}
 	for _, p := range tok.Profiles {
-		if !fullName.MatchString(p.Path) {
+		if !fullName.MatchString(p.Path) || (p.Parent != "" && !fullName.MatchString(p.Parent)) {
 			return tok, bad("profile path %q", p.Path)
+		}
+		for k := range p.Settings {
+			if !slices.Contains(profileSettings, k) {
+				return tok, bad("setting %q of profile %s", k, p.Path)
+			}
 		}
 		for _, e := range p.Entries {
 			if !fullName.MatchString(e.Cert) || !fullName.MatchString(e.Key) || (e.Chain != "" && !fullName.MatchString(e.Chain)) {
@@ -567,9 +827,10 @@ func parseRollbackToken(data []byte) (rollbackToken, error) {
 	return tok, nil
 }
 
-// Rollback restores what the token describes, in one transaction: each profile's pairs (with
-// passphrases derived again for password-protected keys), each virtual server's profile list,
-// and deletes the profiles Bind created.
+// Rollback restores what the token describes, in one transaction: each virtual server's profile
+// list (for a PCI key: the profiles it carried before, whose keys keep their passphrases on the
+// device), each profile's pairs, parent and SNI settings, and deletes the profiles Bind created.
+// It never needs a passphrase: Bind refuses changes that would need one to undo.
 func (*Plugin) Rollback(ctx context.Context, t sdk.Target, token []byte) error {
 	if err := sdk.FromContext(ctx); err != nil {
 		return err
@@ -579,12 +840,16 @@ func (*Plugin) Rollback(ctx context.Context, t sdk.Target, token []byte) error {
 		return err
 	}
 	return withDevice(ctx, t, func(d *device) error {
-		pass := map[string]string{}
+		if err := d.requireActive(ctx); err != nil {
+			return err
+		}
+		checked := map[string]bool{}
 		for _, p := range tok.Profiles {
 			for _, e := range p.Entries {
-				if _, done := pass[e.Key]; done {
+				if checked[e.Key] {
 					continue
 				}
+				checked[e.Key] = true
 				var key icontrol.Key
 				if err := d.c.Get(ctx, icontrol.ObjectPath(icontrol.PathFileKey, e.Key), &key); err != nil {
 					if icontrol.IsNotFound(err) {
@@ -592,26 +857,31 @@ func (*Plugin) Rollback(ctx context.Context, t sdk.Target, token []byte) error {
 					}
 					return d.deviceError(ctx, "read key "+e.Key, err)
 				}
-				pass[e.Key] = ""
 				if key.SecurityType == "password" {
-					if pass[e.Key], err = d.passphraseFor(e.Key); err != nil {
-						return err
-					}
+					// Only a token of plugin version 1 (which derived passphrases) can get here.
+					return sdk.FailedPrecondition(ReasonRollbackImpossible,
+						"cannot roll back profile %s: its former key %s is passphrase-protected and certfleet does not keep passphrases; restore the profile by hand", p.Path, e.Key)
 				}
 			}
 		}
 		return d.inTransaction(ctx, "roll back", func(id int64) error {
 			for _, p := range tok.Profiles {
-				if p.Created || len(p.Entries) == 0 {
+				if p.Created {
 					continue
 				}
-				var entries []icontrol.CertKeyChain
-				for _, e := range p.Entries {
-					entries = append(entries, icontrol.CertKeyChain{Name: e.Name, Cert: e.Cert, Key: e.Key, Chain: e.Chain, Passphrase: pass[e.Key]})
+				body := map[string]any{}
+				if len(p.Entries) > 0 {
+					var entries []icontrol.CertKeyChain
+					for _, e := range p.Entries {
+						entries = append(entries, icontrol.CertKeyChain{Name: e.Name, Cert: e.Cert, Key: e.Key, Chain: e.Chain})
+					}
+					body["certKeyChain"] = entries
 				}
-				body := map[string]any{"certKeyChain": entries}
 				if p.SNI {
 					body["serverName"], body["sniDefault"] = p.ServerName, p.SNIDefault
+				}
+				if len(body) == 0 {
+					continue
 				}
 				if err := d.c.Send(ctx, http.MethodPatch, icontrol.ObjectPath(icontrol.PathClientSSL, p.Path), body, nil, icontrol.InTransaction(id)); err != nil {
 					return d.deviceError(ctx, "queue restore of client-ssl profile "+p.Path, err)
@@ -625,6 +895,21 @@ func (*Plugin) Rollback(ctx context.Context, t sdk.Target, token []byte) error {
 				if err := d.c.Send(ctx, http.MethodPatch, icontrol.ObjectPath(icontrol.PathVirtual, v.Path),
 					map[string]any{"profiles": profiles}, nil, icontrol.InTransaction(id)); err != nil {
 					return d.deviceError(ctx, "queue restore of virtual server "+v.Path, err)
+				}
+			}
+			for _, p := range tok.Profiles {
+				if len(p.Settings) > 0 {
+					if err := d.c.Send(ctx, http.MethodPatch, icontrol.ObjectPath(icontrol.PathClientSSL, p.Path),
+						p.Settings, nil, icontrol.InTransaction(id)); err != nil {
+						return d.deviceError(ctx, "queue restore of the settings of client-ssl profile "+p.Path, err)
+					}
+				}
+				if p.Parent == "" {
+					continue
+				}
+				if err := d.c.Send(ctx, http.MethodPatch, icontrol.ObjectPath(icontrol.PathClientSSL, p.Path),
+					map[string]any{"defaultsFrom": p.Parent}, nil, icontrol.InTransaction(id)); err != nil {
+					return d.deviceError(ctx, "queue restore of the parent of client-ssl profile "+p.Path, err)
 				}
 			}
 			for _, p := range tok.Profiles {

@@ -50,7 +50,7 @@ func (d *device) checkOne(ctx context.Context, b sdk.Binding) (*bindPlan, error)
 	if err := checkBinding(b); err != nil {
 		return nil, err
 	}
-	return d.plan(ctx, []sdk.Binding{b}, "")
+	return d.plan(ctx, []sdk.Binding{b}, "", "") // no key yet: planned as for a key outside PCI mode
 }
 
 // destinationAddress turns a virtual server's destination ("/Common/10.1.1.1:443",

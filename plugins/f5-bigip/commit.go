@@ -26,6 +26,9 @@ var (
 func (*Plugin) Commit(ctx context.Context, t sdk.Target, req sdk.CommitRequest) (sdk.CommitResult, error) {
 	var out sdk.CommitResult
 	err := withDevice(ctx, t, func(d *device) error {
+		if err := d.requireActive(ctx); err != nil {
+			return err
+		}
 		if err := d.c.SaveConfig(ctx); err != nil {
 			return d.commitFailure(ctx, "save sys config", err,
 				"save sys config on %s failed; the changes are live but would not survive a reboot", d.address)
@@ -60,8 +63,9 @@ func (d *device) commitFailure(ctx context.Context, what string, err error, form
 	return sdk.FailedPrecondition(sdk.ReasonCommitFailed, format, args...).WithVendor(e.VendorCode, e.VendorMessage).WithCause(e.Err)
 }
 
-// waitInSync polls cm/sync-status for a little while; a group that is still syncing is reported,
-// not failed.
+// waitInSync polls cm/sync-status until the group is "In Sync". A group that is Disconnected
+// (f5-ansible's bigip_configsync_action fails on it) or not in sync in time fails the Commit with
+// a retryable error: the change is saved here, but the peer may not have it.
 func (d *device) waitInSync(ctx context.Context) (string, error) {
 	deadline := time.Now().Add(syncPollFor)
 	for {
@@ -69,11 +73,16 @@ func (d *device) waitInSync(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", d.deviceError(ctx, "read sync status", err)
 		}
-		if status == "In Sync" || time.Now().After(deadline) {
-			if summary != "" && status != "In Sync" {
+		if status == "In Sync" {
+			return status, nil
+		}
+		if status == "Disconnected" || time.Now().After(deadline) {
+			if summary != "" {
 				status += " (" + summary + ")"
 			}
-			return status, nil
+			return "", &sdk.Error{Code: codes.Unavailable, Reason: ReasonSyncIncomplete,
+				Message: fmt.Sprintf("saved sys config on %s, but device group %s is %s after config-sync, not In Sync; the peer may not have the change. Check the group's connectivity (tmsh show cm sync-status) and Commit again",
+					d.address, d.syncGroup, status)}
 		}
 		select {
 		case <-ctx.Done():
@@ -88,16 +97,38 @@ func (d *device) waitInSync(ctx context.Context) (string, error) {
 func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRef) ([]sdk.CleanupResult, error) {
 	var out []sdk.CleanupResult
 	err := withDevice(ctx, t, func(d *device) error {
+		if err := d.requireActive(ctx); err != nil {
+			return err
+		}
 		profiles, err := icontrol.List[icontrol.ClientSSLProfile](ctx, d.c, icontrol.PathClientSSL, nil)
 		if err != nil {
 			return d.deviceError(ctx, "list client-ssl profiles", err)
 		}
+		// A PCI key's own profile goes with the key when no virtual server carries it and no
+		// profile inherits from it; its objects are then not "in use".
+		carriers, err := d.carriers(ctx)
+		if err != nil {
+			return err
+		}
+		idleKeyProfiles := map[string]bool{}
+		for _, p := range profiles {
+			if p.Description == keyProfileDescription && len(carriers[p.Path()]) == 0 && !slices.ContainsFunc(profiles, func(c icontrol.ClientSSLProfile) bool { return c.DefaultsFrom == p.Path() }) {
+				idleKeyProfiles[p.Path()] = true
+			}
+		}
 		usedBy := map[string][]string{}
 		for _, p := range profiles {
+			if idleKeyProfiles[p.Path()] && d.ownedByRequest(p, objects) {
+				continue
+			}
 			for _, e := range p.Entries() {
+				user := p.Path()
+				if vs := carriers[p.Path()]; len(vs) > 0 {
+					user += " (on virtual server " + strings.Join(vs, ", ") + ")"
+				}
 				for _, ref := range []string{e.Cert, e.Key, noneToEmpty(e.Chain)} {
-					if ref != "" && !slices.Contains(usedBy[ref], p.Path()) {
-						usedBy[ref] = append(usedBy[ref], p.Path())
+					if ref != "" && !slices.Contains(usedBy[ref], user) {
+						usedBy[ref] = append(usedBy[ref], user)
 					}
 				}
 			}
@@ -119,11 +150,27 @@ func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRe
 			return paths, nil
 		}
 		for _, obj := range objects {
+			if ref, err := parseKeyRef(obj.KeyRef); obj.KeyRef != "" && err == nil && idleKeyProfiles[keyProfilePath(ref.path)] {
+				if err := d.c.Send(ctx, http.MethodDelete, icontrol.ObjectPath(icontrol.PathClientSSL, keyProfilePath(ref.path)), nil, nil); err != nil && !icontrol.IsNotFound(err) {
+					out = append(out, sdk.CleanupResult{Object: obj, Reason: fmt.Sprintf("%s: %v", keyProfilePath(ref.path), sdk.AsError(d.deviceError(ctx, "delete", err)).Error())})
+					continue
+				}
+			}
 			out = append(out, d.cleanupOne(ctx, obj, usedBy, listCerts))
 		}
 		return nil
 	})
 	return out, err
+}
+
+// ownedByRequest tells whether a PCI key's profile belongs to a key the Cleanup request names.
+func (d *device) ownedByRequest(p icontrol.ClientSSLProfile, objects []sdk.ObjectRef) bool {
+	for _, obj := range objects {
+		if ref, err := parseKeyRef(obj.KeyRef); obj.KeyRef != "" && err == nil && keyProfilePath(ref.path) == p.Path() {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanupOne removes one object. Given only a key (an operation abandoned after ImportCert),
@@ -170,7 +217,7 @@ func (d *device) cleanupOne(ctx context.Context, obj sdk.ObjectRef, usedBy map[s
 					failed = append(failed, err.Error())
 				}
 				for _, c := range paths {
-					if strings.HasPrefix(c, stem(ref.path)+"_") && strings.HasSuffix(c, ".crt") && !inUse(c) {
+					if (c == pciCertPath(ref.path) || strings.HasPrefix(c, stem(ref.path)+"_")) && strings.HasSuffix(c, ".crt") && !inUse(c) {
 						remove(icontrol.PathFileCert, c)
 					}
 				}

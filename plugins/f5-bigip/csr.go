@@ -14,8 +14,10 @@ import (
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
-// GenerateCSR creates a key on the BIG-IP (passphrase-protected in PCI mode), a CSR from it, and
-// reads the CSR back. Object names are new on every call.
+// GenerateCSR creates a key on the BIG-IP, a CSR from it, and reads the CSR back. In PCI mode
+// the key is protected by a new random passphrase, and the call also makes the key's own
+// client-ssl profile, the only place the passphrase is kept (see pci.go). Object names are new on
+// every call.
 func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest) (sdk.CSR, error) {
 	if err := sdk.FromContext(ctx); err != nil {
 		return sdk.CSR{}, err
@@ -31,34 +33,46 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 	if err := checkSubject(req.Subject); err != nil {
 		return sdk.CSR{}, err
 	}
-	if d, err := parseOptions(t); err != nil {
+	if _, err := parseOptions(t); err != nil {
 		return sdk.CSR{}, err
-	} else if d.pci && len(d.secret) == 0 {
-		return sdk.CSR{}, d.pciSecretMissing()
 	}
 	var out sdk.CSR
 	err = withDevice(ctx, t, func(d *device) error {
+		if err := d.requireActive(ctx); err != nil {
+			return err
+		}
 		base, err := baseName(req.NameHint, time.Now())
 		if err != nil {
 			return sdk.Internal(sdk.ReasonDeviceError, "make an object name").WithCause(err)
 		}
 		keyPath := "/" + d.partition + "/" + base + ".key"
 		keyBody["name"], keyBody["partition"] = base+".key", d.partition
-		pass := ""
+		var pass []byte
+		var opts []icontrol.Option
 		if d.pci {
-			if pass, err = d.passphraseFor(keyPath); err != nil {
-				return err
+			if pass, err = newPassphrase(); err != nil {
+				return sdk.Internal(sdk.ReasonDeviceError, "make a passphrase").WithCause(err)
 			}
-			keyBody["securityType"], keyBody["passphrase"] = "password", pass
+			defer clear(pass)
+			// The client keeps it out of every error and log line it produces.
+			d.c.AddSecretBytes(pass)
+			keyBody["securityType"], keyBody["passphrase"] = "password", icontrol.SecretPlaceholder
+			opts = secretOpts(pass)
 		}
 		log := sdk.Logger(ctx)
 		log.Debug("creating key on the device", "key", keyPath, "spec", req.KeySpec.String(), "pci_mode", d.pci)
-		if err := d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoKey, keyBody, nil); err != nil {
+		if err := d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoKey, keyBody, nil, opts...); err != nil {
 			if !isAPIError(err) {
 				// No answer (timeout, cancel, network): the key may exist; do not leave it behind.
 				d.removeKey(ctx, keyPath)
 			}
 			return d.deviceError(ctx, "create key "+keyPath, err)
+		}
+		if d.pci {
+			if err := d.checkProtected(ctx, keyPath); err != nil {
+				d.removeKey(ctx, keyPath)
+				return err
+			}
 		}
 		pemText, err := d.makeCSR(ctx, keyPath, pass, req, sans)
 		if err != nil {
@@ -74,11 +88,33 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 			d.removeKey(ctx, keyPath)
 			return sdk.Internal(sdk.ReasonDeviceError, "the device made a %v key for %s, not %v", got, keyPath, req.KeySpec)
 		}
+		if d.pci {
+			if err := d.makeKeyProfile(ctx, keyPath, pass); err != nil {
+				d.removeKey(ctx, keyPath)
+				return err
+			}
+		}
 		out = sdk.CSR{PEM: pemText, KeyRef: keyRef{path: keyPath, spki: spkiHash(csr.RawSubjectPublicKeyInfo)}.String()}
-		log.Debug("CSR generated on the device", "key", keyPath)
+		log.Debug("CSR generated on the device", "key", keyPath, "key_profile", d.pci)
 		return nil
 	})
 	return out, err
+}
+
+// checkProtected reads a new key back: PCI mode asked for securityType password, and a device
+// that ignored the request (no public client creates a protected key over REST, so the body is
+// [UNCONFIRMED]) must not leave an unprotected key behind as if it were protected.
+func (d *device) checkProtected(ctx context.Context, keyPath string) error {
+	var key icontrol.Key
+	if err := d.c.Get(ctx, icontrol.ObjectPath(icontrol.PathFileKey, keyPath), &key); err != nil {
+		return d.deviceError(ctx, "read back key "+keyPath, err)
+	}
+	if key.SecurityType != "password" {
+		return sdk.FailedPrecondition(ReasonKeyNotProtected,
+			"%s made key %s with securityType %q, not the passphrase-protected key PCI mode asked for; the key was removed. If this BIG-IP cannot protect keys made over iControl REST, set option pci_mode: false for device %q",
+			d.address, keyPath, key.SecurityType, d.t.Name)
+	}
+	return nil
 }
 
 func keyParams(spec sdk.KeySpec) (map[string]any, error) {
@@ -137,23 +173,25 @@ func sanString(s sdk.SANs) (string, error) {
 // (camelCase as GET shows them, or tmsh's hyphenated ones: retried when the device reports an
 // unexpected json pair), and whether a password-protected key needs its passphrase here (sent
 // only when the device says it could not read the key).
-func (d *device) makeCSR(ctx context.Context, keyPath, pass string, req sdk.CSRRequest, sans string) (string, error) {
+func (d *device) makeCSR(ctx context.Context, keyPath string, pass []byte, req sdk.CSRRequest, sans string) (string, error) {
 	path := csrPath(keyPath)
 	part, short := splitPath(path)
 	hyphenated, withPass := false, false
 	for attempt := 0; ; attempt++ {
 		body := csrBody(short, part, keyPath, req.Subject, sans, hyphenated)
+		var opts []icontrol.Option
 		if withPass {
-			body["passphrase"] = pass
+			body["passphrase"] = icontrol.SecretPlaceholder
+			opts = secretOpts(pass)
 		}
-		err := d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoCSR, body, nil)
+		err := d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoCSR, body, nil, opts...)
 		switch {
 		case err == nil:
 			return d.readCSR(ctx, path)
 		case attempt < 3 && !hyphenated && icontrol.IsUnexpectedProperty(err):
 			sdk.Logger(ctx).Debug("device rejects camelCase CSR properties; retrying with hyphenated names", "csr", path)
 			hyphenated = true
-		case attempt < 3 && pass != "" && !withPass && icontrol.IsBadPassphrase(err):
+		case attempt < 3 && pass != nil && !withPass && icontrol.IsBadPassphrase(err):
 			sdk.Logger(ctx).Debug("device needs the key's passphrase to make the CSR; retrying with it", "csr", path)
 			withPass = true
 		default:

@@ -15,12 +15,20 @@ import (
 
 // Reasons this plugin adds to the SDK's.
 const (
-	// ReasonBadPassphrase: the device could not open a key with the passphrase certfleet derived.
+	// ReasonBadPassphrase: the device could not open a key with the passphrase it was given.
 	ReasonBadPassphrase = "BAD_PASSPHRASE"
 	// ReasonTokenLimit: the user holds the most tokens BIG-IP allows (100); retry later.
 	ReasonTokenLimit = "TOKEN_LIMIT"
-	// ReasonPCISecret: PCI mode needs credentials.api_key.
-	ReasonPCISecret = "PCI_SECRET_MISSING"
+	// ReasonKeyNotProtected: PCI mode asked for a passphrase-protected key and the device made
+	// another kind.
+	ReasonKeyNotProtected = "KEY_NOT_PROTECTED"
+	// ReasonRollbackImpossible: the change would edit a profile whose key certfleet could never
+	// put back (a passphrase-protected key whose passphrase certfleet does not have).
+	ReasonRollbackImpossible = "ROLLBACK_IMPOSSIBLE"
+	// ReasonNotActive: the unit is not the active one of its HA pair.
+	ReasonNotActive = "NOT_ACTIVE_UNIT"
+	// ReasonSyncIncomplete: config-sync did not bring the device group to "In Sync" in time.
+	ReasonSyncIncomplete = "SYNC_INCOMPLETE"
 )
 
 // deviceError maps an error from the iControl client to the contract: the device's message id
@@ -52,7 +60,7 @@ func (d *device) deviceError(ctx context.Context, what string, err error) error 
 			Message: fmt.Sprintf("%s: user %q holds the most login tokens %s allows; they expire after 20 minutes (or delete them), or use option auth: basic", what, d.t.Credentials.Username, d.address)}
 	case icontrol.IsBadPassphrase(err):
 		out = sdk.FailedPrecondition(ReasonBadPassphrase,
-			"%s: the device could not open a key with the passphrase certfleet derives from credentials.api_key; the key was made with another api_key, or not by certfleet", what)
+			"%s: the device could not open a passphrase-protected key; certfleet never has the passphrase of a key it did not just make (PCI mode keeps it only in the key's own profile)", what)
 	case strings.Contains(ae.Message, "do not match"):
 		out = sdk.InvalidArgument(sdk.ReasonKeyMismatch, "%s: the device says the certificate and key do not match", what)
 	case icontrol.IsNotFound(err):

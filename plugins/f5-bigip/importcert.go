@@ -10,10 +10,11 @@ import (
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
-// ImportCert installs the leaf and the chain bundle as new objects named after the key and the
-// certificate's fingerprint; nothing serves them until Bind. It checks the certificate against
-// the key (from key_ref) before it touches the device, and never replaces a certificate in place
-// (profiles naming it would serve the new certificate with the old key).
+// ImportCert installs the leaf and the chain bundle. For a PCI key they replace the placeholders
+// its profile holds (the same key, which the device allows); otherwise they are new objects named
+// after the key and the certificate's fingerprint, never a replacement of a certificate in place
+// (profiles naming it would serve the new certificate with the old key). Nothing serves them
+// until Bind. It checks the certificate against the key (from key_ref) before it touches the device.
 func (*Plugin) ImportCert(ctx context.Context, t sdk.Target, req sdk.ImportRequest) (sdk.ImportResult, error) {
 	if err := sdk.FromContext(ctx); err != nil {
 		return sdk.ImportResult{}, err
@@ -39,26 +40,43 @@ func (*Plugin) ImportCert(ctx context.Context, t sdk.Target, req sdk.ImportReque
 		}
 		chain = append(chain, certs...)
 	}
-	leafPath := certPath(ref.path, sdk.Fingerprint(leaf))
 	var out sdk.ImportResult
 	err = withDevice(ctx, t, func(d *device) error {
+		if err := d.requireActive(ctx); err != nil {
+			return err
+		}
 		if err := d.c.Get(ctx, icontrol.ObjectPath(icontrol.PathFileKey, ref.path), nil); err != nil {
 			if icontrol.IsNotFound(err) {
 				return sdk.NotFound("key %s (key_ref) is not on %s; it was removed, so make a new CSR", ref.path, d.address)
 			}
 			return d.deviceError(ctx, "read key "+ref.path, err)
 		}
-		if err := d.install(ctx, leafPath, sdk.EncodeCertificatePEM(leaf), sdk.Fingerprint(leaf)); err != nil {
+		// A PCI key's profile holds placeholders for the certificate and the chain: they are
+		// replaced in place (the device checks the certificate against the profile's key).
+		_, pci, err := d.keyProfile(ctx, ref.path)
+		if err != nil {
+			return err
+		}
+		leafPath := certPath(ref.path, sdk.Fingerprint(leaf))
+		if pci {
+			leafPath = pciCertPath(ref.path)
+		}
+		if err := d.install(ctx, leafPath, sdk.EncodeCertificatePEM(leaf), sdk.Fingerprint(leaf), pci); err != nil {
 			return err
 		}
 		out.CertRef = leafPath
+		if pci && len(chain) == 0 {
+			// The profile names a chain object, and without the passphrase certfleet cannot change
+			// the profile: with no chain from the CA, the chain object repeats the leaf.
+			chain = []*x509.Certificate{leaf}
+		}
 		if len(chain) > 0 {
 			var bundle strings.Builder
 			for _, c := range chain {
 				bundle.WriteString(sdk.EncodeCertificatePEM(c))
 			}
 			bundlePath := chainPath(leafPath)
-			if err := d.install(ctx, bundlePath, bundle.String(), sdk.Fingerprint(chain[0])); err != nil {
+			if err := d.install(ctx, bundlePath, bundle.String(), sdk.Fingerprint(chain[0]), pci); err != nil {
 				return err
 			}
 			out.ChainRefs = []string{bundlePath}
@@ -70,13 +88,15 @@ func (*Plugin) ImportCert(ctx context.Context, t sdk.Target, req sdk.ImportReque
 }
 
 // install uploads pemData and installs it as the certificate object path, unless the object is
-// already there with that content (a repeated ImportCert).
-func (d *device) install(ctx context.Context, path, pemData, fingerprint string) error {
+// already there with that content (a repeated ImportCert). Only replace lets it install over an
+// existing object (a PCI key's placeholders).
+func (d *device) install(ctx context.Context, path, pemData, fingerprint string, replace bool) error {
 	var existing icontrol.CertFile
 	err := d.c.Get(ctx, icontrol.ObjectPath(icontrol.PathFileCert, path), &existing)
 	switch {
 	case err == nil && normalizeFingerprint(existing.Fingerprint) == fingerprint:
 		return nil
+	case err == nil && replace:
 	case err == nil:
 		return sdk.FailedPrecondition(sdk.ReasonAlreadyExists,
 			"certificate object %s exists with other content; certfleet never replaces a certificate in place", path)

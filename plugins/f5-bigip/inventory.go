@@ -28,21 +28,9 @@ func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertifi
 		if err != nil {
 			return d.deviceError(ctx, "list client-ssl profiles", err)
 		}
-		virtuals, err := icontrol.List[icontrol.Virtual](ctx, d.c, icontrol.PathVirtual, url.Values{"expandSubcollections": {"true"}})
+		carriers, err := d.carriers(ctx)
 		if err != nil {
-			return d.deviceError(ctx, "list virtual servers", err)
-		}
-		carriers := map[string][]string{} // profile path → virtual server paths
-		for _, v := range virtuals {
-			items := v.ProfilesReference.Items
-			if items == nil {
-				if items, err = d.c.VirtualProfiles(ctx, v.FullPath); err != nil {
-					return d.deviceError(ctx, "read profiles of virtual server "+v.FullPath, err)
-				}
-			}
-			for _, vp := range items {
-				carriers[vp.Path()] = append(carriers[vp.Path()], v.FullPath)
-			}
+			return err
 		}
 		for _, c := range certs {
 			dc := describe(c)
@@ -52,7 +40,10 @@ func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertifi
 						continue
 					}
 					dc.KeyRef = e.Key
-					dc.Bindings = append(dc.Bindings, sdk.Binding{Kind: KindClientSSLProfile, Name: d.display(p.Path())})
+					if p.Description != keyProfileDescription {
+						// A PCI key's own profile is no place a user binds to; its virtual servers are.
+						dc.Bindings = append(dc.Bindings, sdk.Binding{Kind: KindClientSSLProfile, Name: d.display(p.Path())})
+					}
 					for _, v := range carriers[p.Path()] {
 						dc.Bindings = append(dc.Bindings, sdk.Binding{Kind: KindVirtual, Name: d.display(v), SNI: noneToEmpty(p.ServerName) != ""})
 					}

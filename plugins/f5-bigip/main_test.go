@@ -77,6 +77,13 @@ func (b *syncBuffer) String() string {
 // everything it writes to stderr.
 func launch(t *testing.T, logLevel string) (sdk.Plugin, *syncBuffer) {
 	t.Helper()
+	p, stderr, _ := launchWithPID(t, logLevel)
+	return p, stderr
+}
+
+// launchWithPID is launch, also returning the plugin process's id.
+func launchWithPID(t *testing.T, logLevel string) (sdk.Plugin, *syncBuffer, int) {
+	t.Helper()
 	stderr := &syncBuffer{}
 	cfg := sdk.ClientConfig(pluginPath, nil, hclog.New(&hclog.LoggerOptions{Output: stderr, Level: hclog.Trace, JSONFormat: true}))
 	cfg.Cmd = exec.Command(pluginPath)
@@ -88,7 +95,7 @@ func launch(t *testing.T, logLevel string) (sdk.Plugin, *syncBuffer) {
 	if err != nil {
 		t.Fatalf("launch plugin: %v", err)
 	}
-	return p, stderr
+	return p, stderr, client.ReattachConfig().Pid
 }
 
 // served reads the certificate a virtual server (or the first carrier of a profile) serves now.

@@ -1,10 +1,8 @@
 package f5bigip
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"regexp"
@@ -115,24 +113,10 @@ func certPath(keyPath, fingerprint string) string {
 // chainPath is the chain bundle installed with a certificate.
 func chainPath(certPath string) string { return strings.TrimSuffix(certPath, ".crt") + "_chain.crt" }
 
-// passphrase derives the PCI passphrase of a key from the device's secret: HMAC-SHA256 over a
-// fixed label and the key's full path, base64url (43 characters). It depends on nothing that
-// changes between calls or plugin processes, so nothing has to store it; it is never logged,
-// returned, or written anywhere but in the request bodies that give it to the device.
-func passphrase(secret []byte, keyPath string) string {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte("certfleet f5-bigip pci-passphrase v1\x00"))
-	mac.Write([]byte(keyPath))
-	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-}
+// pciCertPath is the certificate object a PCI key's profile holds: made on the device as a
+// placeholder by GenerateCSR, replaced in place by ImportCert with the CA-issued certificate.
+func pciCertPath(keyPath string) string { return stem(keyPath) + ".crt" }
 
-// passphraseFor returns the passphrase of a password-protected key and registers it with the
-// client, so the device can never echo it into an error.
-func (d *device) passphraseFor(keyPath string) (string, error) {
-	if len(d.secret) == 0 {
-		return "", d.pciSecretMissing()
-	}
-	p := passphrase(d.secret, keyPath)
-	d.c.AddSecret(p)
-	return p, nil
-}
+// keyProfilePath is the client-ssl profile GenerateCSR makes for a PCI key: the only place the
+// key's passphrase lives (encrypted by the device).
+func keyProfilePath(keyPath string) string { return stem(keyPath) + "_clientssl" }

@@ -11,20 +11,23 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-func TestPassphraseDerivation(t *testing.T) {
-	secret := []byte("device-secret-0123456789")
-	a := passphrase(secret, "/Common/www_250101120000_abcdef.key")
-	if a != passphrase(secret, "/Common/www_250101120000_abcdef.key") {
-		t.Fatal("the passphrase of a key must be the same in every call and process")
-	}
-	if a == passphrase(secret, "/Common/www_250101120000_abcdeg.key") {
-		t.Fatal("two keys got the same passphrase")
-	}
-	if a == passphrase([]byte("another-secret-0123456789"), "/Common/www_250101120000_abcdef.key") {
-		t.Fatal("two secrets gave the same passphrase")
-	}
-	if !regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`).MatchString(a) || strings.Contains(a, string(secret)) {
-		t.Fatalf("passphrase %q: want 43 base64url characters, unrelated to the secret's text", a)
+// TestPassphraseIsRandom: PCI passphrases come from crypto/rand, so no two keys share one and
+// nothing (no secret, no key path) can be used to compute one again.
+func TestPassphraseIsRandom(t *testing.T) {
+	seen := map[string]bool{}
+	for range 64 {
+		b, err := newPassphrase()
+		p := string(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`).MatchString(p) {
+			t.Fatalf("passphrase %q: want 43 base64url characters (32 random bytes)", p)
+		}
+		if seen[p] {
+			t.Fatal("the same passphrase came twice")
+		}
+		seen[p] = true
 	}
 }
 

@@ -1,11 +1,13 @@
 package f5bigip_test
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +57,7 @@ func TestPCIPassphraseNeverLeaks(t *testing.T) {
 	scan := &leakScan{t: t}
 	bindings := []sdk.Binding{
 		{Kind: f5bigip.KindVirtual, Name: "vs_www"},
-		{Kind: f5bigip.KindClientSSLProfile, Name: "api_clientssl", Options: sdk.Options{"virtuals": []any{"vs_api"}}},
+		{Kind: f5bigip.KindVirtual, Name: "vs_api"},
 	}
 
 	// First process: make the key and CSR, then it goes away (as after a core restart).
@@ -71,8 +73,8 @@ func TestPCIPassphraseNeverLeaks(t *testing.T) {
 		t.Fatalf("key %s on the device is not passphrase-protected", keyPath)
 	}
 
-	// Second process: import, bind, commit, renew, roll back, clean up, all with the passphrase
-	// derived again; nothing was stored in between.
+	// Second process: import, bind, commit, renew, roll back, clean up: none of it needs the
+	// passphrase, which only the first process ever had.
 	p, secondLog := launch(t, "trace")
 	ctx := ctxFor(t)
 	cert1, err := ca.SignCSR(csr1.PEM, 24*time.Hour)
@@ -125,33 +127,42 @@ func TestPCIPassphraseNeverLeaks(t *testing.T) {
 	}
 	scan.value("cleanup", cleaned)
 
-	// Failures where the device echoes the request body, passphrase included.
+	// Failures where the device echoes the request body, passphrase included: on key creation,
+	// and on the creation of the key's profile (the last request that carries it).
 	sim.InjectFault(bigipsim.Fault{Method: http.MethodPost, PathPrefix: "/mgmt/tm/sys/crypto/key", Status: http.StatusBadRequest,
 		Message: "01070311:3: Key generation failed.", EchoRequest: true})
 	_, err = p.GenerateCSR(ctx, tgt, sdk.CSRRequest{NameHint: "echo", KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
 		Subject: sdk.Subject{CommonName: "echo.example.test"}})
-	scan.failure("GenerateCSR with an echoing device", err)
-
-	csr3, imp3, _ := enroll(t, p, tgt, ca, "www3", sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 384})
-	sim.InjectFault(bigipsim.Fault{Method: http.MethodPatch, PathPrefix: "/mgmt/tm/ltm/profile/client-ssl/", Status: http.StatusBadRequest,
+	scan.failure("GenerateCSR with an echoing device (key)", err)
+	sim.InjectFault(bigipsim.Fault{Method: http.MethodPost, PathPrefix: "/mgmt/tm/ltm/profile/client-ssl", Status: http.StatusBadRequest,
 		Message: "01070734:3: Configuration error.", EchoRequest: true})
-	_, err = p.Bind(ctx, tgt, sdk.BindRequest{CertRef: imp3.CertRef, KeyRef: csr3.KeyRef, Bindings: bindings})
-	scan.failure("Bind with an echoing device", err)
+	_, err = p.GenerateCSR(ctx, tgt, sdk.CSRRequest{NameHint: "echo", KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
+		Subject: sdk.Subject{CommonName: "echo.example.test"}})
+	scan.failure("GenerateCSR with an echoing device (profile)", err)
 
-	// Another api_key derives another passphrase: the device refuses it, and says so without it.
-	wrong := tgt
-	wrong.Credentials.APIKey = "another-pci-secret-0123456789"
-	_, err = p.Bind(ctx, wrong, sdk.BindRequest{CertRef: imp3.CertRef, KeyRef: csr3.KeyRef, Bindings: bindings})
-	scan.failure("Bind with the wrong api_key", err)
-	if e := sdk.AsError(err); e.Reason != f5bigip.ReasonBadPassphrase {
-		t.Errorf("Bind with the wrong api_key: reason %q, want %s (%v)", e.Reason, f5bigip.ReasonBadPassphrase, err)
+	// Bind and Rollback never need a passphrase, so no secret of any kind matters to them.
+	before := len(sim.PassphrasesReceived())
+	csr3, imp3, _ := enroll(t, p, tgt, ca, "www3", sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 384})
+	if n := len(sim.PassphrasesReceived()) - before; n != 1 {
+		t.Errorf("one GenerateCSR and ImportCert sent %d passphrases; want exactly one (the new key's)", n)
 	}
-	err = p.Rollback(ctx, wrong, bound2.RollbackToken)
-	scan.failure("Rollback with the wrong api_key", err)
+	noSecret := tgt
+	noSecret.Credentials.APIKey = ""
+	before = len(sim.PassphrasesReceived())
+	bound3, err := p.Bind(ctx, noSecret, sdk.BindRequest{CertRef: imp3.CertRef, KeyRef: csr3.KeyRef, Bindings: bindings})
+	if err != nil {
+		t.Fatalf("Bind without credentials.api_key: %v", err)
+	}
+	if err := p.Rollback(ctx, noSecret, bound3.RollbackToken); err != nil {
+		t.Fatalf("Rollback without credentials.api_key: %v", err)
+	}
+	if n := len(sim.PassphrasesReceived()) - before; n != 0 {
+		t.Errorf("Bind and Rollback sent %d passphrases; they must need none", n)
+	}
 
 	secrets := map[string]string{"PCI secret (api_key)": pciSecret, "password": tgt.Credentials.Password}
 	received := sim.PassphrasesReceived()
-	if len(received) < 4 {
+	if len(received) < 5 {
 		t.Fatalf("the device saw %d passphrases; the test did not exercise PCI keys", len(received))
 	}
 	for i, pass := range received {
@@ -205,5 +216,71 @@ func TestEchoFaultRepeatsThePassphrase(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "canary-passphrase-123") {
 		t.Fatalf("the echo fault answered %d %s; it should repeat the passphrase", resp.StatusCode, body)
+	}
+}
+
+// processMemoryContains reports whether a process's writable memory holds needle; it reads
+// /proc/<pid>/maps and /proc/<pid>/mem (a child of the test, same user).
+func processMemoryContains(t *testing.T, pid int, needle []byte) (bool, int) {
+	t.Helper()
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Skipf("cannot read the plugin's memory map: %v", err)
+	}
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		t.Skipf("cannot read the plugin's memory: %v", err)
+	}
+	defer mem.Close()
+	scanned := 0
+	for _, line := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.HasPrefix(f[1], "rw") {
+			continue
+		}
+		var start, end uint64
+		if _, err := fmt.Sscanf(f[0], "%x-%x", &start, &end); err != nil || end <= start || end-start > 1<<30 {
+			continue
+		}
+		buf := make([]byte, end-start)
+		n, _ := mem.ReadAt(buf, int64(start))
+		scanned += n
+		if i := bytes.Index(buf[:n], needle); i >= 0 {
+			if os.Getenv("F5_MEMSCAN_DEBUG") != "" {
+				lo, hi := max(0, i-200), min(n, i+len(needle)+60)
+				t.Logf("found in %s at +%d: %q <<SECRET>> %q", line, i, buf[lo:i], buf[i+len(needle):hi])
+			}
+			return true, scanned
+		}
+	}
+	return false, scanned
+}
+
+// TestPCIPassphraseNotInPluginMemory: once GenerateCSR has returned, the plugin process's memory
+// holds no copy of the new key's passphrase (the device has it, encrypted, in the key's profile).
+func TestPCIPassphraseNotInPluginMemory(t *testing.T) {
+	sim := startSim(t, bigipsim.DefaultConfig())
+	tgt := target(sim)
+	p, _, pid := launchWithPID(t, "trace")
+	ctx := ctxFor(t)
+	csr, err := p.GenerateCSR(ctx, tgt, sdk.CSRRequest{NameHint: "mem", KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
+		Subject: sdk.Subject{CommonName: "mem.example.test"}})
+	if err != nil {
+		t.Fatalf("GenerateCSR: %v", err)
+	}
+	keyPath, _, _ := strings.Cut(csr.KeyRef, "#")
+	pass, ok := sim.KeyPassphrase(keyPath)
+	if !ok {
+		t.Fatal("the key is not protected")
+	}
+	// Positive control: the scan finds a string the plugin does hold (its key path, in no
+	// buffer certfleet clears).
+	if found, _ := processMemoryContains(t, pid, []byte(strings.TrimPrefix(keyPath, "/Common/"))); !found {
+		t.Fatal("the memory scan does not find the key's name, which the plugin surely held: it reads nothing")
+	}
+	found, scanned := processMemoryContains(t, pid, []byte(pass))
+	t.Logf("scanned %d bytes of the plugin's writable memory", scanned)
+	if found {
+		t.Fatal("the plugin process still holds the passphrase after GenerateCSR returned")
 	}
 }

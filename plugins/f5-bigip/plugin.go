@@ -1,34 +1,40 @@
 // Package f5bigip is the certfleet device plugin for F5 BIG-IP, over iControl REST (our own small
 // client, package icontrol). It replaces the Sectigo F5 agent, including its PCI mode: keys are
-// generated on the BIG-IP, protected by a passphrase that is never written anywhere or logged, and
-// never exported.
+// generated on the BIG-IP, protected by a random passphrase that exists only in memory during
+// GenerateCSR and is never stored, logged or returned, and never exported (see pci.go).
 //
 // Target.Address is the management interface: "https://host[:port]" or "host[:port]" (port 443
 // by default). Credentials.Username/Password log in (token auth by default, basic as an option).
-// Credentials.APIKey is the device's PCI secret (at least 16 characters, random): the passphrase
-// of each key is HMAC-SHA256(api_key, "certfleet f5-bigip pci-passphrase v1" || 0 || key path),
-// so GenerateCSR, Bind and Rollback, in any plugin process, compute the same passphrase and
-// nothing stores it. Changing api_key makes existing certfleet keys unusable for new binds and
-// rollbacks (bound profiles keep working: the device stores the passphrase itself, encrypted).
+// Credentials.APIKey is not used (it was the PCI secret of version 1).
 //
 // Objects: every GenerateCSR makes a new key "<hint>_<yymmddHHMMSS>_<random>.key" and its CSR
-// (".csr") in the target's partition; ImportCert installs the leaf as "<base>_<fingerprint>.crt"
-// and the chain as "<base>_<fingerprint>_chain.crt". key_ref is "<key path>#<SHA-256 of the public
-// key>" (so ImportCert checks the certificate against the key before touching the device);
-// cert_ref is the certificate's full path.
+// (".csr") in the target's partition. In PCI mode it also makes the key's own client-ssl profile
+// "<stem>_clientssl" holding the key (with its passphrase) and a placeholder "<stem>.crt" and
+// "<stem>_chain.crt", which ImportCert replaces in place with the CA-issued certificate and chain.
+// Without PCI mode ImportCert installs the leaf as "<stem>_<fingerprint>.crt" and the chain as
+// "<stem>_<fingerprint>_chain.crt". key_ref is "<key path>#<SHA-256 of the public key>" (so
+// ImportCert checks the certificate against the key before touching the device); cert_ref is the
+// certificate's full path.
 //
 // Bindings (names short, in the target's partition, or full paths; Inventory reports them the
 // same way):
-//   - "virtual": a virtual server. certfleet keeps a client-ssl profile for it (option profile,
-//     default certfleet_<virtual>), creates or updates it, and attaches it in place of the other
-//     client-ssl profiles (SNI bindings keep the others and set the profile's server name).
-//   - "client-ssl-profile": an existing client-ssl profile (or a new one with option create),
-//     updated in place and attached to the virtual servers in option virtuals.
+//   - "virtual": a virtual server. A PCI key's own profile is attached in place of the
+//     virtual's client-ssl profile, which becomes its parent (defaultsFrom), so ciphers, options,
+//     client authentication and renegotiation settings are kept; the replaced profile and its key
+//     are left untouched. Without PCI mode certfleet keeps a profile for the virtual (option
+//     profile, default certfleet_<virtual>, created inheriting from the profile it replaces) and
+//     updates its pair in place.
+//   - "client-ssl-profile" (not with a PCI key: it would need the passphrase): an existing
+//     client-ssl profile (or a new one with option create), updated in place and attached to the
+//     virtual servers in option virtuals.
 //
 // Bind changes every profile and virtual server of the request in one iControl transaction, and
 // always switches certificate, key and chain together, so a virtual server never serves a pair
-// that does not match. Commit saves sys config and, with option sync_device_group, runs
-// config-sync to that group.
+// that does not match; it refuses, before changing anything, to edit a profile whose current key
+// is passphrase-protected (certfleet could never put that key back). Commit saves sys config and,
+// with option sync_device_group, runs config-sync to that group and waits for "In Sync". Every
+// call that changes the device refuses a unit that is not the active one (option standalone
+// turns the check off).
 package f5bigip
 
 import (
@@ -56,7 +62,6 @@ const (
 const (
 	requestTimeout   = 60 * time.Second
 	logoutTimeout    = 10 * time.Second
-	minSecretLength  = 16
 	defaultParent    = "/Common/clientssl"
 	defaultPartition = "Common"
 )
@@ -65,16 +70,17 @@ var targetOptions = []sdk.OptionSpec{
 	{Name: "partition", Type: "string", Description: "partition for the keys, certificates and profiles certfleet makes, and of short binding names (default Common)"},
 	{Name: "auth", Type: "string", Description: "token (default: log in for a token and delete it after each call) or basic (local users only)"},
 	{Name: "login_provider", Type: "string", Description: "loginProviderName for token auth: tmos (default, local users) or the remote provider's name (LDAP, RADIUS, TACACS+)"},
-	{Name: "pci_mode", Type: "bool", Description: "make password-protected keys (default true); the passphrase is derived from credentials.api_key and never stored"},
+	{Name: "pci_mode", Type: "bool", Description: "make password-protected keys (default true) with a random passphrase that is never stored; each key gets its own client-ssl profile"},
+	{Name: "standalone", Type: "bool", Description: "skip the check that the unit is the active one of its HA pair (default false)"},
 	{Name: "sync_device_group", Type: "string", Description: "device group to config-sync to after save sys config on Commit (HA pairs)"},
-	{Name: "parent_profile", Type: "string", Description: "parent (defaultsFrom) of the client-ssl profiles certfleet creates (default /Common/clientssl)"},
+	{Name: "parent_profile", Type: "string", Description: "parent (defaultsFrom) of the client-ssl profiles certfleet creates when there is no profile to inherit from (default /Common/clientssl)"},
 }
 
 var bindingOptions = []sdk.OptionSpec{
-	{Name: "profile", Type: "string", Description: "kind virtual: the client-ssl profile certfleet keeps for the virtual server (default certfleet_<virtual>)"},
+	{Name: "profile", Type: "string", Description: "kind virtual, keys made without PCI mode: the client-ssl profile certfleet keeps for the virtual server (default certfleet_<virtual>); a PCI key always uses its own profile"},
 	{Name: "virtuals", Type: "list", Description: "kind client-ssl-profile: virtual servers to attach the profile to"},
 	{Name: "create", Type: "bool", Description: "kind client-ssl-profile: create the profile when it does not exist (default false)"},
-	{Name: "parent", Type: "string", Description: "defaultsFrom of a profile certfleet creates (default the device's parent_profile)"},
+	{Name: "parent", Type: "string", Description: "parent (defaultsFrom) whose TLS settings certfleet's profile inherits (default: the client-ssl profile the binding replaces on the virtual server, else the device's parent_profile); needed when a virtual server carries several"},
 	{Name: "server_name", Type: "string", Description: "SNI bindings: the server name of the profile (default the certificate's common name)"},
 }
 
@@ -118,7 +124,7 @@ type device struct {
 	auth          string
 	loginProvider string
 	pci           bool
-	secret        []byte
+	standalone    bool
 	syncGroup     string
 	parent        string
 	transport     interface{ CloseIdleConnections() }
@@ -129,7 +135,7 @@ var partitionName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$`)
 // parseOptions reads and checks the target's options; it needs no network.
 func parseOptions(t sdk.Target) (*device, error) {
 	if unknown := t.Options.Unknown(targetOptions); len(unknown) > 0 {
-		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "unknown option(s) %s for BIG-IP device %q; known: partition, auth, login_provider, pci_mode, sync_device_group, parent_profile",
+		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "unknown option(s) %s for BIG-IP device %q; known: partition, auth, login_provider, pci_mode, standalone, sync_device_group, parent_profile",
 			strings.Join(unknown, ", "), t.Name)
 	}
 	bad := func(err error) error {
@@ -161,6 +167,9 @@ func parseOptions(t sdk.Target) (*device, error) {
 	if d.pci, err = t.Options.Bool("pci_mode", true); err != nil {
 		return nil, bad(err)
 	}
+	if d.standalone, err = t.Options.Bool("standalone", false); err != nil {
+		return nil, bad(err)
+	}
 	if d.syncGroup, err = t.Options.String("sync_device_group", ""); err != nil {
 		return nil, bad(err)
 	}
@@ -176,12 +185,6 @@ func parseOptions(t sdk.Target) (*device, error) {
 	}
 	if t.Credentials.Username == "" || t.Credentials.Password == "" {
 		return nil, bad(fmt.Errorf("credentials.username and credentials.password are required"))
-	}
-	if k := t.Credentials.APIKey; k != "" {
-		if len(k) < minSecretLength {
-			return nil, bad(fmt.Errorf("credentials.api_key (the PCI secret) must have at least %d characters", minSecretLength))
-		}
-		d.secret = []byte(k)
 	}
 	return d, nil
 }
@@ -266,9 +269,6 @@ func withDevice(ctx context.Context, t sdk.Target, fn func(d *device) error) err
 func (*Plugin) CheckTarget(ctx context.Context, t sdk.Target) (sdk.TargetInfo, error) {
 	var info sdk.TargetInfo
 	err := withDevice(ctx, t, func(d *device) error {
-		if d.pci && len(d.secret) == 0 {
-			return d.pciSecretMissing()
-		}
 		devices, err := icontrol.List[icontrol.Device](ctx, d.c, icontrol.PathDevice, nil)
 		if err != nil {
 			return d.deviceError(ctx, "read cm device", err)
@@ -300,10 +300,4 @@ func (*Plugin) CheckTarget(ctx context.Context, t sdk.Target) (sdk.TargetInfo, e
 		return nil
 	})
 	return info, err
-}
-
-func (d *device) pciSecretMissing() error {
-	return sdk.FailedPrecondition(ReasonPCISecret,
-		"BIG-IP device %q needs credentials.api_key, a random secret of at least %d characters from which the passphrases of its keys are derived (PCI mode, the default, protects every key with one); or set option pci_mode: false",
-		d.t.Name, minSecretLength)
 }

@@ -1,6 +1,12 @@
-// Package scm is the Sectigo Certificate Manager issuer: a client of SCM's SSL REST API
-// (enroll, collect, details, list, revoke) with OAuth2 client-credentials or legacy header login,
-// retries that never place an order twice, and SCM's errors turned into messages a user can act on.
+// Package scm is the Sectigo Certificate Manager issuer. It speaks two of SCM's APIs:
+//   - the Admin API / legacy SSL API (/api/ssl/v1/*: enroll, collect, details, list, revoke) with
+//     OAuth2 client credentials (admin.{instance}.sectigo.com) or login headers (cert-manager.com);
+//   - the REST Enrollment API of a REST account (https://{customer}.enroll.{instance}.sectigo.com,
+//     /api/v1/certificates), the API Sectigo's own agents use; the account fixes organization,
+//     profile and term.
+//
+// Both share one request path: retries that never place an order twice, an OAuth2 token cache,
+// and SCM's errors turned into messages a user can act on.
 package scm
 
 import (
@@ -16,10 +22,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certfleet/certfleet/core/issuer"
@@ -31,10 +39,21 @@ const DefaultTokenURL = "https://auth.sso.sectigo.com/auth/realms/apiclients/pro
 // maxBody bounds what is read of any answer.
 const maxBody = 4 << 20
 
+// The APIs an issuer can speak.
+const (
+	APIAdmin      = "admin"
+	APIEnrollment = "enrollment"
+)
+
 // Config is one SCM account, with its secrets already resolved.
 type Config struct {
-	Name         string
-	BaseURL      string // e.g. https://cert-manager.com/api/
+	Name string
+	// API is admin (the default: /api/ssl/v1 with Admin or login credentials) or enrollment (a
+	// REST Enrollment account).
+	API string
+	// BaseURL: https://admin.enterprise.sectigo.com/api/ (OAuth2), https://cert-manager.com/api/
+	// (login headers), or the REST endpoint's URL https://{customer}.enroll.{instance}.sectigo.com.
+	BaseURL      string
 	CustomerURI  string
 	Auth         string // oauth2 (default) or legacy
 	ClientID     string
@@ -48,6 +67,12 @@ type Config struct {
 	InsecureSkipVerify bool
 	// Timeout bounds one request (30s when zero).
 	Timeout time.Duration
+	// InitialDelay is how long after an order is placed the first collect waits (the agents'
+	// sectigo_sleep_download); zero: collect at once.
+	InitialDelay time.Duration
+	// Lookup is an Admin API account of the same SCM tenant, used by an enrollment issuer to find
+	// an order whose answer was lost: the REST Enrollment API has no way to list orders.
+	Lookup *Config
 }
 
 // Issuer is an SCM account.
@@ -62,8 +87,19 @@ type Issuer struct {
 	tokens tokenCache
 
 	profilesMu sync.Mutex
-	profiles   []profile
+	profiles   map[int][]profile // by organization
 	fields     []customField
+
+	// polls tracks, per order, when it was placed and how often it answered pending.
+	pollsMu sync.Mutex
+	polls   map[issuer.OrderRef]*pollState
+	// lookup finds lost enrollment orders through the Admin API (enrollment API only).
+	lookup *Issuer
+}
+
+type pollState struct {
+	placed  time.Time
+	pending int
 }
 
 var _ issuer.Issuer = (*Issuer)(nil)
@@ -89,6 +125,9 @@ func WithRetry(attempts int, base, max time.Duration) Option {
 
 // New checks cfg and returns the issuer; nothing is contacted.
 func New(cfg Config, opts ...Option) (*Issuer, error) {
+	if cfg.API == "" {
+		cfg.API = APIAdmin
+	}
 	if cfg.Auth == "" {
 		cfg.Auth = "oauth2"
 	}
@@ -100,10 +139,28 @@ func New(cfg Config, opts ...Option) (*Issuer, error) {
 	}
 	base, err := url.Parse(cfg.BaseURL)
 	if err != nil || base.Scheme != "https" || base.Host == "" {
-		return nil, fmt.Errorf("issuer %s: base_url %q must be an https URL such as https://cert-manager.com/api/", cfg.Name, cfg.BaseURL)
+		example := "https://admin.enterprise.sectigo.com/api/ (OAuth2) or https://cert-manager.com/api/ (login headers)"
+		if cfg.API == APIEnrollment {
+			example = "https://{customer}.enroll.{instance}.sectigo.com (the URL SCM shows under Enrollment → REST)"
+		}
+		return nil, fmt.Errorf("issuer %s: base_url %q must be an https URL such as %s", cfg.Name, cfg.BaseURL, example)
 	}
-	if !strings.HasSuffix(base.Path, "/") {
-		base.Path += "/"
+	if tu, err := url.Parse(cfg.TokenURL); err != nil || tu.Scheme != "https" || tu.Host == "" {
+		return nil, fmt.Errorf("issuer %s: token_url %q must be an https URL (the client secret is sent there)", cfg.Name, cfg.TokenURL)
+	}
+	switch cfg.API {
+	case APIAdmin:
+		if !strings.HasSuffix(base.Path, "/") {
+			base.Path += "/"
+		}
+	case APIEnrollment:
+		// The REST endpoint's URL is the host; its paths are /api/v1/certificates (ENR).
+		base.Path = "/"
+		if cfg.Auth != "oauth2" {
+			return nil, fmt.Errorf("issuer %s: the REST Enrollment API takes only the REST account's client_id and client_secret (auth: oauth2)", cfg.Name)
+		}
+	default:
+		return nil, fmt.Errorf("issuer %s: api %q: use admin or enrollment", cfg.Name, cfg.API)
 	}
 	switch cfg.Auth {
 	case "oauth2":
@@ -118,7 +175,7 @@ func New(cfg Config, opts ...Option) (*Issuer, error) {
 		return nil, fmt.Errorf("issuer %s: auth %q: use oauth2 or legacy", cfg.Name, cfg.Auth)
 	}
 	i := &Issuer{cfg: cfg, base: base, log: slog.New(slog.DiscardHandler), now: time.Now,
-		retry: retryPolicy{attempts: 5, base: time.Second, max: time.Minute}, sleep: sleepCtx}
+		retry: retryPolicy{attempts: 5, base: time.Second, max: time.Minute}, sleep: sleepCtx, polls: map[issuer.OrderRef]*pollState{}}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // user's explicit choice
 	if cfg.CABundlePEM != "" {
 		pool, err := x509.SystemCertPool()
@@ -134,6 +191,16 @@ func New(cfg Config, opts ...Option) (*Issuer, error) {
 		Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsCfg, TLSHandshakeTimeout: 10 * time.Second,
 		DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute,
 	}}
+	if cfg.Lookup != nil {
+		if cfg.API != APIEnrollment {
+			return nil, fmt.Errorf("issuer %s: lookup is only for api: enrollment", cfg.Name)
+		}
+		lc := *cfg.Lookup
+		lc.Name, lc.API, lc.Lookup = cfg.Name+" (lookup)", APIAdmin, nil
+		if i.lookup, err = New(lc, opts...); err != nil {
+			return nil, err
+		}
+	}
 	for _, o := range opts {
 		o(i)
 	}
@@ -218,6 +285,22 @@ func (i *Issuer) accessToken(ctx context.Context, refresh bool) (string, error) 
 	return c.token, nil
 }
 
+// trustedTokenURL reports whether the client secret may be sent to uri: only over https, and only
+// to the configured token server's host or a Sectigo host, whatever a 401's WWW-Authenticate names
+// (a proxy or a spoofed answer must not collect the secret).
+func (i *Issuer) trustedTokenURL(uri string) bool {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+		return false
+	}
+	configured, err := url.Parse(i.cfg.TokenURL)
+	if err == nil && strings.EqualFold(u.Host, configured.Host) {
+		return true
+	}
+	host := strings.ToLower(u.Hostname())
+	return host == "sectigo.com" || strings.HasSuffix(host, ".sectigo.com")
+}
+
 // authorizationURI reads the token URL a 401 points to: Bearer authorization_uri="...".
 func authorizationURI(h string) string {
 	const key = "authorization_uri="
@@ -256,6 +339,8 @@ type call struct {
 	body             any
 	// idempotent calls are retried on 429, 5xx and network errors; enroll is not.
 	idempotent bool
+	// accept is the Accept header (application/json when empty).
+	accept string
 }
 
 // response is a successful answer.
@@ -281,9 +366,14 @@ func (i *Issuer) do(ctx context.Context, c call) (*response, error) {
 		case err == nil && resp.status == http.StatusUnauthorized && i.cfg.Auth == "oauth2" && !refreshed:
 			// The token expired or was revoked early: one fresh token, then the same call.
 			if uri := authorizationURI(resp.header.Get("WWW-Authenticate")); uri != "" {
-				i.tokens.mu.Lock()
-				i.tokens.tokenURL = uri
-				i.tokens.mu.Unlock()
+				if i.trustedTokenURL(uri) {
+					i.tokens.mu.Lock()
+					i.tokens.tokenURL = uri
+					i.tokens.mu.Unlock()
+				} else {
+					i.log.Warn("SCM named a token server that is not https or not a Sectigo host; keeping the configured one",
+						"issuer", i.cfg.Name, "authorization_uri", uri)
+				}
 			}
 			refreshed = true
 			if _, err := i.accessToken(ctx, true); err != nil {
@@ -305,16 +395,18 @@ func (i *Issuer) do(ctx context.Context, c call) (*response, error) {
 			wait = retryAfter(resp.header.Get("Retry-After"), i.now())
 			i.log.Warn("SCM call failed; retrying", "op", c.op, "status", resp.status, "attempt", attempt)
 		default:
+			var te *transportError
+			if errors.As(err, &te) && !c.idempotent && te.sent {
+				// Written, then cut off (a lost answer, a timeout or a cancelled context): the
+				// order may exist.
+				return nil, fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, err)
+			}
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("SCM %s: %w", c.op, ctx.Err())
 			}
 			var apiErr *Error
 			if errors.As(err, &apiErr) && !apiErr.Retryable() {
 				return nil, err // e.g. the token endpoint refused the client credentials
-			}
-			var te *transportError
-			if errors.As(err, &te) && !c.idempotent && te.sent {
-				return nil, fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, err)
 			}
 			if attempt >= i.retry.attempts {
 				return nil, err
@@ -364,7 +456,11 @@ func (i *Issuer) once(ctx context.Context, c call, payload []byte) (*response, e
 	if err != nil {
 		return nil, fmt.Errorf("SCM %s: %w", c.op, err)
 	}
-	req.Header.Set("Accept", "application/json")
+	accept := c.accept
+	if accept == "" {
+		accept = "application/json"
+	}
+	req.Header.Set("Accept", accept)
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json;charset=UTF-8")
 	}
@@ -372,6 +468,11 @@ func (i *Issuer) once(ctx context.Context, c call, payload []byte) (*response, e
 	case "oauth2":
 		tok, err := i.accessToken(ctx, false)
 		if err != nil {
+			var te *transportError
+			if errors.As(err, &te) {
+				// The token request failed; the call itself was never sent.
+				return nil, &transportError{op: c.op, err: err, sent: false}
+			}
 			return nil, err
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -380,12 +481,12 @@ func (i *Issuer) once(ctx context.Context, c call, payload []byte) (*response, e
 		req.Header.Set("password", i.cfg.Password)
 		req.Header.Set("customerUri", i.cfg.CustomerURI)
 	}
+	// The request counts as sent once its headers were written: before that the server cannot act.
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}))
 	resp, err := i.http.Do(req)
 	if err != nil {
-		var dnsErr *net.DNSError
-		var opErr *net.OpError
-		notSent := errors.As(err, &dnsErr) || (errors.As(err, &opErr) && opErr.Op == "dial")
-		return nil, &transportError{op: c.op, err: err, sent: !notSent}
+		return nil, &transportError{op: c.op, err: err, sent: wrote.Load()}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
@@ -402,7 +503,7 @@ func (i *Issuer) once(ctx context.Context, c call, payload []byte) (*response, e
 func parseError(op string, r *response) *Error {
 	e := &Error{Op: op, HTTPStatus: r.status}
 	if code, desc, err := decodeErrorBody(r.body); err == nil {
-		e.Code, e.Description = code, desc
+		e.Code, e.Description, e.HasCode = code, desc, true
 	} else if len(r.body) > 0 {
 		e.Description = strings.TrimSpace(string(r.body[:min(len(r.body), 200)]))
 	}

@@ -10,8 +10,11 @@ import (
 // Error is an answer of SCM's API that is not a success: the HTTP status and SCM's own code and
 // description, with a message a user can act on.
 type Error struct {
-	HTTPStatus  int
-	Code        int
+	HTTPStatus int
+	Code       int
+	// HasCode is true when the answer was SCM's error JSON with a code (a proxy's HTML page or a
+	// body without code is not).
+	HasCode     bool
 	Description string
 	// Op is what was being done ("enroll", "collect 1234").
 	Op string
@@ -63,8 +66,20 @@ var hints = map[int]string{
 	-107:  "domain control validation is incomplete or expired in SCM",
 }
 
-// pendingCodes are the answers collect gives while an order is still being processed.
+// pendingCodes are the answers collect gives while an order is still being processed (reference
+// §3.6 and §11: code 0 "Being processed by Sectigo" from osg-pki-tools and hm-edu, -183 from the
+// python cert_manager client, -1400/-103/-109 from DOC25's table, -103/-109 from ENR).
 var pendingCodes = map[int]bool{0: true, -183: true, -1400: true, -103: true, -109: true}
+
+// isPending reports whether an error answer really says "not issued yet": SCM's error JSON with a
+// pending code (code 0 only with "being processed" in its text, as 0 is also what a body without
+// a code would read as), HTTP 400 or 404.
+func isPending(e *Error) bool {
+	if !e.HasCode || !pendingCodes[e.Code] || (e.HTTPStatus != http.StatusBadRequest && e.HTTPStatus != http.StatusNotFound) {
+		return false
+	}
+	return e.Code != 0 || strings.Contains(strings.ToLower(e.Description), "being processed")
+}
 
 // errNotJSON marks an error body SCM did not format as its error JSON.
 var errNotJSON = errors.New("not an SCM error document")

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -54,6 +55,7 @@ func newClient(t *testing.T, sim *scmsim.Server, auth string) (*Issuer, *waits) 
 	t.Helper()
 	cfg := Config{Name: "test", BaseURL: sim.URL(), OrgID: 1234, CABundlePEM: sim.TLSCACertPEM(), Auth: auth, TokenURL: sim.TokenURL()}
 	if auth == "legacy" {
+		cfg.BaseURL = sim.LegacyURL()
 		u := sim.Config().Users[0]
 		cfg.Login, cfg.Password, cfg.CustomerURI = u.Login, u.Password, u.CustomerURI
 	} else {
@@ -84,7 +86,7 @@ func csrFor(t *testing.T, names ...string) (string, *ecdsa.PrivateKey) {
 func request(t *testing.T, id string, names ...string) (issuer.Request, *ecdsa.PrivateKey) {
 	csr, key := csrFor(t, names...)
 	return issuer.Request{CertificateName: "www", RequestID: id, CSRPEM: csr, CommonName: names[0], DNSNames: names,
-		Options: map[string]any{"cert_type": "OV SSL", "term": 365, "comments": "web tier"}}, key
+		Options: map[string]any{"cert_type": "OV SSL", "comments": "web tier"}}, key
 }
 
 func collectIssued(t *testing.T, i *Issuer, ref issuer.OrderRef) issuer.Result {
@@ -142,7 +144,7 @@ func TestEnrollAndCollectBothAuthModes(t *testing.T) {
 				t.Errorf("chain has %d certificates, want intermediate and root", len(res.ChainPEM))
 			}
 			o := sim.Orders()
-			if len(o) != 1 || o[0].CertType != 101 || o[0].Term != 365 || !strings.Contains(o[0].Comments, "certfleet-request:req-1") ||
+			if len(o) != 1 || o[0].CertType != 101 || o[0].Term != scmsim.PublicTermLimit(time.Now()) || !strings.Contains(o[0].Comments, "certfleet-request:req-1") ||
 				!strings.Contains(o[0].Comments, "web tier") || !slices.Equal(o[0].SANs, []string{"example.com"}) {
 				t.Fatalf("recorded order: %+v", o)
 			}
@@ -175,7 +177,7 @@ func TestTokenRefreshedAfterExpiry(t *testing.T) {
 
 func TestBadCredentials(t *testing.T) {
 	sim := startSim(t, nil)
-	i, err := New(Config{Name: "test", BaseURL: sim.URL(), OrgID: 1234, CABundlePEM: sim.TLSCACertPEM(), Auth: "legacy",
+	i, err := New(Config{Name: "test", BaseURL: sim.LegacyURL(), OrgID: 1234, CABundlePEM: sim.TLSCACertPEM(), Auth: "legacy",
 		Login: "api-user", Password: "wrong-password-123", CustomerURI: "simcorp"}, WithRetry(1, time.Millisecond, time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -302,10 +304,10 @@ func TestOptionsAreCheckedAgainstTheAccount(t *testing.T) {
 		opts map[string]any
 		want string
 	}{
-		"bad term":       {map[string]any{"cert_type": 101, "term": 400}, "term 400 is not allowed by profile \"OV SSL\" (allowed: [365 730] days)"},
-		"unknown type":   {map[string]any{"cert_type": "DV", "term": 365}, `cert_type "DV" is not a profile of this account`},
-		"missing field":  {map[string]any{"cert_type": 101, "term": 365}, `custom field "cost-center" is mandatory`},
-		"unknown option": {map[string]any{"cert_type": 101, "term": 365, "colour": "blue"}, `unknown SCM issuer option "colour"`},
+		"bad term":       {map[string]any{"cert_type": 101, "term": 400}, fmt.Sprintf("term 400 is not allowed by profile \"OV SSL\" (allowed: [90 %d] days)", scmsim.PublicTermLimit(time.Now()))},
+		"unknown type":   {map[string]any{"cert_type": "DV"}, `cert_type "DV" is not a profile of this account`},
+		"missing field":  {map[string]any{"cert_type": 101}, `custom field "cost-center" is mandatory`},
+		"unknown option": {map[string]any{"cert_type": 101, "colour": "blue"}, `unknown SCM issuer option "colour"`},
 	} {
 		req, _ := request(t, "r", "a.example.com")
 		req.Options = tc.opts
@@ -317,10 +319,10 @@ func TestOptionsAreCheckedAgainstTheAccount(t *testing.T) {
 	if len(sim.Orders()) != 0 {
 		t.Error("an invalid request reached SCM")
 	}
-	if err := i.ValidateOptions(map[string]any{"cert_type": 101}); err == nil || !strings.Contains(err.Error(), "term is missing") {
-		t.Errorf("ValidateOptions without term: %v", err)
+	if err := i.ValidateOptions(map[string]any{"term": 199}); err == nil || !strings.Contains(err.Error(), "cert_type is missing") {
+		t.Errorf("ValidateOptions without cert_type: %v", err)
 	}
-	if err := i.ValidateOptions(map[string]any{"cert_type": "OV SSL", "term": 365, "custom_fields": map[string]any{"cost-center": "42"}}); err != nil {
+	if err := i.ValidateOptions(map[string]any{"cert_type": "OV SSL", "term": 199, "custom_fields": map[string]any{"cost-center": "42"}}); err != nil {
 		t.Errorf("ValidateOptions: %v", err)
 	}
 }

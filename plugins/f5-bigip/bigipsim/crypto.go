@@ -272,18 +272,27 @@ func selfSigned(cn string) (*x509.Certificate, crypto.Signer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	cert, err := selfSignedWith(key, cn, 10*365*24*time.Hour)
+	return cert, key, err
+}
+
+// selfSignedWith makes a self-signed certificate for key.
+func selfSignedWith(key crypto.Signer, cn string, lifetime time.Duration) (*x509.Certificate, error) {
 	now := time.Now()
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 63))
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(now.Unix()), Subject: pkix.Name{CommonName: cn, Organization: []string{"MyCompany"}},
-		DNSNames: []string{cn}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour),
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cn, Organization: []string{"MyCompany"}},
+		DNSNames: []string{cn}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(lifetime),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cert, err := x509.ParseCertificate(der)
-	return cert, key, err
+	return x509.ParseCertificate(der)
 }
 
 func parsePEMCerts(data []byte) ([]*x509.Certificate, error) {

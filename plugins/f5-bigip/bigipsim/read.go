@@ -51,9 +51,9 @@ func (s *Sim) read(coll, item, sub string, q url.Values) (any, *apiErr) {
 			if !ok {
 				return nil, notFound("client-ssl profile", item)
 			}
-			return profileJSON(p), nil
+			return profileJSON(st, p), nil
 		}
-		return collection("ltm/profile/client-ssl", "tm:ltm:profile:client-ssl:client-sslcollectionstate", sortedValues(st.clientSSL, profileJSON), q)
+		return collection("ltm/profile/client-ssl", "tm:ltm:profile:client-ssl:client-sslcollectionstate", sortedValues(st.clientSSL, func(p profileObj) map[string]any { return profileJSON(st, p) }), q)
 	case "ltm/virtual":
 		expand := q.Get("expandSubcollections") == "true"
 		if item != "" {
@@ -104,6 +104,13 @@ func (s *Sim) read(coll, item, sub string, q url.Values) (any, *apiErr) {
 		t := s.txns[id]
 		if err != nil || t == nil {
 			return nil, errf(http.StatusNotFound, "Transaction with ID %s not found.", item)
+		}
+		if sub == "commands" {
+			items := make([]map[string]any, 0, len(t.ops))
+			for i := range t.ops {
+				items = append(items, commandJSON(t, i))
+			}
+			return map[string]any{"kind": "tm:transaction:commandscollectionstate", "items": items}, nil
 		}
 		return transactionJSON(t), nil
 	}
@@ -246,7 +253,10 @@ func csrFileJSON(c csrObj) map[string]any {
 	}
 }
 
-func profileJSON(p profileObj) map[string]any {
+// profileJSON lists a profile as the device does: every setting with its effective value, own or
+// inherited (the 11.6.2 listing in colin-stubbs/dehydrated-bigip#9 shows ciphers, tmOptions,
+// peerCertMode, ... on a profile that inherits them from /Common/clientssl).
+func profileJSON(st *state, p profileObj) map[string]any {
 	part, short := splitPath(p.path)
 	chain := make([]map[string]any, 0, len(p.entries))
 	for _, e := range p.entries {
@@ -267,6 +277,12 @@ func profileJSON(p profileObj) map[string]any {
 	}
 	if p.defaultsFrom != "" {
 		out["defaultsFrom"] = p.defaultsFrom
+	}
+	for k, v := range st.effectiveSettings(p) {
+		out[k] = v
+	}
+	if p.description != "" {
+		out["description"] = p.description
 	}
 	if len(p.entries) > 0 {
 		out["cert"], out["key"] = p.entries[0].cert, p.entries[0].key
@@ -311,14 +327,18 @@ func (s *Sim) devicesJSON() []map[string]any {
 		"kind": "tm:cm:device:devicestate", "name": s.cfg.Hostname, "partition": "Common", "fullPath": "/Common/" + s.cfg.Hostname,
 		"hostname": s.cfg.Hostname, "marketingName": "BIG-IP Virtual Edition", "product": "BIG-IP", "version": s.cfg.Version,
 		"build": "0.0.6", "edition": "Final", "chassisId": "420f5a1e-bigip-sim-0001", "platformId": "Z100",
-		"failoverState": "active", "selfDevice": "true", "managementIp": "127.0.0.1", "timeZone": "UTC",
+		"failoverState": s.cfg.FailoverState, "selfDevice": "true", "managementIp": "127.0.0.1", "timeZone": "UTC",
 	}
 	out := []map[string]any{self}
+	peerState := "standby"
+	if s.cfg.FailoverState != "active" {
+		peerState = "active"
+	}
 	if len(s.cfg.DeviceGroups) > 0 {
 		out = append(out, map[string]any{
 			"kind": "tm:cm:device:devicestate", "name": "bigip2.sim.local", "partition": "Common", "fullPath": "/Common/bigip2.sim.local",
 			"hostname": "bigip2.sim.local", "marketingName": "BIG-IP Virtual Edition", "product": "BIG-IP", "version": s.cfg.Version,
-			"build": "0.0.6", "chassisId": "420f5a1e-bigip-sim-0002", "failoverState": "standby", "selfDevice": "false",
+			"build": "0.0.6", "chassisId": "420f5a1e-bigip-sim-0002", "failoverState": peerState, "selfDevice": "false",
 			"managementIp": "192.0.2.2",
 		})
 	}
@@ -330,6 +350,11 @@ func (s *Sim) syncStatusJSON() map[string]any {
 	if len(s.cfg.DeviceGroups) > 0 {
 		status, color, summary = "In Sync", "green", "All devices in the device group are in sync"
 		for _, g := range s.cfg.DeviceGroups {
+			if s.syncDisconnected {
+				// f5-ansible's bigip_configsync_action treats "Disconnected" as a failure.
+				status, color, summary = "Disconnected", "red", "The local device is disconnected from the device group."
+				break
+			}
 			if s.synced[g] != s.running.generation {
 				status, color, summary = "Changes Pending", "yellow", "There is a possible change conflict between "+s.cfg.Hostname+" and bigip2.sim.local."
 			}

@@ -35,12 +35,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"github.com/certfleet/certfleet/plugins/sdk/simtls"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -73,6 +76,17 @@ type ProfileSpec struct {
 	DefaultsFrom string
 	ServerName   string
 	SNIDefault   bool
+	// Settings set on the profile itself, by REST property name ("ciphers", "tmOptions",
+	// "peerCertMode", "caFile", ...; see profileSettings); the others are inherited.
+	Settings map[string]any
+	// Entries replaces the inherited certificate/key pairs (the keys must exist, see AddKey).
+	Entries     []ProfileEntry
+	Description string
+}
+
+// ProfileEntry is one certKeyChain entry of a ProfileSpec.
+type ProfileEntry struct {
+	Name, Cert, Key, Chain string
 }
 
 // Config of a simulated device.
@@ -99,6 +113,22 @@ type Config struct {
 	// CSRHyphenatedFields makes sys/crypto/csr accept only tmsh-style names ("common-name", ...)
 	// and reject the camelCase ones, which are [UNCONFIRMED] beyond commonName and key.
 	CSRHyphenatedFields bool
+	// KeyCreateIgnoresProtection makes "create sys crypto key" accept securityType and passphrase
+	// but make an unprotected key. Whether BIG-IP honours those properties on create is
+	// [UNCONFIRMED]: no public client sends them (reference §13); they are the names GET shows.
+	KeyCreateIgnoresProtection bool
+	// ParentImmutable makes the device refuse a change of a client-ssl profile's defaultsFrom.
+	// Sources conflict, so it is [UNCONFIRMED]: f5-ansible's bigip_profile_client_ssl documents
+	// parent as "Once this value has been set, it cannot be changed", yet lists parent among its
+	// updatables and sends defaultsFrom on update.
+	ParentImmutable bool
+	// CertFromKeyNeedsPassphrase makes "create sys crypto cert" from a password-protected key
+	// (a self-signed certificate made on the box) require the key's passphrase [UNCONFIRMED:
+	// no public client makes a certificate from a protected key over REST].
+	CertFromKeyNeedsPassphrase bool
+	// FailoverState of this unit ("active" when empty; "standby", "offline", ...), as cm/device
+	// reports it; certbot-bigip (_get_active_bigip) looks for the unit whose failoverState is active.
+	FailoverState string
 	// RSAPoolSize is how many RSA-2048 keys are generated ahead once the first one is asked for
 	// (each is handed out once); 2 when zero, none when negative.
 	RSAPoolSize int
@@ -130,19 +160,21 @@ type Sim struct {
 	// servedFaults: see ServeLeafOnly and FreezeServed.
 	servedFaults simtls.ServedFaults
 
-	mu        sync.RWMutex
-	running   *state
-	saved     *state
-	tokens    map[string]*token
-	txns      map[int64]*transaction
-	nextTxn   int64
-	files     map[string][]byte
-	faults    []*Fault
-	latency   time.Duration
-	synced    map[string]int64
-	saves     int
-	listeners map[string]*virtualListener
-	opID      int64
+	mu      sync.RWMutex
+	running *state
+	saved   *state
+	tokens  map[string]*token
+	txns    map[int64]*transaction
+	nextTxn int64
+	files   map[string][]byte
+	faults  []*Fault
+	latency time.Duration
+	synced  map[string]int64
+	// syncDisconnected: the peer cannot be reached; config-sync never completes.
+	syncDisconnected bool
+	saves            int
+	listeners        map[string]*virtualListener
+	opID             int64
 	// secretsSeen: every passphrase received and token issued, for leak tests.
 	passphrasesSeen map[string]bool
 	tokensIssued    []string
@@ -177,6 +209,9 @@ func New(cfg Config) (*Sim, error) {
 	if cfg.MaxUploadChunk == 0 {
 		cfg.MaxUploadChunk = 1 << 20
 	}
+	if cfg.FailoverState == "" {
+		cfg.FailoverState = "active"
+	}
 	if cfg.RSAPoolSize == 0 {
 		cfg.RSAPoolSize = 2
 	}
@@ -207,7 +242,7 @@ func New(cfg Config) (*Sim, error) {
 	now := time.Now()
 	st.keys["/Common/default.key"] = keyObj{path: "/Common/default.key", signer: key, keyType: "ec-private", keySize: 256, curve: "prime256v1", created: now}
 	st.certs["/Common/default.crt"] = certObj{path: "/Common/default.crt", certs: []*x509.Certificate{cert}, created: now, updated: now}
-	st.clientSSL["/Common/clientssl"] = profileObj{path: "/Common/clientssl",
+	st.clientSSL["/Common/clientssl"] = profileObj{path: "/Common/clientssl", settings: factoryClientSSL(),
 		entries: []chainEntry{{name: "default", cert: "/Common/default.crt", key: "/Common/default.key"}}}
 	for _, ps := range cfg.ClientSSLProfiles {
 		if err := addProfile(st, ps); err != nil {
@@ -239,7 +274,29 @@ func addProfile(st *state, ps ProfileSpec) error {
 	if p, _ := splitPath(path); !st.folders[p] {
 		return fmt.Errorf("bigipsim: client-ssl profile %s: partition %s does not exist", path, p)
 	}
-	st.clientSSL[path] = profileObj{path: path, defaultsFrom: parent, entries: pp.entries, serverName: ps.ServerName, sniDefault: ps.SNIDefault}
+	p := profileObj{path: path, defaultsFrom: parent, entries: pp.entries, serverName: ps.ServerName, sniDefault: ps.SNIDefault,
+		description: ps.Description, settings: map[string]any{}}
+	for k, v := range ps.Settings {
+		if !slices.Contains(profileSettings, k) {
+			return fmt.Errorf("bigipsim: client-ssl profile %s: setting %s is not simulated", path, k)
+		}
+		p.settings[k] = v
+	}
+	if len(ps.Entries) > 0 {
+		p.entries = nil
+		for _, e := range ps.Entries {
+			ce := chainEntry{name: e.Name, cert: e.Cert, key: e.Key, chain: e.Chain}
+			c, k := st.certs[ce.cert], st.keys[ce.key]
+			if c.path == "" || k.path == "" || (ce.chain != "" && st.certs[ce.chain].path == "") {
+				return fmt.Errorf("bigipsim: client-ssl profile %s: entry %+v names a missing object", path, e)
+			}
+			if !publicKeysMatch(c.certs[0], k.signer) {
+				return fmt.Errorf("bigipsim: client-ssl profile %s: %s is not for %s", path, ce.cert, ce.key)
+			}
+			p.entries = append(p.entries, ce)
+		}
+	}
+	st.clientSSL[path] = p
 	return nil
 }
 
@@ -560,4 +617,146 @@ func passwordsEqual(a, b string) bool {
 func (s *Sim) nextOpID() int64 {
 	s.opID++
 	return s.opID
+}
+
+// KeyPairSpec is a key with a self-signed certificate for it, as another tool leaves them on a
+// device (the Sectigo PCI agent: a password-protected key whose passphrase certfleet never knew).
+type KeyPairSpec struct {
+	Key, Cert  string // names or full paths
+	CommonName string
+	// Passphrase protects the key (securityType password) when set.
+	Passphrase string
+}
+
+// AddKeyPair adds a key (ECDSA P-256) and a certificate for it, to the running and saved
+// configuration.
+func (s *Sim) AddKeyPair(spec KeyPairSpec) error {
+	keyPath, err := fullPath(spec.Key, "")
+	if err != nil {
+		return err
+	}
+	certPath, err := fullPath(spec.Cert, "")
+	if err != nil {
+		return err
+	}
+	cert, key, err := selfSigned(spec.CommonName)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range []*state{s.running, s.saved} {
+		st.keys[keyPath] = keyObj{path: keyPath, signer: key, keyType: "ec-private", keySize: 256, curve: "prime256v1", passphrase: spec.Passphrase, created: now}
+		st.certs[certPath] = certObj{path: certPath, certs: []*x509.Certificate{cert}, created: now, updated: now}
+	}
+	return nil
+}
+
+// SetFailoverState changes this unit's failoverState ("active", "standby", ...).
+func (s *Sim) SetFailoverState(state string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.FailoverState = state
+}
+
+// SetSyncDisconnected makes the device group lose (true) or regain its peer: while disconnected,
+// cm/sync-status reports "Disconnected" and config-sync changes nothing on the peer.
+func (s *Sim) SetSyncDisconnected(disconnected bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncDisconnected = disconnected
+}
+
+// ProfileSettings returns a client-ssl profile's effective TLS settings (its own and inherited),
+// its parent and its description; ok is false when there is no such profile.
+func (s *Sim) ProfileSettings(name string) (settings map[string]any, parent string, ok bool) {
+	path, err := fullPath(name, "")
+	if err != nil {
+		return nil, "", false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p, ok := s.running.clientSSL[path]
+	if !ok {
+		return nil, "", false
+	}
+	return s.running.effectiveSettings(p), p.defaultsFrom, true
+}
+
+// ClientSSLOf lists the client-ssl profiles a virtual server carries now, in order.
+func (s *Sim) ClientSSLOf(virtual string) []string {
+	path, err := fullPath(virtual, "")
+	if err != nil {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for _, p := range s.running.clientSSLOf(s.running.virtuals[path]) {
+		out = append(out, p.path)
+	}
+	return out
+}
+
+// AddCert adds a certificate object (PEM, one or more certificates: a CA bundle for a profile's
+// caFile, say) to the running and saved configuration.
+func (s *Sim) AddCert(name, pemData string) error {
+	path, err := fullPath(name, "")
+	if err != nil {
+		return err
+	}
+	certs, err := parsePEMCerts([]byte(pemData))
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range []*state{s.running, s.saved} {
+		st.certs[path] = certObj{path: path, certs: certs, created: now, updated: now}
+	}
+	return nil
+}
+
+// ProfileEntries lists a client-ssl profile's pairs as "cert key chain" strings.
+func (s *Sim) ProfileEntries(name string) []string {
+	path, err := fullPath(name, "")
+	if err != nil {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for _, e := range s.running.clientSSL[path].entries {
+		out = append(out, strings.TrimSpace(e.cert+" "+e.key+" "+e.chain))
+	}
+	return out
+}
+
+// CertPEM is the PEM of a certificate object ("" when there is none).
+func (s *Sim) CertPEM(name string) string {
+	path, err := fullPath(name, "")
+	if err != nil {
+		return ""
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var b strings.Builder
+	for _, c := range s.running.certs[path].certs {
+		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return b.String()
+}
+
+// CertPaths lists the certificate objects in the running configuration.
+func (s *Sim) CertPaths() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.running.certs))
+	for p := range s.running.certs {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
 }

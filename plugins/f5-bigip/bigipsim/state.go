@@ -57,6 +57,48 @@ type profileObj struct {
 	entries      []chainEntry
 	serverName   string
 	sniDefault   bool
+	description  string
+	// settings are the TLS settings set on this profile itself (by REST name); the others come
+	// from the parent chain (effectiveSettings).
+	settings map[string]any
+}
+
+// profileSettings are the client-ssl properties the sim keeps and inherits through defaultsFrom:
+// the ones f5-ansible's bigip_profile_client_ssl reads and writes (api_attributes), which cover
+// ciphers, protocol options, renegotiation and client-certificate authentication.
+var profileSettings = []string{
+	"ciphers", "cipherGroup", "tmOptions", "secureRenegotiation", "renegotiation", "allowNonSsl",
+	"sniRequire", "peerCertMode", "authenticate", "authenticateDepth", "retainCertificate", "caFile",
+	"clientCertCa", "crlFile", "allowExpiredCrl", "strictResume", "cacheSize", "cacheTimeout",
+}
+
+// factoryClientSSL are /Common/clientssl's values as a real 11.6.2 device listed them for a
+// child profile that set none of them (colin-stubbs/dehydrated-bigip issue #9: ciphers DEFAULT,
+// tmOptions [dont-insert-empty-fragments], peerCertMode ignore, authenticate once,
+// authenticateDepth 9, renegotiation enabled, secureRenegotiation require, ...).
+func factoryClientSSL() map[string]any {
+	return map[string]any{
+		"ciphers": "DEFAULT", "cipherGroup": "none", "tmOptions": []any{"dont-insert-empty-fragments"},
+		"secureRenegotiation": "require", "renegotiation": "enabled", "allowNonSsl": "disabled", "sniRequire": "false",
+		"peerCertMode": "ignore", "authenticate": "once", "authenticateDepth": float64(9), "retainCertificate": "true",
+		"caFile": "none", "clientCertCa": "none", "crlFile": "none", "allowExpiredCrl": "disabled", "strictResume": "disabled",
+		"cacheSize": float64(262144), "cacheTimeout": float64(3600),
+	}
+}
+
+// effectiveSettings walks the parent chain: a value set on a profile wins over its parent's.
+func (s *state) effectiveSettings(p profileObj) map[string]any {
+	out := map[string]any{}
+	seen := map[string]bool{}
+	for cur, ok := p, true; ok && !seen[cur.path]; cur, ok = s.clientSSL[cur.defaultsFrom] {
+		seen[cur.path] = true
+		for k, v := range cur.settings {
+			if _, set := out[k]; !set {
+				out[k] = v
+			}
+		}
+	}
+	return out
 }
 
 type attachedProfile struct {

@@ -2,6 +2,7 @@ package bigipsim
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -109,5 +110,38 @@ func (s *Sim) servedConfig(path, sni string) (*tls.Config, error) {
 	if len(certs) == 0 {
 		return nil, fmt.Errorf("client-ssl profile %s has no usable certificate", chosen.path)
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: certs}, nil
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: certs}
+	s.applySettings(cfg, s.running.effectiveSettings(chosen))
+	return cfg, nil
+}
+
+// applySettings makes the listener honour the profile's client-certificate authentication and
+// protocol options, so a test can see by a handshake that a virtual server kept them:
+// peerCertMode require or request with caFile as the trusted client CAs (DevCentral "Client
+// SSL Authentication on BIG-IP as in-depth as it can go"; f5-ansible client_certificate), and
+// tmOptions no-tlsv1.2 / no-tlsv1.3. Cipher strings are kept and listed, not enforced.
+func (s *Sim) applySettings(cfg *tls.Config, set map[string]any) {
+	mode, _ := set["peerCertMode"].(string)
+	if mode == "require" || mode == "request" {
+		pool := x509.NewCertPool()
+		if ca, _ := set["caFile"].(string); ca != "" {
+			for _, c := range s.running.certs[ca].certs {
+				pool.AddCert(c)
+			}
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		if mode == "require" {
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	opts, _ := set["tmOptions"].([]any)
+	for _, o := range opts {
+		switch o {
+		case "no-tlsv1.3":
+			cfg.MaxVersion = tls.VersionTLS12
+		case "no-tlsv1.2":
+			cfg.MinVersion = tls.VersionTLS13
+		}
+	}
 }

@@ -2,9 +2,12 @@ package bigipsim
 
 import (
 	"crypto"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -153,13 +156,63 @@ func (s *Sim) queue(w http.ResponseWriter, r *http.Request, u User, idText strin
 		return
 	}
 	t.ops = append(t.ops, o)
+	cmd := commandJSON(t, len(t.ops)-1)
 	s.mu.Unlock()
-	// A queued command answers with its own body.
-	var echo any = map[string]any{}
-	if len(o.body) > 0 {
-		_ = json.Unmarshal(o.body, &echo)
+	s.writeJSON(w, http.StatusOK, cmd)
+}
+
+// commandJSON is a queued transaction command as the device lists it under
+// /mgmt/tm/transaction/<id>/commands (F5's automation lab "REST API Transactions",
+// f5devcentral/f5-automation-labs docs/class1/module1/lab7.rst: the queue is listed and each
+// command has an evalOrder that can be changed). The answer to the queuing request is the
+// command object, not the object the command will make; the field names besides evalOrder
+// are [UNCONFIRMED].
+func commandJSON(t *transaction, i int) map[string]any {
+	o := t.ops[i]
+	uri := "https://localhost/mgmt/tm/" + o.collection
+	if o.item != "" {
+		uri += "/" + strings.ReplaceAll(o.item, "/", "~")
 	}
-	s.writeJSON(w, http.StatusOK, echo)
+	if o.sub != "" {
+		uri += "/" + o.sub
+	}
+	out := map[string]any{
+		"kind": "tm:transaction:commandsstate", "transId": t.id, "commandId": i + 1, "evalOrder": i + 1,
+		"method": o.method, "uri": uri,
+		"selfLink": fmt.Sprintf("https://localhost/mgmt/tm/transaction/%d/commands/%d?ver=15.1.8", t.id, i+1),
+	}
+	if len(o.body) > 0 {
+		// The device keeps the body to run it at commit; a passphrase in it is stored encrypted.
+		var body any
+		if json.Unmarshal(o.body, &body) == nil {
+			out["body"] = maskPassphrases(body)
+		}
+	}
+	return out
+}
+
+// maskPassphrases replaces every "passphrase" value in a decoded JSON body with the device's
+// encrypted form.
+func maskPassphrases(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			if p, ok := e.(string); ok && k == "passphrase" && p != "" {
+				out[k] = encryptedPassphrase(p)
+				continue
+			}
+			out[k] = maskPassphrases(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = maskPassphrases(e)
+		}
+		return out
+	}
+	return v
 }
 
 func (s *Sim) transactionCall(method string, u User, idText string, body []byte) (any, *apiErr) {
@@ -258,7 +311,9 @@ func (s *Sim) configSync(body []byte) (any, *apiErr) {
 	if !known {
 		return nil, missingRef("device group", "/Common/"+f[2])
 	}
-	s.synced[f[2]] = s.running.generation
+	if !s.syncDisconnected {
+		s.synced[f[2]] = s.running.generation
+	}
 	return map[string]any{"kind": "tm:cm:runstate", "command": "run", "utilCmdArgs": in.UtilCmdArgs}, nil
 }
 
@@ -269,8 +324,10 @@ func (s *Sim) apply(st *state, o op) (any, *apiErr) {
 		return s.createKey(st, o)
 	case o.collection == "sys/crypto/csr" && o.method == http.MethodPost && o.item == "":
 		return s.createCSR(st, o.body)
-	case o.collection == "sys/crypto/cert" && o.method == http.MethodPost && o.item == "":
+	case o.collection == "sys/crypto/cert" && o.method == http.MethodPost && o.item == "" && strings.Contains(string(o.body), `"command"`):
 		return s.installCert(st, o.body)
+	case o.collection == "sys/crypto/cert" && o.method == http.MethodPost && o.item == "":
+		return s.certFromKey(st, o.body)
 	case (o.collection == "sys/file/ssl-cert" || o.collection == "sys/crypto/cert") && o.method == http.MethodDelete && o.item != "":
 		return deleteCert(st, o.item)
 	case (o.collection == "sys/file/ssl-key" || o.collection == "sys/crypto/key") && o.method == http.MethodDelete && o.item != "":
@@ -280,7 +337,7 @@ func (s *Sim) apply(st *state, o op) (any, *apiErr) {
 	case o.collection == "ltm/profile/client-ssl" && o.method == http.MethodPost && o.item == "":
 		return createProfile(st, o.body)
 	case o.collection == "ltm/profile/client-ssl" && o.method == http.MethodPatch && o.item != "":
-		return patchProfile(st, o.item, o.body)
+		return s.patchProfile(st, o.item, o.body)
 	case o.collection == "ltm/profile/client-ssl" && o.method == http.MethodDelete && o.item != "":
 		return deleteProfile(st, o.item)
 	case o.collection == "ltm/virtual" && o.method == http.MethodPatch && o.item != "" && o.sub == "":
@@ -448,6 +505,9 @@ func (s *Sim) createKey(st *state, o op) (any, *apiErr) {
 			return nil, errf(http.StatusBadRequest, "01070311:3: key generation failed: %v", err)
 		}
 	}
+	if s.cfg.KeyCreateIgnoresProtection {
+		pass = ""
+	}
 	k := keyObj{path: path, signer: signer, keyType: keyType, keySize: size, curve: curve, passphrase: pass, created: time.Now()}
 	st.keys[path] = k
 	return cryptoKeyJSON(k), nil
@@ -560,6 +620,16 @@ func (s *Sim) installCert(st *state, body []byte) (any, *apiErr) {
 	if !st.folders[part] {
 		return nil, missingRef("folder", "/"+part)
 	}
+	// Installing over a certificate a profile serves with a key the new certificate is not for is
+	// refused (01070317 on 13.1, 16.1, 17.5: colin-stubbs/dehydrated-bigip#11,
+	// F5Networks/f5-ansible#1217 and #2505); a chain bundle is not checked against a key.
+	for _, prof := range sortedProfiles(st) {
+		for _, e := range prof.entries {
+			if e.cert == path && !publicKeysMatch(certs[0], st.keys[e.key].signer) {
+				return nil, mismatch(prof.path)
+			}
+		}
+	}
 	now := time.Now()
 	c, existed := st.certs[path]
 	if !existed {
@@ -569,6 +639,72 @@ func (s *Sim) installCert(st *state, body []byte) (any, *apiErr) {
 	st.certs[path] = c
 	return map[string]any{"kind": "tm:sys:crypto:cert:certstate", "command": "install", "name": short, "partition": part,
 		"fullPath": path, "from-local-file": file}, nil
+}
+
+// certFromKey is "create sys crypto cert <name> key <key> common-name <cn> lifetime <days>": a
+// self-signed certificate made on the box from an existing key. The tmsh command is how F5's
+// manuals renew a self-signed device certificate; its REST body (the tmsh options in camelCase,
+// as for sys/crypto/csr) is [UNCONFIRMED], and so is whether a protected key needs its
+// passphrase here (Config.CertFromKeyNeedsPassphrase).
+func (s *Sim) certFromKey(st *state, body []byte) (any, *apiErr) {
+	m, aerr := fields(body, "sys/crypto/cert", "name", "partition", "key", "commonName", "lifetime", "passphrase", "description")
+	if aerr != nil {
+		return nil, aerr
+	}
+	get := func(k string) string { v, _ := str(m, k); return v }
+	path, err := fullPath(get("name"), get("partition"))
+	if err != nil {
+		return nil, errf(http.StatusBadRequest, "01070022:3: %v", err)
+	}
+	part, short := splitPath(path)
+	if !st.folders[part] {
+		return nil, missingRef("folder", "/"+part)
+	}
+	if _, ok := st.certs[path]; ok {
+		return nil, exists("Certificate", path)
+	}
+	keyPath, err := fullPath(get("key"), part)
+	if err != nil || get("key") == "" {
+		return nil, errf(http.StatusBadRequest, "01070022:3: The key of certificate %s must be given.", path)
+	}
+	k, ok := st.keys[keyPath]
+	if !ok {
+		return nil, errf(http.StatusBadRequest, "01070277:3: The requested key (%s) was not found.", keyPath)
+	}
+	if k.passphrase != "" {
+		given := get("passphrase")
+		if (s.cfg.CertFromKeyNeedsPassphrase || given != "") && !passwordsEqual(given, k.passphrase) {
+			return nil, errf(http.StatusBadRequest, "01070313:3: Error reading key PEM file %s for certificate %s: error:0906A068:PEM routines:PEM_do_header:bad password read", keyPath, path)
+		}
+	}
+	cn := get("commonName")
+	if cn == "" {
+		return nil, errf(http.StatusBadRequest, "01070022:3: The common name of certificate %s must be given.", path)
+	}
+	days, convErr := strconv.Atoi(get("lifetime"))
+	if get("lifetime") == "" {
+		days, convErr = 365, nil
+	}
+	if convErr != nil || days < 1 {
+		return nil, errf(http.StatusBadRequest, "01070022:3: Invalid lifetime %q for certificate %s.", get("lifetime"), path)
+	}
+	cert, err := selfSignedWith(k.signer, cn, time.Duration(days)*24*time.Hour)
+	if err != nil {
+		return nil, errf(http.StatusBadRequest, "01070712:3: Caught SSL exception: %v", err)
+	}
+	now := time.Now()
+	st.certs[path] = certObj{path: path, certs: []*x509.Certificate{cert}, created: now, updated: now}
+	return map[string]any{"kind": "tm:sys:crypto:cert:certstate", "name": short, "partition": part, "fullPath": path,
+		"key": keyPath, "commonName": cn}, nil
+}
+
+func sortedProfiles(st *state) []profileObj {
+	paths := slices.Sorted(maps.Keys(st.clientSSL))
+	out := make([]profileObj, 0, len(paths))
+	for _, p := range paths {
+		out = append(out, st.clientSSL[p])
+	}
+	return out
 }
 
 func deleteCert(st *state, path string) (any, *apiErr) {
@@ -604,7 +740,7 @@ func (s *Sim) deleteCSR(st *state, path string) (any, *apiErr) {
 	return map[string]any{}, nil
 }
 
-var profileFields = []string{"name", "partition", "defaultsFrom", "certKeyChain", "cert", "key", "chain", "passphrase", "serverName", "sniDefault", "description"}
+var profileFields = append([]string{"name", "partition", "defaultsFrom", "certKeyChain", "cert", "key", "chain", "passphrase", "serverName", "sniDefault", "description"}, profileSettings...)
 
 func createProfile(st *state, body []byte) (any, *apiErr) {
 	m, aerr := fields(body, "ltm/profile/client-ssl", profileFields...)
@@ -639,15 +775,15 @@ func createProfile(st *state, body []byte) (any, *apiErr) {
 	if !ok {
 		return nil, missingRef("client-ssl profile", parentPath)
 	}
-	p := profileObj{path: path, defaultsFrom: parentPath, entries: parent.entries}
+	p := profileObj{path: path, defaultsFrom: parentPath, entries: parent.entries, settings: map[string]any{}}
 	if aerr := updateProfile(st, &p, m); aerr != nil {
 		return nil, aerr
 	}
 	st.clientSSL[path] = p
-	return profileJSON(p), nil
+	return profileJSON(st, p), nil
 }
 
-func patchProfile(st *state, path string, body []byte) (any, *apiErr) {
+func (s *Sim) patchProfile(st *state, path string, body []byte) (any, *apiErr) {
 	p, ok := st.clientSSL[path]
 	if !ok {
 		return nil, notFound("client-ssl profile", path)
@@ -658,6 +794,33 @@ func patchProfile(st *state, path string, body []byte) (any, *apiErr) {
 	}
 	delete(m, "name")
 	delete(m, "partition")
+	p.settings = maps.Clone(p.settings)
+	if v, ok := m["defaultsFrom"]; ok {
+		name, _ := v.(string)
+		part, _ := splitPath(path)
+		parentPath, err := fullPath(name, part)
+		if err != nil {
+			return nil, errf(http.StatusBadRequest, "01070022:3: %v", err)
+		}
+		if parentPath != p.defaultsFrom {
+			if s.cfg.ParentImmutable {
+				// [UNCONFIRMED] id and wording; see Config.ParentImmutable.
+				return nil, errf(http.StatusBadRequest, "01070734:3: Configuration error: the parent profile (defaults-from) of client-ssl profile %s cannot be changed.", path)
+			}
+			if _, ok := st.clientSSL[parentPath]; !ok {
+				return nil, missingRef("client-ssl profile", parentPath)
+			}
+			if !canReference(path, parentPath) {
+				return nil, errf(http.StatusBadRequest, "01070726:3: Client SSL profile (%s) cannot reference %s in another partition.", path, parentPath)
+			}
+			for cur := parentPath; cur != ""; cur = st.clientSSL[cur].defaultsFrom {
+				if cur == path {
+					return nil, errf(http.StatusBadRequest, "01070734:3: Configuration error: client-ssl profile %s cannot inherit from itself (through %s).", path, parentPath)
+				}
+			}
+			p.defaultsFrom = parentPath
+		}
+	}
 	if aerr := updateProfile(st, &p, m); aerr != nil {
 		return nil, aerr
 	}
@@ -668,7 +831,7 @@ func patchProfile(st *state, path string, body []byte) (any, *apiErr) {
 			return nil, aerr
 		}
 	}
-	return profileJSON(p), nil
+	return profileJSON(st, p), nil
 }
 
 // updateProfile applies certKeyChain (replacing the whole array [UNCONFIRMED: replace, not
@@ -771,9 +934,10 @@ func updateProfile(st *state, p *profileObj, m map[string]any) *apiErr {
 					return errf(http.StatusBadRequest, "01070726:3: Client SSL profile (%s) cannot reference %s in another partition.", p.path, ref)
 				}
 			}
-			// The device's exact message for a pair that does not match is [UNCONFIRMED].
+			// 01070317 is what BIG-IP 13.1, 16.1 and 17.5 answer for a profile whose pair does not
+			// match (colin-stubbs/dehydrated-bigip#11, F5Networks/f5-ansible#1217 and #2505).
 			if !publicKeysMatch(c.certs[0], k.signer) {
-				return errf(http.StatusBadRequest, "010717e6:3: Client SSL profile (%s): the certificate (%s) and key (%s) do not match.", p.path, ce.cert, ce.key)
+				return mismatch(p.path)
 			}
 			if k.passphrase != "" && e.Passphrase != "\x00keep" && !passwordsEqual(e.Passphrase, k.passphrase) {
 				return errf(http.StatusBadRequest, "01070313:3: Error reading key PEM file %s for profile %s: error:0906A068:PEM routines:PEM_do_header:bad password read", ce.key, p.path)
@@ -790,6 +954,22 @@ func updateProfile(st *state, p *profileObj, m map[string]any) *apiErr {
 			entries = append(entries, ce)
 		}
 		p.entries = entries
+	}
+	for _, k := range profileSettings {
+		if v, ok := m[k]; ok {
+			if p.settings == nil {
+				p.settings = map[string]any{}
+			}
+			p.settings[k] = v
+		}
+	}
+	if v, ok := m["caFile"].(string); ok && v != "none" && v != "" {
+		if ca := resolve(v); st.certs[ca].path == "" {
+			return missingRef("certificate", ca)
+		}
+	}
+	if v, ok := m["description"].(string); ok {
+		p.description = v
 	}
 	if v, ok := m["serverName"]; ok {
 		name, _ := v.(string)
@@ -809,15 +989,23 @@ func updateProfile(st *state, p *profileObj, m map[string]any) *apiErr {
 	return nil
 }
 
+// mismatch is the device's refusal of a profile whose certificate is not for its key.
+func mismatch(profile string) *apiErr {
+	return errf(http.StatusBadRequest, "01070317:3: profile %s's key and certificate do not match", profile)
+}
+
 func deleteProfile(st *state, path string) (any, *apiErr) {
 	if _, ok := st.clientSSL[path]; !ok {
 		return nil, notFound("client-ssl profile", path)
 	}
 	if path == "/Common/clientssl" {
+		// The id and wording of this refusal and of the next are [UNCONFIRMED].
 		return nil, errf(http.StatusBadRequest, "01070083:3: The built-in profile (%s) cannot be deleted.", path)
 	}
 	if users := st.profileInUse(path); len(users) > 0 {
-		return nil, errf(http.StatusBadRequest, "01070083:3: Cannot delete profile (%s) because it is in use by virtual server (%s).", path, users[0])
+		// As BIG-IP 13.1.1.5 and 16.1.4.1 answer (F5Networks/k8s-bigip-ctlr#1135,
+		// F5Networks/terraform-provider-bigip#914).
+		return nil, errf(http.StatusBadRequest, "01070265:3: The ClientSSL Profile (%s) cannot be deleted because it is in use by a virtual server profile (%s %s).", path, users[0], path)
 	}
 	for _, p := range st.clientSSL {
 		if p.defaultsFrom == path {

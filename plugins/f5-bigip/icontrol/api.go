@@ -91,6 +91,8 @@ type ClientSSLProfile struct {
 	Chain      string `json:"chain,omitempty"`
 	ServerName string `json:"serverName,omitempty"`
 	SniDefault string `json:"sniDefault,omitempty"`
+	// Description marks the profiles certfleet makes for its PCI keys.
+	Description string `json:"description,omitempty"`
 }
 
 // Path is the profile's full path.

@@ -66,6 +66,9 @@ type Client struct {
 	mu      sync.Mutex
 	token   string
 	secrets []string
+	// secretBytes are secrets the caller owns and clears (a PCI passphrase); the client keeps
+	// the slices, never a copy.
+	secretBytes [][]byte
 }
 
 // New returns a client; with token auth, call Login before anything else and Logout when done.
@@ -117,6 +120,16 @@ func (c *Client) AddSecret(s string) {
 	}
 }
 
+// AddSecretBytes registers a secret the caller owns and will clear, without copying it.
+func (c *Client) AddSecretBytes(b []byte) {
+	if len(b) < 4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.secretBytes = append(c.secretBytes, b)
+}
+
 // Scrub replaces every registered secret in s.
 func (c *Client) Scrub(s string) string {
 	c.mu.Lock()
@@ -124,7 +137,47 @@ func (c *Client) Scrub(s string) string {
 	for _, sec := range c.secrets {
 		s = strings.ReplaceAll(s, sec, redacted)
 	}
+	if len(c.secretBytes) > 0 {
+		b := []byte(s)
+		for _, sec := range c.secretBytes {
+			b = bytes.ReplaceAll(b, sec, []byte(redacted))
+		}
+		s = string(b)
+	}
 	return s
+}
+
+// SecretPlaceholder stands in a request body for the secret given with WithSecret.
+const SecretPlaceholder = "certfleet-icontrol-secret-placeholder"
+
+// WithSecret puts secret into the request body where SecretPlaceholder is, without making a Go
+// string of it, and clears the body once the request is done; the secret must need no JSON
+// escaping (a base64url passphrase, say).
+func WithSecret(secret []byte) Option {
+	return func(r *request) { r.secret = secret }
+}
+
+// spliceSecret replaces the quoted placeholder in body with the quoted secret, in a new slice.
+func spliceSecret(body, secret []byte) ([]byte, error) {
+	for _, ch := range secret {
+		if ch < 0x20 || ch == '"' || ch == '\\' || ch >= 0x7f || ch == '<' || ch == '>' || ch == '&' {
+			return nil, errors.New("the secret needs JSON escaping")
+		}
+	}
+	marker := []byte(SecretPlaceholder)
+	n := bytes.Count(body, marker)
+	if n == 0 {
+		return nil, errors.New("the body has no secret placeholder")
+	}
+	out := make([]byte, 0, len(body)+n*(len(secret)-len(marker)))
+	for {
+		i := bytes.Index(body, marker)
+		if i < 0 {
+			return append(out, body...), nil
+		}
+		out = append(append(out, body[:i]...), secret...)
+		body = body[i+len(marker):]
+	}
 }
 
 // Login gets a token (token auth); with basic auth it does nothing.
@@ -206,6 +259,12 @@ func (c *Client) Send(ctx context.Context, method, path string, in, out any, opt
 			return fmt.Errorf("%s %s: encode body: %w", method, path, err)
 		}
 		r.body = body
+		if r.secret != nil {
+			if r.body, err = spliceSecret(body, r.secret); err != nil {
+				return fmt.Errorf("%s %s: %w", method, path, err)
+			}
+			defer clear(r.body)
+		}
 	}
 	resp, err := c.do(ctx, r)
 	if err != nil {
@@ -263,6 +322,8 @@ type request struct {
 	contentType  string
 	header       http.Header
 	txn          int64
+	// secret goes into body in place of SecretPlaceholder (see WithSecret).
+	secret []byte
 	// noAuth: the login call itself; noRelogin: do not log in again on a token error.
 	noAuth, noRelogin bool
 }
@@ -311,6 +372,11 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 }
 
 func (c *Client) roundTrip(ctx context.Context, r request) (*response, error) {
+	if r.secret != nil {
+		if resp, ok, err := c.secretRoundTrip(ctx, r); ok {
+			return resp, err
+		}
+	}
 	target := c.cfg.BaseURL + r.path
 	if len(r.query) > 0 {
 		// BIG-IP documents $filter/$top/$skip with a literal '$'.

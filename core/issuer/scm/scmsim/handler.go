@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/smallstep/pkcs7"
 )
 
 type apiError struct {
@@ -30,20 +32,45 @@ func fail(w http.ResponseWriter, status, code int, format string, args ...any) {
 	writeJSON(w, status, apiError{Code: code, Description: fmt.Sprintf(format, args...)})
 }
 
-// Handler is the simulator's HTTP handler.
-func (s *Server) Handler() http.Handler {
+// Handler is the Admin API host's handler (token endpoint included).
+func (s *Server) Handler() http.Handler { return s.handler(adminAPI) }
+
+// handler serves one host. Each host knows only its own paths: the Admin and legacy hosts serve
+// /api/ssl/v1/* (DOC25, ADMIN), the enrollment host /api/v1/certificates* (ENR paths); anything
+// else is a 404, as a host that does not serve an API answers.
+func (s *Server) handler(sf surface) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /auth/realms/apiclients/protocol/openid-connect/token", s.token)
-	mux.HandleFunc("GET /api/ssl/v1/types", s.auth(s.types))
-	mux.HandleFunc("GET /api/ssl/v1/customFields", s.auth(s.customFields))
-	mux.HandleFunc("POST /api/ssl/v1/enroll", s.auth(s.enroll))
-	mux.HandleFunc("GET /api/ssl/v1/collect/{id}", s.auth(s.collect))
-	mux.HandleFunc("GET /api/ssl/v1/collect/{id}/{format}", s.auth(s.collect))
-	mux.HandleFunc("GET /api/ssl/v1/{id}", s.auth(s.details))
-	mux.HandleFunc("GET /api/ssl/v1", s.auth(s.list))
-	mux.HandleFunc("POST /api/ssl/v1/revoke/{id}", s.auth(s.revoke))
-	mux.HandleFunc("POST /api/ssl/v1/renewById/{id}", s.auth(s.renewByID))
-	mux.HandleFunc("POST /api/ssl/v1/replace/{id}", s.auth(s.replace))
+	route := func(pattern string, h http.HandlerFunc) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			s.mu.Lock()
+			s.calls[pattern]++
+			s.mu.Unlock()
+			h(w, r)
+		})
+	}
+	switch sf {
+	case adminAPI, legacyAPI:
+		if sf == adminAPI {
+			route("POST /auth/realms/apiclients/protocol/openid-connect/token", s.token)
+		}
+		auth := func(h http.HandlerFunc) http.HandlerFunc { return s.auth(sf, h) }
+		route("GET /api/ssl/v1/types", auth(s.types))
+		route("GET /api/ssl/v1/customFields", auth(s.customFields))
+		route("POST /api/ssl/v1/enroll", auth(s.enroll))
+		route("GET /api/ssl/v1/collect/{id}", auth(s.collect))
+		route("GET /api/ssl/v1/collect/{id}/{format}", auth(s.collect))
+		route("GET /api/ssl/v1/{id}", auth(s.details))
+		route("GET /api/ssl/v1", auth(s.list))
+		route("POST /api/ssl/v1/revoke/{id}", auth(s.revoke))
+		route("POST /api/ssl/v1/renewById/{id}", auth(s.renewByID))
+		route("POST /api/ssl/v1/replace/{id}", auth(s.replace))
+	case enrollAPI:
+		auth := func(h http.HandlerFunc) http.HandlerFunc { return s.auth(sf, h) }
+		route("POST /api/v1/certificates", auth(s.restEnroll))
+		route("GET /api/v1/certificates/{certId}", auth(s.restDownload))
+		route("GET /api/v1/certificates/{certId}/status", auth(s.restStatus))
+		route("DELETE /api/v1/certificates/{certId}", auth(s.restRevoke))
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests++
@@ -53,7 +80,17 @@ func (s *Server) Handler() http.Handler {
 		if failing {
 			s.failNext--
 		}
+		proxyPage, proxyStatus := s.proxyPages > 0, s.proxyStatus
+		if proxyPage {
+			s.proxyPages--
+		}
 		s.mu.Unlock()
+		if proxyPage {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(proxyStatus)
+			_, _ = fmt.Fprintf(w, "<html><head><title>%d</title></head><body><h1>%s</h1></body></html>", proxyStatus, http.StatusText(proxyStatus))
+			return
+		}
 		if latency > 0 {
 			select {
 			case <-time.After(latency):
@@ -72,6 +109,9 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
+// token is the Keycloak client-credentials grant (ENRDOC "Authentication": form fields client_id,
+// client_secret, grant_type=client_credentials; answer access_token and expires_in). Admin API
+// clients and REST Enrollment accounts use the same token server; a token says whose it is.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "client_credentials" {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unsupported_grant_type"})
@@ -81,46 +121,91 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if u, p, ok := r.BasicAuth(); ok {
 		id, secret = u, p
 	}
-	if want, ok := s.cfg.Clients[id]; !ok || want != secret {
+	var enroll bool
+	if want, ok := s.cfg.Clients[id]; ok && want == secret {
+		enroll = false
+	} else if acct, ok := s.cfg.EnrollAccounts[id]; ok && acct.Secret == secret {
+		enroll = true
+	} else {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": "Invalid client or Invalid client credentials"})
 		return
 	}
 	tok := randomID(24)
 	s.mu.Lock()
-	s.tokens[tok] = time.Now().Add(s.cfg.TokenLifetime)
+	s.tokens[tok] = token{expires: time.Now().Add(s.cfg.TokenLifetime), enroll: enroll, client: id}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": int(s.cfg.TokenLifetime.Seconds()), "scope": "profile"})
 }
 
-// auth accepts a live bearer token or the legacy login headers.
-func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
+// enrollAccount returns the REST account whose token the request carries.
+func (s *Server) enrollAccount(r *http.Request) EnrollAccount {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.EnrollAccounts[s.tokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")].client]
+}
+
+// auth lets in what the host accepts: the Admin host a live Admin client's bearer token (and
+// header login only when AdminAcceptsHeaderLogin), the legacy host only header login, the
+// enrollment host only a REST account's bearer token. Refusals are 401 {"code":-16,"description":
+// "Unknown user"} (DOC25 "Errors"); a bearer refusal names the token server in WWW-Authenticate
+// authorization_uri (ENRDOC "Authentication"; the header's exact syntax is UNCONFIRMED).
+func (s *Server) auth(sf surface, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
+		if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") && sf != legacyAPI {
 			s.mu.Lock()
-			exp, ok := s.tokens[strings.TrimPrefix(h, "Bearer ")]
+			tok, ok := s.tokens[strings.TrimPrefix(h, "Bearer ")]
 			s.mu.Unlock()
-			if !ok || time.Now().After(exp) {
-				// The header's syntax is assumed (UNCONFIRMED in the reference).
-				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization_uri="%s"`, s.TokenURL()))
+			if !ok || time.Now().After(tok.expires) || tok.enroll != (sf == enrollAPI) {
+				uri := s.cfg.AuthorizationURI
+				if uri == "" {
+					uri = s.TokenURL()
+				}
+				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization_uri="%s"`, uri))
 				fail(w, http.StatusUnauthorized, -16, "Unknown user")
 				return
 			}
 			next(w, r)
 			return
 		}
-		login, password, customer := r.Header.Get("login"), r.Header.Get("password"), r.Header.Get("customerUri")
-		for _, u := range s.cfg.Users {
-			if u.Login == login && u.Password == password && u.CustomerURI == customer {
-				next(w, r)
-				return
+		if sf == legacyAPI || (sf == adminAPI && s.cfg.AdminAcceptsHeaderLogin) {
+			login, password, customer := r.Header.Get("login"), r.Header.Get("password"), r.Header.Get("customerUri")
+			for _, u := range s.cfg.Users {
+				if u.Login == login && u.Password == password && u.CustomerURI == customer {
+					next(w, r)
+					return
+				}
 			}
+		}
+		if sf != legacyAPI {
+			uri := s.cfg.AuthorizationURI
+			if uri == "" {
+				uri = s.TokenURL()
+			}
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization_uri="%s"`, uri))
 		}
 		fail(w, http.StatusUnauthorized, -16, "Unknown user")
 	}
 }
 
+// types lists the profiles, of one organization when organizationId is given (DOC25 "List SSL
+// types": GET /ssl/v1/types?organizationId=N).
 func (s *Server) types(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.cfg.Profiles)
+	out := []Profile{}
+	org := r.URL.Query().Get("organizationId")
+	for _, p := range s.cfg.Profiles {
+		if org == "" || len(p.OrgIDs) == 0 || slices.Contains(p.OrgIDs, atoi(org)) {
+			out = append(out, p)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func atoi(v string) int {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 func (s *Server) customFields(w http.ResponseWriter, r *http.Request) {
@@ -139,6 +224,14 @@ type enrollRequest struct {
 		Name  string `json:"name"`
 		Value string `json:"value"`
 	} `json:"customFields"`
+}
+
+func parseCSR(der []byte) (*x509.CertificateRequest, error) {
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, err
+	}
+	return csr, csr.CheckSignature()
 }
 
 func keyTypeOf(csr *x509.CertificateRequest) (string, string) {
@@ -170,17 +263,29 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, -9, "CSR is not Base-64 encoded")
 		return
 	}
-	csr, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil || csr.CheckSignature() != nil {
+	csr, err := parseCSR(block.Bytes)
+	if err != nil {
 		fail(w, http.StatusBadRequest, -138, "Invalid CSR")
 		return
 	}
-	idx := slices.IndexFunc(s.cfg.Profiles, func(p Profile) bool { return p.ID == req.CertType })
+	// Length limits: comments ≤1024, externalRequester ≤512 (DOC25 "Request SSL certificate",
+	// ADMIN EnrollRequest); the code SCM gives for a too long field is UNCONFIRMED.
+	if len(req.Comments) > 1024 || len(req.ExternalRequester) > 512 {
+		fail(w, http.StatusBadRequest, -1, "comments must be at most 1024 and externalRequester at most 512 characters")
+		return
+	}
+	idx := slices.IndexFunc(s.cfg.Profiles, func(p Profile) bool {
+		return p.ID == req.CertType && (len(p.OrgIDs) == 0 || slices.Contains(p.OrgIDs, req.OrgID))
+	})
 	if idx < 0 {
 		fail(w, http.StatusBadRequest, -39, "Invalid certificate type id")
 		return
 	}
 	profile := s.cfg.Profiles[idx]
+	if req.Term == 0 {
+		// No term: SCM uses the profile's longest (reference §11 "Terms").
+		req.Term = slices.Max(profile.Terms)
+	}
 	if !slices.Contains(profile.Terms, req.Term) {
 		fail(w, http.StatusBadRequest, -36, "Invalid term specified")
 		return
@@ -209,7 +314,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	o := &Order{ID: s.nextID, RenewID: randomID(10), OrgID: req.OrgID, CertType: req.CertType, Term: req.Term,
 		CommonName: csr.Subject.CommonName, SANs: sans, Comments: req.Comments, ExternalRequester: req.ExternalRequester,
-		CustomFields: fields, Status: "Requested", Requested: time.Now(), CSR: csr}
+		CustomFields: fields, Status: "Requested", Requested: time.Now(), RequestedVia: "REST API", CSR: csr}
 	s.orders[o.ID] = o
 	s.nextID++
 	lose := s.loseEnroll > 0
@@ -218,16 +323,21 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if lose {
-		// The order exists, but its answer never reaches the client.
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				_ = conn.Close()
-				return
-			}
-		}
-		panic(http.ErrAbortHandler)
+		cutConnection(w)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"sslId": o.ID, "renewId": o.RenewID})
+}
+
+// cutConnection drops the connection without an answer: the order exists, but the client never
+// hears of it.
+func cutConnection(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			panic(http.ErrAbortHandler)
+		}
+	}
+	panic(http.ErrAbortHandler)
 }
 
 func (s *Server) order(w http.ResponseWriter, r *http.Request) (*Order, bool) {
@@ -291,8 +401,11 @@ func (s *Server) collect(w http.ResponseWriter, r *http.Request) {
 	case "Requested":
 		o.Collects++
 		if s.pendingForever || o.Collects <= s.cfg.PendingCollects {
-			desc := map[int]string{0: "Being processed by Sectigo", -183: "Certificate is not collectable.", -1400: "The request is being processed by Sectigo."}[s.cfg.PendingCode]
-			fail(w, http.StatusBadRequest, s.cfg.PendingCode, "%s", desc)
+			status := s.cfg.PendingHTTPStatus
+			if status == 0 {
+				status = http.StatusBadRequest
+			}
+			fail(w, status, s.cfg.PendingCode, "%s", pendingDescriptions[s.cfg.PendingCode])
 			return
 		}
 		if err := s.issue(o); err != nil {
@@ -303,6 +416,18 @@ func (s *Server) collect(w http.ResponseWriter, r *http.Request) {
 	leaf, inter, root := sdkPEM(o.Cert), sdkPEM(s.ca.Intermediate), sdkPEM(s.ca.Root)
 	var body string
 	switch format {
+	case "base64", "bin":
+		// PKCS#7: base64 (the documented default) as PEM, bin as DER (DOC25 "Collect SSL
+		// certificate" formats; reference §11).
+		der, err := pkcs7.DegenerateCertificate(slices.Concat(s.ca.Root.Raw, s.ca.Intermediate.Raw, o.Cert.Raw))
+		if err != nil {
+			fail(w, http.StatusInternalServerError, -2, "Internal error: %v", err)
+			return
+		}
+		body = string(pem.EncodeToMemory(&pem.Block{Type: "PKCS7", Bytes: der}))
+		if format == "bin" {
+			body = string(der)
+		}
 	case "x509", "pemia":
 		body = leaf + inter + root
 	case "pem", "x509R":
@@ -323,12 +448,19 @@ func (s *Server) collect(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(body))
 }
 
+// pendingDescriptions are the texts of the codes sources report for an order not yet collectable
+// (reference §3.6: osg-pki-tools/hm-edu code 0, python cert_manager -183, DOC25 table -1400,
+// -103, -109).
+var pendingDescriptions = map[int]string{0: "Being processed by Sectigo", -183: "Certificate is not collectable.",
+	-1400: "The request is being processed by Sectigo.", -103: "Certificate has not been collected yet.",
+	-109: "Certificate is not available now, please try again later."}
+
 func (s *Server) detailsOf(o *Order) map[string]any {
 	d := map[string]any{
 		"id": o.ID, "sslId": o.ID, "commonName": o.CommonName, "orgId": o.OrgID, "status": o.Status,
 		"certType": map[string]any{"id": o.CertType}, "term": o.Term, "comments": o.Comments,
 		"externalRequester": o.ExternalRequester, "subjectAlternativeNames": o.SANs,
-		"requested": o.Requested.Format("01/02/2006"), "requestedVia": "REST API",
+		"requested": o.Requested.Format("01/02/2006"), "requestedVia": o.RequestedVia,
 	}
 	if o.Cert != nil {
 		d["expires"] = o.Cert.NotAfter.Format("01/02/2006")
@@ -364,7 +496,23 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	var all []map[string]any
 	for id := 1000; id < s.nextID; id++ {
 		o := s.orders[id]
+		// Filters of GET /ssl/v1 (DOC25 "List SSL certificates"; reference §3.5).
 		if cn := q.Get("commonName"); cn != "" && !strings.EqualFold(cn, o.CommonName) {
+			continue
+		}
+		if v := q.Get("status"); v != "" && !strings.EqualFold(v, o.Status) {
+			continue
+		}
+		if v := q.Get("sslTypeId"); v != "" && atoi(v) != o.CertType {
+			continue
+		}
+		if v := q.Get("orgId"); v != "" && atoi(v) != o.OrgID {
+			continue
+		}
+		if v := q.Get("externalRequester"); v != "" && !strings.EqualFold(v, o.ExternalRequester) {
+			continue
+		}
+		if v := q.Get("requestedVia"); v != "" && !strings.EqualFold(v, o.RequestedVia) {
 			continue
 		}
 		all = append(all, map[string]any{"sslId": o.ID, "commonName": o.CommonName, "subjectAlternativeNames": o.SANs})
@@ -384,6 +532,10 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil || req.Reason == "" {
 		fail(w, http.StatusBadRequest, -7, "reason is required but missing")
+		return
+	}
+	if len(req.Reason) > 512 { // reason 1..512 (DOC25 "Revoke SSL certificate"); the code is UNCONFIRMED
+		fail(w, http.StatusBadRequest, -1, "reason must be at most 512 characters")
 		return
 	}
 	// reasonCode is a number in one document and a string in another: accept both.

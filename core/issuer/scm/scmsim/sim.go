@@ -1,10 +1,15 @@
-// Package scmsim is a Sectigo Certificate Manager simulator: a real HTTPS server speaking the SSL
-// REST API as ../shared/reference/scm-api.md documents it (OAuth2 token endpoint, legacy header
-// and bearer auth, profiles, custom fields, enroll, collect in every PEM-capable format, details,
-// list, revoke, renewById, replace), validating as SCM does and issuing real certificates from a
-// test root → intermediate chain. It records every order so tests can count them, and injects
-// faults: latency, bursts of 5xx/429, token expiry, lost enroll responses, approval that never
-// comes, declined and out-of-band revoked orders.
+// Package scmsim is a Sectigo Certificate Manager simulator: real HTTPS servers speaking SCM's
+// APIs as ../shared/reference/scm-api.md and docs/reference-notes/scm.md document them, each on
+// its own host (port), as the real service does:
+//   - the Admin API (https://admin.{instance}.sectigo.com/api/, OAuth2 bearer only),
+//   - the legacy SSL API (https://cert-manager.com/api/, login/password/customerUri headers only),
+//   - the REST Enrollment API of a REST account (https://{customer}.enroll.{instance}.sectigo.com,
+//     /api/v1/certificates, bearer tokens of REST accounts only),
+//
+// with an OAuth2 token endpoint. It validates as SCM does, issues real certificates from a test
+// root → intermediate chain, records every order so tests can count them, counts calls per
+// endpoint, and injects faults: latency, bursts of 5xx/429, token expiry, lost enroll responses,
+// approval that never comes, declined and out-of-band revoked orders.
 package scmsim
 
 import (
@@ -31,6 +36,10 @@ type Profile struct {
 	Name     string              `json:"name"`
 	Terms    []int               `json:"terms"`
 	KeyTypes map[string][]string `json:"keyTypes"`
+	// OrgIDs limits the profile to these organizations (none: every organization). GET
+	// /ssl/v1/types takes an organizationId filter (DOC25 "List SSL types"), so profiles can differ
+	// per organization; two organizations may hold profiles of the same name.
+	OrgIDs []int `json:"-"`
 }
 
 // CustomField is an organization's custom field.
@@ -45,37 +54,89 @@ type LegacyUser struct {
 	Login, Password, CustomerURI string
 }
 
+// EnrollAccount is a REST account of an SSL enrollment endpoint (Enrollment → REST → Accounts):
+// the endpoint fixes the organization, the profile and the term; the client only sends a CSR and a
+// few fields (docs.sectigo.com "Understanding REST endpoints"; ENR SslEnrollRequest).
+type EnrollAccount struct {
+	Secret    string
+	OrgID     int
+	ProfileID int
+	// Term in days; zero: the profile's longest term.
+	Term int
+}
+
 // Config of a simulator.
 type Config struct {
 	OrgIDs       []int
 	Profiles     []Profile
 	CustomFields []CustomField
-	// Clients are OAuth2 client ids and secrets.
+	// Clients are Admin API OAuth2 client ids and secrets.
 	Clients map[string]string
 	Users   []LegacyUser
+	// EnrollAccounts are REST Enrollment accounts by client id.
+	EnrollAccounts map[string]EnrollAccount
 	// TokenLifetime of access tokens (expires_in).
 	TokenLifetime time.Duration
 	// PendingCollects is how many collects answer "being processed" before an order issues.
 	PendingCollects int
-	// PendingCode is the code of that answer (0, -183 or -1400; the reference cannot say which
-	// one a tenant returns, so it is configurable). UNCONFIRMED.
+	// PendingCode is the code of that answer on the Admin/legacy API (0, -183, -1400, -103, -109:
+	// every one is reported by a source, none says which a tenant returns). UNCONFIRMED.
 	PendingCode int
+	// PendingHTTPStatus is the HTTP status of that answer: 400 (osg-pki-tools, hm-edu, python
+	// cert_manager tests) or 404 (the Admin OpenAPI lists both for collect). UNCONFIRMED; 400 when zero.
+	PendingHTTPStatus int
+	// EnrollPendingCode is the code of a REST Enrollment download while pending: ENR documents
+	// "404 ... code -103 or -109"; -103 when zero.
+	EnrollPendingCode int
+	// AdminAcceptsHeaderLogin lets the Admin API host take the legacy login headers too. Sectigo's
+	// Admin API getting-started page pairs OAuth2 with admin.{instance}.sectigo.com and header
+	// login with cert-manager.com; whether the admin host refuses headers is UNCONFIRMED (off:
+	// it refuses them).
+	AdminAcceptsHeaderLogin bool
+	// EnrollAcceptsPEMCSR lets the Enrollment API take a PEM CSR with BEGIN/END lines. ENR says
+	// "single line Base64 PKCS#10" and ENRDOC "no BEGIN/END lines"; whether the service refuses
+	// PEM is UNCONFIRMED (off: it refuses it).
+	EnrollAcceptsPEMCSR bool
+	// AuthorizationURI overrides the authorization_uri a 401 names (tests of where a client
+	// sends its secret).
+	AuthorizationURI string
 	// Validity overrides the term (days) when set, for tests of renewal windows.
 	Validity time.Duration
+	// Now is the simulator's clock (time.Now when nil); it sets the longest public term.
+	Now func() time.Time
 }
 
-// DefaultConfig has one organization, two profiles, one optional custom field, an OAuth2 client
-// and a legacy user.
+// PublicTermLimit is the longest term in days a public TLS profile allows on date: 199 since SCM
+// 26.1 (Sectigo KB "Update SSL certificate profiles to a 199-day validity period"; CA/B Forum
+// ballot SC-081: 200 days from 2026-03-15), 100 from 2027-03-15 and 47 from 2029-03-15 (SC-081).
+func PublicTermLimit(date time.Time) int {
+	switch {
+	case !date.Before(time.Date(2029, 3, 15, 0, 0, 0, 0, time.UTC)):
+		return 47
+	case !date.Before(time.Date(2027, 3, 15, 0, 0, 0, 0, time.UTC)):
+		return 100
+	case !date.Before(time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC)):
+		return 199
+	}
+	return 398
+}
+
+// DefaultConfig has two organizations, three profiles (public OV and EV limited to today's
+// longest public term, and an OV profile of the other organization with the same name), one
+// optional custom field, an Admin OAuth2 client, a legacy user and a REST Enrollment account.
 func DefaultConfig() Config {
+	limit := PublicTermLimit(time.Now())
 	return Config{
-		OrgIDs: []int{1234},
+		OrgIDs: []int{1234, 5678},
 		Profiles: []Profile{
-			{ID: 101, Name: "OV SSL", Terms: []int{365, 730}, KeyTypes: map[string][]string{"RSA": {"2048", "3072", "4096"}, "EC": {"P-256", "P-384"}}},
-			{ID: 102, Name: "EV SSL", Terms: []int{365}, KeyTypes: map[string][]string{"RSA": {"2048", "4096"}}},
+			{ID: 101, Name: "OV SSL", Terms: []int{90, limit}, KeyTypes: map[string][]string{"RSA": {"2048", "3072", "4096"}, "EC": {"P-256", "P-384"}}, OrgIDs: []int{1234}},
+			{ID: 102, Name: "EV SSL", Terms: []int{limit}, KeyTypes: map[string][]string{"RSA": {"2048", "4096"}}, OrgIDs: []int{1234}},
+			{ID: 201, Name: "OV SSL", Terms: []int{limit}, KeyTypes: map[string][]string{"RSA": {"2048"}}, OrgIDs: []int{5678}},
 		},
 		CustomFields:    []CustomField{{ID: 54, Name: "cost-center", Mandatory: false}},
 		Clients:         map[string]string{"certfleet-sim": "certfleet-sim-client-secret"},
 		Users:           []LegacyUser{{Login: "api-user", Password: "api-user-sim-password", CustomerURI: "simcorp"}},
+		EnrollAccounts:  map[string]EnrollAccount{"certfleet-sim-rest": {Secret: "certfleet-sim-rest-secret", OrgID: 1234, ProfileID: 101}},
 		TokenLifetime:   5 * time.Minute,
 		PendingCollects: 1,
 	}
@@ -83,7 +144,9 @@ func DefaultConfig() Config {
 
 // Order is one enrollment, as recorded.
 type Order struct {
-	ID                int
+	ID int
+	// CertID is the order's id on the REST Enrollment API (empty for Admin API orders).
+	CertID            string
 	RenewID           string
 	OrgID             int
 	CertType          int
@@ -95,11 +158,22 @@ type Order struct {
 	CustomFields      map[string]string
 	Status            string // Requested, Issued, Declined, Revoked, Replaced
 	Requested         time.Time
+	RequestedVia      string
 	CSR               *x509.CertificateRequest
 	Cert              *x509.Certificate
 	Collects          int
 	RevokeReason      int
+	RevokeMessage     string
 }
+
+// surface is one of the simulated hosts; each accepts only its own credentials and paths.
+type surface int
+
+const (
+	adminAPI surface = iota
+	legacyAPI
+	enrollAPI
+)
 
 // Server is a running simulator.
 type Server struct {
@@ -107,13 +181,13 @@ type Server struct {
 	ca       *conformance.TestCA
 	tlsCAPEM string
 	tlsCert  tls.Certificate
-	srv      *http.Server
-	ln       net.Listener
+	servers  []*http.Server
+	lns      map[surface]net.Listener
 
 	mu             sync.Mutex
 	orders         map[int]*Order
 	nextID         int
-	tokens         map[string]time.Time
+	tokens         map[string]token
 	latency        time.Duration
 	failNext       int
 	failStatus     int
@@ -121,6 +195,16 @@ type Server struct {
 	loseEnroll     int
 	pendingForever bool
 	requests       int
+	calls          map[string]int
+	proxyPages     int
+	proxyStatus    int
+}
+
+// token is an issued access token and whose it is.
+type token struct {
+	expires time.Time
+	enroll  bool // a REST Enrollment account's token (else an Admin API client's)
+	client  string
 }
 
 // New builds a simulator; Start serves it.
@@ -129,39 +213,62 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, ca: ca, orders: map[int]*Order{}, nextID: 1000, tokens: map[string]time.Time{}}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, ca: ca, orders: map[int]*Order{}, nextID: 1000, tokens: map[string]token{}, calls: map[string]int{},
+		lns: map[surface]net.Listener{}}
 	if s.tlsCAPEM, s.tlsCert, err = simtls.ServerIdentity("scmsim TLS root"); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// Start listens on addr (e.g. "127.0.0.1:0") with TLS.
+// Start serves the Admin API (and the token endpoint) on addr (e.g. "127.0.0.1:0") and the
+// legacy and REST Enrollment APIs on further ports of the same host, all with TLS.
 func (s *Server) Start(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("scm simulator listen %s: %w", addr, err)
+		return fmt.Errorf("scm simulator address %s: %w", addr, err)
 	}
-	s.ln = ln
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0),
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{s.tlsCert}, MinVersion: tls.VersionTLS12}}
-	go func() { _ = s.srv.ServeTLS(ln, "", "") }()
+	for _, sf := range []surface{adminAPI, legacyAPI, enrollAPI} {
+		a := addr
+		if sf != adminAPI {
+			a = net.JoinHostPort(host, "0")
+		}
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("scm simulator listen %s: %w", a, err)
+		}
+		s.lns[sf] = ln
+		srv := &http.Server{Handler: s.handler(sf), ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0),
+			TLSConfig: &tls.Config{Certificates: []tls.Certificate{s.tlsCert}, MinVersion: tls.VersionTLS12}}
+		s.servers = append(s.servers, srv)
+		go func() { _ = srv.ServeTLS(ln, "", "") }()
+	}
 	return nil
 }
 
-// Close stops the server.
+// Close stops the servers.
 func (s *Server) Close() {
-	if s.srv != nil {
-		_ = s.srv.Close()
+	for _, srv := range s.servers {
+		_ = srv.Close()
 	}
 }
 
-// URL is the API base, ending in /api/.
-func (s *Server) URL() string { return "https://" + s.ln.Addr().String() + "/api/" }
+// URL is the Admin API base (OAuth2), ending in /api/.
+func (s *Server) URL() string { return "https://" + s.lns[adminAPI].Addr().String() + "/api/" }
+
+// LegacyURL is the legacy SSL API base (header login), ending in /api/.
+func (s *Server) LegacyURL() string { return "https://" + s.lns[legacyAPI].Addr().String() + "/api/" }
+
+// EnrollURL is the REST Enrollment endpoint's URL as SCM shows it (Enrollment → REST → URL).
+func (s *Server) EnrollURL() string { return "https://" + s.lns[enrollAPI].Addr().String() }
 
 // TokenURL is the OAuth2 token endpoint.
 func (s *Server) TokenURL() string {
-	return "https://" + s.ln.Addr().String() + "/auth/realms/apiclients/protocol/openid-connect/token"
+	return "https://" + s.lns[adminAPI].Addr().String() + "/auth/realms/apiclients/protocol/openid-connect/token"
 }
 
 // TLSCACertPEM is the CA of the server's HTTPS certificate.
@@ -172,6 +279,13 @@ func (s *Server) RootPEM() string { return sdkPEM(s.ca.Root) }
 
 // Config returns the configuration it runs with.
 func (s *Server) Config() Config { return s.cfg }
+
+// Calls counts the requests served per route, e.g. "GET /api/ssl/v1/{id}".
+func (s *Server) Calls(route string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[route]
+}
 
 // Orders returns a copy of every order, oldest first.
 func (s *Server) Orders() []Order {
@@ -204,10 +318,18 @@ func (s *Server) FailNext(n, status, retryAfter int) {
 	s.mu.Unlock()
 }
 
+// ProxyPageNext answers the next n API requests with status and an HTML page, as a proxy or
+// load balancer in front of SCM does; the body carries no SCM error code.
+func (s *Server) ProxyPageNext(n, status int) {
+	s.mu.Lock()
+	s.proxyPages, s.proxyStatus = n, status
+	s.mu.Unlock()
+}
+
 // ExpireTokens makes every access token issued so far invalid.
 func (s *Server) ExpireTokens() {
 	s.mu.Lock()
-	s.tokens = map[string]time.Time{}
+	s.tokens = map[string]token{}
 	s.mu.Unlock()
 }
 
