@@ -218,15 +218,13 @@ type fault struct {
 
 // Sim is a simulated appliance.
 type Sim struct {
-	cfg Config
-	// servedFaults: see ServeLeafOnly and FreezeServed.
-	servedFaults simtls.ServedFaults
-	ca           *simtls.Authority
-	srv          *http.Server
-	plain        *http.Server // StartPlainHTTP's, guarded by mu
-	ln           net.Listener
-	wg           sync.WaitGroup
-	close        sync.Once
+	cfg   Config
+	ca    *simtls.Authority
+	srv   *http.Server
+	plain *http.Server // StartPlainHTTP's, guarded by mu
+	ln    net.Listener
+	wg    sync.WaitGroup
+	close sync.Once
 
 	mu        sync.Mutex
 	parts     map[string]*partition
@@ -236,6 +234,9 @@ type Sim struct {
 	failSaves int
 	calls     []string
 	conns     map[net.Conn]struct{} // open connections to vserver listeners
+
+	// servedFaults: see ServeLeafOnly and FreezeServed.
+	servedFaults simtls.ServedFaults
 }
 
 // New builds a simulator from cfg; Start runs it.
