@@ -186,10 +186,23 @@ type VerifyRow struct {
 }
 
 // VerifyServed checks, over TLS, what the selected certificates' endpoints serve against what
-// was deployed, and records each check for status. It changes nothing on any device.
+// was deployed, and records each check for status. It changes nothing on any device. While a run
+// holds the state lock the checks are made and reported but not recorded, so a monitoring probe
+// never waits for a run nor overwrites what the run records.
 func (e *Engine) VerifyServed(ctx context.Context, names []string) ([]VerifyRow, error) {
 	certs, err := e.selected(names)
 	if err != nil {
+		return nil, err
+	}
+	record := true
+	unlock, err := e.opts.Store.Lock(ctx)
+	switch {
+	case err == nil:
+		defer unlock()
+	case errors.Is(err, state.ErrLocked):
+		record = false
+		e.log.Warn("a run holds the state lock: the checks are not recorded for status", "error", err)
+	default:
 		return nil, err
 	}
 	deployments, err := e.opts.Store.Deployments(ctx)
@@ -228,9 +241,11 @@ func (e *Engine) VerifyServed(ctx context.Context, names []string) ([]VerifyRow,
 		}
 		check := e.checkServed(ctx, endpoints, d.CertPEM, d.ChainPEM)
 		row.Check = &check
-		d.ServedCheck = &check
-		if err := e.opts.Store.SaveDeployment(context.WithoutCancel(ctx), d); err != nil {
-			return rows, err
+		if record {
+			d.ServedCheck = &check
+			if err := e.opts.Store.SaveDeployment(context.WithoutCancel(ctx), d); err != nil {
+				return rows, err
+			}
 		}
 		rows = append(rows, row)
 	}
