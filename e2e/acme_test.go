@@ -146,8 +146,16 @@ func revokeOutOfBand(t *testing.T, f *fleet, pebble *pebblesim.Server, cert *x50
 	}
 }
 
-// ageRevocationChecks makes every deployment due for a CA check.
+// ageRevocationChecks makes every deployment due for a CA check, as if hours had passed: the
+// revocation check interval and the CA's renewal-information Retry-After are both over.
 func (f *fleet) ageRevocationChecks(t *testing.T) {
+	t.Helper()
+	f.ageCAChecks(t, true)
+}
+
+// ageCAChecks makes the revocation check interval pass; the CA's renewal-information
+// Retry-After too when ari is set.
+func (f *fleet) ageCAChecks(t *testing.T, ari bool) {
 	t.Helper()
 	s := f.openState()
 	ds, err := s.Deployments(context.Background())
@@ -156,6 +164,9 @@ func (f *fleet) ageRevocationChecks(t *testing.T) {
 	}
 	for _, d := range ds {
 		d.RevocationCheckedAt = time.Time{}
+		if ari {
+			d.RenewalInfoRetryAt = time.Time{}
+		}
 		if err := s.SaveDeployment(context.Background(), d); err != nil {
 			t.Fatal(err)
 		}
@@ -163,20 +174,138 @@ func (f *fleet) ageRevocationChecks(t *testing.T) {
 	s.Close()
 }
 
-func TestACMECrashBetweenOrderAndFinalizeResumesWithOneOrder(t *testing.T) {
+func (f *fleet) deployment(t *testing.T, name string) state.Deployment {
+	t.Helper()
+	s := f.openState()
+	defer s.Close()
+	d, ok, err := s.Deployment(context.Background(), name)
+	if err != nil || !ok {
+		t.Fatalf("deployment of %s: %v (found %v)", name, err, ok)
+	}
+	return d
+}
+
+// TestACMERenewsAtTheChosenTimeInsideTheARIWindow: RFC 9773 §4.2 — renew at a time chosen
+// uniformly inside the CA's window (not at its start), the same time on every run.
+func TestACMERenewsAtTheChosenTimeInsideTheARIWindow(t *testing.T) {
 	f, pebble := acmeFleet(t, map[string][]string{"web1": {"www"}})
-	_, res := f.run([]string{"CERTFLEET_CRASH_AFTER_STEP=submitted"})
-	if res.code == 0 {
-		t.Fatalf("the run was to be killed after placing the order:\n%s", res.stderr)
+	if report, res := f.run(nil); res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed {
+		t.Fatalf("enroll: exit %d, %+v", res.code, report.Results)
 	}
-	if pebble.Orders() != 1 {
-		t.Fatalf("%d orders after the crash", pebble.Orders())
+	// The window opened a minute ago and lasts 80 days: its start has passed, the chosen time
+	// (almost surely) has not.
+	now := time.Now()
+	start, end := now.Add(-time.Minute), now.Add(80*24*time.Hour)
+	if err := pebble.SetRenewalWindow(f.live("web1", "www"), start, end); err != nil {
+		t.Fatal(err)
 	}
+	f.ageRevocationChecks(t)
 	report, res := f.run(nil)
-	if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed {
-		t.Fatalf("resumed run: exit %d, %+v", res.code, report.Results)
+	if res.code != 0 || outcomes(report)["www"] != state.OutcomeUnchanged || pebble.Orders() != 1 {
+		t.Fatalf("window open, chosen time ahead: exit %d, %+v, %d orders; want unchanged", res.code, report.Results, pebble.Orders())
 	}
-	if pebble.Orders() != 1 {
-		t.Fatalf("%d orders: the resumed run placed another", pebble.Orders())
+	d := f.deployment(t, "www")
+	want := issuer.RenewalWindow{Start: d.RenewalWindowStart, End: d.RenewalWindowEnd}.RenewAt(d.Fingerprint)
+	if d.RenewalWindowStart.Sub(start).Abs() > time.Second {
+		t.Fatalf("recorded window start %s, set %s", d.RenewalWindowStart, start)
+	}
+	if !d.RenewalAt.Equal(want) || !d.RenewalAt.After(now) || d.RenewalAt.After(end) {
+		t.Fatalf("renewal time %s, want %s inside %s – %s", d.RenewalAt, want, d.RenewalWindowStart, d.RenewalWindowEnd)
+	}
+
+	// Asked again (hours later): the same time, still not due.
+	f.ageRevocationChecks(t)
+	asked := pebble.RenewalInfoRequests()
+	report, res = f.run(nil)
+	if res.code != 0 || outcomes(report)["www"] != state.OutcomeUnchanged || pebble.RenewalInfoRequests() != asked+1 {
+		t.Fatalf("second look: exit %d, %+v, %d renewalInfo requests (was %d)", res.code, report.Results, pebble.RenewalInfoRequests(), asked)
+	}
+	if again := f.deployment(t, "www").RenewalAt; !again.Equal(d.RenewalAt) {
+		t.Fatalf("renewal time moved from %s to %s with the window unchanged", d.RenewalAt, again)
+	}
+
+	// The CA moves the window into the past: the time chosen in it has come.
+	if err := pebble.SetRenewalWindow(f.live("web1", "www"), now.Add(-2*time.Hour), now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	f.ageRevocationChecks(t)
+	report, res = f.run(nil)
+	if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed || !strings.Contains(reasonOf(report, "www"), "ARI") {
+		t.Fatalf("window passed: exit %d, %+v", res.code, report.Results)
+	}
+}
+
+// TestACMERenewalInfoRetryAfterIsHonoured: the CA's Retry-After on renewalInfo (Pebble: 6 h) is
+// kept; no run asks again before it, even when the revocation check is due.
+func TestACMERenewalInfoRetryAfterIsHonoured(t *testing.T) {
+	f, pebble := acmeFleet(t, map[string][]string{"web1": {"www"}})
+	if report, res := f.run(nil); res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed {
+		t.Fatalf("enroll: exit %d, %+v", res.code, report.Results)
+	}
+	f.ageRevocationChecks(t)
+	before := time.Now()
+	if _, res := f.run(nil); res.code != 0 || pebble.RenewalInfoRequests() != 1 {
+		t.Fatalf("first CA check: exit %d, %d renewalInfo requests, want 1", res.code, pebble.RenewalInfoRequests())
+	}
+	f.ageCAChecks(t, false) // the revocation check is due again, the Retry-After is not over
+	if _, res := f.run(nil); res.code != 0 || pebble.RenewalInfoRequests() != 1 {
+		t.Fatalf("before Retry-After: exit %d, %d renewalInfo requests, want still 1", res.code, pebble.RenewalInfoRequests())
+	}
+	d := f.deployment(t, "www")
+	if got := d.RenewalInfoRetryAt.Sub(before); got < 6*time.Hour-time.Minute || got > 6*time.Hour+time.Minute {
+		t.Fatalf("next renewalInfo request allowed %s after the check, want Pebble's 6h", got)
+	}
+	f.ageCAChecks(t, true)
+	if _, res := f.run(nil); res.code != 0 || pebble.RenewalInfoRequests() != 2 {
+		t.Fatalf("after Retry-After: exit %d, %d renewalInfo requests, want 2", res.code, pebble.RenewalInfoRequests())
+	}
+}
+
+// TestACMERateLimitHoldsTheNextAttempt: a rateLimited newOrder's Retry-After holds the
+// operation: runs before it call no CA and say until when; the first run after it orders.
+func TestACMERateLimitHoldsTheNextAttempt(t *testing.T) {
+	f, pebble := acmeFleet(t, map[string][]string{"web1": {"www"}})
+	pebble.RateLimitNewOrders("3600")
+	report, res := f.run(nil)
+	if res.code != 1 || outcomes(report)["www"] != state.OutcomeFailed || pebble.RateLimitedOrders() != 1 {
+		t.Fatalf("rate limited: exit %d, %+v, %d refused orders", res.code, report.Results, pebble.RateLimitedOrders())
+	}
+	errText := errorOf(report, "www")
+
+	// The limit is lifted at the CA, but the hour is not over: no call, pending, with the time.
+	pebble.RateLimitNewOrders("")
+	report, res = f.run(nil)
+	if res.code != 3 || outcomes(report)["www"] != state.OutcomePending || pebble.RateLimitedOrders() != 1 || pebble.Orders() != 0 {
+		t.Fatalf("held run: exit %d, %+v, %d refused, %d orders", res.code, report.Results, pebble.RateLimitedOrders(), pebble.Orders())
+	}
+	s := f.openState()
+	ops, err := s.OpenOperations(context.Background())
+	s.Close()
+	if err != nil || ops["www"] == nil {
+		t.Fatalf("open operations: %v %v", ops, err)
+	}
+	until := ops["www"].RetryNotBefore
+	if got := time.Until(until); got < 58*time.Minute || got > time.Hour {
+		t.Fatalf("held until %s (in %s), want the CA's 1h", until, got)
+	}
+	stamp := until.UTC().Format(time.RFC3339)
+	if !strings.Contains(errText, "next attempt after "+stamp) {
+		t.Fatalf("the rate-limited run does not say when it tries again: %q", errText)
+	}
+	if !strings.Contains(errorOf(report, "www"), stamp) || !strings.Contains(reasonOf(report, "www"), "held until "+stamp) {
+		t.Fatalf("held run does not say until when: reason %q, error %q", reasonOf(report, "www"), errorOf(report, "www"))
+	}
+
+	// The hour passes: the next run orders, once.
+	s = f.openState()
+	op := ops["www"]
+	op.RetryNotBefore = time.Now().Add(-time.Second)
+	if err := s.SaveOperation(context.Background(), op); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	report, res = f.run(nil)
+	if res.code != 0 || outcomes(report)["www"] != state.OutcomeDeployed || pebble.Orders() != 1 {
+		t.Fatalf("after the hold: exit %d, %+v, %d orders", res.code, report.Results, pebble.Orders())
 	}
 }

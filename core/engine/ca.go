@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"crypto/x509"
 	"sync"
+	"time"
 
 	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/state"
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
@@ -50,13 +53,9 @@ func (e *Engine) refreshCAView(ctx context.Context, names []string) error {
 				d.Revoked = true
 				e.progress(c, "the CA reports the certificate revoked")
 			}
-			if advisor, ok := iss.(issuer.RenewalAdvisor); ok {
+			if advisor, ok := iss.(issuer.RenewalAdvisor); ok && !now.Before(d.RenewalInfoRetryAt) {
 				if leaf, err := sdk.ParseCertificatePEM(d.CertPEM); err == nil {
-					if w, err := advisor.RenewalWindow(ctx, leaf); err == nil {
-						d.RenewalWindowStart, d.RenewalWindowEnd, d.RenewalInfoAt = w.Start, w.End, now
-					} else {
-						e.log.Warn("could not get renewal information", "certificate", c.Name, "error", e.opts.Redact(err.Error()))
-					}
+					e.recordRenewalInfo(ctx, advisor, leaf, &d, now)
 				}
 			}
 			d.RevocationCheckedAt = now
@@ -67,4 +66,21 @@ func (e *Engine) refreshCAView(ctx context.Context, names []string) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// recordRenewalInfo asks the CA when to renew (ARI) and records the window, the time chosen
+// inside it and when the CA may be asked again. A CA's Retry-After is kept even when it
+// refuses (RFC 9773 §4.3: no request before it).
+func (e *Engine) recordRenewalInfo(ctx context.Context, advisor issuer.RenewalAdvisor, leaf *x509.Certificate, d *state.Deployment, now time.Time) {
+	w, err := advisor.RenewalWindow(ctx, leaf)
+	if err != nil {
+		if wait := issuer.RetryAfterOf(err); wait > 0 {
+			d.RenewalInfoRetryAt = now.Add(wait)
+		}
+		e.log.Warn("could not get renewal information", "certificate", d.Certificate, "error", e.opts.Redact(err.Error()))
+		return
+	}
+	d.RenewalWindowStart, d.RenewalWindowEnd, d.RenewalInfoAt = w.Start, w.End, now
+	d.RenewalAt = w.RenewAt(d.Fingerprint)
+	d.RenewalInfoRetryAt = now.Add(w.RetryAfter)
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certfleet/certfleet/core/issuer"
 	"github.com/certfleet/certfleet/core/state"
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
@@ -105,6 +106,10 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 			if item.op.LastError != "" {
 				item.Reason += ": " + item.op.LastError
 			}
+			if now.Before(item.op.RetryNotBefore) {
+				item.Reason = fmt.Sprintf("%s held until %s by the CA's Retry-After: %s", item.op.Action,
+					item.op.RetryNotBefore.UTC().Format(time.RFC3339), item.op.LastError)
+			}
 		case inv.err != nil:
 			item.Action, item.Error = ActionUnknown, e.opts.Redact(inv.err.Error())
 			item.Reason = "device could not be inspected"
@@ -178,6 +183,15 @@ func (inv inventory) bound(b sdk.Binding, certRef string) bool {
 	return slices.Contains(inv.boundAt[bindingKey(b)], certRef)
 }
 
+// ariRenewAt is when the CA's renewal window (ARI) makes the deployment due: the time chosen in
+// the window (RFC 9773 §4.2), or the time it would choose for a record that predates the choice.
+func ariRenewAt(d *state.Deployment) time.Time {
+	if d.RenewalWindowStart.IsZero() || !d.RenewalAt.IsZero() {
+		return d.RenewalAt
+	}
+	return issuer.RenewalWindow{Start: d.RenewalWindowStart, End: d.RenewalWindowEnd}.RenewAt(d.Fingerprint)
+}
+
 // renewAt is when a certificate with the given validity becomes due.
 func renewAt(c Certificate, notBefore, notAfter time.Time) time.Time {
 	if c.RenewFraction > 0 {
@@ -213,8 +227,9 @@ func decide(c Certificate, d *state.Deployment, inv inventory, force bool, now t
 	if due := renewAt(c, d.NotBefore, d.NotAfter); !now.Before(due) {
 		return ActionRenew, fmt.Sprintf("expires in %d days (renewal window opened %s)", days(d.NotAfter.Sub(now)), due.UTC().Format("2006-01-02"))
 	}
-	if !d.RenewalWindowStart.IsZero() && !now.Before(d.RenewalWindowStart) {
-		return ActionRenew, fmt.Sprintf("the CA suggests renewal from %s (ARI)", d.RenewalWindowStart.UTC().Format(time.RFC3339))
+	if at := ariRenewAt(d); !at.IsZero() && !now.Before(at) {
+		return ActionRenew, fmt.Sprintf("the CA suggests renewal between %s and %s (ARI); the time chosen in it, %s, has come",
+			d.RenewalWindowStart.UTC().Format(time.RFC3339), d.RenewalWindowEnd.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
 	}
 	var drift []string
 	for _, b := range c.Bindings {

@@ -74,6 +74,17 @@ func TestDecide(t *testing.T) {
 			d: deployed(nil), inv: healthy, action: ActionRebind, reason: "live-link/api serves nothing"},
 		{name: "ARI window open", d: deployed(func(d *state.Deployment) { d.RenewalWindowStart = now.Add(-time.Hour) }), inv: healthy,
 			action: ActionRenew, reason: "the CA suggests renewal"},
+		// RFC 9773 §4.2: renew at the time chosen inside the window, not at its start.
+		{name: "ARI window open, chosen time ahead", d: deployed(func(d *state.Deployment) {
+			d.RenewalWindowStart, d.RenewalWindowEnd, d.RenewalAt = now.Add(-time.Hour), now.Add(47*time.Hour), now.Add(20*time.Hour)
+		}), inv: healthy, action: ActionNone, reason: "valid for 60 more days"},
+		{name: "ARI chosen time come", d: deployed(func(d *state.Deployment) {
+			d.RenewalWindowStart, d.RenewalWindowEnd, d.RenewalAt = now.Add(-21*time.Hour), now.Add(27*time.Hour), now.Add(-time.Minute)
+		}), inv: healthy, action: ActionRenew, reason: "the CA suggests renewal"},
+		// A record from before the choice was stored: the same choice is derived from it.
+		{name: "ARI window open, no stored choice", d: deployed(func(d *state.Deployment) {
+			d.RenewalWindowStart, d.RenewalWindowEnd = now.Add(-time.Minute), now.Add(30*24*time.Hour)
+		}), inv: healthy, action: ActionNone, reason: "valid for"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cert := testCert()

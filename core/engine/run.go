@@ -55,6 +55,19 @@ func (r Report) ExitCode() int {
 // errPending ends a certificate's work for this run while its order is still being processed.
 var errPending = errors.New("the order is still pending at the CA")
 
+// heldError: the CA asked not to be called about this operation before until (its Retry-After on
+// a refusal); the run reports the certificate pending, with that time.
+type heldError struct {
+	until time.Time
+	last  string
+}
+
+func (h *heldError) Error() string {
+	return fmt.Sprintf("held until %s by the CA's Retry-After (%s)", h.until.UTC().Format(time.RFC3339), h.last)
+}
+
+func (h *heldError) Is(target error) bool { return target == errPending }
+
 // Run plans and carries out the plan. Each certificate's failure is its own: the others go on.
 func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	if ro.DryRun {
@@ -216,7 +229,9 @@ func (e *Engine) runDevice(ctx context.Context, dev Device, items []PlanItem) []
 	for _, w := range works {
 		switch {
 		case errors.Is(w.err, errPending):
-			w.err = nil
+			if held := (*heldError)(nil); !errors.As(w.err, &held) {
+				w.err = nil
+			}
 			out = append(out, w.result(state.OutcomePending))
 		case w.err != nil:
 			out = append(out, w.result(state.OutcomeFailed))
@@ -299,8 +314,17 @@ func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) e
 	}
 	w.op = op
 	c := w.item.cert
+	if now := e.opts.Now(); now.Before(op.RetryNotBefore) {
+		e.progress(c, "held until %s by the CA's Retry-After", op.RetryNotBefore.UTC().Format(time.RFC3339))
+		return &heldError{until: op.RetryNotBefore, last: op.LastError}
+	}
 	err = e.advance(ctx, op, c, w.item.deployment, dev, p)
 	if err != nil && !errors.Is(err, errPending) {
+		if wait := issuer.RetryAfterOf(err); wait > 0 {
+			// The CA said when it will take the request again (a rate limit): no call before then.
+			op.RetryNotBefore = e.opts.Now().Add(wait).UTC()
+			err = fmt.Errorf("%w; next attempt after %s", err, op.RetryNotBefore.Format(time.RFC3339))
+		}
 		op.Attempts++
 		op.LastError = e.opts.Redact(err.Error())
 		if serr := e.save(ctx, op); serr != nil {

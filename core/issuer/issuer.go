@@ -5,8 +5,12 @@ package issuer
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"math/bits"
 	"time"
 )
 
@@ -128,6 +132,25 @@ type RenewalWindow struct {
 	RetryAfter time.Duration
 }
 
+// RenewAt is the moment to renew inside the window: uniformly spread over [Start, End), as
+// RFC 9773 §4.2 asks ("select a uniform random time within the suggested window"), so that the
+// CA does not get every renewal at the window's start. It is derived from key (something unique
+// to the certificate, e.g. its fingerprint) and the window, not drawn afresh: every run, and a
+// resumed process, finds the same time until the CA moves the window. A window without a
+// usable end gives Start.
+func (w RenewalWindow) RenewAt(key string) time.Time {
+	span := w.End.Sub(w.Start)
+	if span <= 0 {
+		return w.Start
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00%d", key, w.Start.UnixNano(), w.End.UnixNano())
+	n := binary.BigEndian.Uint64(h.Sum(nil)[:8])
+	// The offset is n/2^64 of the span; 128-bit arithmetic keeps it exact for any span.
+	hi, _ := bits.Mul64(n, uint64(span))
+	return w.Start.Add(time.Duration(hi))
+}
+
 // RenewalAdvisor is implemented by issuers that can tell when a certificate should be renewed
 // (ACME Renewal Information, RFC 9773).
 type RenewalAdvisor interface {
@@ -143,4 +166,19 @@ type Retryable interface {
 func IsRetryable(err error) bool {
 	var r Retryable
 	return errors.As(err, &r) && r.Retryable()
+}
+
+// RetryAfterError is implemented by errors that carry the CA's requested wait before the same
+// call is tried again (a rateLimited answer's Retry-After).
+type RetryAfterError interface {
+	RetryAfter() time.Duration
+}
+
+// RetryAfterOf is the wait err asks for; zero when it asks for none.
+func RetryAfterOf(err error) time.Duration {
+	var r RetryAfterError
+	if errors.As(err, &r) {
+		return max(r.RetryAfter(), 0)
+	}
+	return 0
 }

@@ -75,6 +75,9 @@ type Operation struct {
 	UpdatedAt time.Time
 	// NextAttemptAt holds off a retry (the CA's Retry-After, a pending order).
 	NextAttemptAt time.Time
+	// RetryNotBefore is set when the CA refused with a Retry-After (rateLimited): no run calls
+	// the CA for this operation before then.
+	RetryNotBefore time.Time `json:",omitzero"`
 }
 
 // Deployment is the certificate currently deployed for a configured certificate.
@@ -103,6 +106,11 @@ type Deployment struct {
 	RenewalWindowStart time.Time
 	RenewalWindowEnd   time.Time
 	RenewalInfoAt      time.Time
+	// RenewalAt is the time chosen inside the window to renew at (RFC 9773 §4.2); it stays the
+	// same until the CA moves the window.
+	RenewalAt time.Time `json:",omitzero"`
+	// RenewalInfoRetryAt is when the CA may be asked again (its Retry-After): not before.
+	RenewalInfoRetryAt time.Time `json:",omitzero"`
 	// ServedCheck is the last TLS check of what the bindings serve; nil when never checked.
 	ServedCheck *ServedCheck `json:",omitempty"`
 }

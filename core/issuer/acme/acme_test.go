@@ -627,6 +627,33 @@ func TestPreferredChain(t *testing.T) {
 	onlyVerifiesTo(t, res, 0)
 }
 
+// TestPreferredChainIgnoresIntermediateNames: with two intermediates per chain, each alternate
+// chain's topmost certificate is an intermediate of its own name. Naming it is not naming a chain
+// (certbot, lego: only the topmost certificate's issuer counts), so the CA's default is used.
+func TestPreferredChainIgnoresIntermediateNames(t *testing.T) {
+	t.Parallel()
+	p := startPebble(t, pebbleOptions{alternateRoots: 1, chainLength: 2})
+	ctx := testContext(t)
+	roots := []*x509.Certificate{p.mgmtCert(t, "/roots/0"), p.mgmtCert(t, "/roots/1")}
+	iss := newIssuer(t, p.config("intermediates"), NewMemoryAccountStore())
+
+	req, _ := request(t, testNames(t, 1), nil, map[string]any{OptionPreferredChain: roots[1].Subject.CommonName})
+	res, _, _ := issue(t, ctx, iss, req)
+	if len(res.ChainPEM) != 2 {
+		t.Fatalf("%d certificates above the leaf, want Pebble's 2 intermediates", len(res.ChainPEM))
+	}
+	top := parseCert(t, res.ChainPEM[1])
+	if top.Issuer.CommonName != roots[1].Subject.CommonName {
+		t.Fatalf("preferring %q gave a chain topped by a certificate issued by %q", roots[1].Subject.CommonName, top.Issuer.CommonName)
+	}
+
+	req, _ = request(t, testNames(t, 1), nil, map[string]any{OptionPreferredChain: top.Subject.CommonName})
+	res, _, _ = issue(t, ctx, iss, req)
+	if err := verifiesTo(parseCert(t, res.CertPEM), res.ChainPEM, roots[0]); err != nil {
+		t.Fatalf("preferring the intermediate %q: %v; want the CA's default chain (root 0)", top.Subject.CommonName, err)
+	}
+}
+
 func TestBadNonceIsRetried(t *testing.T) {
 	t.Parallel()
 	p := startPebble(t, pebbleOptions{nonceReject: 50})
@@ -978,4 +1005,69 @@ func TestDNSThroughHTTPAPIWithWildcard(t *testing.T) {
 	if left := dnsServer.records("_acme-challenge." + base); len(left) != 0 {
 		t.Fatalf("records left: %v", left)
 	}
+}
+
+// TestRateLimitedAnswerKeepsRetryAfter: a rateLimited refusal carries the CA's Retry-After
+// (seconds or an HTTP date, HTTP 429 or another status) so that the engine holds the next
+// attempt until then; nothing is retried inside the call and no order is created.
+func TestRateLimitedAnswerKeepsRetryAfter(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		answer func() rateLimitAnswer
+		want   time.Duration
+	}{
+		{"429 seconds", func() rateLimitAnswer { return rateLimitAnswer{http.StatusTooManyRequests, "5400"} }, 90 * time.Minute},
+		{"429 date", func() rateLimitAnswer {
+			return rateLimitAnswer{http.StatusTooManyRequests, time.Now().Add(3 * time.Hour).UTC().Format(http.TimeFormat)}
+		}, 3 * time.Hour},
+		{"403 seconds (UNCONFIRMED status)", func() rateLimitAnswer { return rateLimitAnswer{http.StatusForbidden, "7200"} }, 2 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startPebble(t, pebbleOptions{})
+			ctx := testContext(t)
+			iss := newIssuer(t, p.config("limited"), NewMemoryAccountStore())
+			if _, err := iss.Register(ctx); err != nil {
+				t.Fatal(err)
+			}
+			p.wire.rateLimit("/order-plz", tc.answer())
+			req, _ := request(t, testNames(t, 1), nil, nil)
+			_, err := iss.Submit(ctx, req)
+			if err == nil || !issuer.IsRetryable(err) || errors.Is(err, issuer.ErrOutcomeUnknown) {
+				t.Fatalf("Submit: %v; want a retryable refusal", err)
+			}
+			if got := issuer.RetryAfterOf(err); got < tc.want-time.Minute || got > tc.want {
+				t.Fatalf("Retry-After %s, want about %s (%v)", got, tc.want, err)
+			}
+			if p.wire.postsTo("/order-plz") != 1 || p.wire.createdAt("/order-plz") != 0 {
+				t.Fatalf("%d newOrder POSTs, %d orders created; want 1 and 0", p.wire.postsTo("/order-plz"), p.wire.createdAt("/order-plz"))
+			}
+		})
+	}
+
+	// A rate limit on finalize: Collect reports the wait, the order is not finalized, and the
+	// next Collect after the limit lifts issues it.
+	t.Run("finalize", func(t *testing.T) {
+		t.Parallel()
+		p := startPebble(t, pebbleOptions{})
+		ctx := testContext(t)
+		iss := newIssuer(t, p.config("limited-finalize"), NewMemoryAccountStore())
+		p.wire.rateLimit("/finalize-order/", rateLimitAnswer{http.StatusForbidden, "600"})
+		req, _ := request(t, testNames(t, 1), nil, nil)
+		ref, err := iss.Submit(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = iss.Collect(ctx, ref)
+		if got := issuer.RetryAfterOf(err); got != 10*time.Minute || !issuer.IsRetryable(err) {
+			t.Fatalf("Collect: %v (Retry-After %s); want a retryable refusal asking for 10m", err, got)
+		}
+		p.wire.mu.Lock()
+		delete(p.wire.rateLimits, "/finalize-order/")
+		p.wire.mu.Unlock()
+		if res := collectUntilDone(t, ctx, iss, ref); res.State != issuer.Issued {
+			t.Fatalf("Collect after the limit lifted: %s %s", res.State, res.Message)
+		}
+	})
 }

@@ -126,6 +126,21 @@ func classify(op string, err error) *Error {
 	return e
 }
 
+// withRateLimitWait puts the Retry-After of a rateLimited answer into err's wait. The ACME
+// library reads Retry-After only for HTTP 429; RFC 8555 §6.6 names no status for rateLimited,
+// so the header is taken from the observed answer whatever its status. err is returned.
+func withRateLimitWait(obs *callObserver, err error) error {
+	var e *Error
+	pd := problemOf(err)
+	if obs == nil || pd == nil || !errors.As(err, &e) || e.ProblemType != problemRateLimited {
+		return err
+	}
+	if wait := obs.retryAfterFor(pd.URL); wait > 0 {
+		e.retryAfter = wait
+	}
+	return err
+}
+
 // tlsHint explains certificate verification failures, which no retry fixes.
 func tlsHint(err error) string {
 	var (

@@ -69,7 +69,7 @@ func (i *Issuer) Submit(ctx context.Context, req issuer.Request) (issuer.OrderRe
 			return "", &Error{Op: op, Detail: fmt.Sprintf("certificate %q: %v", req.CertificateName, err),
 				cause: fmt.Errorf("%w: %w", issuer.ErrOutcomeUnknown, err)}
 		}
-		return "", classify(op, err)
+		return "", withRateLimitWait(obs, classify(op, err))
 	}
 	if order.Location == "" {
 		return "", &Error{Op: op, Detail: "the CA created an order but gave no order URL",
@@ -110,7 +110,7 @@ func (i *Issuer) Collect(ctx context.Context, ref issuer.OrderRef) (issuer.Resul
 	if errors.As(err, &failed) {
 		return issuer.Result{State: issuer.Failed, Message: failed.msg}, nil
 	}
-	return res, err
+	return res, withRateLimitWait(obs, err)
 }
 
 // orderFailure means the order will never issue.
@@ -256,22 +256,10 @@ func (i *Issuer) download(ctx context.Context, core *api.Core, certURL string, r
 		return issuer.Result{}, &orderFailure{"the CA issued a certificate for a different public key than the CSR's"}
 	}
 
-	chosen := chains[0]
-	if preferred != "" {
-		found := false
-		for _, c := range chains {
-			if !c[0].Equal(leaf) {
-				continue
-			}
-			if chainMatches(c, preferred) {
-				chosen, found = c, true
-				break
-			}
-		}
-		if !found {
-			i.log.Warn("no chain matches the preferred chain; using the CA's default", "issuer", i.cfg.Name,
-				"preferred_chain", preferred, "offered", describeChains(chains))
-		}
+	chosen, found := pickChain(chains, preferred)
+	if preferred != "" && !found {
+		i.log.Warn("no chain matches the preferred chain; using the CA's default", "issuer", i.cfg.Name,
+			"preferred_chain", preferred, "offered", describeChains(chains))
 	}
 	res := issuer.Result{State: issuer.Issued, CertPEM: encodeCert(chosen[0])}
 	for _, c := range chosen[1:] {
@@ -280,18 +268,25 @@ func (i *Issuer) download(ctx context.Context, core *api.Core, certURL string, r
 	return res, nil
 }
 
-// chainMatches: the chain's topmost certificate is issued by, or is, a certificate named cn.
-func chainMatches(chain []*x509.Certificate, cn string) bool {
-	top := chain[len(chain)-1]
-	if top.Issuer.CommonName == cn {
-		return true
-	}
-	for _, c := range chain[1:] {
-		if c.Subject.CommonName == cn {
-			return true
+// pickChain returns the first chain (the CA's default first, then its alternates) for the same
+// leaf that matches preferred, or the default chain and false when none does.
+func pickChain(chains [][]*x509.Certificate, preferred string) ([]*x509.Certificate, bool) {
+	if preferred != "" {
+		for _, c := range chains {
+			if c[0].Equal(chains[0][0]) && chainMatches(c, preferred) {
+				return c, true
+			}
 		}
 	}
-	return false
+	return chains[0], false
+}
+
+// chainMatches: the chain's topmost certificate (the last one the CA sent) is issued by a CA
+// whose Common Name is cn. This is the rule of certbot (crypto_util.find_chain_with_issuer, after
+// certbot#8577) and lego (certificate.hasPreferredChain): names of certificates inside the chain
+// do not count, so a cross-signed intermediate named like a root cannot pull in the long chain.
+func chainMatches(chain []*x509.Certificate, cn string) bool {
+	return chain[len(chain)-1].Issuer.CommonName == cn
 }
 
 func describeChains(chains [][]*x509.Certificate) string {

@@ -107,6 +107,8 @@ func newTestTLS() (*testTLS, error) {
 type pebbleOptions struct {
 	noEAB          bool
 	alternateRoots int
+	// chainLength is the number of intermediates per chain (Pebble's default 1 when zero).
+	chainLength int
 	// nonceReject is the share (percent) of good nonces Pebble rejects as bad.
 	nonceReject int
 	// authzReuse is the share (percent) of orders that get an existing valid authorization.
@@ -152,7 +154,7 @@ func startPebble(t *testing.T, o pebbleOptions) *pebbleServer {
 		"default":    {Description: "default profile"},
 		"shortlived": {Description: "six days", ValidityPeriod: 6 * 24 * 3600},
 	}
-	pca := ca.New(logger, store, "", "ecdsa", o.alternateRoots, 1, profiles)
+	pca := ca.New(logger, store, "", "ecdsa", o.alternateRoots, max(o.chainLength, 1), profiles)
 	pva := va.New(logger, 0, 0, false, dnsServer.addr, store)
 	front := wfe.New(logger, store, pva, pca, []string{"pebble.letsencrypt.org"}, false, !o.noEAB, 0, o.retryAfterOrder)
 	for k, v := range saved {
@@ -192,6 +194,27 @@ type wireStats struct {
 	// loseAnswers: Pebble processes POSTs to these endpoints but the connection is cut before
 	// the answer goes out (a lost response).
 	loseAnswers map[string]bool
+	// rateLimits: POSTs to these endpoints get a rateLimited problem instead of reaching Pebble.
+	rateLimits map[string]rateLimitAnswer
+}
+
+// rateLimitAnswer is how a CA refuses a request over a rate limit: problem type rateLimited
+// (RFC 8555 §6.7) with a Retry-After header (RFC 8555 §6.6; Let's Encrypt's rate-limit
+// documentation, "Retrying after hitting rate limits"). Boulder sends it with HTTP 429, which
+// is also the only status lego reads Retry-After from; another status is UNCONFIRMED for real
+// CAs (RFC 8555 names none), so the tests try both.
+type rateLimitAnswer struct {
+	status     int
+	retryAfter string
+}
+
+func (s *wireStats) rateLimit(ep string, a rateLimitAnswer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rateLimits == nil {
+		s.rateLimits = map[string]rateLimitAnswer{}
+	}
+	s.rateLimits[ep] = a
 }
 
 func (s *wireStats) loseAnswersTo(ep string) {
@@ -217,10 +240,24 @@ func (s *wireStats) wrap(h http.Handler) http.Handler {
 		ep := endpointOf(r.URL.Path)
 		s.mu.Lock()
 		lose := s.loseAnswers[ep] && r.Method == http.MethodPost
+		limited, isLimited := s.rateLimits[ep]
 		if r.Method == http.MethodPost {
 			s.posts[ep]++
 		}
 		s.mu.Unlock()
+		if isLimited && r.Method == http.MethodPost {
+			// A fresh nonce, as Pebble gives on every answer, so the client's next request works.
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, "/nonce-plz", nil))
+			w.Header().Set("Replay-Nonce", rec.Header().Get("Replay-Nonce"))
+			w.Header().Set("Content-Type", "application/problem+json")
+			if limited.retryAfter != "" {
+				w.Header().Set("Retry-After", limited.retryAfter)
+			}
+			w.WriteHeader(limited.status)
+			_, _ = fmt.Fprintf(w, `{"type":%q,"detail":"too many new orders recently","status":%d}`, problemRateLimited, limited.status)
+			return
+		}
 		out := w
 		if lose {
 			out = httptest.NewRecorder()

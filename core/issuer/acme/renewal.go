@@ -35,6 +35,7 @@ func (i *Issuer) RenewalWindow(ctx context.Context, cert *x509.Certificate) (iss
 	if err != nil {
 		return issuer.RenewalWindow{}, &Error{Op: op, Detail: err.Error(), cause: err}
 	}
+	ctx, obs := withObserver(ctx)
 	var info *legoacme.ExtendedRenewalInfo
 	err = i.withAccount(ctx, func(core *api.Core) error {
 		var err error
@@ -46,6 +47,7 @@ func (i *Issuer) RenewalWindow(ctx context.Context, cert *x509.Certificate) (iss
 	}
 	if err != nil {
 		e := classify(op, err)
+		_ = withRateLimitWait(obs, e)
 		if pd := problemOf(err); pd != nil && pd.HTTPStatus == http.StatusNotFound {
 			e.Detail = fmt.Sprintf("the CA does not know certificate %s (serial %s): %s", id, cert.SerialNumber.Text(16), e.Detail)
 		}

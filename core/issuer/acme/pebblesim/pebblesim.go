@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
@@ -52,6 +53,12 @@ type Server struct {
 	eabHMAC  string
 	orders   atomic.Int64
 	closing  sync.Once
+
+	renewalInfoGets atomic.Int64
+	mu              sync.Mutex
+	// orderRetryAfter, when set, refuses every newOrder as over a rate limit with this Retry-After.
+	orderRetryAfter string
+	limitedOrders   int
 }
 
 // envMu: Pebble reads its knobs from the environment while its parts are built.
@@ -92,9 +99,15 @@ func Start(cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
+			if s.refuseOverRateLimit(acmeHandler, w) {
+				return
+			}
 			s.orders.Add(1)
 			s.newOrder(acmeHandler, w, r)
 			return
+		}
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/renewalInfo/") {
+			s.renewalInfoGets.Add(1)
 		}
 		acmeHandler.ServeHTTP(w, r)
 	}))
@@ -134,6 +147,78 @@ func (s *Server) newOrder(next http.Handler, w http.ResponseWriter, r *http.Requ
 		w.WriteHeader(rec.status)
 	}
 	_, _ = io.WriteString(w, rec.body.String())
+}
+
+// refuseOverRateLimit answers a newOrder as a CA over its rate limit does, when switched on:
+// HTTP 429 with problem type rateLimited (RFC 8555 §6.7) and a Retry-After header (RFC 8555
+// §6.6; Let's Encrypt's rate-limit documentation, "Retrying after hitting rate limits"; Boulder
+// answers rate limits with 429). No order is created.
+func (s *Server) refuseOverRateLimit(acmeHandler http.Handler, w http.ResponseWriter) bool {
+	s.mu.Lock()
+	retryAfter := s.orderRetryAfter
+	if retryAfter != "" {
+		s.limitedOrders++
+	}
+	s.mu.Unlock()
+	if retryAfter == "" {
+		return false
+	}
+	// Every ACME answer carries a fresh nonce (RFC 8555 §6.5); Pebble's nonce endpoint makes it.
+	rec := &recorder{header: http.Header{}}
+	acmeHandler.ServeHTTP(rec, httptestRequest(http.MethodHead, "/nonce-plz"))
+	w.Header().Set("Replay-Nonce", rec.header.Get("Replay-Nonce"))
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", retryAfter)
+	w.WriteHeader(http.StatusTooManyRequests)
+	_, _ = io.WriteString(w, `{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders recently","status":429}`)
+	return true
+}
+
+func httptestRequest(method, path string) *http.Request {
+	req, _ := http.NewRequestWithContext(context.Background(), method, path, nil)
+	return req
+}
+
+// RateLimitNewOrders makes every newOrder a rateLimited refusal with this Retry-After (seconds
+// or an HTTP date); "" lifts the limit.
+func (s *Server) RateLimitNewOrders(retryAfter string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.orderRetryAfter = retryAfter
+}
+
+// RateLimitedOrders counts newOrder requests refused over the rate limit.
+func (s *Server) RateLimitedOrders() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.limitedOrders
+}
+
+// RenewalInfoRequests counts renewalInfo (ARI) requests received.
+func (s *Server) RenewalInfoRequests() int { return int(s.renewalInfoGets.Load()) }
+
+// SetRenewalWindow makes Pebble suggest [start, end) as cert's renewal window (Pebble's
+// management call /set-renewal-info/).
+func (s *Server) SetRenewalWindow(cert *x509.Certificate, start, end time.Time) error {
+	ari, err := json.Marshal(map[string]any{"suggestedWindow": map[string]time.Time{"start": start.UTC(), "end": end.UTC()}})
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(map[string]string{
+		"Certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})),
+		"ARIResponse": string(ari),
+	})
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "/set-renewal-info/", strings.NewReader(string(body)))
+	req.Header.Set("User-Agent", "certfleet-sim")
+	rec := &recorder{header: http.Header{}}
+	s.mgmt.ServeHTTP(rec, req)
+	if rec.status != 0 && rec.status != http.StatusOK {
+		return fmt.Errorf("pebble set-renewal-info: HTTP %d: %s", rec.status, rec.body.String())
+	}
+	return nil
 }
 
 func setEnv(vars map[string]string) func() {
