@@ -148,6 +148,19 @@ func TestExampleConfigurationPassesValidateAndPlan(t *testing.T) {
 	}
 	section(doc, "state")["path"] = filepath.Join(dir, "state.db")
 	delete(doc, "plugins")
+	if logging, ok := doc["logging"].(map[string]any); ok {
+		if file, ok := logging["file"].(map[string]any); ok {
+			file["path"] = filepath.Join(dir, "log", "certfleet.log")
+		}
+	}
+	// Notification secrets: plan resolves every reference, and sends nothing.
+	if n, ok := doc["notifications"].(map[string]any); ok {
+		for _, h := range n["webhooks"].([]any) {
+			if hook := h.(map[string]any); strings.HasPrefix(hook["url"].(string), "${file:") {
+				hook["url"] = "${file:" + bundle("webhook-url", "https://127.0.0.1:9/hook") + "}"
+			}
+		}
+	}
 
 	out, err := yaml.Marshal(doc)
 	if err != nil {
@@ -157,6 +170,7 @@ func TestExampleConfigurationPassesValidateAndPlan(t *testing.T) {
 		"SCM_CLIENT_SECRET=" + scmCfg.Clients["certfleet-sim"], "SECTIGO_EAB_KID=" + kid, "SECTIGO_EAB_HMAC=" + hmac,
 		"ADC1_PASSWORD=" + nitroCfg.Password, "FW1_PASSWORD=certfleet-sim-password",
 		"LB1_PASSWORD=certfleet-sim-password", "LB1_PCI_SECRET=example-pci-secret-0123456789abcdef",
+		"SLACK_WEBHOOK_URL=https://127.0.0.1:9/slack", "SMTP_PASSWORD=example-smtp-password",
 	}}
 	if err := os.WriteFile(f.config, out, 0o600); err != nil {
 		t.Fatal(err)
