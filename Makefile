@@ -4,7 +4,13 @@ GO       ?= go
 BIN      := $(CURDIR)/bin
 TOOLS    := $(CURDIR)/.tools/bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+# Every binary reports the release version: the core through main.version, each plugin through
+# the SDK (sdk.BuildVersion). Builds are static (CGO_ENABLED=0: no glibc needed, so they run on
+# RHEL 8, Ubuntu 20.04, Debian 11) and keep the checkout path and build ids out (-trimpath, -buildid=).
+LDFLAGS  := -buildid= -X main.version=$(VERSION) -X github.com/certfleet/certfleet/plugins/sdk.releaseVersion=$(VERSION)
+GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath
+# The main package of every plugin; a new plugins/<name>/cmd/certfleet-plugin-<name> joins by itself.
+PLUGIN_CMDS := $(wildcard ./plugins/*/cmd/certfleet-plugin-*)
 export PATH := $(TOOLS):$(PATH)
 
 BUF_VERSION                := v1.75.0
@@ -12,14 +18,40 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 SOPS_VERSION               := v3.13.3
+NFPM_VERSION               := v2.48.0
+MINISIGN_VERSION           := v0.3.0
+CYCLONEDX_GOMOD_VERSION    := v1.10.0
 
-.PHONY: all build test test-short test-report-browser lint proto proto-check demo bench tools clean
+.PHONY: all build test test-short test-report-browser lint proto proto-check demo bench tools clean dist dist-check cross-check repro-check
 
 all: build
 
 ## build: the core, the simulators and every plugin into bin/
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./examples/plugin-pemdir/cmd/... $(addsuffix /...,$(wildcard ./plugins/*/cmd))
+	$(GOBUILD) -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./examples/plugin-pemdir/cmd/... $(PLUGIN_CMDS)
+
+## cross-check: the core and every plugin compile for Windows and linux/arm64 (CI)
+cross-check:
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/certfleet ./examples/plugin-pemdir/cmd/... $(PLUGIN_CMDS)
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -o /dev/null ./cmd/certfleet $(PLUGIN_CMDS)
+
+## dist: the release into dist/ (make dist VERSION=1.2.3 [SIGNING_KEY=minisign.key]): per-vendor
+## bundles and a full one per platform, .deb/.rpm, SBOMs, SHA256SUMS (+ .minisig); scripts/dist
+DIST_TARGETS ?= linux/amd64,linux/arm64,windows/amd64
+dist: $(TOOLS)/nfpm $(TOOLS)/cyclonedx-gomod $(TOOLS)/minisign
+	@case "$(origin VERSION)" in command*|environment*) ;; *) echo "make dist needs VERSION=x.y.z"; exit 2;; esac
+	$(GO) run ./scripts/dist -version $(VERSION) -out dist -targets $(DIST_TARGETS) \
+		-nfpm $(TOOLS)/nfpm -cyclonedx-gomod $(TOOLS)/cyclonedx-gomod -minisign $(TOOLS)/minisign -signing-key "$(SIGNING_KEY)"
+
+## dist-check: what CI checks of a release: static binaries, checksums and signature, the Citrix
+## bundle unpacked alone validating and enrolling against certfleet-sim, and an upgrade to v2
+dist-check: build $(TOOLS)/nfpm $(TOOLS)/cyclonedx-gomod $(TOOLS)/minisign
+	./scripts/dist-check.sh
+
+## repro-check: the same commit built in two checkout paths (the second with an empty build
+## cache) gives byte-identical bundles and packages. Slow: several minutes of compiling.
+repro-check: $(TOOLS)/nfpm $(TOOLS)/cyclonedx-gomod
+	./scripts/repro-check.sh
 
 ## test: every test, with the race detector
 test: $(TOOLS)/sops
@@ -55,6 +87,15 @@ bench:
 
 tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/staticcheck $(TOOLS)/sops
 
+# Release tools. nfpm writes the .deb/.rpm (reproducibly, from SOURCE_DATE_EPOCH); minisign signs
+# SHA256SUMS; cyclonedx-gomod writes each binary's SBOM from the module list Go embeds in it.
+$(TOOLS)/nfpm:
+	GOBIN=$(TOOLS) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+$(TOOLS)/minisign:
+	GOBIN=$(TOOLS) $(GO) install aead.dev/minisign/cmd/minisign@$(MINISIGN_VERSION)
+$(TOOLS)/cyclonedx-gomod:
+	GOBIN=$(TOOLS) $(GO) install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION)
+
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 $(TOOLS)/protoc-gen-go:
@@ -68,4 +109,4 @@ $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 clean:
-	rm -rf $(BIN) .tools
+	rm -rf $(BIN) .tools dist

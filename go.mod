@@ -8,6 +8,7 @@ require (
 	github.com/emersion/go-smtp v0.26.0
 	github.com/getsops/sops/v3 v3.13.3
 	github.com/go-acme/lego/v5 v5.4.1
+	github.com/gofrs/flock v0.13.2
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-plugin v1.8.0
 	github.com/jonboulle/clockwork v0.5.0
@@ -34,6 +35,7 @@ require (
 )
 
 require (
+	aead.dev/minisign v0.3.0 // indirect
 	cel.dev/expr v0.25.3 // indirect
 	cloud.google.com/go v0.123.0 // indirect
 	cloud.google.com/go/auth v0.23.2 // indirect

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/certfleet/certfleet/core/config"
 	"github.com/certfleet/certfleet/core/pluginhost"
 	"github.com/certfleet/certfleet/plugins/sdk"
 	"github.com/hashicorp/go-hclog"
@@ -26,6 +27,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter:   stderr,
 		// Errors are printed once, by run, with the exit code they carry.
 		ExitErrHandler: func(*cli.Context, error) {},
+		// For the bash and zsh scripts of `certfleet completion`.
+		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: defaultConfigPath, EnvVars: []string{"CERTFLEET_CONFIG"},
 				Usage: "configuration file or directory of *.yaml files"},
@@ -33,6 +36,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"CERTFLEET_LOG_FORMAT"}, Usage: "text or json"},
 			&cli.StringSliceFlag{Name: "plugin-dir", EnvVars: []string{"CERTFLEET_PLUGIN_DIR"},
 				Usage: "directory searched for certfleet-plugin-* binaries before the configured ones and PATH (repeatable)"},
+			&cli.BoolFlag{Name: "plugin-search-path", EnvVars: []string{"CERTFLEET_PLUGIN_SEARCH_PATH"},
+				Usage: "also look for plugins on $PATH, after every plugin directory (as plugins.search_path: true)"},
 			&cli.StringFlag{Name: "credentials", EnvVars: []string{"CERTFLEET_CREDENTIALS"},
 				Usage: "device credentials file keyed by host (plain or sops-encrypted), for devices whose configuration has none"},
 			&cli.StringFlag{Name: "pins-file", EnvVars: []string{"CERTFLEET_PINS_FILE"},
@@ -60,6 +65,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			migrateCommand(),
 			inventoryCommand(),
 			reportCommand(),
+			completionCommand(),
+			manCommand(),
 		},
 	}
 }
@@ -104,8 +111,11 @@ func defaultPluginDirs() []string {
 		}
 		dirs = append(dirs, filepath.Dir(exe))
 	}
-	return append(dirs, "/usr/lib/certfleet/plugins")
+	return append(dirs, systemPluginDir)
 }
+
+// systemPluginDir is where the packages install plugins.
+const systemPluginDir = "/usr/lib/certfleet/plugins"
 
 // defaultStateDir is where state lives when the configuration does not say: the system location
 // for root (a daemon or cron job), the user's state directory otherwise.
@@ -122,16 +132,54 @@ func defaultStateDir() string {
 	return "certfleet-state"
 }
 
-// newPluginHost builds the plugin host from the global flags.
-func newPluginHost(c *cli.Context, logger hclog.Logger, configuredDirs []string, pinsFile string) *pluginhost.Host {
-	dirs := append(append(c.StringSlice("plugin-dir"), configuredDirs...), defaultPluginDirs()...)
+// pluginPlaces is where plugins are looked for and their pins kept. Every command (run, plan,
+// plugins ...) takes it from the same places: flags and environment, then the configuration, then
+// the defaults.
+type pluginPlaces struct {
+	Dirs       []string
+	PinsFile   string
+	SearchPath bool
+}
+
+func pluginPlacesFor(c *cli.Context, cfg *config.Config) pluginPlaces {
+	p := pluginPlaces{Dirs: c.StringSlice("plugin-dir"), SearchPath: c.Bool("plugin-search-path")}
+	if cfg != nil {
+		p.Dirs = append(p.Dirs, cfg.Plugins.Dirs...)
+		p.PinsFile = cfg.Plugins.PinsFile
+		p.SearchPath = p.SearchPath || cfg.Plugins.SearchPath
+	}
+	p.Dirs = append(p.Dirs, defaultPluginDirs()...)
 	if f := c.String("pins-file"); f != "" {
-		pinsFile = f
+		p.PinsFile = f
 	}
-	if pinsFile == "" {
-		pinsFile = filepath.Join(defaultStateDir(), "plugins.lock.json")
+	if p.PinsFile == "" {
+		p.PinsFile = filepath.Join(filepath.Dir(statePathOf(cfg)), "plugins.lock.json")
 	}
-	return pluginhost.New(pluginhost.Options{Dirs: dirs, PinsFile: pinsFile, Logger: logger})
+	return p
+}
+
+// statePathOf is the state database's path: the configured one, else the default.
+func statePathOf(cfg *config.Config) string {
+	if cfg != nil && cfg.State.Path != "" {
+		return cfg.State.Path
+	}
+	return filepath.Join(defaultStateDir(), "state.db")
+}
+
+// pinCommand is the command a user runs to re-pin a plugin, with the --config this run was given.
+func pinCommand(c *cli.Context) string {
+	if cfgPath := c.String("config"); cfgPath != defaultConfigPath && os.Getenv("CERTFLEET_CONFIG") == "" {
+		return "certfleet --config " + cfgPath + " plugins pin"
+	}
+	return "certfleet plugins pin"
+}
+
+// newPluginHost builds the plugin host from the flags and the configuration (nil: none). With
+// lookOnly, starting a plugin never pins it.
+func newPluginHost(c *cli.Context, logger hclog.Logger, cfg *config.Config, lookOnly bool) *pluginhost.Host {
+	p := pluginPlacesFor(c, cfg)
+	return pluginhost.New(pluginhost.Options{Dirs: p.Dirs, SkipPATH: !p.SearchPath, PinsFile: p.PinsFile,
+		NoPinOnFirstUse: lookOnly, PinCommand: pinCommand(c), Logger: logger})
 }
 
 func versionCommand() *cli.Command {

@@ -3,22 +3,27 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
+	"github.com/certfleet/certfleet/core/config"
 	"github.com/certfleet/certfleet/core/pluginhost"
+	"github.com/certfleet/certfleet/core/secret"
 	"github.com/urfave/cli/v2"
 )
 
 func pluginsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "plugins",
-		Usage: "list, inspect and pin device plugins",
+		Usage: "list, inspect, install and pin device plugins",
 		Subcommands: []*cli.Command{
 			{
 				Name:   "list",
-				Usage:  "list plugin binaries found: name, version, path, checksum, pinned or not",
+				Usage:  "list plugin binaries found: name, version, path, checksum, pinned or not (never pins)",
 				Flags:  []cli.Flag{outputFlag()},
 				Action: pluginsList,
 			},
@@ -28,6 +33,18 @@ func pluginsCommand() *cli.Command {
 				ArgsUsage: "NAME",
 				Flags:     []cli.Flag{outputFlag()},
 				Action:    pluginsInspect,
+			},
+			{
+				Name:      "install",
+				Usage:     "check a bundle against its SHA256SUMS, install its plugins and pin them to those checksums",
+				ArgsUsage: "BUNDLE.tar.gz|DIR",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "dest", Usage: "plugin directory to install into " +
+						"(default: the first --plugin-dir, else the first plugins.dirs, else " + systemPluginDir + ")"},
+					&cli.StringFlag{Name: "public-key", EnvVars: []string{"CERTFLEET_PLUGIN_PUBLIC_KEY"}, Usage: "minisign public key " +
+						"(as plugins.public_key): the bundle must be listed in the SHA256SUMS beside it, signed by this key (SHA256SUMS.minisig)"},
+				},
+				Action: pluginsInstall,
 			},
 			{
 				Name:      "pin",
@@ -50,9 +67,44 @@ func checkOutputFlag(c *cli.Context) error {
 	return nil
 }
 
-// hostForCommand builds a plugin host for the plugins commands.
-func hostForCommand(c *cli.Context) (*pluginhost.Host, error) {
-	return newPluginHost(c, newLogger(c), nil, ""), nil
+// configForPlugins loads the configuration (secrets left unresolved) for where plugins and their
+// pins live. When no configuration exists at the default place, the defaults apply.
+func configForPlugins(c *cli.Context) (*config.Config, error) {
+	path := c.String("config")
+	if !c.IsSet("config") && !hasConfigFiles(path) {
+		return nil, nil // a fresh install: /etc/certfleet is missing or still empty
+	}
+	cfg, err := loadConfig(c.Context, path, secret.NewRedactor(), false, newLogger(c))
+	if err != nil {
+		return nil, cli.Exit(fmt.Sprintf("%v\n(the plugins commands read plugins.dirs, plugins.pins_file, plugins.search_path and state.path from the configuration)", err), 2)
+	}
+	return cfg, nil
+}
+
+// hasConfigFiles says whether path is a configuration file or a directory holding one.
+func hasConfigFiles(path string) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	if !st.IsDir() {
+		return true
+	}
+	for _, pattern := range []string{"*.yaml", "*.yml"} {
+		if m, _ := filepath.Glob(filepath.Join(path, pattern)); len(m) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// hostForCommand builds a plugin host for the plugins commands, from the same places as run.
+func hostForCommand(c *cli.Context, lookOnly bool) (*pluginhost.Host, *config.Config, error) {
+	cfg, err := configForPlugins(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return newPluginHost(c, newLogger(c), cfg, lookOnly), cfg, nil
 }
 
 type pluginRow struct {
@@ -68,24 +120,15 @@ func pluginsList(c *cli.Context) error {
 	if err := checkOutputFlag(c); err != nil {
 		return err
 	}
-	host, err := hostForCommand(c)
+	host, _, err := hostForCommand(c, true)
 	if err != nil {
 		return err
 	}
 	defer host.Close()
-	var rows []pluginRow
+	rows := []pluginRow{}
+	untrusted := false
 	for _, f := range host.Discover() {
 		row := pluginRow{Name: f.Name, Path: f.Path}
-		// Starting the plugin pins it on first use, so the version is read before the pin status.
-		if p, err := host.Plugin(f.Name); err == nil {
-			ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
-			if info, err := p.Info(ctx); err == nil {
-				row.Version = info.Version
-			} else {
-				row.Error = err.Error()
-			}
-			cancel()
-		}
 		sum, pin, pinned, err := host.Checksum(f.Name)
 		row.SHA256 = sum
 		switch {
@@ -98,6 +141,20 @@ func pluginsList(c *cli.Context) error {
 		default:
 			row.Pinned = "no"
 		}
+		// Listing trusts nothing: only a binary that matches its pin is run to ask its version.
+		if row.Pinned == "yes" {
+			if p, err := host.Plugin(f.Name); err == nil {
+				ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+				if info, err := p.Info(ctx); err == nil {
+					row.Version = info.Version
+				} else {
+					row.Error = err.Error()
+				}
+				cancel()
+			}
+		} else if row.Error == "" {
+			untrusted = true
+		}
 		rows = append(rows, row)
 	}
 	if c.String("output") == "json" {
@@ -107,12 +164,21 @@ func pluginsList(c *cli.Context) error {
 	fmt.Fprintln(tw, "NAME\tVERSION\tPINNED\tSHA256\tPATH")
 	for _, r := range rows {
 		v := r.Version
-		if r.Error != "" {
+		switch {
+		case r.Error != "":
 			v = "error: " + r.Error
+		case v == "":
+			v = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, v, r.Pinned, short(r.SHA256), r.Path)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if untrusted {
+		fmt.Fprintf(c.App.Writer, "\nPlugins not pinned (or changed since) were not run. Trust one with `%s NAME`, or install a bundle with `certfleet plugins install BUNDLE`.\n", pinCommand(c))
+	}
+	return nil
 }
 
 func short(sum string) string {
@@ -135,7 +201,7 @@ func pluginsInspect(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return cli.Exit("usage: certfleet plugins inspect NAME", 2)
 	}
-	host, err := hostForCommand(c)
+	host, _, err := hostForCommand(c, true)
 	if err != nil {
 		return err
 	}
@@ -178,7 +244,7 @@ func pluginsPin(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return cli.Exit("usage: certfleet plugins pin NAME", 2)
 	}
-	host, err := hostForCommand(c)
+	host, _, err := hostForCommand(c, false)
 	if err != nil {
 		return err
 	}
@@ -187,6 +253,73 @@ func pluginsPin(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "pinned %s at sha256 %s\n", c.Args().First(), sum)
+	fmt.Fprintf(c.App.Writer, "pinned %s at sha256 %s in %s\n", c.Args().First(), sum, host.PinsFile())
 	return nil
+}
+
+func pluginsInstall(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cli.Exit("usage: certfleet plugins install [--dest DIR] BUNDLE.tar.gz|DIR", 2)
+	}
+	host, cfg, err := hostForCommand(c, false)
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	dest := c.String("dest")
+	if dest == "" {
+		dest = defaultInstallDir(c, cfg)
+	}
+	src := c.Args().First()
+	st, err := os.Stat(src)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("plugins install: %v", err), 2)
+	}
+	publicKey := c.String("public-key")
+	if publicKey == "" && cfg != nil {
+		publicKey = cfg.Plugins.PublicKey
+	}
+	if publicKey != "" {
+		if st.IsDir() {
+			return cli.Exit(fmt.Sprintf("plugins install %s: a public key is configured (%s), and a directory cannot be checked against the release's signature; install the .tar.gz with the release's SHA256SUMS and SHA256SUMS.minisig beside it", src, publicKey), 2)
+		}
+		if err := pluginhost.VerifyRelease(src, publicKey); err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
+		fmt.Fprintf(c.App.Writer, "signature of %s verified with %s\n", filepath.Join(filepath.Dir(src), pluginhost.ChecksumsFile), publicKey)
+	}
+	if !st.IsDir() {
+		tmp, err := os.MkdirTemp("", "certfleet-bundle-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		if src, err = pluginhost.UnpackBundle(src, tmp); err != nil {
+			return cli.Exit(err.Error(), 2)
+		}
+	}
+	installed, err := host.Install(src, dest)
+	for _, in := range installed {
+		fmt.Fprintf(c.App.Writer, "installed %s to %s, pinned at sha256 %s in %s\n", in.Name, in.Path, in.SHA256, host.PinsFile())
+		if in.Shadowed != "" {
+			fmt.Fprintf(c.App.ErrWriter, "certfleet: warning: %s is not what certfleet runs for %s: %s is found first; remove it or put %s first in plugins.dirs\n",
+				in.Path, in.Name, in.Shadowed, dest)
+		}
+	}
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	return nil
+}
+
+// defaultInstallDir is the first plugin directory the flags or the configuration name, else the
+// system plugin directory.
+func defaultInstallDir(c *cli.Context, cfg *config.Config) string {
+	if dirs := c.StringSlice("plugin-dir"); len(dirs) > 0 {
+		return dirs[0]
+	}
+	if cfg != nil && len(cfg.Plugins.Dirs) > 0 {
+		return cfg.Plugins.Dirs[0]
+	}
+	return systemPluginDir
 }

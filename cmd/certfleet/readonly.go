@@ -1,8 +1,6 @@
 package main
 
 import (
-	"path/filepath"
-
 	"github.com/certfleet/certfleet/core/config"
 	"github.com/certfleet/certfleet/core/engine"
 	"github.com/certfleet/certfleet/core/logging"
@@ -26,13 +24,6 @@ func (v *stateView) close() {
 		v.store.Close()
 	}
 	_ = v.logs.Close()
-}
-
-func statePathOf(cfg *config.Config) string {
-	if cfg.State.Path != "" {
-		return cfg.State.Path
-	}
-	return filepath.Join(defaultStateDir(), "state.db")
 }
 
 func openStateView(c *cli.Context) (*stateView, error) {

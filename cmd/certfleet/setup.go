@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
 
 	"github.com/certfleet/certfleet/core/config"
 	"github.com/certfleet/certfleet/core/engine"
@@ -138,11 +137,7 @@ func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 	env.store = store
 	env.closers = append(env.closers, func() { store.Close() })
 
-	pins := cfg.Plugins.PinsFile
-	if pins == "" {
-		pins = filepath.Join(filepath.Dir(statePath), "plugins.lock.json")
-	}
-	env.host = newPluginHost(c, log, cfg.Plugins.Dirs, pins)
+	env.host = newPluginHost(c, log, cfg, false)
 	env.closers = append(env.closers, env.host.Close)
 
 	issuers, err := buildIssuers(cfg, store, so.logs.Slog())
@@ -211,7 +206,10 @@ func crashAfterStep(log hclog.Logger) func(*state.Operation) {
 	return func(op *state.Operation) {
 		if string(op.Step) == step && (submit == "" || string(op.SubmitState) == submit) {
 			log.Warn("CERTFLEET_CRASH_AFTER_STEP: killing this process", "step", step, "certificate", op.Certificate)
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			// Process.Kill is SIGKILL on Unix and TerminateProcess on Windows: no deferred code runs.
+			if self, err := os.FindProcess(os.Getpid()); err == nil {
+				_ = self.Kill()
+			}
 			select {}
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -35,15 +34,8 @@ func validateCommand() *cli.Command {
 			}
 			checked := "plugins not started (--offline)"
 			if !c.Bool("offline") {
-				statePath := cfg.State.Path
-				if statePath == "" {
-					statePath = filepath.Join(defaultStateDir(), "state.db")
-				}
-				pins := cfg.Plugins.PinsFile
-				if pins == "" {
-					pins = filepath.Join(filepath.Dir(statePath), "plugins.lock.json")
-				}
-				host := newPluginHost(c, log, cfg.Plugins.Dirs, pins)
+				// Only GetInfo is called, and nothing is pinned: validate changes nothing.
+				host := newPluginHost(c, log, cfg, true)
 				defer host.Close()
 				infos := pluginInfos(c.Context, cfg, func(name string) (sdk.Plugin, error) { return host.Plugin(name) })
 				if err := checkConfigAgainstPlugins(cfg, infos); err != nil {

@@ -243,7 +243,9 @@ func build(raws []raw, errs *Errors, warnings *[]Warning) *Config {
 							cfg.Plugins.Dirs = append(cfg.Plugins.Dirs, w.relPath(d))
 						}
 					},
-					"pins_file": func(n *yaml.Node, p string) { cfg.Plugins.PinsFile = w.relPath(w.str(n, p)) },
+					"pins_file":   func(n *yaml.Node, p string) { cfg.Plugins.PinsFile = w.relPath(w.str(n, p)) },
+					"search_path": func(n *yaml.Node, p string) { cfg.Plugins.SearchPath = w.boolean(n, p) },
+					"public_key":  func(n *yaml.Node, p string) { cfg.Plugins.PublicKey = w.relPath(w.str(n, p)) },
 				})
 			}
 		}

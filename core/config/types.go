@@ -67,6 +67,12 @@ type Runtime struct {
 type Plugins struct {
 	Dirs     []string
 	PinsFile string
+	// SearchPath lets plugins be found on $PATH, after every plugin directory. Off by default: a
+	// binary that happens to be on $PATH is not a plugin anyone installed for certfleet.
+	SearchPath bool
+	// PublicKey is a minisign public key file: `certfleet plugins install` then accepts only a
+	// bundle listed in a SHA256SUMS signed by that key.
+	PublicKey string
 }
 
 // TLS is how a management or CA endpoint's certificate is verified.

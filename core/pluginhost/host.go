@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -32,6 +33,12 @@ type Options struct {
 	SkipPATH bool
 	// PinsFile records each plugin's trusted SHA-256. Empty turns pinning off (not recommended).
 	PinsFile string
+	// NoPinOnFirstUse leaves the pins file untouched: a plugin without a pin still starts (checked
+	// at exec against the checksum it has now) but is not pinned. For commands that only look.
+	NoPinOnFirstUse bool
+	// PinCommand is what a user runs to re-pin a plugin, named in the error refusing a changed
+	// binary; "certfleet plugins pin" when empty.
+	PinCommand string
 	// Logger receives the host's and (named per plugin) the plugins' logs.
 	Logger hclog.Logger
 	// StartTimeout bounds a plugin's start and handshake; 30s when zero.
@@ -54,6 +61,9 @@ func New(opts Options) *Host {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
+	if opts.PinCommand == "" {
+		opts.PinCommand = "certfleet plugins pin"
+	}
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 30 * time.Second
 	}
@@ -63,6 +73,9 @@ func New(opts Options) *Host {
 	}
 	return h
 }
+
+// PinsFile is the file of pins ("" when pinning is off).
+func (h *Host) PinsFile() string { return h.opts.PinsFile }
 
 // Found is a plugin binary on the search path.
 type Found struct {
@@ -86,10 +99,10 @@ func (h *Host) Discover() []Found {
 		if dir == "" {
 			continue
 		}
-		matches, _ := filepath.Glob(filepath.Join(dir, sdk.BinaryPrefix+"*"))
+		matches, _ := filepath.Glob(filepath.Join(dir, sdk.BinaryPrefix+"*"+exeSuffix))
 		sort.Strings(matches)
 		for _, m := range matches {
-			name := strings.TrimPrefix(filepath.Base(m), sdk.BinaryPrefix)
+			name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(m), sdk.BinaryPrefix), exeSuffix)
 			if seen[name] || !isExecutable(m) {
 				continue
 			}
@@ -104,9 +117,30 @@ func (h *Host) Discover() []Found {
 	return out
 }
 
+// exeSuffix ends every executable's name: ".exe" on Windows, nothing elsewhere.
+var exeSuffix = func() string {
+	if runtime.GOOS == "windows" {
+		return ".exe"
+	}
+	return ""
+}()
+
+// BinaryName is the file name of the named plugin's binary on this system.
+func BinaryName(name string) string { return sdk.BinaryPrefix + name + exeSuffix }
+
+// PluginName is the plugin name of a binary's file name, if it is one.
+func PluginName(file string) (string, bool) {
+	if !strings.HasPrefix(file, sdk.BinaryPrefix) || !strings.HasSuffix(file, exeSuffix) {
+		return "", false
+	}
+	name := strings.TrimSuffix(strings.TrimPrefix(file, sdk.BinaryPrefix), exeSuffix)
+	return name, name != "" && !strings.ContainsAny(name, `/\`)
+}
+
+// isExecutable: a regular file with an execute bit (Windows has none: its .exe name says it).
 func isExecutable(path string) bool {
 	st, err := os.Stat(path)
-	return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
+	return err == nil && st.Mode().IsRegular() && (runtime.GOOS == "windows" || st.Mode().Perm()&0o111 != 0)
 }
 
 // find returns the path of the named plugin's binary.
@@ -118,13 +152,13 @@ func (h *Host) find(name string) (string, error) {
 		if dir == "" {
 			continue
 		}
-		p := filepath.Join(dir, sdk.BinaryPrefix+name)
+		p := filepath.Join(dir, BinaryName(name))
 		if isExecutable(p) {
 			return filepath.Abs(p)
 		}
 	}
-	return "", fmt.Errorf("plugin %q not found: no executable %s%s in %s; install it there or add its directory to plugins.dirs",
-		name, sdk.BinaryPrefix, name, strings.Join(h.searchDirs(), string(filepath.ListSeparator)))
+	return "", fmt.Errorf("plugin %q not found: no executable %s in %s; install it there (`certfleet plugins install BUNDLE`) or add its directory to plugins.dirs",
+		name, BinaryName(name), strings.Join(h.searchDirs(), string(filepath.ListSeparator)))
 }
 
 // Plugin returns the handle for the named plugin. The process starts on the first call and is
@@ -197,13 +231,15 @@ func (h *Host) verifiedChecksum(name, path string) ([]byte, error) {
 		return nil, err
 	}
 	switch {
+	case !ok && h.opts.NoPinOnFirstUse:
+		h.log.Debug("plugin is not pinned; starting it without pinning", "plugin", name, "path", path, "sha256", sum)
 	case !ok:
 		if err := h.pins.set(name, path, sum); err != nil {
 			return nil, fmt.Errorf("pin plugin %s: %w", name, err)
 		}
 		h.log.Info("pinned plugin binary on first use", "plugin", name, "path", path, "sha256", sum)
 	case pin.SHA256 != sum:
-		return nil, &ChecksumError{Name: name, Path: path, Got: sum, Pinned: pin}
+		return nil, &ChecksumError{Name: name, Path: path, Got: sum, Pinned: pin, PinCommand: h.opts.PinCommand}
 	}
 	return hex.DecodeString(sum)
 }
@@ -213,11 +249,12 @@ type ChecksumError struct {
 	Name, Path string
 	Got        string
 	Pinned     Pin
+	PinCommand string
 }
 
 func (e *ChecksumError) Error() string {
-	return fmt.Sprintf("refusing plugin %q: %s has sha256 %s, but %s was pinned on %s; if you upgraded the plugin on purpose, run `certfleet plugins pin %s`",
-		e.Name, e.Path, e.Got, e.Pinned.SHA256, e.Pinned.PinnedAt.Format(time.RFC3339), e.Name)
+	return fmt.Sprintf("refusing plugin %q: %s has sha256 %s, but %s was pinned on %s; if you upgraded the plugin on purpose, run `%s %s` (or install the new bundle with `certfleet plugins install`)",
+		e.Name, e.Path, e.Got, e.Pinned.SHA256, e.Pinned.PinnedAt.Format(time.RFC3339), e.PinCommand, e.Name)
 }
 
 // Close stops every plugin process and refuses new ones.
@@ -326,8 +363,11 @@ func (p *Plugin) startError(err error) error {
 	switch {
 	case strings.Contains(msg, "checksums did not match"):
 		return fmt.Errorf("refusing plugin %q: %s changed while it was being started (checksum mismatch): %w", p.name, p.path, err)
-	case strings.Contains(msg, "Incompatible API version"):
-		return fmt.Errorf("plugin %s speaks another major version of the contract than this certfleet (v%d): %w", p.name, sdk.ProtocolVersion, err)
+	// go-plugin's wording ("incompatible API version with plugin. Plugin version: 2, Client
+	// versions: [1]") changed case across releases.
+	case strings.Contains(strings.ToLower(msg), "incompatible api version"):
+		return fmt.Errorf("refusing plugin %s (%s): it speaks another major version of the contract than this certfleet (v%d); install the plugin from the same certfleet release: %w",
+			p.name, p.path, sdk.ProtocolVersion, err)
 	}
 	return fmt.Errorf("start plugin %s (%s): %w", p.name, p.path, err)
 }

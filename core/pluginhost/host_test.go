@@ -267,7 +267,7 @@ func TestChangedBinaryIsRefusedUntilRepinned(t *testing.T) {
 	if !errors.As(err, &cerr) {
 		t.Fatalf("changed binary: %v, want a ChecksumError", err)
 	}
-	for _, want := range []string{`refusing plugin "pemdir"`, bin, "was pinned on", "certfleet plugins pin pemdir"} {
+	for _, want := range []string{`refusing plugin "pemdir"`, bin, "was pinned on", "certfleet plugins pin pemdir", "certfleet plugins install"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}

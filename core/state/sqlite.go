@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
+	"github.com/gofrs/flock"
 	_ "modernc.org/sqlite" // pure-Go SQLite driver: one file, no server, no cgo
 )
 
@@ -139,23 +139,18 @@ func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 func (s *SQLite) Close() error { return s.db.Close() }
 
 // Lock takes an exclusive lock on a file beside the database, so two certfleet processes (a cron
-// run overlapping a daemon) never drive the same certificates at once.
+// run overlapping a daemon) never drive the same certificates at once. gofrs/flock is flock(2) on
+// Unix, as before, and LockFileEx on Windows, where syscall.Flock does not exist.
 func (s *SQLite) Lock(ctx context.Context) (func(), error) {
-	f, err := os.OpenFile(s.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	fl := flock.New(s.path+".lock", flock.SetPermissions(0o600))
+	ok, err := fl.TryLock()
 	if err != nil {
-		return nil, fmt.Errorf("state lock: %w", err)
+		return nil, fmt.Errorf("state lock %s.lock: %w", s.path, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w (%s.lock)", ErrLocked, s.path)
-		}
-		return nil, fmt.Errorf("state lock: %w", err)
+	if !ok {
+		return nil, fmt.Errorf("%w (%s.lock)", ErrLocked, s.path)
 	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		_ = f.Close()
-	}, nil
+	return func() { _ = fl.Unlock() }, nil
 }
 
 // Deployment returns the deployment of a certificate.

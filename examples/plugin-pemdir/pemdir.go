@@ -36,8 +36,8 @@ import (
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
-// Version of the plugin.
-const Version = "1.0.0"
+// Version of the plugin: the release it was built for (see sdk.BuildVersion).
+var Version = sdk.BuildVersion()
 
 // BindingKind is the one kind of binding pemdir has.
 const BindingKind = "live-link"

@@ -19,8 +19,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// Version of the plugin; a release build sets it with -ldflags -X.
-var Version = "0.1.0"
+// Version of the plugin: the release it was built for (see sdk.BuildVersion).
+var Version = sdk.BuildVersion()
 
 // Binding kinds: the roles the API lets a keystore be imported as (reference §2 and §5).
 const (

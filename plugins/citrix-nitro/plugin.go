@@ -38,8 +38,8 @@ import (
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
-// Version of the plugin.
-const Version = "0.2.0"
+// Version of the plugin: the release it was built for (see sdk.BuildVersion).
+var Version = sdk.BuildVersion()
 
 // Binding kinds: SSL vservers, which Bind manages.
 const (

@@ -50,8 +50,8 @@ import (
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
-// Version of the plugin.
-const Version = "1.0.0"
+// Version of the plugin: the release it was built for (see sdk.BuildVersion).
+var Version = sdk.BuildVersion()
 
 // Binding kinds.
 const (

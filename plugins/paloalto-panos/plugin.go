@@ -35,8 +35,8 @@ import (
 // Name of the plugin; the binary is certfleet-plugin-paloalto-panos.
 const Name = "paloalto-panos"
 
-// Version of the plugin.
-const Version = "0.1.0"
+// Version of the plugin: the release it was built for (see sdk.BuildVersion).
+var Version = sdk.BuildVersion()
 
 // Binding kinds.
 const (
