@@ -28,7 +28,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	for _, pkg := range []string{"github.com/certfleet/certfleet/examples/plugin-pemdir/cmd/certfleet-plugin-pemdir",
-		"github.com/certfleet/certfleet/plugins/citrix-nitro/cmd/certfleet-plugin-citrix-nitro"} {
+		"github.com/certfleet/certfleet/plugins/citrix-nitro/cmd/certfleet-plugin-citrix-nitro",
+		// validate checks the vendor samples against their plugins' capabilities.
+		"github.com/certfleet/certfleet/plugins/f5-bigip/cmd/certfleet-plugin-f5-bigip",
+		"github.com/certfleet/certfleet/plugins/paloalto-panos/cmd/certfleet-plugin-paloalto-panos",
+		"github.com/certfleet/certfleet/plugins/citrix-endpoint-management/cmd/certfleet-plugin-citrix-endpoint-management"} {
 		if _, err := conformance.BuildPlugin(dir, pkg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
