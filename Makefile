@@ -22,7 +22,7 @@ NFPM_VERSION               := v2.48.0
 MINISIGN_VERSION           := v0.3.0
 CYCLONEDX_GOMOD_VERSION    := v1.10.0
 
-.PHONY: all build test test-short test-report-browser lint proto proto-check demo bench tools clean dist dist-check cross-check repro-check
+.PHONY: all build test test-short test-report-browser fleet-test lint proto proto-check demo bench tools clean dist dist-check cross-check repro-check
 
 all: build
 
@@ -61,6 +61,11 @@ test: $(TOOLS)/sops
 ## `make test` runs the same test but skips the browser part when Chromium is absent
 test-report-browser: $(TOOLS)/sops
 	CERTFLEET_REQUIRE_BROWSER=1 $(GO) test -count=1 -run TestMigrateAdoptInventoryReport ./e2e/
+
+## fleet-test: three certfleet instances on one PostgreSQL over 300 certificates on 30 devices,
+## one SIGKILLed mid-run (make test runs a smaller fleet)
+fleet-test:
+	CERTFLEET_FLEET_TEST=full $(GO) test -count=1 -timeout 10m -run TestSharedFleet -v ./e2e/
 
 ## lint: gofmt, go vet, staticcheck
 lint: $(TOOLS)/staticcheck

@@ -19,6 +19,7 @@ import (
 
 	"github.com/certfleet/certfleet/core/engine"
 	"github.com/certfleet/certfleet/core/state"
+	"github.com/certfleet/certfleet/core/state/pgtest"
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
@@ -43,6 +44,7 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	code := m.Run()
+	pgtest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

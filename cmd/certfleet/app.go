@@ -42,6 +42,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Usage: "device credentials file keyed by host (plain or sops-encrypted), for devices whose configuration has none"},
 			&cli.StringFlag{Name: "pins-file", EnvVars: []string{"CERTFLEET_PINS_FILE"},
 				Usage: "file of pinned plugin checksums (default: plugins.lock.json beside the state database)"},
+			siteFlag(),
 		},
 		Before: func(c *cli.Context) error {
 			if err := checkLogFlags(c); err != nil {
@@ -67,6 +68,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			reportCommand(),
 			completionCommand(),
 			manCommand(),
+			stateCommand(),
 		},
 	}
 }

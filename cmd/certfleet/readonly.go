@@ -5,7 +5,6 @@ import (
 	"github.com/certfleet/certfleet/core/engine"
 	"github.com/certfleet/certfleet/core/logging"
 	"github.com/certfleet/certfleet/core/secret"
-	"github.com/certfleet/certfleet/core/state"
 	"github.com/urfave/cli/v2"
 )
 
@@ -14,7 +13,7 @@ import (
 // monitoring check needs neither device nor CA credentials.
 type stateView struct {
 	cfg    *config.Config
-	store  *state.SQLite
+	store  viewStore
 	engine *engine.Engine
 	logs   *logging.Logging
 }
@@ -39,7 +38,7 @@ func openStateView(c *cli.Context) (*stateView, error) {
 		v.close()
 		return nil, cli.Exit(err.Error(), 2)
 	}
-	store, err := state.Open(c.Context, statePathOf(cfg))
+	store, err := openViewStore(c, cfg, redactor)
 	if err != nil {
 		v.close()
 		return nil, err

@@ -34,7 +34,7 @@ type environment struct {
 	metrics  *metrics.Metrics
 	notifier *notify.Notifier
 	redactor *secret.Redactor
-	store    *state.SQLite
+	store    state.Store
 	host     *pluginhost.Host
 	engine   *engine.Engine
 	closers  []func()
@@ -128,12 +128,17 @@ func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 	}
 	registerCredentials(redactor, cfg)
 
-	statePath := statePathOf(cfg)
-	store, err := state.Open(ctx, statePath)
+	site, err := chooseSite(c, cfg)
+	if err != nil {
+		env.close()
+		return nil, cli.Exit(err.Error(), 2)
+	}
+	opened, err := openState(ctx, cfg, redactor)
 	if err != nil {
 		env.close()
 		return nil, err
 	}
+	store := opened.store
 	env.store = store
 	env.closers = append(env.closers, func() { store.Close() })
 
@@ -181,6 +186,8 @@ func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 		VerifyWait:              cfg.Runtime.VerifyWait,
 		Logger:                  log,
 		Redact:                  redactor.Redact,
+		Site:                    site,
+		Shared:                  opened.sharing,
 	}
 	opts.AfterStep = crashAfterStep(log)
 	if so.progress {
@@ -259,7 +266,7 @@ func registerCredentials(r *secret.Redactor, cfg *config.Config) {
 	}
 }
 
-func buildIssuers(cfg *config.Config, store *state.SQLite, slogger *slog.Logger) (map[string]issuer.Issuer, error) {
+func buildIssuers(cfg *config.Config, store state.Store, slogger *slog.Logger) (map[string]issuer.Issuer, error) {
 	out := map[string]issuer.Issuer{}
 	var errs []error
 	names := make([]string, 0, len(cfg.Issuers))
@@ -306,7 +313,7 @@ func engineDevices(cfg *config.Config) map[string]engine.Device {
 			}
 		}
 		out[name] = engine.Device{
-			Name: name, Plugin: d.Plugin, Concurrency: d.Concurrency,
+			Name: name, Plugin: d.Plugin, Concurrency: d.Concurrency, Site: d.Site,
 			Target: sdk.Target{Name: name, Address: d.Address, TLS: targetTLS(d.TLS), Credentials: d.Credentials, Options: opts},
 		}
 	}

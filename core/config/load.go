@@ -226,7 +226,7 @@ func build(raws []raw, errs *Errors, warnings *[]Warning) *Config {
 			case "defaults":
 				defaults = w.defaults(n)
 			case "state":
-				w.object(n, "state", fields{"path": func(n *yaml.Node, p string) { cfg.State.Path = w.relPath(w.str(n, p)) }})
+				cfg.State = w.state(n, w.pos(r.keys[name]))
 			case "logging":
 				cfg.Logging = w.logging(n)
 			case "runtime":

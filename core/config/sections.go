@@ -387,6 +387,7 @@ func (w *walker) device(name string, k, n *yaml.Node, path string, perDevice int
 		"options":          func(n *yaml.Node, p string) { d.Options = sdk.Options(w.freeMap(n, p)) },
 		"concurrency":      func(n *yaml.Node, p string) { d.Concurrency = w.positive(n, p) },
 		"allow_plain_http": func(n *yaml.Node, p string) { d.AllowPlainHTTP = w.boolean(n, p) },
+		"site":             func(n *yaml.Node, p string) { d.Site = w.str(n, p) },
 	})
 	if strings.HasPrefix(strings.ToLower(d.Address), "http://") && !d.AllowPlainHTTP {
 		w.errs.add(w.pos(k), join(path, "address"), "use https://, or set "+join(path, "allow_plain_http")+": true to accept that the device's credentials cross the network unencrypted",

@@ -30,9 +30,16 @@ type Config struct {
 	Certificates  map[string]*Certificate
 }
 
-// State says where the state database lives.
+// State says where the state database lives: an SQLite file (Path), or a PostgreSQL database
+// shared by several instances (Driver "postgres", DSN); see state.go.
 type State struct {
-	Path string
+	Path   string
+	Driver string // sqlite (default) | postgres
+	DSN    string
+	// LeaseTTL is how long a device claim outlives its holder's last renewal (postgres).
+	LeaseTTL time.Duration
+	// Site limits this instance to the devices of that site (--site overrides it).
+	Site string
 }
 
 // Logging settings.
@@ -123,6 +130,9 @@ type Device struct {
 	Credentials sdk.Credentials
 	Options     sdk.Options
 	Concurrency int
+	// Site is the device's site label (a data centre, a PCI zone): instances with a site work
+	// only on its devices.
+	Site string
 	// AllowPlainHTTP is the user's opt-in to an http:// address (credentials cross the network
 	// unencrypted); it reaches the plugin as target option allow_plain_http.
 	AllowPlainHTTP bool

@@ -38,17 +38,23 @@ type fleet struct {
 // certificates and live links on disk, and matching deployments in a state database.
 func newFleet(b *testing.B, devices, certs int) *fleet {
 	b.Helper()
+	store, err := state.Open(context.Background(), filepath.Join(b.TempDir(), "state.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	return newFleetOn(b, store, devices, certs)
+}
+
+// newFleetOn is newFleet with the deployments recorded in store.
+func newFleetOn(b *testing.B, store state.Store, devices, certs int) *fleet {
+	b.Helper()
 	ctx := sdk.WithLogger(context.Background(), hclog.NewNullLogger())
 	root := b.TempDir()
 	ca, err := conformance.NewTestCA()
 	if err != nil {
 		b.Fatal(err)
 	}
-	store, err := state.Open(ctx, filepath.Join(root, "state.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { store.Close() })
 	direct := pemdir.New()
 	devs := map[string]Device{}
 	var all []Certificate

@@ -26,7 +26,16 @@ func (e *Engine) refreshCAView(ctx context.Context, names []string) error {
 	if err != nil {
 		return err
 	}
+	e.refreshCAViewOf(ctx, certs, deployments)
+	return nil
+}
+
+// refreshCAViewOf is refreshCAView for certs whose deployments are given; it returns the
+// deployments it updated.
+func (e *Engine) refreshCAViewOf(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment) map[string]state.Deployment {
 	now := e.opts.Now()
+	var mu sync.Mutex
+	updated := map[string]state.Deployment{}
 	var wg sync.WaitGroup
 	for _, c := range certs {
 		d, ok := deployments[c.Name]
@@ -61,11 +70,15 @@ func (e *Engine) refreshCAView(ctx context.Context, names []string) error {
 			d.RevocationCheckedAt = now
 			if err := e.opts.Store.SaveDeployment(ctx, d); err != nil {
 				e.log.Warn("could not record the CA's answer", "certificate", c.Name, "error", err)
+				return
 			}
+			mu.Lock()
+			updated[c.Name] = d
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return nil
+	return updated
 }
 
 // recordRenewalInfo asks the CA when to renew (ARI) and records the window, the time chosen

@@ -56,6 +56,11 @@ type Options struct {
 	// AfterStep, when set, is called after each step of an operation is recorded (fault
 	// injection for the crash tests; see cmd/certfleet).
 	AfterStep func(op *state.Operation)
+
+	// Site, when set, limits plans and runs to the devices of that site (status still shows all).
+	Site string
+	// Shared, when set, makes runs share the fleet with other instances (see shared.go).
+	Shared *Sharing
 }
 
 // Event is one step of progress on a certificate.
@@ -135,11 +140,14 @@ func (e *Engine) progress(c Certificate, format string, args ...any) {
 // selected returns the configured certificates, or only the named ones.
 func (e *Engine) selected(names []string) ([]Certificate, error) {
 	if len(names) == 0 {
-		return e.opts.Certificates, nil
+		return e.onSite(e.opts.Certificates), nil
 	}
 	byName := map[string]Certificate{}
 	for _, c := range e.opts.Certificates {
 		byName[c.Name] = c
+	}
+	if err := e.checkSite(names, byName); err != nil {
+		return nil, err
 	}
 	var out []Certificate
 	for _, n := range names {

@@ -89,6 +89,17 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
+	plan := e.planFrom(ctx, certs, deployments, ops, po)
+	if len(po.Names) == 0 {
+		if plan.Retired, err = e.Retired(ctx); err != nil {
+			return plan, err
+		}
+	}
+	return plan, nil
+}
+
+// planFrom plans certs from the recorded deployments and open operations given.
+func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, po PlanOptions) Plan {
 	devices := map[string]bool{}
 	for _, c := range certs {
 		devices[c.Device] = true
@@ -125,12 +136,7 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 		plan.Items = append(plan.Items, item)
 	}
 	e.preflightItems(ctx, plan.Items)
-	if len(po.Names) == 0 {
-		if plan.Retired, err = e.Retired(ctx); err != nil {
-			return plan, err
-		}
-	}
-	return plan, nil
+	return plan
 }
 
 // inventories asks each device once for what it holds, a few devices at a time.

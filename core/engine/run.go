@@ -98,6 +98,9 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 		}
 		return report, err
 	}
+	if e.opts.Shared != nil {
+		return e.runShared(ctx, ro)
+	}
 	unlock, err := e.opts.Store.Lock(ctx)
 	if err != nil {
 		return Report{}, err
@@ -133,21 +136,10 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	var settled []state.Result
 	byDevice := map[string][]PlanItem{}
 	for _, it := range plan.Items {
-		if it.adopted != nil {
-			if err := e.opts.Store.SaveDeployment(ctx, *it.adopted); err != nil {
-				settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeFailed, Error: err.Error()})
-				continue
-			}
-			e.progress(it.cert, "adopted %s, valid until %s", it.adopted.CertRef, it.adopted.NotAfter.UTC().Format("2006-01-02"))
-		}
-		switch it.Action {
-		case ActionAdopt:
-			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeAdopted})
-		case ActionNone:
-			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeUnchanged})
-		case ActionUnknown, ActionBlocked:
-			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeFailed, Error: it.Error})
-		default:
+		if r, ok := e.settle(ctx, it); ok {
+			r.RunID = runID
+			settled = append(settled, r)
+		} else {
 			byDevice[it.Device] = append(byDevice[it.Device], it)
 		}
 	}
@@ -177,6 +169,30 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 		return report, err
 	}
 	return report, ctx.Err()
+}
+
+// settle records a plan item that needs no work on the device (adopted, unchanged, device not
+// inspected) and returns its result; ok is false for an item that must be carried out.
+func (e *Engine) settle(ctx context.Context, it PlanItem) (r state.Result, ok bool) {
+	r = state.Result{Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason}
+	if it.adopted != nil {
+		if err := e.opts.Store.SaveDeployment(ctx, *it.adopted); err != nil {
+			r.Outcome, r.Error = state.OutcomeFailed, err.Error()
+			return r, true
+		}
+		e.progress(it.cert, "adopted %s, valid until %s", it.adopted.CertRef, it.adopted.NotAfter.UTC().Format("2006-01-02"))
+	}
+	switch it.Action {
+	case ActionAdopt:
+		r.Outcome = state.OutcomeAdopted
+	case ActionNone:
+		r.Outcome = state.OutcomeUnchanged
+	case ActionUnknown, ActionBlocked:
+		r.Outcome, r.Error = state.OutcomeFailed, it.Error
+	default:
+		return state.Result{}, false
+	}
+	return r, true
 }
 
 // work is one certificate being carried through its operation on a device.

@@ -48,6 +48,8 @@ type Device struct {
 	Target sdk.Target
 	// Concurrency is how many of its certificates are worked on at once (1: serialized).
 	Concurrency int
+	// Site is the device's site label; an instance with Sharing.Site set works only on its own.
+	Site string
 }
 
 // Action is what a plan decides for a certificate.

@@ -52,6 +52,7 @@ const (
 var targetOptions = []sdk.OptionSpec{
 	{Name: "links", Type: "list", Description: "names of the live links (under <dir>/live) that certificates may be bound to"},
 	{Name: "reload_command", Type: "list", Description: "command and arguments run by Commit (no shell), e.g. [systemctl, reload, nginx]"},
+	{Name: "access_log", Type: "string", Description: "file under the directory to which every call appends, under the lock, the time, the host process that called (the certfleet instance) and whether it could change the directory: who touched the device, in order"},
 }
 
 // Plugin implements sdk.Plugin for a directory.
@@ -84,16 +85,17 @@ func (*Plugin) Info(context.Context) (sdk.Info, error) {
 
 // device is a target resolved to its directory and options.
 type device struct {
-	dir    string
-	links  []string
-	reload []string
+	dir       string
+	links     []string
+	reload    []string
+	accessLog string
 }
 
 var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 func open(t sdk.Target) (*device, error) {
 	if unknown := t.Options.Unknown(targetOptions); len(unknown) > 0 {
-		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "unknown option(s) %s for pemdir device %q; known: links, reload_command", strings.Join(unknown, ", "), t.Name)
+		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "unknown option(s) %s for pemdir device %q; known: links, reload_command, access_log", strings.Join(unknown, ", "), t.Name)
 	}
 	if !filepath.IsAbs(t.Address) {
 		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "address %q of pemdir device %q must be an absolute directory path", t.Address, t.Name)
@@ -117,6 +119,13 @@ func open(t sdk.Target) (*device, error) {
 	if d.reload, err = t.Options.StringList("reload_command"); err != nil {
 		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "%v", err)
 	}
+	if v, ok := t.Options["access_log"]; ok {
+		name, isString := v.(string)
+		if !isString || !safeName.MatchString(name) {
+			return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "access_log of pemdir device %q: a file name (letters, digits, '.', '_' and '-') inside the directory", t.Name)
+		}
+		d.accessLog = name
+	}
 	for _, sub := range []string{keysDir, certsDir, liveDir} {
 		if err := os.MkdirAll(filepath.Join(d.dir, sub), 0o700); err != nil {
 			return nil, sdk.Unavailable("prepare %s", d.dir).WithCause(err)
@@ -139,7 +148,33 @@ func withLock(ctx context.Context, t sdk.Target, exclusive bool, fn func(d *devi
 		return err
 	}
 	defer unlock()
+	if err := d.logAccess(exclusive); err != nil {
+		return err
+	}
 	return fn(d)
+}
+
+// logAccess appends who is calling to the access log, if the target keeps one.
+func (d *device) logAccess(exclusive bool) error {
+	if d.accessLog == "" {
+		return nil
+	}
+	mode := "read"
+	if exclusive {
+		mode = "write"
+	}
+	f, err := os.OpenFile(filepath.Join(d.dir, d.accessLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return sdk.Unavailable("access log of %s", d.dir).WithCause(err)
+	}
+	_, err = fmt.Fprintf(f, "%s %d %s\n", time.Now().UTC().Format(time.RFC3339Nano), os.Getppid(), mode)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return sdk.Unavailable("access log of %s", d.dir).WithCause(err)
+	}
+	return nil
 }
 
 // CheckTarget reports the directory as the device.

@@ -1,0 +1,466 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// pgMigrations are the PostgreSQL forms of migrations, version for version: migration N here makes
+// the same tables as migration N of SQLite, so `state migrate` copies one into the other. Never
+// edit one that has shipped: add the next, to both lists.
+var pgMigrations = []string{
+	// 1: deployments, operations, runs, results, accounts; and leases, the per-device claims of
+	// instances sharing this state (core/lease), whose tokens fence every operation write.
+	`CREATE TABLE deployments (
+		certificate TEXT PRIMARY KEY,
+		not_after   TIMESTAMPTZ NOT NULL,
+		data        TEXT NOT NULL
+	);
+	CREATE TABLE operations (
+		id          TEXT PRIMARY KEY,
+		certificate TEXT NOT NULL,
+		step        TEXT NOT NULL,
+		open        BOOLEAN NOT NULL,
+		started_at  TIMESTAMPTZ NOT NULL,
+		updated_at  TIMESTAMPTZ NOT NULL,
+		data        TEXT NOT NULL
+	);
+	CREATE UNIQUE INDEX operations_one_open ON operations(certificate) WHERE open;
+	CREATE TABLE runs (
+		id          BIGSERIAL PRIMARY KEY,
+		started_at  TIMESTAMPTZ NOT NULL,
+		finished_at TIMESTAMPTZ,
+		outcome     TEXT NOT NULL,
+		dry_run     BOOLEAN NOT NULL
+	);
+	CREATE TABLE results (
+		id          BIGSERIAL PRIMARY KEY,
+		run_id      BIGINT NOT NULL REFERENCES runs(id),
+		certificate TEXT NOT NULL,
+		finished_at TIMESTAMPTZ NOT NULL,
+		data        TEXT NOT NULL
+	);
+	CREATE INDEX results_by_certificate ON results(certificate, id);
+	CREATE TABLE accounts (
+		issuer TEXT PRIMARY KEY,
+		data   BYTEA NOT NULL
+	);
+	CREATE TABLE leases (
+		name       TEXT PRIMARY KEY,
+		holder     TEXT NOT NULL,
+		token      BIGINT NOT NULL,
+		expires_at TIMESTAMPTZ NOT NULL
+	);`,
+}
+
+// Postgres is the Store shared by several certfleet instances. It needs an ordinary role that may
+// create tables in its schema: no superuser, no extension.
+type Postgres struct {
+	pool *pgxpool.Pool
+	// lockKey names this state's advisory lock (see Lock): one per schema.
+	lockKey string
+}
+
+var _ Store = (*Postgres)(nil)
+
+// OpenPostgres connects to the database of dsn (a postgres:// URL or key=value string) and brings
+// its schema up to date. Errors never repeat the DSN, which may hold a password.
+func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors quote the string; say what is wrong without it.
+		return nil, errors.New("state dsn: not a PostgreSQL connection string (postgres://user@host/db?sslmode=verify-full or host=... dbname=...)")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("state database (PostgreSQL %s/%s): %w", cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
+	}
+	s := &Postgres{pool: pool}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("state database (PostgreSQL %s/%s): %w", cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
+	}
+	return s, nil
+}
+
+// Pool is the connection pool, for the claims of core/lease that live in the same database.
+func (s *Postgres) Pool() *pgxpool.Pool { return s.pool }
+
+// Close closes the pool.
+func (s *Postgres) Close() error { s.pool.Close(); return nil }
+
+// SchemaVersion returns the number of migrations applied.
+func (s *Postgres) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
+// migrate applies the missing migrations. Instances starting together serialize on a transaction
+// advisory lock, so each migration runs once.
+func (s *Postgres) migrate(ctx context.Context) error {
+	if err := s.pool.QueryRow(ctx, `SELECT 'certfleet state ' || current_schema()`).Scan(&s.lockKey); err != nil {
+		return fmt.Errorf("read the current schema: %w", err)
+	}
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1 || ' migrate'))`, s.lockKey); err != nil {
+			return fmt.Errorf("wait for other instances' migrations: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)`); err != nil {
+			return fmt.Errorf("create schema_migrations: %w", err)
+		}
+		var current int
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+			return err
+		}
+		if current > len(pgMigrations) {
+			return fmt.Errorf("schema version %d is newer than this certfleet knows (%d): use a newer certfleet", current, len(pgMigrations))
+		}
+		for v := current + 1; v <= len(pgMigrations); v++ {
+			if _, err := tx.Exec(ctx, pgMigrations[v-1]); err != nil {
+				return fmt.Errorf("migration %d: %w", v, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES ($1, now())`, v); err != nil {
+				return fmt.Errorf("migration %d: %w", v, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Postgres) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, fn)
+}
+
+// fenced runs fn in a transaction that first proves ctx's fence still holds, locking the claim row
+// so that no other instance can take it over before this write commits.
+func (s *Postgres) fenced(ctx context.Context, fn func(pgx.Tx) error) error {
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		if f, ok := FenceOf(ctx); ok {
+			var token int64
+			err := tx.QueryRow(ctx, `SELECT token FROM leases WHERE name = $1 FOR SHARE`, f.Name).Scan(&token)
+			if errors.Is(err, pgx.ErrNoRows) || (err == nil && token != f.Token) {
+				return fmt.Errorf("%w (%s)", ErrFenced, f.Name)
+			}
+			if err != nil {
+				return fmt.Errorf("check the claim on %s: %w", f.Name, err)
+			}
+		}
+		return fn(tx)
+	})
+}
+
+// Lock holds a session advisory lock for this state's schema, making this process the only one
+// running operations, as the SQLite file lock does. Instances that share the fleet do not take it:
+// they claim devices one by one (core/lease).
+func (s *Postgres) Lock(ctx context.Context) (func(), error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("state lock: %w", err)
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext($1))`, s.lockKey).Scan(&got); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("state lock: %w", err)
+	}
+	if !got {
+		conn.Release()
+		return nil, fmt.Errorf("%w (PostgreSQL advisory lock %q)", ErrLocked, s.lockKey)
+	}
+	return func() {
+		_, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtext($1))`, s.lockKey)
+		conn.Release()
+	}, nil
+}
+
+// Deployment returns the deployment of a certificate.
+func (s *Postgres) Deployment(ctx context.Context, certificate string) (Deployment, bool, error) {
+	var data string
+	err := s.pool.QueryRow(ctx, `SELECT data FROM deployments WHERE certificate = $1`, certificate).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Deployment{}, false, nil
+	}
+	if err != nil {
+		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
+	}
+	var d Deployment
+	if err := json.Unmarshal([]byte(data), &d); err != nil {
+		return Deployment{}, false, fmt.Errorf("decode deployment of %s: %w", certificate, err)
+	}
+	return d, true, nil
+}
+
+// Deployments returns every deployment, by certificate.
+func (s *Postgres) Deployments(ctx context.Context) (map[string]Deployment, error) {
+	rows, err := s.pool.Query(ctx, `SELECT certificate, data FROM deployments`)
+	if err != nil {
+		return nil, fmt.Errorf("read deployments: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]Deployment{}
+	for rows.Next() {
+		var name, data string
+		if err := rows.Scan(&name, &data); err != nil {
+			return nil, fmt.Errorf("read deployments: %w", err)
+		}
+		var d Deployment
+		if err := json.Unmarshal([]byte(data), &d); err != nil {
+			return nil, fmt.Errorf("decode deployment of %s: %w", name, err)
+		}
+		out[name] = d
+	}
+	return out, rows.Err()
+}
+
+func pgSaveDeployment(ctx context.Context, tx pgx.Tx, d Deployment) error {
+	data, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data) VALUES ($1, $2, $3)
+		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data`,
+		d.Certificate, d.NotAfter.UTC(), string(data))
+	return err
+}
+
+// SaveDeployment records d (fenced when ctx carries a claim).
+func (s *Postgres) SaveDeployment(ctx context.Context, d Deployment) error {
+	if err := s.fenced(ctx, func(tx pgx.Tx) error { return pgSaveDeployment(ctx, tx, d) }); err != nil {
+		return fmt.Errorf("save deployment of %s: %w", d.Certificate, err)
+	}
+	return nil
+}
+
+// DeleteDeployment forgets a certificate's deployment (a retired certificate); its run history
+// stays.
+func (s *Postgres) DeleteDeployment(ctx context.Context, certificate string) error {
+	err := s.fenced(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM deployments WHERE certificate = $1`, certificate)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete deployment of %s: %w", certificate, err)
+	}
+	return nil
+}
+
+// OpenOperation returns the certificate's unfinished operation, or nil.
+func (s *Postgres) OpenOperation(ctx context.Context, certificate string) (*Operation, error) {
+	var data string
+	err := s.pool.QueryRow(ctx, `SELECT data FROM operations WHERE certificate = $1 AND open`, certificate).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read operation of %s: %w", certificate, err)
+	}
+	return scanOperation(data)
+}
+
+// OpenOperations returns every unfinished operation.
+func (s *Postgres) OpenOperations(ctx context.Context) (map[string]*Operation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT data FROM operations WHERE open`)
+	if err != nil {
+		return nil, fmt.Errorf("read operations: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]*Operation{}
+	for rows.Next() {
+		var data string
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("read operations: %w", err)
+		}
+		op, err := scanOperation(data)
+		if err != nil {
+			return nil, err
+		}
+		out[op.Certificate] = op
+	}
+	return out, rows.Err()
+}
+
+func pgWriteOperation(ctx context.Context, tx pgx.Tx, op *Operation, insert bool) error {
+	op.UpdatedAt = time.Now().UTC()
+	data, err := json.Marshal(op)
+	if err != nil {
+		return err
+	}
+	open := op.Step != StepDone && op.Step != StepAbandoned
+	if insert {
+		_, err = tx.Exec(ctx, `INSERT INTO operations(id, certificate, step, open, started_at, updated_at, data) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			op.ID, op.Certificate, string(op.Step), open, op.StartedAt.UTC(), op.UpdatedAt, string(data))
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "operations_one_open" {
+			return fmt.Errorf("%s already has an unfinished operation", op.Certificate)
+		}
+		return err
+	}
+	tag, err := tx.Exec(ctx, `UPDATE operations SET step = $1, open = $2, updated_at = $3, data = $4 WHERE id = $5`,
+		string(op.Step), open, op.UpdatedAt, string(data), op.ID)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("operation %s is not recorded", op.ID)
+	}
+	return nil
+}
+
+// CreateOperation records a new operation.
+func (s *Postgres) CreateOperation(ctx context.Context, op *Operation) error {
+	if op.StartedAt.IsZero() {
+		op.StartedAt = time.Now().UTC()
+	}
+	if err := s.fenced(ctx, func(tx pgx.Tx) error { return pgWriteOperation(ctx, tx, op, true) }); err != nil {
+		return fmt.Errorf("record operation for %s: %w", op.Certificate, err)
+	}
+	return nil
+}
+
+// SaveOperation records op's current state.
+func (s *Postgres) SaveOperation(ctx context.Context, op *Operation) error {
+	if err := s.fenced(ctx, func(tx pgx.Tx) error { return pgWriteOperation(ctx, tx, op, false) }); err != nil {
+		return fmt.Errorf("record step %s of %s: %w", op.Step, op.Certificate, err)
+	}
+	return nil
+}
+
+// CompleteOperation finishes op and records the deployment in one transaction.
+func (s *Postgres) CompleteOperation(ctx context.Context, op *Operation, d Deployment) error {
+	op.Step = StepDone
+	err := s.fenced(ctx, func(tx pgx.Tx) error {
+		if err := pgWriteOperation(ctx, tx, op, false); err != nil {
+			return err
+		}
+		return pgSaveDeployment(ctx, tx, d)
+	})
+	if err != nil {
+		return fmt.Errorf("record deployment of %s: %w", op.Certificate, err)
+	}
+	return nil
+}
+
+// AbandonOperation finishes op without a deployment.
+func (s *Postgres) AbandonOperation(ctx context.Context, op *Operation, reason string) error {
+	op.Step = StepAbandoned
+	op.LastError = reason
+	return s.SaveOperation(ctx, op)
+}
+
+// StartRun records the start of a run.
+func (s *Postgres) StartRun(ctx context.Context, dryRun bool) (int64, error) {
+	var id int64
+	if err := s.pool.QueryRow(ctx, `INSERT INTO runs(started_at, outcome, dry_run) VALUES (now(), 'interrupted', $1) RETURNING id`, dryRun).Scan(&id); err != nil {
+		return 0, fmt.Errorf("record run: %w", err)
+	}
+	return id, nil
+}
+
+// FinishRun records how a run ended.
+func (s *Postgres) FinishRun(ctx context.Context, id int64, outcome string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE runs SET finished_at = now(), outcome = $1 WHERE id = $2`, outcome, id); err != nil {
+		return fmt.Errorf("record end of run %d: %w", id, err)
+	}
+	return nil
+}
+
+// RecordResult records one certificate's result in a run.
+func (s *Postgres) RecordResult(ctx context.Context, r Result) error {
+	return s.RecordResults(ctx, []Result{r})
+}
+
+// RecordResults records results in one transaction (one round trip per batch of rows).
+func (s *Postgres) RecordResults(ctx context.Context, rs []Result) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	rows := make([][]any, 0, len(rs))
+	for _, r := range rs {
+		if r.FinishedAt.IsZero() {
+			r.FinishedAt = time.Now().UTC()
+		}
+		data, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("record results: %w", err)
+		}
+		rows = append(rows, []any{r.RunID, r.Certificate, r.FinishedAt.UTC(), string(data)})
+	}
+	if _, err := s.pool.CopyFrom(ctx, pgx.Identifier{"results"}, []string{"run_id", "certificate", "finished_at", "data"}, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("record results: %w", err)
+	}
+	return nil
+}
+
+// LastResults returns the newest result of each certificate.
+func (s *Postgres) LastResults(ctx context.Context) (map[string]Result, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (certificate) data FROM results ORDER BY certificate, id DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("read results: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]Result{}
+	for rows.Next() {
+		var data string
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("read results: %w", err)
+		}
+		var r Result
+		if err := json.Unmarshal([]byte(data), &r); err != nil {
+			return nil, fmt.Errorf("decode result: %w", err)
+		}
+		out[r.Certificate] = r
+	}
+	return out, rows.Err()
+}
+
+// Runs returns the newest runs first.
+func (s *Postgres) Runs(ctx context.Context, limit int) ([]Run, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, started_at, finished_at, outcome, dry_run FROM runs ORDER BY id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read runs: %w", err)
+	}
+	defer rows.Close()
+	var out []Run
+	for rows.Next() {
+		var r Run
+		var finished *time.Time
+		if err := rows.Scan(&r.ID, &r.StartedAt, &finished, &r.Outcome, &r.DryRun); err != nil {
+			return nil, fmt.Errorf("read runs: %w", err)
+		}
+		r.StartedAt = r.StartedAt.UTC()
+		if finished != nil {
+			r.FinishedAt = finished.UTC()
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// LoadAccount returns an issuer's stored account.
+func (s *Postgres) LoadAccount(ctx context.Context, issuer string) ([]byte, bool, error) {
+	var data []byte
+	err := s.pool.QueryRow(ctx, `SELECT data FROM accounts WHERE issuer = $1`, issuer).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read account of issuer %s: %w", issuer, err)
+	}
+	return data, true, nil
+}
+
+// SaveAccount stores an issuer's account.
+func (s *Postgres) SaveAccount(ctx context.Context, issuer string, data []byte) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO accounts(issuer, data) VALUES ($1, $2) ON CONFLICT(issuer) DO UPDATE SET data = excluded.data`,
+		issuer, data); err != nil {
+		return fmt.Errorf("save account of issuer %s: %w", issuer, err)
+	}
+	return nil
+}
