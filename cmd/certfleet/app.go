@@ -59,6 +59,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			historyCommand(),
 			daemonCommand(),
 			revokeCommand(),
+			verifyCommand(),
+			retireCommand(),
 			secretsCommand(),
 			pluginsCommand(),
 			migrateCommand(),

@@ -44,6 +44,6 @@ func openStateView(c *cli.Context) (*stateView, error) {
 		return nil, stateOpenError(err)
 	}
 	v.store = store
-	v.engine = engine.New(engine.Options{Store: store, Certificates: engineCertificates(cfg), Logger: v.logs.Logger()})
+	v.engine = engine.New(engine.Options{Store: store, Certificates: engineCertificates(cfg), Disabled: disabledCertificates(cfg), Logger: v.logs.Logger()})
 	return v, nil
 }

@@ -41,13 +41,15 @@ type Plan struct {
 	Items []PlanItem `json:"items"`
 	// InventoryCalls counts the device Inventory calls made to build it (one per device).
 	InventoryCalls int `json:"inventory_calls"`
+	// Retired are certificates the state holds but the configuration no longer has.
+	Retired []RetiredItem `json:"retired,omitempty"`
 }
 
 // Due returns the items whose action changes something.
 func (p Plan) Due() []PlanItem {
 	var out []PlanItem
 	for _, it := range p.Items {
-		if it.Action != ActionNone && it.Action != ActionUnknown {
+		if it.Action != ActionNone && it.Action != ActionUnknown && it.Action != ActionBlocked {
 			out = append(out, it)
 		}
 	}
@@ -87,7 +89,13 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	return e.planFrom(ctx, certs, deployments, ops, po), nil
+	plan := e.planFrom(ctx, certs, deployments, ops, po)
+	if len(po.Names) == 0 {
+		if plan.Retired, err = e.Retired(ctx); err != nil {
+			return plan, err
+		}
+	}
+	return plan, nil
 }
 
 // planFrom plans certs from the recorded deployments and open operations given.
@@ -130,6 +138,7 @@ func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments 
 		}
 		plan.Items = append(plan.Items, item)
 	}
+	e.preflightItems(ctx, plan.Items)
 	return plan
 }
 

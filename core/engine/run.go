@@ -191,7 +191,7 @@ func (e *Engine) settle(ctx context.Context, it PlanItem) (r state.Result, ok bo
 		r.Outcome = state.OutcomeAdopted
 	case ActionNone:
 		r.Outcome = state.OutcomeUnchanged
-	case ActionUnknown:
+	case ActionUnknown, ActionBlocked:
 		r.Outcome, r.Error = state.OutcomeFailed, it.Error
 	default:
 		return state.Result{}, false
@@ -713,6 +713,21 @@ func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 			continue
 		}
 		verified = append(verified, w)
+	}
+	checks := e.verifyServedAfterCommit(ctx, dev, p, info, verified)
+	var deployed []*work
+	for _, w := range verified {
+		if w.op.Step != state.StepCommitted { // rolled back after a failed served check
+			continue
+		}
+		deployed = append(deployed, w)
+		if c := checks[w]; c != nil && !c.OK {
+			// What the device serves is not what it reports bound: keep the previous objects.
+			if d := w.item.deployment; d != nil && d.CertRef != w.op.CertRef {
+				e.log.Warn("superseded certificate kept on the device after a failed served check", "device", dev.Name, "cert_ref", d.CertRef)
+			}
+			continue
+		}
 		if d := w.item.deployment; d != nil && d.CertRef != w.op.CertRef {
 			if d.Adopted && !w.item.cert.CleanupAdopted {
 				e.log.Info("adopted object kept (set cleanup_adopted: true to let certfleet remove it)", "device", dev.Name, "cert_ref", d.CertRef)
@@ -734,9 +749,10 @@ func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 			}
 		}
 	}
-	for _, w := range verified {
+	for _, w := range deployed {
 		d, err := deploymentOf(w, e.opts.Now().UTC())
 		if err == nil {
+			d.ServedCheck = checks[w]
 			err = e.opts.Store.CompleteOperation(context.WithoutCancel(ctx), w.op, d)
 		}
 		if err != nil {

@@ -33,6 +33,12 @@ type Certificate struct {
 	IssuerOptions map[string]any
 	// CleanupAdopted lets a renewal delete the objects of a certificate that was adopted.
 	CleanupAdopted bool
+	// Verify is a configured endpoint for the served certificate check, besides those the plugin
+	// reports.
+	Verify *sdk.ServedEndpoint
+	// RollbackOnVerifyFailure restores the previous bindings when the served check fails after a
+	// deployment; otherwise the new certificate stays and the failure is reported.
+	RollbackOnVerifyFailure bool
 }
 
 // Device is one configured device.

@@ -238,6 +238,19 @@ func (s *Postgres) SaveDeployment(ctx context.Context, d Deployment) error {
 	return nil
 }
 
+// DeleteDeployment forgets a certificate's deployment (a retired certificate); its run history
+// stays.
+func (s *Postgres) DeleteDeployment(ctx context.Context, certificate string) error {
+	err := s.fenced(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM deployments WHERE certificate = $1`, certificate)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete deployment of %s: %w", certificate, err)
+	}
+	return nil
+}
+
 // OpenOperation returns the certificate's unfinished operation, or nil.
 func (s *Postgres) OpenOperation(ctx context.Context, certificate string) (*Operation, error) {
 	var data string
