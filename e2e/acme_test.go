@@ -92,7 +92,7 @@ func TestACMEEnrollRenewRevokeAndARI(t *testing.T) {
 	}
 
 	// Revocation through certfleet; the next run replaces the certificate.
-	res = f.certfleet(nil, "revoke", "--reason", "key-compromise", "www")
+	res = f.certfleet(nil, "revoke", "--reason", "key-compromise", "--replace=false", "www")
 	if res.code != 0 || !pebble.Revoked(after) {
 		t.Fatalf("revoke: exit %d, revoked at the CA: %v\n%s", res.code, pebble.Revoked(after), res.stderr)
 	}

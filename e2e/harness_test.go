@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/certfleet/certfleet/cmd/certfleet",
+	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/certfleet/certfleet/cmd/certfleet", "github.com/certfleet/certfleet/cmd/certfleet-sim",
 		"github.com/certfleet/certfleet/examples/plugin-pemdir/cmd/certfleet-plugin-pemdir",
 		"github.com/certfleet/certfleet/plugins/citrix-nitro/cmd/certfleet-plugin-citrix-nitro",
 		"github.com/certfleet/certfleet/plugins/f5-bigip/cmd/certfleet-plugin-f5-bigip",
@@ -53,6 +53,8 @@ type fleet struct {
 	dir    string
 	config string
 	env    []string
+	// spec is what the configuration was last written from.
+	spec fleetSpec
 }
 
 // issuerBlock is the YAML of the issuers section for the test's CA.
@@ -74,6 +76,7 @@ state:
 runtime:
   collect_timeout: 30s
   revocation_check_interval: 1h
+  verify_wait: 200ms
 defaults:
   issuer: ca
   key: {type: ecdsa, bits: 256}
@@ -115,6 +118,7 @@ func newFleet(t *testing.T, spec fleetSpec) *fleet {
 
 func (f *fleet) writeConfig(spec fleetSpec) {
 	f.t.Helper()
+	f.spec = spec
 	tmpl := template.Must(template.New("c").Funcs(template.FuncMap{"join": strings.Join}).Parse(fleetTemplate))
 	var buf bytes.Buffer
 	if err := tmpl.Execute(&buf, struct {

@@ -32,5 +32,7 @@ bin/certfleet run
 first=$(bin/certfleet status --output json | sed -n 's/.*"certificate": "\([^"]*\)".*/\1/p' | head -1)
 step "certfleet run --force $first: a renewal with a new key"
 bin/certfleet run --force "$first"
+step "certfleet verify: what every known endpoint serves, over TLS"
+bin/certfleet verify
 step "certfleet status"
 bin/certfleet status

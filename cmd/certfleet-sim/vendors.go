@@ -33,6 +33,12 @@ func certificate(name, device, host string, bindings ...string) string {
 	return fmt.Sprintf("  %s:\n    device: %s\n    sans: {dns: [%s]}\n    bindings: [%s]", name, device, host, strings.Join(bindings, ", "))
 }
 
+// withVerify adds where the certificate is served, for the core's served certificate check on a
+// device whose plugin does not report it.
+func withVerify(cert, address string) string {
+	return cert + fmt.Sprintf("\n    verify: {address: %q}", address)
+}
+
 // startPemdir makes --devices directories, each with --certs-per-device live links.
 func startPemdir(w *world, o options) error {
 	for d := 1; d <= o.devices; d++ {
@@ -74,8 +80,8 @@ func startNitro(w *world, o options) error {
 	w.devices = append(w.devices, fmt.Sprintf("  adc1:\n    plugin: citrix-nitro\n    address: %s\n    tls: {ca_bundle: %s}\n    credentials: {username: %s, password: \"${env:CERTFLEET_SIM_ADC_PASSWORD}\"}",
 		sim.URL(), bundle, cfg.Username))
 	w.certs = append(w.certs,
-		certificate("adc-www", "adc1", "www.adc1.example.test", "{kind: lb-vserver, name: vs_www_443}"),
-		certificate("adc-vpn", "adc1", "vpn.adc1.example.test", "{kind: gateway-vserver, name: gw_vpn_443}"))
+		withVerify(certificate("adc-www", "adc1", "www.adc1.example.test", "{kind: lb-vserver, name: vs_www_443}"), sim.ServedAddress("vs_www_443")),
+		withVerify(certificate("adc-vpn", "adc1", "vpn.adc1.example.test", "{kind: gateway-vserver, name: gw_vpn_443}"), sim.ServedAddress("gw_vpn_443")))
 	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "adc1", Plugin: "citrix-nitro", Address: sim.URL(), Served: map[string]string{
 		"lb-vserver/vs_www_443": sim.ServedAddress("vs_www_443"), "gateway-vserver/gw_vpn_443": sim.ServedAddress("gw_vpn_443"),
 	}})
@@ -141,8 +147,8 @@ func startPANOS(w *world, o options) error {
     credentials: {username: certfleet, password: "${env:CERTFLEET_SIM_PANOS_PASSWORD}"}
     options: {commit_admin: certfleet, commit_poll_interval: 0.2}`, sim.URL(), bundle))
 	w.certs = append(w.certs,
-		certificate("fw-web", "fw1", "web.fw1.example.test", "{kind: ssl-tls-service-profile, name: web-tls}"),
-		certificate("fw-portal", "fw1", "portal.fw1.example.test", "{kind: globalprotect-portal, name: gp-portal}"))
+		withVerify(certificate("fw-web", "fw1", "web.fw1.example.test", "{kind: ssl-tls-service-profile, name: web-tls}"), sim.ServedAddress("web-tls")),
+		withVerify(certificate("fw-portal", "fw1", "portal.fw1.example.test", "{kind: globalprotect-portal, name: gp-portal}"), portal))
 	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "fw1", Plugin: "paloalto-panos", Address: sim.URL(), Served: map[string]string{
 		"ssl-tls-service-profile/web-tls": sim.ServedAddress("web-tls"), "globalprotect-portal/gp-portal": portal,
 	}})

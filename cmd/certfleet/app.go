@@ -50,6 +50,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			runCommand(),
 			statusCommand(),
 			revokeCommand(),
+			verifyCommand(),
+			retireCommand(),
 			secretsCommand(),
 			pluginsCommand(),
 		},

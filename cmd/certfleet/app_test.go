@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,9 +22,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if _, err := conformance.BuildPlugin(dir, "github.com/certfleet/certfleet/examples/plugin-pemdir/cmd/certfleet-plugin-pemdir"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	for _, pkg := range []string{"github.com/certfleet/certfleet/examples/plugin-pemdir/cmd/certfleet-plugin-pemdir",
+		"github.com/certfleet/certfleet/plugins/citrix-nitro/cmd/certfleet-plugin-citrix-nitro"} {
+		if _, err := conformance.BuildPlugin(dir, pkg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
 	pluginDir = dir
 	code := m.Run()
@@ -42,7 +46,7 @@ func certfleet(t *testing.T, args ...string) (int, string, string) {
 
 func TestVersion(t *testing.T) {
 	code, out, _ := certfleet(t, "version")
-	if code != 0 || !strings.Contains(out, "contract v1.0") {
+	if code != 0 || !strings.Contains(out, "contract v1.1") {
 		t.Fatalf("version: code %d, %q", code, out)
 	}
 }
@@ -56,7 +60,8 @@ func TestPluginsListAndInspect(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		t.Fatalf("plugins list --output json is not JSON: %v\n%s", err, out)
 	}
-	if len(rows) == 0 || rows[0].Name != "pemdir" || rows[0].Version == "" || rows[0].Pinned != "yes" || len(rows[0].SHA256) != 64 {
+	i := slices.IndexFunc(rows, func(r pluginRow) bool { return r.Name == "pemdir" })
+	if i < 0 || rows[i].Version == "" || rows[i].Pinned != "yes" || len(rows[i].SHA256) != 64 {
 		t.Fatalf("plugins list: %+v", rows)
 	}
 	code, out, errOut = certfleet(t, "plugins", "inspect", "pemdir")

@@ -60,8 +60,15 @@ func printPlan(w io.Writer, plan engine.Plan) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\n%d of %d certificates need action (%d devices inspected)\n", due, len(plan.Items), plan.InventoryCalls)
-	return err
+	if _, err := fmt.Fprintf(w, "\n%d of %d certificates need action (%d devices inspected)\n", due, len(plan.Items), plan.InventoryCalls); err != nil {
+		return err
+	}
+	for _, r := range plan.Retired {
+		if _, err := fmt.Fprintf(w, "%s (%s): %s\n", r.Certificate, r.Device, r.Reason); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func runCommand() *cli.Command {
@@ -153,7 +160,7 @@ func statusCommand() *cli.Command {
 				return writeJSON(c, rows)
 			}
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CERTIFICATE\tDEVICE\tNOT AFTER\tDAYS LEFT\tLAST OUTCOME\tNEXT ACTION")
+			fmt.Fprintln(tw, "CERTIFICATE\tDEVICE\tNOT AFTER\tDAYS LEFT\tLAST OUTCOME\tSERVED\tNEXT ACTION")
 			for _, r := range rows {
 				notAfter, left := "-", "-"
 				if !r.NotAfter.IsZero() {
@@ -169,7 +176,14 @@ func statusCommand() *cli.Command {
 				if r.LastError != "" {
 					outcome += " (" + r.LastError + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Certificate, r.Device, notAfter, left, outcome, r.NextAction)
+				served := "-"
+				if r.Served != nil {
+					served = "ok " + r.Served.At.UTC().Format("2006-01-02 15:04")
+					if !r.Served.OK {
+						served = "FAILED " + r.Served.At.UTC().Format("2006-01-02 15:04") + ": " + r.Served.Detail
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Certificate, r.Device, notAfter, left, outcome, served, r.NextAction)
 			}
 			return tw.Flush()
 		},
@@ -191,35 +205,64 @@ func progressPrinter(w io.Writer) func(engine.Event) {
 	}
 }
 
+var revokeReasons = map[string]issuer.RevokeReason{
+	"unspecified": issuer.ReasonUnspecified, "key-compromise": issuer.ReasonKeyCompromise,
+	"affiliation-changed": issuer.ReasonAffiliationChanged, "superseded": issuer.ReasonSuperseded,
+	"cessation-of-operation": issuer.ReasonCessationOfOperation,
+}
+
+func revokeReasonNames() []string {
+	return []string{"unspecified", "key-compromise", "affiliation-changed", "superseded", "cessation-of-operation"}
+}
+
+func engineRetireOptions(revoke bool, reason issuer.RevokeReason, cleanup bool) engine.RetireOptions {
+	return engine.RetireOptions{Revoke: revoke, Reason: reason, Cleanup: cleanup}
+}
+
 func revokeCommand() *cli.Command {
-	reasons := map[string]issuer.RevokeReason{
-		"unspecified": issuer.ReasonUnspecified, "key-compromise": issuer.ReasonKeyCompromise,
-		"affiliation-changed": issuer.ReasonAffiliationChanged, "superseded": issuer.ReasonSuperseded,
-		"cessation-of-operation": issuer.ReasonCessationOfOperation,
-	}
 	return &cli.Command{
-		Name:      "revoke",
-		Usage:     "revoke a certificate's deployed certificate at its CA; the next run replaces it",
+		Name: "revoke",
+		Usage: "revoke a certificate at its CA and deploy its replacement (key-compromise: revoke first; " +
+			"otherwise the replacement is deployed first and the old certificate revoked once it is no longer served)",
 		ArgsUsage: "CERTIFICATE",
-		Flags: []cli.Flag{&cli.StringFlag{Name: "reason", Value: "superseded",
-			Usage: "unspecified, key-compromise, affiliation-changed, superseded or cessation-of-operation"}},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "reason", Value: "superseded", Usage: strings.Join(revokeReasonNames(), ", ")},
+			&cli.BoolFlag{Name: "replace", Value: true, Usage: "deploy the replacement in the same command; --replace=false only revokes, and the next run replaces it"},
+		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return cli.Exit("usage: certfleet revoke [--reason REASON] CERTIFICATE", 2)
+				return cli.Exit("usage: certfleet revoke [--reason REASON] [--replace=false] CERTIFICATE", 2)
 			}
-			reason, ok := reasons[c.String("reason")]
+			reason, ok := revokeReasons[c.String("reason")]
 			if !ok {
-				return cli.Exit(fmt.Sprintf("--reason %q: use unspecified, key-compromise, affiliation-changed, superseded or cessation-of-operation", c.String("reason")), 2)
+				return cli.Exit(fmt.Sprintf("--reason %q: use %s", c.String("reason"), strings.Join(revokeReasonNames(), ", ")), 2)
 			}
-			env, err := setup(c, false)
+			env, err := setup(c, isTerminal(c.App.ErrWriter))
 			if err != nil {
 				return err
 			}
 			defer env.close()
-			if err := env.engine.Revoke(c.Context, c.Args().First(), reason); err != nil {
+			name := c.Args().First()
+			if !c.Bool("replace") {
+				if err := env.engine.Revoke(c.Context, name, reason); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "revoked %s; the device serves it until `certfleet run` replaces it\n", name)
+				return nil
+			}
+			report, err := env.engine.RevokeAndReplace(c.Context, name, reason)
+			if len(report.Results) > 0 {
+				if perr := printReport(c.App.Writer, report); perr != nil {
+					return perr
+				}
+			}
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "revoked %s; `certfleet run` will replace it\n", c.Args().First())
+			if code := report.ExitCode(); code != 0 {
+				return cli.Exit("", code)
+			}
+			fmt.Fprintf(c.App.Writer, "revoked %s and deployed its replacement\n", name)
 			return nil
 		},
 	}

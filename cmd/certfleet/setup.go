@@ -126,7 +126,8 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 		env.close()
 		return nil, cli.Exit(redactor.Redact(err.Error()), 2)
 	}
-	if err := checkAgainstPlugins(ctx, env, issuers); err != nil {
+	infos := pluginInfos(ctx, cfg, func(name string) (sdk.Plugin, error) { return env.host.Plugin(name) })
+	if err := checkConfigAgainstPlugins(cfg, infos); err != nil {
 		env.close()
 		return nil, cli.Exit(err.Error(), 2)
 	}
@@ -138,11 +139,14 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 		Issuers:                 issuers,
 		Devices:                 engineDevices(cfg),
 		Certificates:            engineCertificates(cfg),
+		Disabled:                disabledCertificates(cfg),
 		Workers:                 cfg.Runtime.Workers,
 		PerIssuer:               cfg.Runtime.PerIssuer,
 		CollectTimeout:          cfg.Runtime.CollectTimeout,
 		CallTimeout:             cfg.Runtime.CallTimeout,
 		RevocationCheckInterval: cfg.Runtime.RevocationCheckInterval,
+		VerifyAttempts:          cfg.Runtime.VerifyAttempts,
+		VerifyWait:              cfg.Runtime.VerifyWait,
 		Logger:                  log,
 		Redact:                  redactor.Redact,
 	}
@@ -282,10 +286,26 @@ func engineCertificates(cfg *config.Config) []engine.Certificate {
 	out := make([]engine.Certificate, 0, len(names))
 	for _, name := range names {
 		c := cfg.Certificates[name]
-		out = append(out, engine.Certificate{
+		ec := engine.Certificate{
 			Name: name, Device: c.Device, Issuer: c.Issuer, Subject: c.Subject, SANs: c.SANs, KeySpec: c.Key,
 			RenewBefore: c.RenewBefore, RenewFraction: c.RenewFraction, Bindings: c.Bindings, IssuerOptions: c.IssuerOptions,
-		})
+			RollbackOnVerifyFailure: c.OnVerifyFailure == config.OnVerifyRollback,
+		}
+		if c.Verify != nil {
+			ec.Verify = &sdk.ServedEndpoint{Address: c.Verify.Address, ServerName: c.Verify.ServerName}
+		}
+		out = append(out, ec)
 	}
+	return out
+}
+
+func disabledCertificates(cfg *config.Config) []string {
+	var out []string
+	for name, c := range cfg.Certificates {
+		if !c.Enabled {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
 	return out
 }

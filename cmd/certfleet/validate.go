@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/certfleet/certfleet/core/config"
-	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/issuer/acme"
+	"github.com/certfleet/certfleet/core/issuer/scm"
+	"github.com/certfleet/certfleet/plugins/sdk"
 	"github.com/urfave/cli/v2"
 )
 
@@ -20,64 +23,188 @@ func cfgIsFile(path string) bool {
 
 func validateCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "validate",
-		Usage: "check the configuration (nothing is contacted, no secret is resolved)",
+		Name: "validate",
+		Usage: "check the configuration: syntax, references, issuer options, and key specs, binding kinds and options " +
+			"against each plugin's declared capabilities (no device or CA is contacted, no secret is resolved)",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "offline", Usage: "check only the files: start no plugin (for editors and CI without the plugins)"}},
 		Action: func(c *cli.Context) error {
 			log := newLogger(c)
 			cfg, err := loadConfig(c.Context, c.String("config"), nil, false, log)
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
 			}
-			fmt.Fprintf(c.App.Writer, "configuration OK: %d certificates, %d devices, %d issuers (%s)\n",
-				len(cfg.Certificates), len(cfg.Devices), len(cfg.Issuers), strings.Join(cfg.Files, ", "))
+			checked := "plugins not started (--offline)"
+			if !c.Bool("offline") {
+				statePath := cfg.State.Path
+				if statePath == "" {
+					statePath = filepath.Join(defaultStateDir(), "state.db")
+				}
+				pins := cfg.Plugins.PinsFile
+				if pins == "" {
+					pins = filepath.Join(filepath.Dir(statePath), "plugins.lock.json")
+				}
+				host := newPluginHost(c, log, cfg.Plugins.Dirs, pins)
+				defer host.Close()
+				infos := pluginInfos(c.Context, cfg, func(name string) (sdk.Plugin, error) { return host.Plugin(name) })
+				if err := checkConfigAgainstPlugins(cfg, infos); err != nil {
+					return cli.Exit(err.Error(), 2)
+				}
+				checked = fmt.Sprintf("checked against %d plugin(s)", len(infos))
+			}
+			fmt.Fprintf(c.App.Writer, "configuration OK: %d certificates, %d devices, %d issuers, %s (%s)\n",
+				len(cfg.Certificates), len(cfg.Devices), len(cfg.Issuers), checked, strings.Join(cfg.Files, ", "))
 			return nil
 		},
 	}
 }
 
-// checkAgainstPlugins checks what only the plugins and issuers know: each certificate's key spec
-// and binding kinds against its device's plugin, and its issuer options against its issuer.
-func checkAgainstPlugins(ctx context.Context, env *environment, issuers map[string]issuer.Issuer) error {
-	errs := &config.Errors{}
-	names := make([]string, 0, len(env.cfg.Certificates))
-	for n := range env.cfg.Certificates {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		c := env.cfg.Certificates[name]
-		if !c.Enabled {
+// pluginInfo is one plugin's GetInfo answer, or why it could not be had.
+type pluginInfo struct {
+	info sdk.Info
+	err  error
+}
+
+// pluginInfos asks every plugin the configuration uses for its GetInfo (which needs no device).
+func pluginInfos(ctx context.Context, cfg *config.Config, get func(string) (sdk.Plugin, error)) map[string]pluginInfo {
+	out := map[string]pluginInfo{}
+	for _, d := range cfg.Devices {
+		if _, done := out[d.Plugin]; done {
 			continue
 		}
-		path := "certificates." + name
-		if iss, ok := issuers[c.Issuer]; ok {
-			if err := iss.ValidateOptions(c.IssuerOptions); err != nil {
-				errs.Add(c.Position, path+".issuer_options", err.Error(), "")
-			}
-		}
-		dev := env.cfg.Devices[c.Device]
-		p, err := env.host.Plugin(dev.Plugin)
+		p, err := get(d.Plugin)
 		if err != nil {
-			errs.Add(dev.Position, "devices."+c.Device+".plugin", err.Error(), "")
+			out[d.Plugin] = pluginInfo{err: err}
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		info, err := p.Info(cctx)
 		cancel()
-		if err != nil {
-			errs.Add(dev.Position, "devices."+c.Device+".plugin", env.redactor.Redact(err.Error()), "")
+		out[d.Plugin] = pluginInfo{info: info, err: err}
+	}
+	return out
+}
+
+// validateIssuerOptions checks options against the issuer's type offline (defaults merged in).
+func validateIssuerOptions(iss *config.Issuer, opts map[string]any) error {
+	switch iss.Type {
+	case "scm":
+		api := ""
+		if iss.SCM != nil {
+			api = iss.SCM.API
+		}
+		return scm.ValidateOptions(api, opts)
+	case "acme":
+		return acme.ValidateOptions(opts)
+	}
+	return nil
+}
+
+// checkConfigAgainstPlugins checks what the files alone cannot say: each certificate's issuer
+// options against its issuer type, its key spec and binding kinds against its plugin's declared
+// capabilities, and device and binding options against the plugin's option specs (names and
+// types). It needs no network and no secret.
+func checkConfigAgainstPlugins(cfg *config.Config, infos map[string]pluginInfo) error {
+	errs := &config.Errors{}
+	devNames := make([]string, 0, len(cfg.Devices))
+	for n := range cfg.Devices {
+		devNames = append(devNames, n)
+	}
+	sort.Strings(devNames)
+	for _, name := range devNames {
+		d := cfg.Devices[name]
+		pi := infos[d.Plugin]
+		if pi.err != nil {
+			errs.Add(d.Position, "devices."+name+".plugin", pi.err.Error(), "install certfleet-plugin-"+d.Plugin+" in a plugin directory (certfleet plugins list), or use --offline")
 			continue
 		}
-		if !info.Capabilities.SupportsKey(c.Key) {
-			errs.Add(c.Position, path+".key", fmt.Sprintf("plugin %s cannot make %s keys", dev.Plugin, c.Key),
-				"supported: "+formatKeySpecs(info.Capabilities.KeySpecs))
+		checkOptions(errs, d.Position, "devices."+name+".options", d.Options, pi.info.Capabilities.TargetOptions, d.Plugin)
+	}
+	names := make([]string, 0, len(cfg.Certificates))
+	for n := range cfg.Certificates {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		c := cfg.Certificates[name]
+		if !c.Enabled {
+			continue
+		}
+		path := "certificates." + name
+		if iss, ok := cfg.Issuers[c.Issuer]; ok {
+			if err := validateIssuerOptions(iss, c.IssuerOptions); err != nil {
+				errs.Add(c.Position, path+".issuer_options", err.Error(), "issuer "+c.Issuer+" is of type "+iss.Type+"; defaults.issuer_options are merged in")
+			}
+		}
+		dev, ok := cfg.Devices[c.Device]
+		if !ok {
+			continue
+		}
+		pi := infos[dev.Plugin]
+		if pi.err != nil {
+			continue
+		}
+		caps := pi.info.Capabilities
+		if !caps.SupportsKey(c.Key) {
+			errs.Add(c.Position, path+".key", fmt.Sprintf("plugin %s cannot make %s keys", dev.Plugin, c.Key), "supported: "+formatKeySpecs(caps.KeySpecs))
 		}
 		for i, b := range c.Bindings {
-			if !info.Capabilities.SupportsBinding(b.Kind) {
-				errs.Add(c.BindingPositions[i], fmt.Sprintf("%s.bindings[%d].kind", path, i),
-					fmt.Sprintf("plugin %s has no binding kind %q", dev.Plugin, b.Kind), "kinds: "+strings.Join(info.Capabilities.BindingKinds, ", "))
+			bpath := fmt.Sprintf("%s.bindings[%d]", path, i)
+			if !caps.SupportsBinding(b.Kind) {
+				errs.Add(c.BindingPositions[i], bpath+".kind", fmt.Sprintf("plugin %s has no binding kind %q", dev.Plugin, b.Kind), "kinds: "+strings.Join(caps.BindingKinds, ", "))
 			}
+			checkOptions(errs, c.BindingPositions[i], bpath+".options", b.Options, caps.BindingOptions, dev.Plugin)
 		}
 	}
 	return errs.Err()
+}
+
+// checkOptions checks option names and value types against a plugin's option specs.
+func checkOptions(errs *config.Errors, pos config.Position, path string, opts sdk.Options, specs []sdk.OptionSpec, plugin string) {
+	byName := map[string]sdk.OptionSpec{}
+	known := make([]string, 0, len(specs))
+	for _, s := range specs {
+		byName[s.Name] = s
+		known = append(known, s.Name)
+	}
+	sort.Strings(known)
+	keys := make([]string, 0, len(opts))
+	for k := range opts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		spec, ok := byName[k]
+		if !ok {
+			hint := "plugin " + plugin + " takes no options here"
+			if len(known) > 0 {
+				hint = "known: " + strings.Join(known, ", ")
+			}
+			errs.Add(pos, path+"."+k, fmt.Sprintf("plugin %s has no option %q", plugin, k), hint)
+			continue
+		}
+		if !optionTypeMatches(spec.Type, opts[k]) {
+			errs.Add(pos, path+"."+k, fmt.Sprintf("must be a %s, not %T", spec.Type, opts[k]), spec.Description)
+		}
+	}
+}
+
+func optionTypeMatches(want string, v any) bool {
+	switch want {
+	case "string":
+		_, ok := v.(string)
+		return ok
+	case "bool":
+		_, ok := v.(bool)
+		return ok
+	case "number":
+		switch v.(type) {
+		case int, int64, uint64, float64:
+			return true
+		}
+		return false
+	case "list":
+		_, ok := v.([]any)
+		return ok
+	}
+	return true // a type this core does not know: the plugin checks it
 }

@@ -135,16 +135,18 @@ type defaultsSection struct {
 	renew         renewal
 	subject       sdk.Subject
 	issuerOptions map[string]any
+	onVerify      string
 }
 
 func (w *walker) defaults(n *yaml.Node) *defaultsSection {
 	d := &defaultsSection{}
 	w.object(n, "defaults", fields{
-		"issuer":         func(n *yaml.Node, p string) { d.issuer = w.str(n, p) },
-		"key":            func(n *yaml.Node, p string) { d.key, d.keySet = w.keySpec(n, p) },
-		"renew_before":   func(n *yaml.Node, p string) { d.renew = w.renewal(n, p) },
-		"subject":        func(n *yaml.Node, p string) { d.subject = w.subject(n, p) },
-		"issuer_options": func(n *yaml.Node, p string) { d.issuerOptions = w.writtenMap(n, p) },
+		"issuer":            func(n *yaml.Node, p string) { d.issuer = w.str(n, p) },
+		"key":               func(n *yaml.Node, p string) { d.key, d.keySet = w.keySpec(n, p) },
+		"renew_before":      func(n *yaml.Node, p string) { d.renew = w.renewal(n, p) },
+		"subject":           func(n *yaml.Node, p string) { d.subject = w.subject(n, p) },
+		"issuer_options":    func(n *yaml.Node, p string) { d.issuerOptions = w.writtenMap(n, p) },
+		"on_verify_failure": func(n *yaml.Node, p string) { d.onVerify = w.onVerifyFailure(n, p) },
 	})
 	return d
 }
@@ -440,10 +442,12 @@ func (w *walker) certificate(name string, k, n *yaml.Node, path string) *rawCert
 			rc.key, rc.keySet = w.keySpec(n, p)
 			rc.keyBad = !rc.keySet
 		},
-		"renew_before":   func(n *yaml.Node, p string) { rc.renew = w.renewal(n, p) },
-		"bindings":       func(n *yaml.Node, p string) { w.bindings(c, n, p) },
-		"issuer_options": func(n *yaml.Node, p string) { c.IssuerOptions = w.writtenMap(n, p) },
-		"enabled":        func(n *yaml.Node, p string) { c.Enabled = w.boolean(n, p) },
+		"renew_before":      func(n *yaml.Node, p string) { rc.renew = w.renewal(n, p) },
+		"bindings":          func(n *yaml.Node, p string) { w.bindings(c, n, p) },
+		"issuer_options":    func(n *yaml.Node, p string) { c.IssuerOptions = w.writtenMap(n, p) },
+		"enabled":           func(n *yaml.Node, p string) { c.Enabled = w.boolean(n, p) },
+		"verify":            func(n *yaml.Node, p string) { c.Verify = w.verifyEndpoint(n, p) },
+		"on_verify_failure": func(n *yaml.Node, p string) { c.OnVerifyFailure = w.onVerifyFailure(n, p) },
 	})
 	return rc
 }
@@ -540,6 +544,12 @@ func (rc *rawCertificate) finish(d *defaultsSection, cfg *Config, errs *Errors) 
 	c, w := rc.cert, rc.w
 	if c.Issuer == "" {
 		c.Issuer = d.issuer
+	}
+	if c.OnVerifyFailure == "" {
+		c.OnVerifyFailure = d.onVerify
+	}
+	if c.OnVerifyFailure == "" {
+		c.OnVerifyFailure = OnVerifyKeep
 	}
 	switch {
 	case rc.keySet:

@@ -49,6 +49,11 @@ type Runtime struct {
 	CallTimeout time.Duration
 	// RevocationCheckInterval is how often the CA is asked about each deployed certificate.
 	RevocationCheckInterval time.Duration
+	// VerifyAttempts and VerifyWait: how often, and how far apart, an endpoint is read after a
+	// commit before its served certificate is declared wrong (a data plane may lag the commit);
+	// zero means the engine's defaults (3, 1s).
+	VerifyAttempts int
+	VerifyWait     time.Duration
 }
 
 // Plugins settings.
@@ -128,4 +133,9 @@ type Certificate struct {
 	Position      Position
 	// BindingPositions are where each binding was written, for later messages.
 	BindingPositions []Position
+	// Verify is where the served certificate is checked when the plugin does not know; nil when
+	// not configured.
+	Verify *VerifyEndpoint
+	// OnVerifyFailure is OnVerifyKeep or OnVerifyRollback.
+	OnVerifyFailure string
 }

@@ -23,6 +23,9 @@ type Options struct {
 	Issuers      map[string]issuer.Issuer
 	Devices      map[string]Device
 	Certificates []Certificate
+	// Disabled names configured certificates that are not managed (enabled: false); they are
+	// not reported as retired.
+	Disabled []string
 
 	// Workers bounds the certificates worked on at once (8 when zero); PerIssuer bounds the calls
 	// in flight to one CA account (4 when zero).
@@ -45,6 +48,11 @@ type Options struct {
 	Now func() time.Time
 	// Backoff is the first wait between collects of a pending order (1s when zero).
 	Backoff time.Duration
+	// VerifyAttempts is how often an endpoint is read before its served certificate is declared
+	// wrong (3 when zero), VerifyWait the pause between reads (1s when zero): a data plane may
+	// pick up a commit a moment after the device reports it done.
+	VerifyAttempts int
+	VerifyWait     time.Duration
 	// AfterStep, when set, is called after each step of an operation is recorded (fault
 	// injection for the crash tests; see cmd/certfleet).
 	AfterStep func(op *state.Operation)
@@ -85,6 +93,12 @@ func New(opts Options) *Engine {
 	}
 	if opts.RevocationCheckInterval == 0 {
 		opts.RevocationCheckInterval = 24 * time.Hour
+	}
+	if opts.VerifyAttempts <= 0 {
+		opts.VerifyAttempts = 3
+	}
+	if opts.VerifyWait <= 0 {
+		opts.VerifyWait = time.Second
 	}
 	if opts.Backoff <= 0 {
 		opts.Backoff = time.Second

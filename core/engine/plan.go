@@ -38,13 +38,15 @@ type Plan struct {
 	Items []PlanItem `json:"items"`
 	// InventoryCalls counts the device Inventory calls made to build it (one per device).
 	InventoryCalls int `json:"inventory_calls"`
+	// Retired are certificates the state holds but the configuration no longer has.
+	Retired []RetiredItem `json:"retired,omitempty"`
 }
 
 // Due returns the items whose action changes something.
 func (p Plan) Due() []PlanItem {
 	var out []PlanItem
 	for _, it := range p.Items {
-		if it.Action != ActionNone && it.Action != ActionUnknown {
+		if it.Action != ActionNone && it.Action != ActionUnknown && it.Action != ActionBlocked {
 			out = append(out, it)
 		}
 	}
@@ -115,6 +117,12 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 			item.Action, item.Reason = decide(c, item.deployment, inv, po.Force, now)
 		}
 		plan.Items = append(plan.Items, item)
+	}
+	e.preflightItems(ctx, plan.Items)
+	if len(po.Names) == 0 {
+		if plan.Retired, err = e.Retired(ctx); err != nil {
+			return plan, err
+		}
 	}
 	return plan, nil
 }

@@ -116,7 +116,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 		switch it.Action {
 		case ActionNone:
 			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeUnchanged})
-		case ActionUnknown:
+		case ActionUnknown, ActionBlocked:
 			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeFailed, Error: it.Error})
 		default:
 			byDevice[it.Device] = append(byDevice[it.Device], it)
@@ -619,6 +619,21 @@ func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 			continue
 		}
 		verified = append(verified, w)
+	}
+	checks := e.verifyServedAfterCommit(ctx, dev, p, info, verified)
+	var deployed []*work
+	for _, w := range verified {
+		if w.op.Step != state.StepCommitted { // rolled back after a failed served check
+			continue
+		}
+		deployed = append(deployed, w)
+		if c := checks[w]; c != nil && !c.OK {
+			// What the device serves is not what it reports bound: keep the previous objects.
+			if d := w.item.deployment; d != nil && d.CertRef != w.op.CertRef {
+				e.log.Warn("superseded certificate kept on the device after a failed served check", "device", dev.Name, "cert_ref", d.CertRef)
+			}
+			continue
+		}
 		if d := w.item.deployment; d != nil && d.CertRef != w.op.CertRef {
 			cleanup = append(cleanup, sdk.ObjectRef{CertRef: d.CertRef, KeyRef: d.KeyRef})
 		}
@@ -636,9 +651,10 @@ func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 			}
 		}
 	}
-	for _, w := range verified {
+	for _, w := range deployed {
 		d, err := deploymentOf(w, e.opts.Now().UTC())
 		if err == nil {
+			d.ServedCheck = checks[w]
 			err = e.opts.Store.CompleteOperation(context.WithoutCancel(ctx), w.op, d)
 		}
 		if err != nil {

@@ -22,6 +22,10 @@ type StatusRow struct {
 	LastRunAt   time.Time `json:"last_run_at,omitzero"`
 	// NextAction is what the next run will do as far as the state knows (devices are not asked).
 	NextAction string `json:"next_action"`
+	// Served is the last check of what the endpoints serve (after a deployment or `verify`).
+	Served *state.ServedCheck `json:"served,omitempty"`
+	// Retired: in the state but no longer in the configuration.
+	Retired bool `json:"retired,omitempty"`
 }
 
 // Status lists every configured certificate with its deployment, last outcome and next action.
@@ -44,7 +48,7 @@ func (e *Engine) Status(ctx context.Context) ([]StatusRow, error) {
 		row := StatusRow{Certificate: c.Name, Device: c.Device, Issuer: c.Issuer}
 		d, deployed := deployments[c.Name]
 		if deployed {
-			row.Serial, row.NotAfter = d.Serial, d.NotAfter
+			row.Serial, row.NotAfter, row.Served = d.Serial, d.NotAfter, d.ServedCheck
 			left := days(d.NotAfter.Sub(now))
 			row.DaysLeft = &left
 		}
@@ -64,6 +68,24 @@ func (e *Engine) Status(ctx context.Context) ([]StatusRow, error) {
 			} else {
 				row.NextAction = string(action) + ": " + reason
 			}
+		}
+		rows = append(rows, row)
+	}
+	retired, err := e.Retired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range retired {
+		row := StatusRow{Certificate: r.Certificate, Device: r.Device, Issuer: r.Issuer, Serial: r.Serial, NotAfter: r.NotAfter, Retired: true, NextAction: r.Reason}
+		if !r.NotAfter.IsZero() {
+			left := days(r.NotAfter.Sub(now))
+			row.DaysLeft = &left
+		}
+		if d, ok := deployments[r.Certificate]; ok {
+			row.Served = d.ServedCheck
+		}
+		if res, ok := last[r.Certificate]; ok {
+			row.LastOutcome, row.LastError, row.LastRunAt = string(res.Outcome), res.Error, res.FinishedAt
 		}
 		rows = append(rows, row)
 	}

@@ -31,6 +31,12 @@ type Certificate struct {
 	RenewFraction float64
 	Bindings      []sdk.Binding
 	IssuerOptions map[string]any
+	// Verify is a configured endpoint for the served certificate check, besides those the plugin
+	// reports.
+	Verify *sdk.ServedEndpoint
+	// RollbackOnVerifyFailure restores the previous bindings when the served check fails after a
+	// deployment; otherwise the new certificate stays and the failure is reported.
+	RollbackOnVerifyFailure bool
 }
 
 // Device is one configured device.

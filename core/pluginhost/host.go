@@ -425,6 +425,18 @@ func (p *Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.Object
 	return call(ctx, p, func(i sdk.Plugin) ([]sdk.CleanupResult, error) { return i.Cleanup(ctx, t, objects) })
 }
 
+// CheckBindings implements sdk.BindingChecker; against a plugin of contract 1.0 it returns an
+// error for which sdk.IsUnimplemented is true.
+func (p *Plugin) CheckBindings(ctx context.Context, t sdk.Target, req sdk.CheckBindingsRequest) (sdk.CheckBindingsResult, error) {
+	return call(ctx, p, func(i sdk.Plugin) (sdk.CheckBindingsResult, error) {
+		checker, ok := i.(sdk.BindingChecker)
+		if !ok {
+			return sdk.CheckBindingsResult{}, &sdk.Error{Code: codes.Unimplemented, Reason: sdk.ReasonUnsupported, Message: "plugin " + p.name + " does not implement CheckBindings"}
+		}
+		return checker.CheckBindings(ctx, t, req)
+	})
+}
+
 // PID returns the process id of the running plugin, or 0; for diagnostics and tests.
 func (p *Plugin) PID() int {
 	p.mu.Lock()
@@ -438,4 +450,7 @@ func (p *Plugin) PID() int {
 	return 0
 }
 
-var _ sdk.Plugin = (*Plugin)(nil)
+var (
+	_ sdk.Plugin         = (*Plugin)(nil)
+	_ sdk.BindingChecker = (*Plugin)(nil)
+)

@@ -216,6 +216,14 @@ func (s *SQLite) SaveDeployment(ctx context.Context, d Deployment) error {
 	return nil
 }
 
+// DeleteDeployment forgets a certificate's deployment; its run history stays.
+func (s *SQLite) DeleteDeployment(ctx context.Context, certificate string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM deployments WHERE certificate = ?`, certificate); err != nil {
+		return fmt.Errorf("delete deployment of %s: %w", certificate, err)
+	}
+	return nil
+}
+
 func scanOperation(data string) (*Operation, error) {
 	var op Operation
 	if err := json.Unmarshal([]byte(data), &op); err != nil {

@@ -111,6 +111,18 @@ type Deployment struct {
 	RenewalAt time.Time `json:",omitzero"`
 	// RenewalInfoRetryAt is when the CA may be asked again (its Retry-After): not before.
 	RenewalInfoRetryAt time.Time `json:",omitzero"`
+	// ServedCheck is the last TLS check of what the bindings serve; nil when never checked.
+	ServedCheck *ServedCheck `json:",omitempty"`
+}
+
+// ServedCheck is the outcome of reading, over TLS, what a certificate's endpoints serve.
+type ServedCheck struct {
+	At time.Time
+	// OK: every endpoint served the deployed leaf with a chain that verifies to the issuer's root.
+	OK bool
+	// Detail says what was wrong, or which endpoints were checked.
+	Detail    string
+	Endpoints []string
 }
 
 // Outcome of one certificate in a run.
@@ -156,6 +168,8 @@ type Store interface {
 	Deployment(ctx context.Context, certificate string) (Deployment, bool, error)
 	Deployments(ctx context.Context) (map[string]Deployment, error)
 	SaveDeployment(ctx context.Context, d Deployment) error
+	// DeleteDeployment forgets a certificate's deployment (a retired certificate).
+	DeleteDeployment(ctx context.Context, certificate string) error
 
 	// OpenOperation returns the unfinished operation of a certificate, if any.
 	OpenOperation(ctx context.Context, certificate string) (*Operation, error)

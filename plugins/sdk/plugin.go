@@ -9,8 +9,9 @@ import (
 	plugin "github.com/hashicorp/go-plugin"
 )
 
-// ContractMinorVersion is the minor version of the v1 contract this SDK speaks.
-const ContractMinorVersion = 0
+// ContractMinorVersion is the minor version of the v1 contract this SDK speaks. 1 added
+// CheckBindings (BindingChecker).
+const ContractMinorVersion = 1
 
 // ProtocolVersion is the contract's major version as negotiated by go-plugin.
 const ProtocolVersion = 1

@@ -187,7 +187,10 @@ func (i *Issuer) Capabilities() issuer.Capabilities {
 }
 
 // ValidateOptions checks a certificate's issuer options: preferred_chain and profile (strings).
-func (i *Issuer) ValidateOptions(opts map[string]any) error {
+func (i *Issuer) ValidateOptions(opts map[string]any) error { return ValidateOptions(opts) }
+
+// ValidateOptions checks issuer options for an ACME issuer without an issuer or a network.
+func ValidateOptions(opts map[string]any) error {
 	_, err := parseOptions(opts, false)
 	return err
 }

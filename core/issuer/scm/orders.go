@@ -128,12 +128,17 @@ func parseOptions(opts map[string]any) (options, error) {
 
 // ValidateOptions checks a certificate's issuer options offline. The term is optional: SCM then
 // uses the profile's longest.
-func (i *Issuer) ValidateOptions(opts map[string]any) error {
+func (i *Issuer) ValidateOptions(opts map[string]any) error { return ValidateOptions(i.cfg.API, opts) }
+
+// ValidateOptions checks issuer options for an SCM issuer of the given API flavour (admin, the
+// default, or enrollment) without an issuer or a network: names, types, and what the flavour
+// requires.
+func ValidateOptions(api string, opts map[string]any) error {
 	o, err := parseOptions(opts)
 	if err != nil {
 		return err
 	}
-	if i.cfg.API == APIEnrollment {
+	if api == APIEnrollment {
 		return enrollmentOptionsError(o)
 	}
 	if o.certTypeID == 0 && o.certTypeName == "" {

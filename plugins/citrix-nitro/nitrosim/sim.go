@@ -234,6 +234,9 @@ type Sim struct {
 	failSaves int
 	calls     []string
 	conns     map[net.Conn]struct{} // open connections to vserver listeners
+
+	// servedFaults: see ServeLeafOnly and FreezeServed.
+	servedFaults simtls.ServedFaults
 }
 
 // New builds a simulator from cfg; Start runs it.
@@ -412,7 +415,7 @@ func (s *Sim) AddVServer(v VServer) error {
 		}
 		vs.ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12,
 			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return s.servedCert(p, vs, hello)
+				return s.servedFaults.Serve(orDefault(v.Partition)+"/"+v.Name, func() (*tls.Certificate, error) { return s.servedCert(p, vs, hello) })
 			}})
 		s.wg.Add(1)
 		go s.acceptLoop(vs.ln)

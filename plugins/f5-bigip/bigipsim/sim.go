@@ -38,6 +38,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/certfleet/certfleet/plugins/sdk/simtls"
 	"net"
 	"net/http"
 	"slices"
@@ -156,6 +157,8 @@ func DefaultConfig() Config {
 // Sim is one simulated BIG-IP.
 type Sim struct {
 	cfg Config
+	// servedFaults: see ServeLeafOnly and FreezeServed.
+	servedFaults simtls.ServedFaults
 
 	mu      sync.RWMutex
 	running *state

@@ -41,7 +41,7 @@ func (s *Sim) listenVirtualLocked(path string) error {
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			return s.servedConfig(path, hello.ServerName)
+			return s.servedFaults.ServeConfig(path, func() (*tls.Config, error) { return s.servedConfig(path, hello.ServerName) })
 		},
 	}
 	srv := &http.Server{

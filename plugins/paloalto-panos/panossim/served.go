@@ -50,7 +50,7 @@ func (s *Sim) reconcileListenersLocked() error {
 		cfg := &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return s.servedCertificate(vsys, name)
+				return s.servedFaults.Serve(vsys+"/"+name, func() (*tls.Certificate, error) { return s.servedCertificate(vsys, name) })
 			},
 		}
 		srv := &http.Server{

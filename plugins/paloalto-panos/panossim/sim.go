@@ -37,6 +37,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/certfleet/certfleet/plugins/sdk/simtls"
 	"io"
 	"log"
 	"net"
@@ -169,6 +170,8 @@ func DefaultConfig() Config {
 // Sim is a simulated firewall. Its methods are safe for concurrent use.
 type Sim struct {
 	cfg Config
+	// servedFaults: see ServeLeafOnly and FreezeServed.
+	servedFaults simtls.ServedFaults
 
 	mu        sync.Mutex
 	candidate *node

@@ -108,6 +108,7 @@ func Run(t *testing.T, cfg Config) {
 	}
 	t.Run("CheckTarget", s.testCheckTarget)
 	t.Run("BadCredentials", s.testBadCredentials)
+	t.Run("CheckBindings", s.testCheckBindings)
 	t.Run("GenerateCSR", s.testGenerateCSR)
 	t.Run("ImportCert", s.testImportCert)
 	t.Run("BindCommitRollbackCleanup", s.testLifecycle)

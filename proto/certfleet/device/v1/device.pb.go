@@ -2019,6 +2019,248 @@ func (x *CleanupResponse) GetResults() []*CleanupResult {
 	return nil
 }
 
+type CheckBindingsRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Target   *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Bindings []*Binding             `protobuf:"bytes,2,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	// The key spec the certificate will ask GenerateCSR for; unset when not to be checked.
+	KeySpec       *KeySpec `protobuf:"bytes,3,opt,name=key_spec,json=keySpec,proto3" json:"key_spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckBindingsRequest) Reset() {
+	*x = CheckBindingsRequest{}
+	mi := &file_certfleet_device_v1_device_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckBindingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckBindingsRequest) ProtoMessage() {}
+
+func (x *CheckBindingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_certfleet_device_v1_device_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckBindingsRequest.ProtoReflect.Descriptor instead.
+func (*CheckBindingsRequest) Descriptor() ([]byte, []int) {
+	return file_certfleet_device_v1_device_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CheckBindingsRequest) GetTarget() *Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *CheckBindingsRequest) GetBindings() []*Binding {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
+func (x *CheckBindingsRequest) GetKeySpec() *KeySpec {
+	if x != nil {
+		return x.KeySpec
+	}
+	return nil
+}
+
+// ServedEndpoint is where a client reaches a binding over TLS.
+type ServedEndpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host:port, as a client dials it.
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// Server name to send (SNI); empty for none.
+	ServerName    string `protobuf:"bytes,2,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServedEndpoint) Reset() {
+	*x = ServedEndpoint{}
+	mi := &file_certfleet_device_v1_device_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServedEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServedEndpoint) ProtoMessage() {}
+
+func (x *ServedEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_certfleet_device_v1_device_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServedEndpoint.ProtoReflect.Descriptor instead.
+func (*ServedEndpoint) Descriptor() ([]byte, []int) {
+	return file_certfleet_device_v1_device_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ServedEndpoint) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ServedEndpoint) GetServerName() string {
+	if x != nil {
+		return x.ServerName
+	}
+	return ""
+}
+
+// BindingCheck is the pre-flight answer for one requested binding.
+type BindingCheck struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Binding *Binding               `protobuf:"bytes,1,opt,name=binding,proto3" json:"binding,omitempty"`
+	// The place exists and can take a certificate from Bind.
+	Ok bool `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	// Why it cannot (missing, wrong type, ...), naming the object; empty when ok.
+	Problem string `protobuf:"bytes,3,opt,name=problem,proto3" json:"problem,omitempty"`
+	// Where the binding is served, when the device knows (e.g. a virtual server's destination).
+	Endpoints     []*ServedEndpoint `protobuf:"bytes,4,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BindingCheck) Reset() {
+	*x = BindingCheck{}
+	mi := &file_certfleet_device_v1_device_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BindingCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BindingCheck) ProtoMessage() {}
+
+func (x *BindingCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_certfleet_device_v1_device_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BindingCheck.ProtoReflect.Descriptor instead.
+func (*BindingCheck) Descriptor() ([]byte, []int) {
+	return file_certfleet_device_v1_device_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *BindingCheck) GetBinding() *Binding {
+	if x != nil {
+		return x.Binding
+	}
+	return nil
+}
+
+func (x *BindingCheck) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *BindingCheck) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+func (x *BindingCheck) GetEndpoints() []*ServedEndpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+type CheckBindingsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per requested binding, in the request's order.
+	Bindings []*BindingCheck `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	// Why the device cannot make the requested key spec; empty when it can (or none was asked).
+	KeySpecProblem string `protobuf:"bytes,2,opt,name=key_spec_problem,json=keySpecProblem,proto3" json:"key_spec_problem,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CheckBindingsResponse) Reset() {
+	*x = CheckBindingsResponse{}
+	mi := &file_certfleet_device_v1_device_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckBindingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckBindingsResponse) ProtoMessage() {}
+
+func (x *CheckBindingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_certfleet_device_v1_device_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckBindingsResponse.ProtoReflect.Descriptor instead.
+func (*CheckBindingsResponse) Descriptor() ([]byte, []int) {
+	return file_certfleet_device_v1_device_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CheckBindingsResponse) GetBindings() []*BindingCheck {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
+func (x *CheckBindingsResponse) GetKeySpecProblem() string {
+	if x != nil {
+		return x.KeySpecProblem
+	}
+	return ""
+}
+
 // ErrorDetail rides in the details of every error status a plugin returns.
 type ErrorDetail struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2033,7 +2275,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_certfleet_device_v1_device_proto_msgTypes[30]
+	mi := &file_certfleet_device_v1_device_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2287,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_certfleet_device_v1_device_proto_msgTypes[30]
+	mi := &file_certfleet_device_v1_device_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2300,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_certfleet_device_v1_device_proto_rawDescGZIP(), []int{30}
+	return file_certfleet_device_v1_device_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ErrorDetail) GetReason() string {
@@ -2226,7 +2468,23 @@ const file_certfleet_device_v1_device_proto_rawDesc = "" +
 	"\aremoved\x18\x02 \x01(\bR\aremoved\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"O\n" +
 	"\x0fCleanupResponse\x12<\n" +
-	"\aresults\x18\x01 \x03(\v2\".certfleet.device.v1.CleanupResultR\aresults\"m\n" +
+	"\aresults\x18\x01 \x03(\v2\".certfleet.device.v1.CleanupResultR\aresults\"\xbe\x01\n" +
+	"\x14CheckBindingsRequest\x123\n" +
+	"\x06target\x18\x01 \x01(\v2\x1b.certfleet.device.v1.TargetR\x06target\x128\n" +
+	"\bbindings\x18\x02 \x03(\v2\x1c.certfleet.device.v1.BindingR\bbindings\x127\n" +
+	"\bkey_spec\x18\x03 \x01(\v2\x1c.certfleet.device.v1.KeySpecR\akeySpec\"K\n" +
+	"\x0eServedEndpoint\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1f\n" +
+	"\vserver_name\x18\x02 \x01(\tR\n" +
+	"serverName\"\xb3\x01\n" +
+	"\fBindingCheck\x126\n" +
+	"\abinding\x18\x01 \x01(\v2\x1c.certfleet.device.v1.BindingR\abinding\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x18\n" +
+	"\aproblem\x18\x03 \x01(\tR\aproblem\x12A\n" +
+	"\tendpoints\x18\x04 \x03(\v2#.certfleet.device.v1.ServedEndpointR\tendpoints\"\x80\x01\n" +
+	"\x15CheckBindingsResponse\x12=\n" +
+	"\bbindings\x18\x01 \x03(\v2!.certfleet.device.v1.BindingCheckR\bbindings\x12(\n" +
+	"\x10key_spec_problem\x18\x02 \x01(\tR\x0ekeySpecProblem\"m\n" +
 	"\vErrorDetail\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1f\n" +
 	"\vvendor_code\x18\x02 \x01(\tR\n" +
@@ -2235,7 +2493,7 @@ const file_certfleet_device_v1_device_proto_rawDesc = "" +
 	"\aKeyType\x12\x18\n" +
 	"\x14KEY_TYPE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fKEY_TYPE_RSA\x10\x01\x12\x12\n" +
-	"\x0eKEY_TYPE_ECDSA\x10\x022\xb3\x06\n" +
+	"\x0eKEY_TYPE_ECDSA\x10\x022\x9b\a\n" +
 	"\rDeviceService\x12T\n" +
 	"\aGetInfo\x12#.certfleet.device.v1.GetInfoRequest\x1a$.certfleet.device.v1.GetInfoResponse\x12`\n" +
 	"\vCheckTarget\x12'.certfleet.device.v1.CheckTargetRequest\x1a(.certfleet.device.v1.CheckTargetResponse\x12Z\n" +
@@ -2246,7 +2504,8 @@ const file_certfleet_device_v1_device_proto_rawDesc = "" +
 	"\x04Bind\x12 .certfleet.device.v1.BindRequest\x1a!.certfleet.device.v1.BindResponse\x12Q\n" +
 	"\x06Commit\x12\".certfleet.device.v1.CommitRequest\x1a#.certfleet.device.v1.CommitResponse\x12W\n" +
 	"\bRollback\x12$.certfleet.device.v1.RollbackRequest\x1a%.certfleet.device.v1.RollbackResponse\x12T\n" +
-	"\aCleanup\x12#.certfleet.device.v1.CleanupRequest\x1a$.certfleet.device.v1.CleanupResponseBCZAgithub.com/certfleet/certfleet/proto/certfleet/device/v1;devicev1b\x06proto3"
+	"\aCleanup\x12#.certfleet.device.v1.CleanupRequest\x1a$.certfleet.device.v1.CleanupResponse\x12f\n" +
+	"\rCheckBindings\x12).certfleet.device.v1.CheckBindingsRequest\x1a*.certfleet.device.v1.CheckBindingsResponseBCZAgithub.com/certfleet/certfleet/proto/certfleet/device/v1;devicev1b\x06proto3"
 
 var (
 	file_certfleet_device_v1_device_proto_rawDescOnce sync.Once
@@ -2261,7 +2520,7 @@ func file_certfleet_device_v1_device_proto_rawDescGZIP() []byte {
 }
 
 var file_certfleet_device_v1_device_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_certfleet_device_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_certfleet_device_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_certfleet_device_v1_device_proto_goTypes = []any{
 	(KeyType)(0),                  // 0: certfleet.device.v1.KeyType
 	(*Target)(nil),                // 1: certfleet.device.v1.Target
@@ -2294,27 +2553,31 @@ var file_certfleet_device_v1_device_proto_goTypes = []any{
 	(*CleanupRequest)(nil),        // 28: certfleet.device.v1.CleanupRequest
 	(*CleanupResult)(nil),         // 29: certfleet.device.v1.CleanupResult
 	(*CleanupResponse)(nil),       // 30: certfleet.device.v1.CleanupResponse
-	(*ErrorDetail)(nil),           // 31: certfleet.device.v1.ErrorDetail
-	nil,                           // 32: certfleet.device.v1.CheckTargetResponse.DetailsEntry
-	(*structpb.Struct)(nil),       // 33: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
+	(*CheckBindingsRequest)(nil),  // 31: certfleet.device.v1.CheckBindingsRequest
+	(*ServedEndpoint)(nil),        // 32: certfleet.device.v1.ServedEndpoint
+	(*BindingCheck)(nil),          // 33: certfleet.device.v1.BindingCheck
+	(*CheckBindingsResponse)(nil), // 34: certfleet.device.v1.CheckBindingsResponse
+	(*ErrorDetail)(nil),           // 35: certfleet.device.v1.ErrorDetail
+	nil,                           // 36: certfleet.device.v1.CheckTargetResponse.DetailsEntry
+	(*structpb.Struct)(nil),       // 37: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
 }
 var file_certfleet_device_v1_device_proto_depIdxs = []int32{
 	2,  // 0: certfleet.device.v1.Target.tls:type_name -> certfleet.device.v1.TLSConfig
 	3,  // 1: certfleet.device.v1.Target.credentials:type_name -> certfleet.device.v1.Credentials
-	33, // 2: certfleet.device.v1.Target.options:type_name -> google.protobuf.Struct
+	37, // 2: certfleet.device.v1.Target.options:type_name -> google.protobuf.Struct
 	0,  // 3: certfleet.device.v1.KeySpec.type:type_name -> certfleet.device.v1.KeyType
-	33, // 4: certfleet.device.v1.Binding.options:type_name -> google.protobuf.Struct
+	37, // 4: certfleet.device.v1.Binding.options:type_name -> google.protobuf.Struct
 	4,  // 5: certfleet.device.v1.Capabilities.key_specs:type_name -> certfleet.device.v1.KeySpec
 	8,  // 6: certfleet.device.v1.Capabilities.target_options:type_name -> certfleet.device.v1.OptionSpec
 	8,  // 7: certfleet.device.v1.Capabilities.binding_options:type_name -> certfleet.device.v1.OptionSpec
 	9,  // 8: certfleet.device.v1.GetInfoResponse.capabilities:type_name -> certfleet.device.v1.Capabilities
 	1,  // 9: certfleet.device.v1.CheckTargetRequest.target:type_name -> certfleet.device.v1.Target
-	32, // 10: certfleet.device.v1.CheckTargetResponse.details:type_name -> certfleet.device.v1.CheckTargetResponse.DetailsEntry
+	36, // 10: certfleet.device.v1.CheckTargetResponse.details:type_name -> certfleet.device.v1.CheckTargetResponse.DetailsEntry
 	1,  // 11: certfleet.device.v1.InventoryRequest.target:type_name -> certfleet.device.v1.Target
 	6,  // 12: certfleet.device.v1.DeviceCertificate.sans:type_name -> certfleet.device.v1.SubjectAltNames
-	34, // 13: certfleet.device.v1.DeviceCertificate.not_before:type_name -> google.protobuf.Timestamp
-	34, // 14: certfleet.device.v1.DeviceCertificate.not_after:type_name -> google.protobuf.Timestamp
+	38, // 13: certfleet.device.v1.DeviceCertificate.not_before:type_name -> google.protobuf.Timestamp
+	38, // 14: certfleet.device.v1.DeviceCertificate.not_after:type_name -> google.protobuf.Timestamp
 	4,  // 15: certfleet.device.v1.DeviceCertificate.key_spec:type_name -> certfleet.device.v1.KeySpec
 	7,  // 16: certfleet.device.v1.DeviceCertificate.bindings:type_name -> certfleet.device.v1.Binding
 	15, // 17: certfleet.device.v1.InventoryResponse.certificates:type_name -> certfleet.device.v1.DeviceCertificate
@@ -2331,29 +2594,37 @@ var file_certfleet_device_v1_device_proto_depIdxs = []int32{
 	27, // 28: certfleet.device.v1.CleanupRequest.objects:type_name -> certfleet.device.v1.ObjectRef
 	27, // 29: certfleet.device.v1.CleanupResult.object:type_name -> certfleet.device.v1.ObjectRef
 	29, // 30: certfleet.device.v1.CleanupResponse.results:type_name -> certfleet.device.v1.CleanupResult
-	10, // 31: certfleet.device.v1.DeviceService.GetInfo:input_type -> certfleet.device.v1.GetInfoRequest
-	12, // 32: certfleet.device.v1.DeviceService.CheckTarget:input_type -> certfleet.device.v1.CheckTargetRequest
-	14, // 33: certfleet.device.v1.DeviceService.Inventory:input_type -> certfleet.device.v1.InventoryRequest
-	17, // 34: certfleet.device.v1.DeviceService.GenerateCSR:input_type -> certfleet.device.v1.GenerateCSRRequest
-	19, // 35: certfleet.device.v1.DeviceService.ImportCert:input_type -> certfleet.device.v1.ImportCertRequest
-	21, // 36: certfleet.device.v1.DeviceService.Bind:input_type -> certfleet.device.v1.BindRequest
-	23, // 37: certfleet.device.v1.DeviceService.Commit:input_type -> certfleet.device.v1.CommitRequest
-	25, // 38: certfleet.device.v1.DeviceService.Rollback:input_type -> certfleet.device.v1.RollbackRequest
-	28, // 39: certfleet.device.v1.DeviceService.Cleanup:input_type -> certfleet.device.v1.CleanupRequest
-	11, // 40: certfleet.device.v1.DeviceService.GetInfo:output_type -> certfleet.device.v1.GetInfoResponse
-	13, // 41: certfleet.device.v1.DeviceService.CheckTarget:output_type -> certfleet.device.v1.CheckTargetResponse
-	16, // 42: certfleet.device.v1.DeviceService.Inventory:output_type -> certfleet.device.v1.InventoryResponse
-	18, // 43: certfleet.device.v1.DeviceService.GenerateCSR:output_type -> certfleet.device.v1.GenerateCSRResponse
-	20, // 44: certfleet.device.v1.DeviceService.ImportCert:output_type -> certfleet.device.v1.ImportCertResponse
-	22, // 45: certfleet.device.v1.DeviceService.Bind:output_type -> certfleet.device.v1.BindResponse
-	24, // 46: certfleet.device.v1.DeviceService.Commit:output_type -> certfleet.device.v1.CommitResponse
-	26, // 47: certfleet.device.v1.DeviceService.Rollback:output_type -> certfleet.device.v1.RollbackResponse
-	30, // 48: certfleet.device.v1.DeviceService.Cleanup:output_type -> certfleet.device.v1.CleanupResponse
-	40, // [40:49] is the sub-list for method output_type
-	31, // [31:40] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	1,  // 31: certfleet.device.v1.CheckBindingsRequest.target:type_name -> certfleet.device.v1.Target
+	7,  // 32: certfleet.device.v1.CheckBindingsRequest.bindings:type_name -> certfleet.device.v1.Binding
+	4,  // 33: certfleet.device.v1.CheckBindingsRequest.key_spec:type_name -> certfleet.device.v1.KeySpec
+	7,  // 34: certfleet.device.v1.BindingCheck.binding:type_name -> certfleet.device.v1.Binding
+	32, // 35: certfleet.device.v1.BindingCheck.endpoints:type_name -> certfleet.device.v1.ServedEndpoint
+	33, // 36: certfleet.device.v1.CheckBindingsResponse.bindings:type_name -> certfleet.device.v1.BindingCheck
+	10, // 37: certfleet.device.v1.DeviceService.GetInfo:input_type -> certfleet.device.v1.GetInfoRequest
+	12, // 38: certfleet.device.v1.DeviceService.CheckTarget:input_type -> certfleet.device.v1.CheckTargetRequest
+	14, // 39: certfleet.device.v1.DeviceService.Inventory:input_type -> certfleet.device.v1.InventoryRequest
+	17, // 40: certfleet.device.v1.DeviceService.GenerateCSR:input_type -> certfleet.device.v1.GenerateCSRRequest
+	19, // 41: certfleet.device.v1.DeviceService.ImportCert:input_type -> certfleet.device.v1.ImportCertRequest
+	21, // 42: certfleet.device.v1.DeviceService.Bind:input_type -> certfleet.device.v1.BindRequest
+	23, // 43: certfleet.device.v1.DeviceService.Commit:input_type -> certfleet.device.v1.CommitRequest
+	25, // 44: certfleet.device.v1.DeviceService.Rollback:input_type -> certfleet.device.v1.RollbackRequest
+	28, // 45: certfleet.device.v1.DeviceService.Cleanup:input_type -> certfleet.device.v1.CleanupRequest
+	31, // 46: certfleet.device.v1.DeviceService.CheckBindings:input_type -> certfleet.device.v1.CheckBindingsRequest
+	11, // 47: certfleet.device.v1.DeviceService.GetInfo:output_type -> certfleet.device.v1.GetInfoResponse
+	13, // 48: certfleet.device.v1.DeviceService.CheckTarget:output_type -> certfleet.device.v1.CheckTargetResponse
+	16, // 49: certfleet.device.v1.DeviceService.Inventory:output_type -> certfleet.device.v1.InventoryResponse
+	18, // 50: certfleet.device.v1.DeviceService.GenerateCSR:output_type -> certfleet.device.v1.GenerateCSRResponse
+	20, // 51: certfleet.device.v1.DeviceService.ImportCert:output_type -> certfleet.device.v1.ImportCertResponse
+	22, // 52: certfleet.device.v1.DeviceService.Bind:output_type -> certfleet.device.v1.BindResponse
+	24, // 53: certfleet.device.v1.DeviceService.Commit:output_type -> certfleet.device.v1.CommitResponse
+	26, // 54: certfleet.device.v1.DeviceService.Rollback:output_type -> certfleet.device.v1.RollbackResponse
+	30, // 55: certfleet.device.v1.DeviceService.Cleanup:output_type -> certfleet.device.v1.CleanupResponse
+	34, // 56: certfleet.device.v1.DeviceService.CheckBindings:output_type -> certfleet.device.v1.CheckBindingsResponse
+	47, // [47:57] is the sub-list for method output_type
+	37, // [37:47] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_certfleet_device_v1_device_proto_init() }
@@ -2367,7 +2638,7 @@ func file_certfleet_device_v1_device_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_certfleet_device_v1_device_proto_rawDesc), len(file_certfleet_device_v1_device_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   32,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,15 +29,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DeviceService_GetInfo_FullMethodName     = "/certfleet.device.v1.DeviceService/GetInfo"
-	DeviceService_CheckTarget_FullMethodName = "/certfleet.device.v1.DeviceService/CheckTarget"
-	DeviceService_Inventory_FullMethodName   = "/certfleet.device.v1.DeviceService/Inventory"
-	DeviceService_GenerateCSR_FullMethodName = "/certfleet.device.v1.DeviceService/GenerateCSR"
-	DeviceService_ImportCert_FullMethodName  = "/certfleet.device.v1.DeviceService/ImportCert"
-	DeviceService_Bind_FullMethodName        = "/certfleet.device.v1.DeviceService/Bind"
-	DeviceService_Commit_FullMethodName      = "/certfleet.device.v1.DeviceService/Commit"
-	DeviceService_Rollback_FullMethodName    = "/certfleet.device.v1.DeviceService/Rollback"
-	DeviceService_Cleanup_FullMethodName     = "/certfleet.device.v1.DeviceService/Cleanup"
+	DeviceService_GetInfo_FullMethodName       = "/certfleet.device.v1.DeviceService/GetInfo"
+	DeviceService_CheckTarget_FullMethodName   = "/certfleet.device.v1.DeviceService/CheckTarget"
+	DeviceService_Inventory_FullMethodName     = "/certfleet.device.v1.DeviceService/Inventory"
+	DeviceService_GenerateCSR_FullMethodName   = "/certfleet.device.v1.DeviceService/GenerateCSR"
+	DeviceService_ImportCert_FullMethodName    = "/certfleet.device.v1.DeviceService/ImportCert"
+	DeviceService_Bind_FullMethodName          = "/certfleet.device.v1.DeviceService/Bind"
+	DeviceService_Commit_FullMethodName        = "/certfleet.device.v1.DeviceService/Commit"
+	DeviceService_Rollback_FullMethodName      = "/certfleet.device.v1.DeviceService/Rollback"
+	DeviceService_Cleanup_FullMethodName       = "/certfleet.device.v1.DeviceService/Cleanup"
+	DeviceService_CheckBindings_FullMethodName = "/certfleet.device.v1.DeviceService/CheckBindings"
 )
 
 // DeviceServiceClient is the client API for DeviceService service.
@@ -66,6 +67,13 @@ type DeviceServiceClient interface {
 	Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*RollbackResponse, error)
 	// Cleanup deletes superseded objects; never one that is still bound.
 	Cleanup(ctx context.Context, in *CleanupRequest, opts ...grpc.CallOption) (*CleanupResponse, error)
+	// CheckBindings is the pre-flight the core runs before it orders a certificate: it logs in (so
+	// bad credentials fail here), says for each binding whether its place exists and can take a
+	// certificate, whether the device accepts the key spec, and where each binding is served, so
+	// the core can check the served certificate over TLS after Commit. Read-only.
+	// Since contract 1.1: a plugin of 1.0 answers Unimplemented, and the core falls back to
+	// CheckTarget and the declared capabilities.
+	CheckBindings(ctx context.Context, in *CheckBindingsRequest, opts ...grpc.CallOption) (*CheckBindingsResponse, error)
 }
 
 type deviceServiceClient struct {
@@ -166,6 +174,16 @@ func (c *deviceServiceClient) Cleanup(ctx context.Context, in *CleanupRequest, o
 	return out, nil
 }
 
+func (c *deviceServiceClient) CheckBindings(ctx context.Context, in *CheckBindingsRequest, opts ...grpc.CallOption) (*CheckBindingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckBindingsResponse)
+	err := c.cc.Invoke(ctx, DeviceService_CheckBindings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeviceServiceServer is the server API for DeviceService service.
 // All implementations must embed UnimplementedDeviceServiceServer
 // for forward compatibility.
@@ -192,6 +210,13 @@ type DeviceServiceServer interface {
 	Rollback(context.Context, *RollbackRequest) (*RollbackResponse, error)
 	// Cleanup deletes superseded objects; never one that is still bound.
 	Cleanup(context.Context, *CleanupRequest) (*CleanupResponse, error)
+	// CheckBindings is the pre-flight the core runs before it orders a certificate: it logs in (so
+	// bad credentials fail here), says for each binding whether its place exists and can take a
+	// certificate, whether the device accepts the key spec, and where each binding is served, so
+	// the core can check the served certificate over TLS after Commit. Read-only.
+	// Since contract 1.1: a plugin of 1.0 answers Unimplemented, and the core falls back to
+	// CheckTarget and the declared capabilities.
+	CheckBindings(context.Context, *CheckBindingsRequest) (*CheckBindingsResponse, error)
 	mustEmbedUnimplementedDeviceServiceServer()
 }
 
@@ -228,6 +253,9 @@ func (UnimplementedDeviceServiceServer) Rollback(context.Context, *RollbackReque
 }
 func (UnimplementedDeviceServiceServer) Cleanup(context.Context, *CleanupRequest) (*CleanupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Cleanup not implemented")
+}
+func (UnimplementedDeviceServiceServer) CheckBindings(context.Context, *CheckBindingsRequest) (*CheckBindingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckBindings not implemented")
 }
 func (UnimplementedDeviceServiceServer) mustEmbedUnimplementedDeviceServiceServer() {}
 func (UnimplementedDeviceServiceServer) testEmbeddedByValue()                       {}
@@ -412,6 +440,24 @@ func _DeviceService_Cleanup_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeviceService_CheckBindings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckBindingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeviceServiceServer).CheckBindings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeviceService_CheckBindings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeviceServiceServer).CheckBindings(ctx, req.(*CheckBindingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DeviceService_ServiceDesc is the grpc.ServiceDesc for DeviceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -454,6 +500,10 @@ var DeviceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Cleanup",
 			Handler:    _DeviceService_Cleanup_Handler,
+		},
+		{
+			MethodName: "CheckBindings",
+			Handler:    _DeviceService_CheckBindings_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
