@@ -63,6 +63,14 @@ type Config struct {
 	Served func(ctx context.Context, b sdk.Binding) (*x509.Certificate, error)
 	// CallTimeout bounds each call; 60s when zero.
 	CallTimeout time.Duration
+	// Stall, when set, makes the device stop answering (a simulator's stall switch, a held lock)
+	// until release is called. The DeadlineEveryCall check needs it and is skipped without it.
+	Stall func(ctx context.Context) (release func(), err error)
+	// StallDeadline is the deadline of each call made while stalled; 500ms when zero.
+	StallDeadline time.Duration
+	// StallSettle is how long after release a plugin that ignored its deadline is given to do the
+	// damage the check looks for; 1s when zero.
+	StallSettle time.Duration
 }
 
 func (c Config) supports(f Feature) bool { return !slices.Contains(c.Unsupported, f) }
@@ -112,6 +120,13 @@ func Run(t *testing.T, cfg Config) {
 	t.Run("GenerateCSR", s.testGenerateCSR)
 	t.Run("ImportCert", s.testImportCert)
 	t.Run("BindCommitRollbackCleanup", s.testLifecycle)
+	t.Run("ImportCertIdempotent", s.testImportIdempotent)
+	t.Run("CleanupIdempotent", s.testCleanupIdempotent)
+	t.Run("ConcurrentCertificates", s.testConcurrentCertificates)
+	t.Run("BindErrorLeavesDeviceUnchanged", s.testBindErrorLeavesDevice)
+	t.Run("RollbackOfPartialBind", s.testRollbackOfPartialBind)
+	t.Run("InventoryAfterCommit", s.testInventoryAfterCommit)
+	t.Run("DeadlineEveryCall", s.testDeadlineEveryCall)
 	t.Run("UnknownBinding", s.testUnknownBinding)
 	t.Run("Deadline", s.testDeadline)
 	t.Run("Canceled", s.testCanceled)
