@@ -163,7 +163,10 @@ func (s *suite) testBindErrorLeavesDevice(t *testing.T) {
 	}
 	bindings := append(append([]sdk.Binding{}, s.cfg.Bindings...), s.cfg.UnknownBinding)
 	_, err = s.p.Bind(s.ctx(t), s.cfg.Target, sdk.BindRequest{CertRef: cert.certRef, KeyRef: cert.keyRef, Bindings: bindings})
-	wantCode(t, fmt.Sprintf("Bind to %v ending with the unknown %v", s.cfg.Bindings, s.cfg.UnknownBinding), err, codes.NotFound)
+	// Which error depends on the device (a plugin may refuse the set as a whole before looking the
+	// objects up); that it fails, and changes nothing, does not.
+	wantCode(t, fmt.Sprintf("Bind to %v ending with the unknown %v", s.cfg.Bindings, s.cfg.UnknownBinding), err,
+		codes.NotFound, codes.InvalidArgument, codes.FailedPrecondition)
 	after, err := s.p.Inventory(s.ctx(t), s.cfg.Target)
 	if err != nil {
 		t.Fatalf("Inventory: %v", err)
@@ -193,6 +196,11 @@ func (s *suite) testRollbackOfPartialBind(t *testing.T) {
 	}
 	a, b := s.enroll(t, "partial-a"), s.enroll(t, "partial-b")
 	bound, err := s.p.Bind(s.ctx(t), s.cfg.Target, sdk.BindRequest{CertRef: a.certRef, KeyRef: a.keyRef, Bindings: []sdk.Binding{rolled}})
+	if sdk.CodeOf(err) == codes.FailedPrecondition {
+		// Some devices cannot move one place of a certificate bound at several (Citrix ADC updates
+		// a shared certkey in place); refusing, with a reason, is allowed.
+		t.Skipf("the plugin refuses to bind %v alone: %v", rolled, err)
+	}
 	if err != nil {
 		t.Fatalf("Bind %s to %v: %v", a.certRef, rolled, err)
 	}
