@@ -101,7 +101,8 @@ func inventoryShape(certs []sdk.DeviceCertificate) string {
 		for _, b := range c.Bindings {
 			bs = append(bs, b.String())
 		}
-		parts = append(parts, fmt.Sprintf("%s%v", c.CertRef, bs))
+		// Bindings in any order: a device's listing order is not a change.
+		parts = append(parts, fmt.Sprintf("%s%v", c.CertRef, sorted(bs)))
 	}
 	return strings.Join(sorted(parts), " ")
 }
