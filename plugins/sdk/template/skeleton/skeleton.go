@@ -191,7 +191,9 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 
 // certName is the certificate object's name: derived from key and certificate, so a repeated
 // ImportCert (a resumed run) finds the object it made before instead of making a second one.
-func certName(keyRef, fingerprint string) string { return "c-" + strings.TrimPrefix(keyRef, "k-") + "-" + fingerprint[:8] }
+func certName(keyRef, fingerprint string) string {
+	return "c-" + strings.TrimPrefix(keyRef, "k-") + "-" + fingerprint[:8]
+}
 
 // ImportCert installs leaf and chain against the key; idempotent.
 func (p *Plugin) ImportCert(ctx context.Context, t sdk.Target, req sdk.ImportRequest) (sdk.ImportResult, error) {
