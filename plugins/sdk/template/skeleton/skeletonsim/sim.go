@@ -5,6 +5,7 @@
 package skeletonsim
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -17,12 +18,14 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/certfleet/certfleet/plugins/sdk"
 	"github.com/certfleet/certfleet/plugins/sdk/simtls"
@@ -65,6 +68,13 @@ type Sim struct {
 	certs    map[string]*Certificate
 	services map[string]*Service
 	stall    chan struct{}
+	waiting  int
+}
+
+func (s *Sim) stalledRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waiting
 }
 
 // Start runs a simulator with the named services until the test ends.
@@ -103,6 +113,11 @@ func (s *Sim) Stall(context.Context) (func(), error) {
 	s.stall = ch
 	s.mu.Unlock()
 	return func() {
+		// Give the requests whose clients have gone (up to a second) to notice, so that only
+		// those still wanted are served; a client without a deadline is still waiting.
+		for i := 0; i < 100 && s.stalledRequests() > 0; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
 		s.mu.Lock()
 		s.stall = nil
 		s.mu.Unlock()
@@ -187,7 +202,27 @@ func (s *Sim) handler() http.Handler {
 		stall := s.stall
 		s.mu.Unlock()
 		if stall != nil {
-			<-stall
+			// A stalled device processes nothing its client gave up on; a request still waiting
+			// when the stall ends is served. Reading the body first lets the server notice a
+			// client that closes its connection.
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			s.mu.Lock()
+			s.waiting++
+			s.mu.Unlock()
+			select {
+			case <-stall:
+			case <-r.Context().Done():
+			}
+			s.mu.Lock()
+			s.waiting--
+			s.mu.Unlock()
+			if r.Context().Err() != nil {
+				return
+			}
 		}
 		user, pass, ok := r.BasicAuth()
 		if !ok || subtle.ConstantTimeCompare([]byte(user+":"+pass), []byte(Username+":"+Password)) != 1 {
