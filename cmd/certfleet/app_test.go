@@ -70,6 +70,27 @@ func TestPluginsListAndInspect(t *testing.T) {
 	}
 }
 
+func TestPluginsNewWritesTheTemplate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "acme")
+	code, out, errOut := certfleet(t, "plugins", "new", "--dir", dir, "--module", "example.com/acme/adc", "acme-adc")
+	if code != 0 {
+		t.Fatalf("plugins new: code %d\n%s", code, errOut)
+	}
+	for _, f := range []string{"go.mod", "cmd/certfleet-plugin-acme-adc/main.go", "acmeadcsim/sim.go", "conformance_test.go", "skeleton.go"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("plugins new did not write %s: %v\n%s", f, err, out)
+		}
+	}
+	mod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if !strings.HasPrefix(string(mod), "module example.com/acme/adc\n") {
+		t.Errorf("go.mod: %s", mod)
+	}
+	code, _, errOut = certfleet(t, "plugins", "new", "--dir", dir, "acme-adc")
+	if code == 0 || !strings.Contains(errOut, "is not empty") {
+		t.Errorf("plugins new into a used directory: code %d, %q", code, errOut)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
