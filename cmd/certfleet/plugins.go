@@ -43,6 +43,16 @@ func pluginsCommand() *cli.Command {
 				Action: pluginsNew,
 			},
 			{
+				Name:      "test",
+				Usage:     "qualify a plugin against a lab device: the conformance suite, a report of each check (no Go toolchain needed)",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "target", Usage: "YAML file describing the lab device and the bindings the suite may use"},
+					outputFlag(),
+				},
+				Action: pluginsTest,
+			},
+			{
 				Name:      "pin",
 				Usage:     "trust a plugin binary as it is now (after an upgrade)",
 				ArgsUsage: "NAME",

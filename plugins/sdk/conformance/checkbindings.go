@@ -3,7 +3,6 @@ package conformance
 import (
 	"fmt"
 	"strings"
-	"testing"
 
 	"github.com/certfleet/certfleet/plugins/sdk"
 	"google.golang.org/grpc/codes"
@@ -14,7 +13,7 @@ import (
 // key spec the plugin does not declare refused, bad credentials failing the call, and nothing on
 // the device changed. A plugin of contract 1.0 must answer Unimplemented, which the core's
 // fallback relies on.
-func (s *suite) testCheckBindings(t *testing.T) {
+func (s *suite) testCheckBindings(t T) {
 	checker, ok := s.p.(sdk.BindingChecker)
 	if !ok {
 		t.Fatal("the host-side plugin client has no CheckBindings")

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/certfleet/certfleet/plugins/sdk"
@@ -22,7 +21,7 @@ const concurrentCertificates = 4
 // testImportIdempotent: a run that dies after ImportCert but before recording its answer calls it
 // again with the same request on resume. The second call must succeed with the same cert_ref, and
 // the device must hold the certificate once.
-func (s *suite) testImportIdempotent(t *testing.T) {
+func (s *suite) testImportIdempotent(t T) {
 	req := s.csrRequest("import-twice", s.keySpecs()[0])
 	csr, err := s.p.GenerateCSR(s.ctx(t), s.cfg.Target, req)
 	if err != nil {
@@ -62,7 +61,7 @@ func (s *suite) testImportIdempotent(t *testing.T) {
 
 // testCleanupIdempotent: Cleanup is retried when its answer is lost; the second call for objects
 // already removed must not fail, and must not bring anything back.
-func (s *suite) testCleanupIdempotent(t *testing.T) {
+func (s *suite) testCleanupIdempotent(t T) {
 	if !s.cfg.supports(FeatureCleanup) {
 		t.Skip("plugin declares cleanup unsupported")
 	}
@@ -90,7 +89,7 @@ func (s *suite) testCleanupIdempotent(t *testing.T) {
 // testConcurrentCertificates: the core works on several certificates of one device at once (its
 // per-device limit may be above one), so calls for different certificates must not mix: each
 // GenerateCSR's key_ref stays valid while others run, and each ImportCert lands on its own key.
-func (s *suite) testConcurrentCertificates(t *testing.T) {
+func (s *suite) testConcurrentCertificates(t T) {
 	spec := s.keySpecs()[0]
 	reqs := make([]sdk.CSRRequest, concurrentCertificates)
 	csrs := make([]sdk.CSR, concurrentCertificates)
@@ -155,7 +154,7 @@ func (s *suite) testConcurrentCertificates(t *testing.T) {
 
 // testBindErrorLeavesDevice: a Bind that fails (here: its last binding names an object the device
 // lacks) must leave every binding as it was, so the core never leaves a half-bound service.
-func (s *suite) testBindErrorLeavesDevice(t *testing.T) {
+func (s *suite) testBindErrorLeavesDevice(t T) {
 	cert := s.enroll(t, "bind-error")
 	before, err := s.p.Inventory(s.ctx(t), s.cfg.Target)
 	if err != nil {
@@ -179,7 +178,7 @@ func (s *suite) testBindErrorLeavesDevice(t *testing.T) {
 // testRollbackOfPartialBind: a Bind of some of a device's bindings is rolled back (the core does
 // this when a certificate fails its served check) after another certificate was bound elsewhere on
 // the device. Rollback must restore exactly what its Bind changed and nothing else.
-func (s *suite) testRollbackOfPartialBind(t *testing.T) {
+func (s *suite) testRollbackOfPartialBind(t T) {
 	if !s.cfg.supports(FeatureRollback) {
 		t.Skip("plugin declares rollback unsupported")
 	}
@@ -225,7 +224,7 @@ func (s *suite) testRollbackOfPartialBind(t *testing.T) {
 
 // testInventoryAfterCommit: after Commit the engine verifies through Inventory that the new
 // certificate is bound where it asked; a plugin that shows only staged changes fails it.
-func (s *suite) testInventoryAfterCommit(t *testing.T) {
+func (s *suite) testInventoryAfterCommit(t T) {
 	cert := s.enroll(t, "inventory-after-commit")
 	if _, err := s.p.Bind(s.ctx(t), s.cfg.Target, sdk.BindRequest{CertRef: cert.certRef, KeyRef: cert.keyRef, Bindings: s.cfg.Bindings}); err != nil {
 		t.Fatalf("Bind: %v", err)
@@ -238,7 +237,7 @@ func (s *suite) testInventoryAfterCommit(t *testing.T) {
 // testDeadlineEveryCall: with the device stalled (Config.Stall), every changing call given a short
 // deadline must give up, and must not complete later: the core has recorded it as failed. The host
 // sees DeadlineExceeded whatever the plugin does, so what is checked is the device afterwards.
-func (s *suite) testDeadlineEveryCall(t *testing.T) {
+func (s *suite) testDeadlineEveryCall(t T) {
 	if s.cfg.Stall == nil {
 		t.Skip("Config.Stall is not set: a device that stops answering is needed to check deadlines inside calls")
 	}
