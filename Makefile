@@ -13,7 +13,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 SOPS_VERSION               := v3.13.3
 
-.PHONY: all build test test-short lint proto proto-check demo bench tools clean
+.PHONY: all build test test-short test-report-browser lint proto proto-check demo bench tools clean
 
 all: build
 
@@ -24,6 +24,11 @@ build:
 ## test: every test, with the race detector
 test: $(TOOLS)/sops
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+## test-report-browser: the HTML report opened in headless Chromium (apt-get install -y chromium);
+## `make test` runs the same test but skips the browser part when Chromium is absent
+test-report-browser: $(TOOLS)/sops
+	CERTFLEET_REQUIRE_BROWSER=1 $(GO) test -count=1 -run TestMigrateAdoptInventoryReport ./e2e/
 
 ## lint: gofmt, go vet, staticcheck
 lint: $(TOOLS)/staticcheck

@@ -263,8 +263,10 @@ func TestBIGIPPCIModeEnrollRenewRollback(t *testing.T) {
 
 	// 1. Migration with a failed commit: the bindings are rolled back, so vs_legacy carries the
 	// agent's profile again and serves the agent's certificate; vs_hard its own profile.
+	// --no-adopt: the agent's certificate matches the configuration, and this test is about
+	// replacing it (adoption is TestMigrateAdoptInventoryReport's).
 	sim.FailSave(1)
-	report, res := f.run(nil)
+	report, res := f.run(nil, "--no-adopt")
 	collect(res)
 	if res.code != 1 || outcomes(report)["legacy"] != state.OutcomeFailed {
 		t.Fatalf("run with a failing save: exit %d, %+v", res.code, report.Results)
@@ -277,7 +279,7 @@ func TestBIGIPPCIModeEnrollRenewRollback(t *testing.T) {
 	}
 
 	// 2. Enroll.
-	report, res = f.run(nil)
+	report, res = f.run(nil, "--no-adopt")
 	collect(res)
 	for _, name := range []string{"shop", "hard", "legacy"} {
 		if res.code != 0 || outcomes(report)[name] != state.OutcomeDeployed {

@@ -272,7 +272,7 @@ func TestSCMBothAPIs(t *testing.T) {
 
 			// Revoke through certfleet; the next run replaces it.
 			served := f.live("web1", "www")
-			if res := f.certfleet(nil, "revoke", "--reason", "key-compromise", "www"); res.code != 0 {
+			if res := f.certfleet(nil, "revoke", "--reason", "key-compromise", "--replace=false", "www"); res.code != 0 {
 				t.Fatalf("revoke: exit %d\n%s", res.code, res.stderr)
 			}
 			revoked := 0

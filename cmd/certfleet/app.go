@@ -54,6 +54,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			retireCommand(),
 			secretsCommand(),
 			pluginsCommand(),
+			migrateCommand(),
+			inventoryCommand(),
+			reportCommand(),
 		},
 	}
 }

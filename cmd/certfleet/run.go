@@ -21,7 +21,7 @@ func planCommand() *cli.Command {
 		Name:      "plan",
 		Usage:     "show what a run would do, per certificate and device (devices are read, no CA is contacted)",
 		ArgsUsage: "[CERTIFICATE...]",
-		Flags:     []cli.Flag{outputFlag(), &cli.BoolFlag{Name: "force", Usage: "plan a renewal of every selected certificate"}},
+		Flags:     []cli.Flag{outputFlag(), &cli.BoolFlag{Name: "force", Usage: "plan a renewal of every selected certificate"}, noAdoptFlag()},
 		Action: func(c *cli.Context) error {
 			if err := checkOutputFlag(c); err != nil {
 				return err
@@ -31,7 +31,7 @@ func planCommand() *cli.Command {
 				return err
 			}
 			defer env.close()
-			plan, err := env.engine.Plan(c.Context, engine.PlanOptions{Names: c.Args().Slice(), Force: c.Bool("force")})
+			plan, err := env.engine.Plan(c.Context, engine.PlanOptions{Names: c.Args().Slice(), Force: c.Bool("force"), NoAdopt: c.Bool("no-adopt")})
 			if err != nil {
 				return err
 			}
@@ -81,6 +81,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Usage: "only plan (same as `certfleet plan`)"},
 			&cli.BoolFlag{Name: "force", Usage: "renew every selected certificate now (a new key each)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines, even on a terminal"},
+			noAdoptFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := checkOutputFlag(c); err != nil {
@@ -91,7 +92,7 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer env.close()
-			report, runErr := env.engine.Run(c.Context, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run")})
+			report, runErr := env.engine.Run(c.Context, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run"), NoAdopt: c.Bool("no-adopt")})
 			if runErr != nil && len(report.Results) == 0 {
 				return runErr
 			}
@@ -266,4 +267,8 @@ func revokeCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+func noAdoptFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "no-adopt", Usage: "enroll certificates with nothing recorded even when a matching one is already live on the device"}
 }

@@ -290,6 +290,7 @@ func engineCertificates(cfg *config.Config) []engine.Certificate {
 			Name: name, Device: c.Device, Issuer: c.Issuer, Subject: c.Subject, SANs: c.SANs, KeySpec: c.Key,
 			RenewBefore: c.RenewBefore, RenewFraction: c.RenewFraction, Bindings: c.Bindings, IssuerOptions: c.IssuerOptions,
 			RollbackOnVerifyFailure: c.OnVerifyFailure == config.OnVerifyRollback,
+			CleanupAdopted:          c.CleanupAdopted,
 		}
 		if c.Verify != nil {
 			ec.Verify = &sdk.ServedEndpoint{Address: c.Verify.Address, ServerName: c.Verify.ServerName}

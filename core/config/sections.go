@@ -446,6 +446,7 @@ func (w *walker) certificate(name string, k, n *yaml.Node, path string) *rawCert
 		"bindings":          func(n *yaml.Node, p string) { w.bindings(c, n, p) },
 		"issuer_options":    func(n *yaml.Node, p string) { c.IssuerOptions = w.writtenMap(n, p) },
 		"enabled":           func(n *yaml.Node, p string) { c.Enabled = w.boolean(n, p) },
+		"cleanup_adopted":   func(n *yaml.Node, p string) { c.CleanupAdopted = w.boolean(n, p) },
 		"verify":            func(n *yaml.Node, p string) { c.Verify = w.verifyEndpoint(n, p) },
 		"on_verify_failure": func(n *yaml.Node, p string) { c.OnVerifyFailure = w.onVerifyFailure(n, p) },
 	})

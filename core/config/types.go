@@ -130,7 +130,10 @@ type Certificate struct {
 	Bindings      []sdk.Binding
 	IssuerOptions map[string]any
 	Enabled       bool
-	Position      Position
+	// CleanupAdopted lets certfleet delete an adopted certificate's objects once it has replaced
+	// them (by default they stay: someone else made them).
+	CleanupAdopted bool
+	Position       Position
 	// BindingPositions are where each binding was written, for later messages.
 	BindingPositions []Position
 	// Verify is where the served certificate is checked when the plugin does not know; nil when

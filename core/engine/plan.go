@@ -31,6 +31,9 @@ type PlanItem struct {
 	cert       Certificate
 	deployment *state.Deployment
 	op         *state.Operation
+	// adopted is the deployment a run records first, for a certificate found live (ActionAdopt,
+	// or a renewal of what was found).
+	adopted *state.Deployment
 }
 
 // Plan is what a run would do.
@@ -59,6 +62,8 @@ type PlanOptions struct {
 	Names []string
 	// Force renews every selected certificate.
 	Force bool
+	// NoAdopt enrolls certificates with nothing recorded even when a matching one is live.
+	NoAdopt bool
 }
 
 // inventory is what one device holds.
@@ -113,6 +118,7 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 		case inv.err != nil:
 			item.Action, item.Error = ActionUnknown, e.opts.Redact(inv.err.Error())
 			item.Reason = "device could not be inspected"
+		case item.deployment == nil && !po.NoAdopt && planAdoption(&item, inv, po.Force, now):
 		default:
 			item.Action, item.Reason = decide(c, item.deployment, inv, po.Force, now)
 		}

@@ -18,9 +18,10 @@ import (
 
 // RunOptions select what to run.
 type RunOptions struct {
-	Names  []string
-	Force  bool
-	DryRun bool
+	Names   []string
+	Force   bool
+	DryRun  bool
+	NoAdopt bool
 }
 
 // Report is what a run did.
@@ -71,7 +72,7 @@ func (h *heldError) Is(target error) bool { return target == errPending }
 // Run plans and carries out the plan. Each certificate's failure is its own: the others go on.
 func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	if ro.DryRun {
-		plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force})
+		plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt})
 		report := Report{Plan: plan}
 		for _, it := range plan.Items {
 			report.Results = append(report.Results, state.Result{Certificate: it.Certificate, Device: it.Device,
@@ -87,7 +88,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	if err := e.refreshCAView(ctx, ro.Names); err != nil {
 		return Report{}, err
 	}
-	plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force})
+	plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt})
 	if err != nil {
 		return Report{}, err
 	}
@@ -113,7 +114,16 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	var settled []state.Result
 	byDevice := map[string][]PlanItem{}
 	for _, it := range plan.Items {
+		if it.adopted != nil {
+			if err := e.opts.Store.SaveDeployment(ctx, *it.adopted); err != nil {
+				settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeFailed, Error: err.Error()})
+				continue
+			}
+			e.progress(it.cert, "adopted %s, valid until %s", it.adopted.CertRef, it.adopted.NotAfter.UTC().Format("2006-01-02"))
+		}
 		switch it.Action {
+		case ActionAdopt:
+			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeAdopted})
 		case ActionNone:
 			settled = append(settled, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason, Outcome: state.OutcomeUnchanged})
 		case ActionUnknown, ActionBlocked:
@@ -404,7 +414,8 @@ func orderRequest(op *state.Operation, c Certificate, previous *state.Deployment
 		DNSNames: c.SANs.DNSNames, IPAddresses: c.SANs.IPAddresses, EmailAddresses: c.SANs.EmailAddresses,
 		Options: c.IssuerOptions,
 	}
-	if previous != nil && previous.Issuer == c.Issuer {
+	// An adopted certificate came from another account (or CA): naming it would be refused.
+	if previous != nil && previous.Issuer == c.Issuer && !previous.Adopted {
 		req.PreviousCertPEM = previous.CertPEM
 	}
 	return req
@@ -635,6 +646,10 @@ func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 			continue
 		}
 		if d := w.item.deployment; d != nil && d.CertRef != w.op.CertRef {
+			if d.Adopted && !w.item.cert.CleanupAdopted {
+				e.log.Info("adopted object kept (set cleanup_adopted: true to let certfleet remove it)", "device", dev.Name, "cert_ref", d.CertRef)
+				continue
+			}
 			cleanup = append(cleanup, sdk.ObjectRef{CertRef: d.CertRef, KeyRef: d.KeyRef})
 		}
 	}

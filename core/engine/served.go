@@ -62,21 +62,37 @@ func defaultServerName(c Certificate) string {
 // that verifies to the top of the chain the CA issued (its root, or the last intermediate it
 // sent, which the endpoint must then send too).
 func checkServedOnce(ctx context.Context, ep sdk.ServedEndpoint, want *x509.Certificate, issued []*x509.Certificate, now time.Time) error {
+	// The chain is captured as soon as the server sends it, before the client would have to
+	// present a certificate: an endpoint that requires client certificates (mutual TLS) ends the
+	// handshake after that, and what it serves is still known.
+	var sentRaw [][]byte
 	dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: &tls.Config{
 		ServerName: ep.ServerName,
 		MinVersion: tls.VersionTLS12,
 		// The handshake only collects what is served; it is verified below against the issuer's
 		// root, stricter than any system trust store would be.
 		InsecureSkipVerify: true, //nolint:gosec // verified by hand below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			sentRaw = raw
+			return nil
+		},
 	}}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	conn, err := dialer.DialContext(cctx, "tcp", ep.Address)
-	if err != nil {
+	if err == nil {
+		_ = conn.Close()
+	} else if len(sentRaw) == 0 {
 		return fmt.Errorf("TLS handshake with %s: %w", endpointName(ep), err)
 	}
-	peer := conn.(*tls.Conn).ConnectionState().PeerCertificates
-	_ = conn.Close()
+	var peer []*x509.Certificate
+	for _, raw := range sentRaw {
+		c, err := x509.ParseCertificate(raw)
+		if err != nil {
+			return fmt.Errorf("%s sent a certificate that does not parse: %w", endpointName(ep), err)
+		}
+		peer = append(peer, c)
+	}
 	if len(peer) == 0 {
 		return fmt.Errorf("%s sent no certificate", endpointName(ep))
 	}

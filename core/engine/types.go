@@ -31,6 +31,8 @@ type Certificate struct {
 	RenewFraction float64
 	Bindings      []sdk.Binding
 	IssuerOptions map[string]any
+	// CleanupAdopted lets a renewal delete the objects of a certificate that was adopted.
+	CleanupAdopted bool
 	// Verify is a configured endpoint for the served certificate check, besides those the plugin
 	// reports.
 	Verify *sdk.ServedEndpoint

@@ -111,6 +111,9 @@ type Deployment struct {
 	RenewalAt time.Time `json:",omitzero"`
 	// RenewalInfoRetryAt is when the CA may be asked again (its Retry-After): not before.
 	RenewalInfoRetryAt time.Time `json:",omitzero"`
+	// Adopted is set when the certificate was found live on the device rather than deployed by
+	// certfleet: its objects are not certfleet's to delete unless the configuration allows it.
+	Adopted bool `json:",omitempty"`
 	// ServedCheck is the last TLS check of what the bindings serve; nil when never checked.
 	ServedCheck *ServedCheck `json:",omitempty"`
 }
@@ -134,6 +137,7 @@ const (
 	OutcomePending   Outcome = "pending"
 	OutcomeFailed    Outcome = "failed"
 	OutcomePlanned   Outcome = "planned"
+	OutcomeAdopted   Outcome = "adopted"
 )
 
 // Result is what a run did with one certificate.
