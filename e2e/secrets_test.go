@@ -111,6 +111,10 @@ certificates:
 		if res.code != 0 {
 			t.Fatalf("certfleet %v: exit %d\n%s", args, res.code, res.stderr)
 		}
+		// The password is sops-encrypted in the file: it is not "in plain text".
+		if strings.Contains(res.stderr, "in plain text") {
+			t.Errorf("certfleet %v warns falsely about a plain text secret:\n%s", args, res.stderr)
+		}
 		outputs = append(outputs, res.stdout, res.stderr)
 	}
 	// A failing call whose error text could echo credentials: a wrong password in a run.

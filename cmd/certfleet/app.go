@@ -18,11 +18,12 @@ const defaultConfigPath = "/etc/certfleet"
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
-		Name:      "certfleet",
-		Usage:     "keep TLS certificates alive on network appliances",
-		Version:   version,
-		Writer:    stdout,
-		ErrWriter: stderr,
+		Name:        "certfleet",
+		Usage:       "keep TLS certificates alive on network appliances",
+		Description: exitCodesHelp,
+		Version:     version,
+		Writer:      stdout,
+		ErrWriter:   stderr,
 		// Errors are printed once, by run, with the exit code they carry.
 		ExitErrHandler: func(*cli.Context, error) {},
 		Flags: []cli.Flag{
@@ -49,6 +50,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			planCommand(),
 			runCommand(),
 			statusCommand(),
+			historyCommand(),
+			daemonCommand(),
 			revokeCommand(),
 			verifyCommand(),
 			retireCommand(),

@@ -11,7 +11,9 @@ import (
 
 	"github.com/certfleet/certfleet/core/engine"
 	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/notify"
 	"github.com/certfleet/certfleet/core/state"
+	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 )
@@ -80,7 +82,8 @@ func runCommand() *cli.Command {
 			outputFlag(),
 			&cli.BoolFlag{Name: "dry-run", Usage: "only plan (same as `certfleet plan`)"},
 			&cli.BoolFlag{Name: "force", Usage: "renew every selected certificate now (a new key each)"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines, even on a terminal"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "for cron: print nothing when all is well, and only what failed (one paragraph) otherwise"},
+			metricsFileFlag(),
 			noAdoptFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -92,12 +95,22 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer env.close()
+			started := time.Now()
 			report, runErr := env.engine.Run(c.Context, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run"), NoAdopt: c.Bool("no-adopt")})
+			var notifyFailed []notify.Failure
+			if !c.Bool("dry-run") {
+				notifyFailed = finishRun(c.Context, env, report, runErr, started, hclog.Info)
+				writeMetricsFile(c, env)
+			}
 			if runErr != nil && len(report.Results) == 0 {
 				return runErr
 			}
 			if c.String("output") == "json" {
 				if err := writeJSON(c, report); err != nil {
+					return err
+				}
+			} else if c.Bool("quiet") {
+				if err := printQuiet(c.App.Writer, env, report, notifyFailed); err != nil {
 					return err
 				}
 			} else if err := printReport(c.App.Writer, report); err != nil {
@@ -142,18 +155,18 @@ func printReport(w io.Writer, r engine.Report) error {
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show every certificate: device, expiry, days left, last outcome, next action (from the state database)",
+		Usage: "show every certificate: device, expiry, days left, last outcome, next action (from the state database only: no secret, no plugin, no device)",
 		Flags: []cli.Flag{outputFlag()},
 		Action: func(c *cli.Context) error {
 			if err := checkOutputFlag(c); err != nil {
 				return err
 			}
-			env, err := setup(c, false)
+			view, err := openStateView(c)
 			if err != nil {
 				return err
 			}
-			defer env.close()
-			rows, err := env.engine.Status(c.Context)
+			defer view.close()
+			rows, err := view.engine.Status(c.Context)
 			if err != nil {
 				return err
 			}

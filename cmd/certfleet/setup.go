@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -16,6 +15,9 @@ import (
 	"github.com/certfleet/certfleet/core/engine"
 	"github.com/certfleet/certfleet/core/issuer"
 	"github.com/certfleet/certfleet/core/issuer/acme"
+	"github.com/certfleet/certfleet/core/logging"
+	"github.com/certfleet/certfleet/core/metrics"
+	"github.com/certfleet/certfleet/core/notify"
 	"github.com/certfleet/certfleet/core/pluginhost"
 	"github.com/certfleet/certfleet/core/secret"
 	"github.com/certfleet/certfleet/core/state"
@@ -29,6 +31,9 @@ import (
 type environment struct {
 	cfg      *config.Config
 	log      hclog.Logger
+	logs     *logging.Logging
+	metrics  *metrics.Metrics
+	notifier *notify.Notifier
 	redactor *secret.Redactor
 	store    *state.SQLite
 	host     *pluginhost.Host
@@ -42,18 +47,17 @@ func (env *environment) close() {
 	}
 }
 
-// redactedLogger is the host logger: everything it writes (plugin logs included) passes through
-// the redactor, which learns every secret as it is resolved.
-func redactedLogger(c *cli.Context, r *secret.Redactor) (hclog.Logger, *secret.Writer) {
-	out := r.Writer(c.App.ErrWriter)
-	return hclog.New(&hclog.LoggerOptions{
-		Name:       "certfleet",
-		Level:      logLevel(c),
-		JSONFormat: c.String("log-format") == "json",
-		Output:     out,
-		Color:      hclog.ColorOff,
-	}), out
+// redactedLogger is a host logger for commands that need no environment: everything it writes
+// passes through the redactor, which learns every secret as it is resolved.
+func redactedLogger(c *cli.Context, r *secret.Redactor) (hclog.Logger, interface{ Flush() error }) {
+	l := newProcessLogging(c, r)
+	l.Discard()
+	return l.Logger(), flushFunc(l.Close)
 }
+
+type flushFunc func() error
+
+func (f flushFunc) Flush() error { return f() }
 
 // loadConfig reads the configuration, decrypting sops files in memory; with resolve, secret
 // references are expanded (and registered with the redactor).
@@ -82,18 +86,41 @@ func loadConfig(ctx context.Context, path string, redactor *secret.Redactor, res
 
 // setup builds the environment for plan, run and status.
 func setup(c *cli.Context, progress bool) (*environment, error) {
+	return setupWith(c, setupOptions{progress: progress})
+}
+
+// setupOptions are what a long-lived caller (the daemon) keeps across environments.
+type setupOptions struct {
+	progress bool
+	// logs and metrics are the process's; when nil, the environment makes (and closes) its own.
+	logs    *logging.Logging
+	metrics *metrics.Metrics
+}
+
+// setupWith builds the environment. The configuration's logging section takes effect only once
+// everything else succeeded, so a daemon whose new configuration is refused keeps logging as before.
+func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 	ctx := c.Context
-	redactor := secret.NewRedactor()
-	log, logOut := redactedLogger(c, redactor)
-	env := &environment{log: log, redactor: redactor}
-	env.closers = append(env.closers, func() { _ = logOut.Flush() })
+	owned := so.logs == nil
+	if owned {
+		so.logs = newProcessLogging(c, secret.NewRedactor())
+	}
+	// One redactor for the process: secrets of an earlier configuration stay masked after a reload.
+	redactor := so.logs.Redactor()
+	log := so.logs.Logger()
+	env := &environment{log: log, logs: so.logs, redactor: redactor, metrics: so.metrics}
+	if owned {
+		env.closers = append(env.closers, func() { _ = so.logs.Close() })
+	}
+	if env.metrics == nil {
+		env.metrics = metrics.New(version, false)
+	}
 	cfg, err := loadConfig(ctx, c.String("config"), redactor, true, log)
 	if err != nil {
 		env.close()
 		return nil, cli.Exit(redactor.Redact(err.Error()), 2)
 	}
 	env.cfg = cfg
-	secret.SetSopsLogOutput(logOut)
 	if path := c.String("credentials"); path != "" {
 		if err := applyCredentialsFile(ctx, path, cfg, redactor, log); err != nil {
 			env.close()
@@ -102,10 +129,7 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 	}
 	registerCredentials(redactor, cfg)
 
-	statePath := cfg.State.Path
-	if statePath == "" {
-		statePath = filepath.Join(defaultStateDir(), "state.db")
-	}
+	statePath := statePathOf(cfg)
 	store, err := state.Open(ctx, statePath)
 	if err != nil {
 		env.close()
@@ -121,7 +145,7 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 	env.host = newPluginHost(c, log, cfg.Plugins.Dirs, pins)
 	env.closers = append(env.closers, env.host.Close)
 
-	issuers, err := buildIssuers(cfg, store, c.App.ErrWriter, redactor)
+	issuers, err := buildIssuers(cfg, store, so.logs.Slog())
 	if err != nil {
 		env.close()
 		return nil, cli.Exit(redactor.Redact(err.Error()), 2)
@@ -131,10 +155,23 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 		env.close()
 		return nil, cli.Exit(err.Error(), 2)
 	}
+	registerNotificationSecrets(redactor, cfg.Notifications)
+	env.notifier, err = notify.New(cfg.Notifications, redactor.Redact)
+	if err != nil {
+		env.close()
+		return nil, cli.Exit(redactor.Redact(err.Error()), 2)
+	}
+	for name, iss := range issuers {
+		issuers[name] = env.metrics.WrapIssuer(name, iss)
+	}
 	opts := engine.Options{
 		Store: store,
 		Plugins: func(name string) (sdk.Plugin, error) {
-			return env.host.Plugin(name)
+			p, err := env.host.Plugin(name)
+			if err != nil {
+				return nil, err
+			}
+			return env.metrics.WrapPlugin(name, p), nil
 		},
 		Issuers:                 issuers,
 		Devices:                 engineDevices(cfg),
@@ -151,10 +188,14 @@ func setup(c *cli.Context, progress bool) (*environment, error) {
 		Redact:                  redactor.Redact,
 	}
 	opts.AfterStep = crashAfterStep(log)
-	if progress {
+	if so.progress {
 		opts.Progress = progressPrinter(redactor.Writer(c.App.ErrWriter))
 	}
 	env.engine = engine.New(opts)
+	if err := applyLoggingConfig(c, so.logs, cfg.Logging); err != nil {
+		env.close()
+		return nil, cli.Exit(err.Error(), 2)
+	}
 	return env, nil
 }
 
@@ -220,7 +261,7 @@ func registerCredentials(r *secret.Redactor, cfg *config.Config) {
 	}
 }
 
-func buildIssuers(cfg *config.Config, store *state.SQLite, logOut io.Writer, redactor *secret.Redactor) (map[string]issuer.Issuer, error) {
+func buildIssuers(cfg *config.Config, store *state.SQLite, slogger *slog.Logger) (map[string]issuer.Issuer, error) {
 	out := map[string]issuer.Issuer{}
 	var errs []error
 	names := make([]string, 0, len(cfg.Issuers))
@@ -228,7 +269,6 @@ func buildIssuers(cfg *config.Config, store *state.SQLite, logOut io.Writer, red
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	slogger := slog.New(slog.NewTextHandler(redactor.Writer(logOut), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	for _, name := range names {
 		ic := cfg.Issuers[name]
 		var (

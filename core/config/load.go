@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -75,7 +76,7 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 			errs.add(Position{File: f}, "", "add at least `version: v1`", "the file is empty")
 			continue
 		}
-		warnings = append(warnings, l.references(f, doc.Content[0], "", errs)...)
+		warnings = append(warnings, l.references(f, doc.Content[0], sopsSource(f, data), "", errs)...)
 		if r, ok := splitFile(f, doc.Content[0], errs); ok {
 			raws = append(raws, r)
 		}
@@ -120,7 +121,7 @@ func configFiles(path string) ([]string, error) {
 	return files, nil
 }
 
-var topLevel = []string{"version", "defaults", "state", "logging", "runtime", "plugins", "issuers", "devices", "certificates"}
+var topLevel = []string{"version", "defaults", "state", "logging", "runtime", "plugins", "issuers", "devices", "certificates", "daemon", "notifications"}
 
 // splitFile checks a file's top level and keeps its sections.
 func splitFile(file string, root *yaml.Node, errs *Errors) (raw, bool) {
@@ -161,16 +162,19 @@ var secretKeys = map[string]bool{
 
 // references checks (and, with a resolver, expands) every ${...} in the tree, and warns about
 // secrets written in plain text.
-func (l *loader) references(file string, n *yaml.Node, key string, errs *Errors) []Warning {
+//
+// enc is the same place in the file as stored on disk when the file is sops-encrypted (nil
+// otherwise): a value sops encrypted there is not "in plain text".
+func (l *loader) references(file string, n, enc *yaml.Node, key string, errs *Errors) []Warning {
 	var warnings []Warning
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			warnings = append(warnings, l.references(file, n.Content[i+1], n.Content[i].Value, errs)...)
+			warnings = append(warnings, l.references(file, n.Content[i+1], encChild(enc, n.Content[i].Value), n.Content[i].Value, errs)...)
 		}
 	case yaml.SequenceNode, yaml.DocumentNode:
-		for _, c := range n.Content {
-			warnings = append(warnings, l.references(file, c, key, errs)...)
+		for i, c := range n.Content {
+			warnings = append(warnings, l.references(file, c, encIndex(enc, n.Kind, i), key, errs)...)
 		}
 	case yaml.ScalarNode:
 		pos := Position{File: file, Line: n.Line}
@@ -183,7 +187,8 @@ func (l *loader) references(file string, n *yaml.Node, key string, errs *Errors)
 				bad = true
 			}
 		}
-		if len(refs) == 0 && secretKeys[key] && n.Value != "" {
+		sopsEncrypted := enc != nil && enc.Kind == yaml.ScalarNode && strings.HasPrefix(enc.Value, "ENC[")
+		if len(refs) == 0 && secretKeys[key] && n.Value != "" && !sopsEncrypted {
 			warnings = append(warnings, Warning{Position: pos, Path: key, Message: "a secret is written in the configuration in plain text",
 				Hint: "use ${env:NAME}, ${file:/path} or a sops-encrypted file"})
 		}
@@ -207,7 +212,7 @@ func build(raws []raw, errs *Errors, warnings *[]Warning) *Config {
 	for _, r := range raws {
 		cfg.Files = append(cfg.Files, r.file)
 		w := &walker{file: r.file, errs: errs, warnings: warnings}
-		for _, name := range []string{"defaults", "state", "logging", "runtime", "plugins"} {
+		for _, name := range []string{"defaults", "state", "logging", "runtime", "plugins", "daemon", "notifications"} {
 			n, ok := r.sections[name]
 			if !ok {
 				continue
@@ -226,6 +231,11 @@ func build(raws []raw, errs *Errors, warnings *[]Warning) *Config {
 				cfg.Logging = w.logging(n)
 			case "runtime":
 				cfg.Runtime = w.runtime(n)
+			case "daemon":
+				d := w.daemon(n)
+				cfg.Daemon = &d
+			case "notifications":
+				cfg.Notifications = w.notifications(n)
 			case "plugins":
 				w.object(n, "plugins", fields{
 					"dirs": func(n *yaml.Node, p string) {
@@ -304,9 +314,6 @@ func applyRuntimeDefaults(cfg *Config) {
 	defDur(&cfg.Runtime.CollectTimeout, 5*time.Minute)
 	defDur(&cfg.Runtime.CallTimeout, 2*time.Minute)
 	defDur(&cfg.Runtime.RevocationCheckInterval, 24*time.Hour)
-	if cfg.Logging.Level == "" {
-		cfg.Logging.Level = "info"
-	}
 	if cfg.Logging.Format == "" {
 		cfg.Logging.Format = "text"
 	}
@@ -337,6 +344,7 @@ func (w *walker) logging(n *yaml.Node) Logging {
 				w.errs.add(w.pos(n), p, "use text or json", "%q is not a log format", l.Format)
 			}
 		},
+		"file": func(n *yaml.Node, p string) { l.File = w.logFile(n, p) },
 	})
 	return l
 }
@@ -383,4 +391,42 @@ func (w *walker) tls(n *yaml.Node, path string) TLS {
 		"server_name":          func(n *yaml.Node, p string) { t.ServerName = w.str(n, p) },
 	})
 	return t
+}
+
+// sopsSource returns the top node of a file as stored on disk when data (what the file reader
+// returned) is its decryption, so that values sops encrypted can be told from plain ones.
+func sopsSource(path string, data []byte) *yaml.Node {
+	// Read again only what the file reader accepted: a regular file of a sane size (sops adds
+	// metadata and base64 to the plaintext, well under this bound).
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() || st.Size() > 4*int64(len(data))+1<<20 {
+		return nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil || bytes.Equal(raw, data) || !bytes.Contains(raw, []byte("ENC[")) {
+		return nil
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(raw, &doc) != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	return doc.Content[0]
+}
+
+func encChild(enc *yaml.Node, key string) *yaml.Node {
+	if enc == nil || enc.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(enc.Content); i += 2 {
+		if enc.Content[i].Value == key {
+			return enc.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func encIndex(enc *yaml.Node, kind yaml.Kind, i int) *yaml.Node {
+	if enc == nil || kind != yaml.SequenceNode || enc.Kind != yaml.SequenceNode || i >= len(enc.Content) {
+		return nil
+	}
+	return enc.Content[i]
 }

@@ -17,14 +17,17 @@ const DefaultPath = "/etc/certfleet"
 // Config is the whole configuration, with defaults applied to every certificate.
 type Config struct {
 	// Files are the files read, in order.
-	Files        []string
-	State        State
-	Logging      Logging
-	Runtime      Runtime
-	Plugins      Plugins
-	Issuers      map[string]*Issuer
-	Devices      map[string]*Device
-	Certificates map[string]*Certificate
+	Files   []string
+	State   State
+	Logging Logging
+	Runtime Runtime
+	Plugins Plugins
+	// Daemon is set when the configuration has a daemon section.
+	Daemon        *Daemon
+	Notifications Notifications
+	Issuers       map[string]*Issuer
+	Devices       map[string]*Device
+	Certificates  map[string]*Certificate
 }
 
 // State says where the state database lives.
@@ -34,8 +37,12 @@ type State struct {
 
 // Logging settings.
 type Logging struct {
-	Level  string // trace|debug|info|warn|error
+	// Level is the terminal's level (trace|debug|info|warn|error); when unset, info on a
+	// terminal and warn otherwise. --log-level wins.
+	Level  string
 	Format string // text|json
+	// File, when File.Path is set, is a rotated log file with its own level.
+	File LogFile
 }
 
 // Runtime bounds concurrency and waiting.

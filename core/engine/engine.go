@@ -75,6 +75,8 @@ type Engine struct {
 
 	infoMu sync.Mutex
 	infos  map[string]sdk.Info
+	// stop is the current run's RunOptions.Stop.
+	stop <-chan struct{}
 }
 
 // New returns an Engine.

@@ -22,6 +22,10 @@ type RunOptions struct {
 	Force   bool
 	DryRun  bool
 	NoAdopt bool
+	// Stop, when closed, stops the run at the next safe point: the step in flight finishes and
+	// is recorded, changes already bound are committed, and no new step starts; what is left is
+	// resumed by the next run. (Cancelling the context instead aborts the calls in flight.)
+	Stop <-chan struct{}
 }
 
 // Report is what a run did.
@@ -56,6 +60,20 @@ func (r Report) ExitCode() int {
 // errPending ends a certificate's work for this run while its order is still being processed.
 var errPending = errors.New("the order is still pending at the CA")
 
+// ErrStopped is the error of a certificate whose work ended at a safe point because the run was
+// asked to stop (RunOptions.Stop); its result is pending and the next run resumes it.
+var ErrStopped = errors.New("stopped at a safe point by a shutdown request; the next run resumes it")
+
+// stopping reports whether the run was asked to stop at the next safe point.
+func (e *Engine) stopping() bool {
+	select {
+	case <-e.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // heldError: the CA asked not to be called about this operation before until (its Retry-After on
 // a refusal); the run reports the certificate pending, with that time.
 type heldError struct {
@@ -85,6 +103,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 		return Report{}, err
 	}
 	defer unlock()
+	e.stop = ro.Stop
 	if err := e.refreshCAView(ctx, ro.Names); err != nil {
 		return Report{}, err
 	}
@@ -149,7 +168,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	wg.Wait()
 	sort.Slice(report.Results, func(i, j int) bool { return report.Results[i].Certificate < report.Results[j].Certificate })
 	outcome := "ok"
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || e.stopping() {
 		outcome = "interrupted"
 	} else if report.ExitCode() == ExitFailed {
 		outcome = "failed"
@@ -243,6 +262,8 @@ func (e *Engine) runDevice(ctx context.Context, dev Device, items []PlanItem) []
 				w.err = nil
 			}
 			out = append(out, w.result(state.OutcomePending))
+		case errors.Is(w.err, ErrStopped):
+			out = append(out, w.result(state.OutcomePending))
 		case w.err != nil:
 			out = append(out, w.result(state.OutcomeFailed))
 		case w.op != nil && w.op.Step == state.StepDone:
@@ -318,6 +339,9 @@ func (e *Engine) save(ctx context.Context, op *state.Operation) error {
 
 // carry takes one certificate's operation as far as Bound (or Committed, when resuming).
 func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) error {
+	if e.stopping() && w.item.op == nil {
+		return ErrStopped
+	}
 	op, err := e.operationFor(ctx, w.item, dev, p)
 	if err != nil {
 		return err
@@ -329,7 +353,7 @@ func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) e
 		return &heldError{until: op.RetryNotBefore, last: op.LastError}
 	}
 	err = e.advance(ctx, op, c, w.item.deployment, dev, p)
-	if err != nil && !errors.Is(err, errPending) {
+	if err != nil && !errors.Is(err, errPending) && !errors.Is(err, ErrStopped) {
 		if wait := issuer.RetryAfterOf(err); wait > 0 {
 			// The CA said when it will take the request again (a rate limit): no call before then.
 			op.RetryNotBefore = e.opts.Now().Add(wait).UTC()
@@ -349,6 +373,9 @@ func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if op.Step != state.StepBound && op.Step != state.StepCommitted && e.stopping() {
+			return ErrStopped
 		}
 		switch op.Step {
 		case state.StepStarted:
@@ -522,6 +549,8 @@ func (e *Engine) collect(ctx context.Context, op *state.Operation, c Certificate
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-e.stop:
+			return ErrStopped
 		case <-time.After(next):
 		}
 		if wait *= 2; wait > 30*e.opts.Backoff {

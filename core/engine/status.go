@@ -20,6 +20,8 @@ type StatusRow struct {
 	LastOutcome string    `json:"last_outcome,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastRunAt   time.Time `json:"last_run_at,omitzero"`
+	// RenewAt is when the deployed certificate becomes due by the renewal window.
+	RenewAt time.Time `json:"renew_at,omitzero"`
 	// NextAction is what the next run will do as far as the state knows (devices are not asked).
 	NextAction string `json:"next_action"`
 	// Served is the last check of what the endpoints serve (after a deployment or `verify`).
@@ -51,6 +53,7 @@ func (e *Engine) Status(ctx context.Context) ([]StatusRow, error) {
 			row.Serial, row.NotAfter, row.Served = d.Serial, d.NotAfter, d.ServedCheck
 			left := days(d.NotAfter.Sub(now))
 			row.DaysLeft = &left
+			row.RenewAt = renewAt(c, d.NotBefore, d.NotAfter)
 		}
 		if r, ok := last[c.Name]; ok {
 			row.LastOutcome, row.LastError, row.LastRunAt = string(r.Outcome), r.Error, r.FinishedAt
