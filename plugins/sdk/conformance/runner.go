@@ -88,7 +88,6 @@ type reportT struct {
 	failed   bool
 	skipped  bool
 	cleanups []func()
-	index    int
 }
 
 func (t *reportT) Helper() {}
