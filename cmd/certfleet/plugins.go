@@ -13,6 +13,8 @@ import (
 	"github.com/certfleet/certfleet/core/config"
 	"github.com/certfleet/certfleet/core/pluginhost"
 	"github.com/certfleet/certfleet/core/secret"
+	"github.com/certfleet/certfleet/plugins/sdk"
+	"github.com/certfleet/certfleet/plugins/sdk/template"
 	"github.com/urfave/cli/v2"
 )
 
@@ -45,6 +47,27 @@ func pluginsCommand() *cli.Command {
 						"(as plugins.public_key): the bundle must be listed in the SHA256SUMS beside it, signed by this key (SHA256SUMS.minisig)"},
 				},
 				Action: pluginsInstall,
+			},
+			{
+				Name:      "new",
+				Usage:     "write a new plugin from the template: plugin, simulator skeleton, conformance test (see plugins/sdk/AUTHORING.md)",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "module", Usage: "Go module path of the new plugin (default certfleet-plugin-NAME)"},
+					&cli.StringFlag{Name: "dir", Usage: "directory to write (default ./certfleet-plugin-NAME); must not exist or be empty"},
+					&cli.StringFlag{Name: "sdk-dir", Usage: "a local certfleet checkout for the go.mod to use (replace directive)"},
+				},
+				Action: pluginsNew,
+			},
+			{
+				Name:      "test",
+				Usage:     "qualify a plugin against a lab device: the conformance suite, a report of each check (no Go toolchain needed)",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "target", Usage: "YAML file describing the lab device and the bindings the suite may use"},
+					outputFlag(),
+				},
+				Action: pluginsTest,
 			},
 			{
 				Name:      "pin",
@@ -322,4 +345,32 @@ func defaultInstallDir(c *cli.Context, cfg *config.Config) string {
 		return cfg.Plugins.Dirs[0]
 	}
 	return systemPluginDir
+}
+
+func pluginsNew(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cli.Exit("usage: certfleet plugins new [--module PATH] [--dir DIR] [--sdk-dir CERTFLEET_CHECKOUT] NAME", 2)
+	}
+	name := c.Args().First()
+	opts := template.Options{Name: name, Module: c.String("module"), Dir: c.String("dir"), SDKDir: c.String("sdk-dir")}
+	if opts.Module == "" {
+		opts.Module = sdk.BinaryPrefix + name
+	}
+	if opts.Dir == "" {
+		opts.Dir = sdk.BinaryPrefix + name
+	}
+	files, err := template.Generate(opts)
+	if err != nil {
+		return cli.Exit("plugins new: "+err.Error(), 2)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "wrote %d files to %s:\n", len(files), opts.Dir)
+	for _, f := range files {
+		fmt.Fprintf(w, "  %s\n", f)
+	}
+	fmt.Fprintf(w, "next: cd %s && go mod tidy && go test ./...   (the guide: plugins/sdk/AUTHORING.md)\n", opts.Dir)
+	if opts.SDKDir == "" {
+		fmt.Fprintln(w, "note: without --sdk-dir, go.mod requires github.com/certfleet/certfleet from the module proxy")
+	}
+	return nil
 }

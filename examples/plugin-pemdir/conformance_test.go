@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/certfleet/certfleet/plugins/sdk"
@@ -40,5 +41,21 @@ func TestConformance(t *testing.T) {
 		KeySpecs:       []sdk.KeySpec{{Type: sdk.KeyTypeRSA, Bits: 2048}, {Type: sdk.KeyTypeECDSA, Bits: 256}, {Type: sdk.KeyTypeECDSA, Bits: 384}},
 		Unsupported:    []conformance.Feature{conformance.FeatureAuthentication},
 		Served:         servedFrom(dir),
+		Stall:          holdLock(dir),
 	})
+}
+
+// holdLock stalls the directory as another tool would: it holds the lock every call takes.
+func holdLock(dir string) func(context.Context) (func(), error) {
+	return func(context.Context) (func(), error) {
+		f, err := os.OpenFile(filepath.Join(dir, ".certfleet.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return func() { f.Close() }, nil
+	}
 }

@@ -63,6 +63,14 @@ type Config struct {
 	Served func(ctx context.Context, b sdk.Binding) (*x509.Certificate, error)
 	// CallTimeout bounds each call; 60s when zero.
 	CallTimeout time.Duration
+	// Stall, when set, makes the device stop answering (a simulator's stall switch, a held lock)
+	// until release is called. The DeadlineEveryCall check needs it and is skipped without it.
+	Stall func(ctx context.Context) (release func(), err error)
+	// StallDeadline is the deadline of each call made while stalled; 500ms when zero.
+	StallDeadline time.Duration
+	// StallSettle is how long after release a plugin that ignored its deadline is given to do the
+	// damage the check looks for; 1s when zero.
+	StallSettle time.Duration
 }
 
 func (c Config) supports(f Feature) bool { return !slices.Contains(c.Unsupported, f) }
@@ -78,6 +86,11 @@ type suite struct {
 // Run launches the plugin and runs every check as a subtest, in an order where later checks build
 // on the objects earlier ones made.
 func Run(t *testing.T, cfg Config) {
+	t.Helper()
+	runChecks(testingT{t}, cfg)
+}
+
+func runChecks(t T, cfg Config) {
 	t.Helper()
 	if cfg.PluginPath == "" {
 		t.Fatal("conformance: Config.PluginPath is empty")
@@ -112,18 +125,25 @@ func Run(t *testing.T, cfg Config) {
 	t.Run("GenerateCSR", s.testGenerateCSR)
 	t.Run("ImportCert", s.testImportCert)
 	t.Run("BindCommitRollbackCleanup", s.testLifecycle)
+	t.Run("ImportCertIdempotent", s.testImportIdempotent)
+	t.Run("CleanupIdempotent", s.testCleanupIdempotent)
+	t.Run("ConcurrentCertificates", s.testConcurrentCertificates)
+	t.Run("BindErrorLeavesDeviceUnchanged", s.testBindErrorLeavesDevice)
+	t.Run("RollbackOfPartialBind", s.testRollbackOfPartialBind)
+	t.Run("InventoryAfterCommit", s.testInventoryAfterCommit)
+	t.Run("DeadlineEveryCall", s.testDeadlineEveryCall)
 	t.Run("UnknownBinding", s.testUnknownBinding)
 	t.Run("Deadline", s.testDeadline)
 	t.Run("Canceled", s.testCanceled)
 }
 
-func (s *suite) ctx(t *testing.T) context.Context {
+func (s *suite) ctx(t T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CallTimeout)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func wantCode(t *testing.T, what string, err error, want ...codes.Code) {
+func wantCode(t T, what string, err error, want ...codes.Code) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("%s: succeeded, want error with code %v", what, want)
@@ -137,7 +157,7 @@ func wantCode(t *testing.T, what string, err error, want ...codes.Code) {
 	}
 }
 
-func (s *suite) testGetInfo(t *testing.T) {
+func (s *suite) testGetInfo(t T) {
 	info, err := s.p.Info(s.ctx(t))
 	if err != nil {
 		t.Fatalf("GetInfo: %v", err)
@@ -177,13 +197,13 @@ func (s *suite) testGetInfo(t *testing.T) {
 	}
 }
 
-func (s *suite) testCheckTarget(t *testing.T) {
+func (s *suite) testCheckTarget(t T) {
 	if _, err := s.p.CheckTarget(s.ctx(t), s.cfg.Target); err != nil {
 		t.Fatalf("CheckTarget: %v", err)
 	}
 }
 
-func (s *suite) testBadCredentials(t *testing.T) {
+func (s *suite) testBadCredentials(t T) {
 	if !s.cfg.supports(FeatureAuthentication) {
 		t.Skip("plugin declares no authentication")
 	}
@@ -233,7 +253,7 @@ func sorted(in []string) []string {
 }
 
 // checkCSR verifies a CSR against exactly what was requested.
-func checkCSR(t *testing.T, req sdk.CSRRequest, csr sdk.CSR) *x509.CertificateRequest {
+func checkCSR(t T, req sdk.CSRRequest, csr sdk.CSR) *x509.CertificateRequest {
 	t.Helper()
 	if csr.KeyRef == "" {
 		t.Fatal("GenerateCSR returned an empty key_ref")
@@ -275,9 +295,9 @@ func checkCSR(t *testing.T, req sdk.CSRRequest, csr sdk.CSR) *x509.CertificateRe
 	return parsed
 }
 
-func (s *suite) testGenerateCSR(t *testing.T) {
+func (s *suite) testGenerateCSR(t T) {
 	for _, spec := range s.keySpecs() {
-		t.Run(spec.String(), func(t *testing.T) {
+		t.Run(spec.String(), func(t T) {
 			req := s.csrRequest("csr", spec)
 			first, err := s.p.GenerateCSR(s.ctx(t), s.cfg.Target, req)
 			if err != nil {
@@ -297,7 +317,7 @@ func (s *suite) testGenerateCSR(t *testing.T) {
 			}
 		})
 	}
-	t.Run("InvalidKeySpec", func(t *testing.T) {
+	t.Run("InvalidKeySpec", func(t T) {
 		_, err := s.p.GenerateCSR(s.ctx(t), s.cfg.Target, s.csrRequest("bad", sdk.KeySpec{Type: sdk.KeyTypeRSA, Bits: 1024}))
 		wantCode(t, "GenerateCSR with RSA-1024", err, codes.InvalidArgument)
 	})
@@ -309,7 +329,7 @@ type issued struct {
 	cert            *x509.Certificate
 }
 
-func (s *suite) enroll(t *testing.T, hint string) issued {
+func (s *suite) enroll(t T, hint string) issued {
 	t.Helper()
 	req := s.csrRequest(hint, s.keySpecs()[0])
 	csr, err := s.p.GenerateCSR(s.ctx(t), s.cfg.Target, req)
@@ -332,7 +352,7 @@ func (s *suite) enroll(t *testing.T, hint string) issued {
 	return issued{keyRef: csr.KeyRef, certRef: res.CertRef, cert: cert}
 }
 
-func (s *suite) inventory(t *testing.T) map[string]sdk.DeviceCertificate {
+func (s *suite) inventory(t T) map[string]sdk.DeviceCertificate {
 	t.Helper()
 	certs, err := s.p.Inventory(s.ctx(t), s.cfg.Target)
 	if err != nil {
@@ -345,7 +365,7 @@ func (s *suite) inventory(t *testing.T) map[string]sdk.DeviceCertificate {
 	return out
 }
 
-func (s *suite) testImportCert(t *testing.T) {
+func (s *suite) testImportCert(t T) {
 	got := s.enroll(t, "import")
 	inv := s.inventory(t)
 	dc, ok := inv[got.certRef]
@@ -368,7 +388,7 @@ func (s *suite) testImportCert(t *testing.T) {
 		t.Errorf("Inventory key spec %v, want %v", dc.KeySpec, sdk.KeySpecOf(got.cert))
 	}
 
-	t.Run("RejectsCertificateForAnotherKey", func(t *testing.T) {
+	t.Run("RejectsCertificateForAnotherKey", func(t T) {
 		req := s.csrRequest("mismatch", s.keySpecs()[0])
 		csr, err := s.p.GenerateCSR(s.ctx(t), s.cfg.Target, req)
 		if err != nil {
@@ -387,13 +407,13 @@ func (s *suite) testImportCert(t *testing.T) {
 		})
 		wantCode(t, "ImportCert of a certificate for another key", err, codes.InvalidArgument, codes.FailedPrecondition)
 	})
-	t.Run("RejectsUnknownKeyRef", func(t *testing.T) {
+	t.Run("RejectsUnknownKeyRef", func(t T) {
 		_, err := s.p.ImportCert(s.ctx(t), s.cfg.Target, sdk.ImportRequest{
 			KeyRef: "certfleet-conformance-no-such-key", CertPEM: sdk.EncodeCertificatePEM(got.cert), ChainPEM: s.ca.ChainPEM(),
 		})
 		wantCode(t, "ImportCert with an unknown key_ref", err, codes.NotFound, codes.InvalidArgument, codes.FailedPrecondition)
 	})
-	t.Run("RejectsGarbage", func(t *testing.T) {
+	t.Run("RejectsGarbage", func(t T) {
 		_, err := s.p.ImportCert(s.ctx(t), s.cfg.Target, sdk.ImportRequest{KeyRef: got.keyRef, CertPEM: "not a certificate"})
 		wantCode(t, "ImportCert of a non-PEM certificate", err, codes.InvalidArgument)
 	})
@@ -409,7 +429,7 @@ func boundTo(inv map[string]sdk.DeviceCertificate, certRef string, b sdk.Binding
 	return false
 }
 
-func (s *suite) expectBound(t *testing.T, stage string, want issued) {
+func (s *suite) expectBound(t T, stage string, want issued) {
 	t.Helper()
 	inv := s.inventory(t)
 	for _, b := range s.cfg.Bindings {
@@ -419,7 +439,7 @@ func (s *suite) expectBound(t *testing.T, stage string, want issued) {
 	}
 }
 
-func (s *suite) expectServed(t *testing.T, stage string, want issued) {
+func (s *suite) expectServed(t T, stage string, want issued) {
 	t.Helper()
 	if s.cfg.Served == nil {
 		return
@@ -436,14 +456,14 @@ func (s *suite) expectServed(t *testing.T, stage string, want issued) {
 	}
 }
 
-func (s *suite) commit(t *testing.T, what string) {
+func (s *suite) commit(t T, what string) {
 	t.Helper()
 	if _, err := s.p.Commit(s.ctx(t), s.cfg.Target, sdk.CommitRequest{Description: "certfleet conformance: " + what}); err != nil {
 		t.Fatalf("Commit after %s: %v", what, err)
 	}
 }
 
-func (s *suite) testLifecycle(t *testing.T) {
+func (s *suite) testLifecycle(t T) {
 	first := s.enroll(t, "first")
 	if _, err := s.p.Bind(s.ctx(t), s.cfg.Target, sdk.BindRequest{CertRef: first.certRef, KeyRef: first.keyRef, Bindings: s.cfg.Bindings}); err != nil {
 		t.Fatalf("Bind first: %v", err)
@@ -527,7 +547,7 @@ func (s *suite) testLifecycle(t *testing.T) {
 	s.expectServed(t, "after Cleanup", live)
 }
 
-func (s *suite) testUnknownBinding(t *testing.T) {
+func (s *suite) testUnknownBinding(t T) {
 	cert := s.enroll(t, "unknown-binding")
 	_, err := s.p.Bind(s.ctx(t), s.cfg.Target, sdk.BindRequest{CertRef: cert.certRef, KeyRef: cert.keyRef, Bindings: []sdk.Binding{s.cfg.UnknownBinding}})
 	wantCode(t, fmt.Sprintf("Bind to the unknown %v", s.cfg.UnknownBinding), err, codes.NotFound)
@@ -537,7 +557,7 @@ func (s *suite) testUnknownBinding(t *testing.T) {
 	wantCode(t, "Bind with an undeclared binding kind", err, codes.InvalidArgument)
 }
 
-func (s *suite) testDeadline(t *testing.T) {
+func (s *suite) testDeadline(t T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
 	<-ctx.Done()
@@ -549,7 +569,7 @@ func (s *suite) testDeadline(t *testing.T) {
 	}
 }
 
-func (s *suite) testCanceled(t *testing.T) {
+func (s *suite) testCanceled(t T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := s.p.GenerateCSR(ctx, s.cfg.Target, s.csrRequest("canceled", s.keySpecs()[0]))
