@@ -58,6 +58,12 @@ var pgMigrations = []string{
 		token      BIGINT NOT NULL,
 		expires_at TIMESTAMPTZ NOT NULL
 	);`,
+	// 2: the twin of SQLite's meta table (the database's identity for the lost-state marker). A
+	// PostgreSQL state has no marker file; the table keeps the versions in step for state migrate.
+	`CREATE TABLE meta (
+		key   TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	);`,
 }
 
 // Postgres is the Store shared by several certfleet instances. It needs an ordinary role that may
