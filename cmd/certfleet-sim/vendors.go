@@ -180,8 +180,8 @@ func startCEM(w *world, o options) error {
     credentials: {username: %s, password: "${env:CERTFLEET_SIM_XMS_PASSWORD}"}
     options: {flavor: xms}`, sim.URL(), bundle, cfg.Username))
 	// RSA: the plugin makes RSA keys only (EC keystores are unconfirmed on XenMobile).
-	w.certs = append(w.certs, certificate("xms-mdm", "xms1", "mdm.xms1.example.test", "{kind: ssl-listener, name: default}")+
-		"\n    key: {type: rsa, bits: 2048}")
+	w.certs = append(w.certs, withVerify(certificate("xms-mdm", "xms1", "mdm.xms1.example.test", "{kind: ssl-listener, name: default}")+
+		"\n    key: {type: rsa, bits: 2048}", sim.ListenerAddress()))
 	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "xms1", Plugin: "citrix-endpoint-management", Address: sim.URL(), Served: map[string]string{
 		"ssl-listener/default": sim.ListenerAddress(),
 	}})
