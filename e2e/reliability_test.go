@@ -342,10 +342,10 @@ func TestReliabilityTwoRunsAtOnce(t *testing.T) {
 	f := newSCMProxyFleet(t, map[string][]string{"web1": {"www", "api"}})
 	a := f.start(nil, "run", "--output", "json")
 	b := f.start(nil, "run", "--output", "json")
-	codes := []int{a.wait(t, 90*time.Second), b.wait(t, 90*time.Second)}
-	for i, c := range codes {
-		if c != 0 && c != exitLocked {
-			t.Errorf("run %d: exit %d, want 0 or %d (locked)", i, c, exitLocked)
+	procs := []*proc{a, b}
+	for i, p := range procs {
+		if c := p.wait(t, 90*time.Second); c != 0 && c != exitLocked {
+			t.Errorf("run %d: exit %d, want 0 or %d (locked)\n%s\n%s", i, c, exitLocked, p.out.String(), lastLines(p.err.String(), 40))
 		}
 	}
 	if !f.settle(t) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -115,30 +116,63 @@ func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
 	return v, err
 }
 
-func (s *SQLite) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
-	}
-	current, err := s.SchemaVersion(ctx)
+func (s *SQLite) migrate(ctx context.Context) (err error) {
+	// One write transaction from the start (BEGIN IMMEDIATE waits on busy_timeout), so two
+	// processes opening a new database together migrate it once: a deferred transaction would
+	// fail with SQLITE_BUSY on its upgrade to a write, or apply migration 1 twice.
+	conn, err := connWhenFree(ctx, s.db)
 	if err != nil {
 		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		return fmt.Errorf("lock the database for migrations: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+		}
+	}()
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var current int
+	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
 	}
 	if current > len(migrations) {
 		return fmt.Errorf("schema version %d is newer than this certfleet knows (%d): use a newer certfleet", current, len(migrations))
 	}
 	for v := current + 1; v <= len(migrations); v++ {
-		err := s.tx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, now())
-			return err
-		})
-		if err != nil {
+		if _, err := conn.ExecContext(ctx, migrations[v-1]); err != nil {
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+		if _, err := conn.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, now()); err != nil {
 			return fmt.Errorf("migration %d: %w", v, err)
 		}
 	}
+	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
+		return fmt.Errorf("commit migrations: %w", err)
+	}
 	return nil
+}
+
+// connWhenFree opens a connection, waiting while another process holds the new database: the
+// journal_mode(WAL) pragma run on connect answers SQLITE_BUSY at once, without the busy handler,
+// while another process switches a new file to WAL.
+func connWhenFree(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		conn, err := db.Conn(ctx)
+		if err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 func now() string { return time.Now().UTC().Format(timeFormat) }
