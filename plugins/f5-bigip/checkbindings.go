@@ -53,7 +53,8 @@ func (d *device) checkOne(ctx context.Context, b sdk.Binding) (*bindPlan, error)
 	return d.plan(ctx, []sdk.Binding{b}, "", "") // no key yet: planned as for a key outside PCI mode
 }
 
-// destinationAddress turns a virtual server's destination ("/Common/10.1.1.1:443",
+// destinationAddress turns a virtual server's destination (examples as a BIG-IP lists them, not
+// addresses anything here dials: "/Common/10.1.1.1:443",
 // "/Common/10.1.1.1%2:443", "/Common/2001:db8::1.443") into host:port; "" when it has no port
 // (a wildcard or an address list). The IPv4 form with a route domain is what the BIG-IP answers
 // in f5-cccl issue 199 ("1::%2"); the dot before an IPv6 port is tmsh's notation and is

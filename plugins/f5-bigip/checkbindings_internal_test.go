@@ -2,6 +2,7 @@ package f5bigip
 
 import "testing"
 
+// The destinations are strings as a BIG-IP lists them (10.1.1.1 included): parsed only, never dialled.
 func TestDestinationAddress(t *testing.T) {
 	for in, want := range map[string]string{
 		"/Common/127.0.0.1:8443":     "127.0.0.1:8443",
