@@ -157,4 +157,3 @@ func (c *client) transportError(ctx context.Context, command string, err error) 
 func refused(t sdk.Target, command, answer string) *sdk.Error {
 	return sdk.Internal(sdk.ReasonDeviceError, "device %s refused %q", t.Name, verb(command)).WithVendor("", answer)
 }
-

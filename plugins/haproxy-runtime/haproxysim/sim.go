@@ -899,3 +899,33 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(out)
 	return out
 }
+
+// StoreInfo is what a test may inspect of a store: its certificate and, to look for leaks, its key.
+type StoreInfo struct {
+	Name string
+	Cert *x509.Certificate
+	Key  crypto.Signer
+	Used bool
+}
+
+// Stores lists the committed stores.
+func (s *Sim) Stores() []StoreInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []StoreInfo
+	for _, name := range sortedKeys(s.stores) {
+		st := s.stores[name]
+		out = append(out, StoreInfo{Name: name, Cert: st.cert, Key: st.key, Used: s.inUse(name)})
+	}
+	return out
+}
+
+// Transaction names the open certificate transaction, or "".
+func (s *Sim) Transaction() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.txn == nil {
+		return ""
+	}
+	return s.txn.path
+}
