@@ -22,7 +22,7 @@ import (
 // open transaction ("The ongoing transaction is about '...'"). Both are worth retrying.
 func busy(t sdk.Target, command, answer string) *sdk.Error {
 	if strings.Contains(answer, "currently locked") || strings.Contains(answer, "The ongoing transaction is about") {
-		return sdk.Unavailable("device %s is changing another certificate (%q)", t.Name, verb(command)).WithVendor("", firstLine(answer))
+		return sdk.Unavailable("device %s is changing another certificate (%q)", t.Name, verb(command)).WithVendor("runtime-api", firstLine(answer))
 	}
 	return nil
 }
@@ -40,7 +40,7 @@ func (c *client) showInfo(ctx context.Context) (map[string]string, error) {
 		}
 	}
 	if out["Version"] == "" {
-		return nil, sdk.Internal(sdk.ReasonDeviceError, "device %s: \"show info\" has no Version: is %s a HAProxy stats socket?", c.t.Name, c.t.Address).WithVendor("", firstLine(answer))
+		return nil, sdk.Internal(sdk.ReasonDeviceError, "device %s: \"show info\" has no Version: is %s a HAProxy stats socket?", c.t.Name, c.t.Address).WithVendor("runtime-api", firstLine(answer))
 	}
 	return out, nil
 }
@@ -216,7 +216,7 @@ func (c *client) newStore(ctx context.Context, name string) error {
 		return e
 	}
 	if strings.Contains(answer, "already exists") {
-		return sdk.AlreadyExists("HAProxy already has a certificate store %s", name).WithVendor("", firstLine(answer))
+		return sdk.AlreadyExists("HAProxy already has a certificate store %s", name).WithVendor("runtime-api", firstLine(answer))
 	}
 	if !strings.HasPrefix(answer, "New empty certificate store") {
 		return refused(c.t, cmd, answer)
@@ -251,7 +251,7 @@ func (c *client) replace(ctx context.Context, store, payload string) error {
 	}
 	c.abortIfOurs(ctx, store)
 	if strings.Contains(answer, "inconsistencies between private key and certificate") {
-		return sdk.InvalidArgument(sdk.ReasonKeyMismatch, "HAProxy: the certificate is not for the key in %s", store).WithVendor("", firstLine(answer))
+		return sdk.InvalidArgument(sdk.ReasonKeyMismatch, "HAProxy: the certificate is not for the key in %s", store).WithVendor("runtime-api", firstLine(answer))
 	}
 	if e := busy(c.t, cmd, answer); e != nil {
 		return e
@@ -331,7 +331,7 @@ func (c *client) crtListAdd(ctx context.Context, cmd, payload string) error {
 		return e
 	}
 	if strings.Contains(answer, "does not exist") {
-		return sdk.NotFound("HAProxy: %s", firstLine(answer)).WithVendor("", firstLine(answer))
+		return sdk.NotFound("HAProxy: %s", firstLine(answer)).WithVendor("runtime-api", firstLine(answer))
 	}
 	return refused(c.t, cmd, answer)
 }
@@ -350,7 +350,7 @@ func (c *client) deleteEntry(ctx context.Context, list, store string) error {
 		return e
 	}
 	if strings.Contains(answer, "used as default certificate") {
-		return sdk.FailedPrecondition(sdk.ReasonStillBound, "HAProxy will not remove %s from %s: it is a frontend's default certificate", store, list).WithVendor("", answer)
+		return sdk.FailedPrecondition(sdk.ReasonStillBound, "HAProxy will not remove %s from %s: it is a frontend's default certificate", store, list).WithVendor("runtime-api", answer)
 	}
 	return refused(c.t, cmd, answer)
 }

@@ -122,10 +122,10 @@ func (c *client) run(ctx context.Context, command, payload string) (string, erro
 	}
 	answer := strings.TrimRight(string(data), "\n")
 	if strings.HasPrefix(answer, "Permission denied") {
-		return "", sdk.PermissionDenied("device %s: %q needs a stats socket with \"level admin\"", c.t.Name, verb(command)).WithVendor("", answer)
+		return "", sdk.PermissionDenied("device %s: %q needs a stats socket with \"level admin\"", c.t.Name, verb(command)).WithVendor("runtime-api", answer)
 	}
 	if strings.HasPrefix(answer, "Unknown command") {
-		return "", sdk.FailedPrecondition(sdk.ReasonUnsupported, "device %s does not know %q: HAProxy 3.1 or later is needed", c.t.Name, verb(command)).WithVendor("", firstLine(answer))
+		return "", sdk.FailedPrecondition(sdk.ReasonUnsupported, "device %s does not know %q: HAProxy 3.1 or later is needed", c.t.Name, verb(command)).WithVendor("runtime-api", firstLine(answer))
 	}
 	return answer, nil
 }
@@ -155,5 +155,5 @@ func (c *client) transportError(ctx context.Context, command string, err error) 
 // command with text; the failures this plugin acts on are recognised by their wording in
 // src/ssl_ckch.c and src/ssl_crtlist.c.
 func refused(t sdk.Target, command, answer string) *sdk.Error {
-	return sdk.Internal(sdk.ReasonDeviceError, "device %s refused %q", t.Name, verb(command)).WithVendor("", answer)
+	return sdk.Internal(sdk.ReasonDeviceError, "device %s refused %q", t.Name, verb(command)).WithVendor("runtime-api", answer)
 }

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/plugins/sdk"
+	"github.com/certfleet/certfleet/plugins/sdk/simtls"
 )
 
 // Options shape the simulated HAProxy.
@@ -51,6 +52,10 @@ type Options struct {
 	// KEY") on OpenSSL 1.1+/3; builds on other libraries (AWS-LC, wolfSSL, old OpenSSL) may print
 	// the traditional "RSA/EC PRIVATE KEY" form. True prints the traditional form.
 	TraditionalKeyPEM bool
+	// TLS binds the stats socket with "ssl crt ...": "All parameters supported by bind lines are
+	// supported" on a stats socket ([CFG] "stats socket"). Address is then tls://127.0.0.1:port
+	// and SocketCAPEM verifies it.
+	TLS bool
 	// CrtLists are the crt-lists of the configuration, each served by a TLS frontend of its own
 	// and starting with one administrator's certificate (its default certificate).
 	CrtLists []string
@@ -101,6 +106,8 @@ type Sim struct {
 	Address string
 	// CAPEM is the CA of the administrators' certificates served at startup.
 	CAPEM string
+	// SocketCAPEM verifies the stats socket's certificate when Options.TLS is set.
+	SocketCAPEM string
 
 	mu     sync.Mutex
 	stores map[string]*store
@@ -158,6 +165,16 @@ func Start(opts Options) (*Sim, error) {
 		return nil, err
 	}
 	s.Address = "tcp://" + s.ln.Addr().String()
+	if opts.TLS {
+		caPEM, cert, err := simtls.ServerIdentity("127.0.0.1")
+		if err != nil {
+			s.ln.Close()
+			return nil, err
+		}
+		s.SocketCAPEM = caPEM
+		s.ln = tls.NewListener(s.ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+		s.Address = "tls://" + s.ln.Addr().String()
+	}
 	for _, l := range s.lists {
 		if l.frontend, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			s.Close()
@@ -189,7 +206,7 @@ func (s *Sim) Close() {
 
 // Target is the simulator as a certfleet device.
 func (s *Sim) Target() sdk.Target {
-	return sdk.Target{Name: "haproxysim", Address: s.Address}
+	return sdk.Target{Name: "haproxysim", Address: s.Address, TLS: sdk.TLSConfig{CABundlePEM: s.SocketCAPEM}}
 }
 
 // FrontendAddr is the TLS address serving a crt-list.
