@@ -32,7 +32,8 @@ func TestMain(m *testing.M) {
 		// validate checks the vendor samples against their plugins' capabilities.
 		"github.com/certfleet/certfleet/plugins/f5-bigip/cmd/certfleet-plugin-f5-bigip",
 		"github.com/certfleet/certfleet/plugins/paloalto-panos/cmd/certfleet-plugin-paloalto-panos",
-		"github.com/certfleet/certfleet/plugins/citrix-endpoint-management/cmd/certfleet-plugin-citrix-endpoint-management"} {
+		"github.com/certfleet/certfleet/plugins/citrix-endpoint-management/cmd/certfleet-plugin-citrix-endpoint-management",
+		"github.com/certfleet/certfleet/plugins/haproxy-runtime/cmd/certfleet-plugin-haproxy-runtime"} {
 		if _, err := conformance.BuildPlugin(dir, pkg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
