@@ -227,7 +227,7 @@ func TestPluginsNewWritesTheTemplate(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("plugins new: code %d\n%s", code, errOut)
 	}
-	for _, f := range []string{"go.mod", "cmd/certfleet-plugin-acme-adc/main.go", "acmeadcsim/sim.go", "conformance_test.go", "skeleton.go"} {
+	for _, f := range []string{"go.mod", "cmd/certfleet-plugin-acme-adc/main.go", "acmeadcsim/sim.go", "conformance_test.go", "plugin.go"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("plugins new did not write %s: %v\n%s", f, err, out)
 		}
