@@ -219,3 +219,26 @@ func TestParkedKeysStayOutOfInventoryAndCleanUp(t *testing.T) {
 		}
 	}
 }
+
+// TestNamesCannotInjectCommands: a newline or ';' in a name would start another Runtime API
+// command; such names are refused before anything is sent.
+func TestNamesCannotInjectCommands(t *testing.T) {
+	sim := startSim(t, haproxysim.Options{})
+	p := haproxyruntime.New()
+	before := len(sim.Commands())
+	for _, name := range []string{"www.crtlist;del ssl cert /etc/haproxy/certs/admin-1.pem", "www\ndel ssl cert x", "two words"} {
+		_, err := p.Bind(ctx(t), sim.Target(), sdk.BindRequest{CertRef: "certfleet/x.pem", Bindings: []sdk.Binding{{Kind: "crt-list", Name: name}}})
+		if sdk.CodeOf(err) != codes.InvalidArgument {
+			t.Errorf("Bind to %q: %v, want InvalidArgument", name, err)
+		}
+	}
+	res, err := p.CheckBindings(ctx(t), sim.Target(), sdk.CheckBindingsRequest{Bindings: []sdk.Binding{{Kind: "crt-list", Name: "a;b"}}})
+	if err != nil || res.Bindings[0].OK {
+		t.Errorf("CheckBindings of a;b: %+v %v", res, err)
+	}
+	for _, c := range sim.Commands()[before:] {
+		if strings.Contains(c, "del ssl") {
+			t.Errorf("a command was injected: %q", c)
+		}
+	}
+}

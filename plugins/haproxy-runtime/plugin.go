@@ -134,6 +134,8 @@ func (p *Plugin) CheckBindings(ctx context.Context, t sdk.Target, req sdk.CheckB
 		switch {
 		case b.Kind != BindingKind:
 			bc.OK, bc.Problem = false, fmt.Sprintf("binding kind %q is not %q", b.Kind, BindingKind)
+		case checkName("crt-list", b.Name) != nil:
+			bc.OK, bc.Problem = false, checkName("crt-list", b.Name).Error()
 		case !slices.Contains(lists, b.Name):
 			bc.OK, bc.Problem = false, fmt.Sprintf("HAProxy has no crt-list %q (\"show ssl crt-list\" lists %s)", b.Name, strings.Join(lists, ", "))
 		}
@@ -329,6 +331,9 @@ func (p *Plugin) ImportCert(ctx context.Context, t sdk.Target, req sdk.ImportReq
 		}
 		chain.WriteString(sdk.EncodeCertificatePEM(ca))
 	}
+	if err := checkName("key_ref", req.KeyRef); err != nil {
+		return sdk.ImportResult{}, err
+	}
 	if !strings.HasPrefix(req.KeyRef, storePrefix) {
 		return sdk.ImportResult{}, sdk.NotFound("key_ref %q is not a key this plugin parked", req.KeyRef)
 	}
@@ -391,6 +396,12 @@ func (p *Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (s
 		if b.Kind != BindingKind {
 			return sdk.BindResult{}, sdk.InvalidArgument(sdk.ReasonUnknownBinding, "binding kind %q: this plugin has only %q", b.Kind, BindingKind)
 		}
+		if err := checkName("crt-list", b.Name); err != nil {
+			return sdk.BindResult{}, err
+		}
+	}
+	if err := checkName("cert_ref", req.CertRef); err != nil {
+		return sdk.BindResult{}, err
 	}
 	c, err := newClient(t)
 	if err != nil {
@@ -509,6 +520,9 @@ func (p *Plugin) Rollback(ctx context.Context, t sdk.Target, raw []byte) error {
 	defer unlock()
 	for _, list := range sortedKeys(token.Lists) {
 		r := token.Lists[list]
+		if err := checkName("crt-list", list); err != nil {
+			return sdk.InvalidArgument(sdk.ReasonBadRollbackToken, "rollback token: %v", err)
+		}
 		entries, err := c.entries(ctx, list)
 		if err != nil {
 			return err
@@ -561,7 +575,7 @@ func (p *Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.Object
 		}
 		var reasons []string
 		for _, name := range names {
-			if !strings.HasPrefix(name, storePrefix) {
+			if checkName("object", name) != nil || !strings.HasPrefix(name, storePrefix) {
 				reasons = append(reasons, name+" was not made by certfleet")
 				continue
 			}

@@ -74,6 +74,11 @@ func (c *client) run(ctx context.Context, command, payload string) (string, erro
 	if err := sdk.FromContext(ctx); err != nil {
 		return "", err
 	}
+	// A newline would end the command and start another; ';' separates commands on one line and
+	// '\' escapes [MG 9.3]. Names never need them (checkName), so this only guards.
+	if strings.ContainsAny(command, "\r\n;\\") {
+		return "", sdk.InvalidArgument(sdk.ReasonInvalidRequest, "device %s: refusing to send %q: a name holds a newline, ';' or '\\'", c.t.Name, verb(command))
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", c.hostort)
 	if err != nil {
@@ -156,4 +161,13 @@ func (c *client) transportError(ctx context.Context, command string, err error) 
 // src/ssl_ckch.c and src/ssl_crtlist.c.
 func refused(t sdk.Target, command, answer string) *sdk.Error {
 	return sdk.Internal(sdk.ReasonDeviceError, "device %s refused %q", t.Name, verb(command)).WithVendor("runtime-api", answer)
+}
+
+// checkName refuses a crt-list or store name the Runtime API cannot take as one argument: the
+// command line splits on spaces, ends at a newline, and ';' starts another command [MG 9.3].
+func checkName(what, name string) error {
+	if name == "" || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == ';' || r == '\\' || r == 0x7f }) {
+		return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "%s %q: a HAProxy name has no spaces, control characters, ';' or '\\'", what, name)
+	}
+	return nil
 }
