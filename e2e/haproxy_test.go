@@ -114,7 +114,10 @@ func TestHAProxyRuntimeEnrollAndRenew(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := k.D.Bytes()
+			d, err := k.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
 			needles = append(needles, base64.StdEncoding.EncodeToString(der)[40:100], fmt.Sprintf("%x", d), base64.StdEncoding.EncodeToString(d)[:24])
 		}
 	}

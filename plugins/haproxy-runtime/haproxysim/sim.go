@@ -71,8 +71,6 @@ type store struct {
 	fromConfig bool
 }
 
-func (s *store) copy() *store { c := *s; c.chain = slices.Clone(s.chain); return &c }
-
 type entry struct {
 	store   string
 	line    string   // the line without the store name: options and filters, as given
