@@ -1,6 +1,9 @@
 package haproxyruntime_test
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"testing"
 
 	"github.com/certfleet/certfleet/plugins/haproxy-runtime/haproxysim"
@@ -50,8 +53,14 @@ func TestConformance(t *testing.T) {
 				Bindings:       []sdk.Binding{{Kind: "crt-list", Name: listWWW}, {Kind: "crt-list", Name: listAPI}},
 				UnknownBinding: sdk.Binding{Kind: "crt-list", Name: "/etc/haproxy/no-such.crtlist"},
 				KeySpecs:       []sdk.KeySpec{{Type: sdk.KeyTypeECDSA, Bits: 256}, {Type: sdk.KeyTypeRSA, Bits: 2048}},
-				Served:         sim.Served,
-				Stall:          sim.Stall,
+				Served: func(ctx context.Context, b sdk.Binding) (*x509.Certificate, error) {
+					chain, err := conformance.ServedChain(ctx, sim.FrontendAddr(b.Name), &tls.Config{ServerName: sim.NewestEntryName(b.Name)})
+					if err != nil {
+						return nil, err
+					}
+					return chain[0], nil
+				},
+				Stall: sim.Stall,
 			})
 		})
 	}

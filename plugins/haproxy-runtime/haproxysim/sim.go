@@ -250,39 +250,18 @@ func (s *Sim) stalled() int {
 	return s.waiting
 }
 
-// Served is the certificate a crt-list's frontend serves over TLS to a client asking for the
-// names of the list's last entry (entries are appended: [CRTL] linenum = ++linecount), read
-// with a real handshake.
-func (s *Sim) Served(ctx context.Context, b sdk.Binding) (*x509.Certificate, error) {
+// NewestEntryName is the first DNS name of the certificate on a crt-list's newest line: entries
+// are appended ([CRTL] linenum = ++linecount), so after a Bind it names the certificate that
+// Bind added, and a client asking for it over TLS gets what the frontend serves for it.
+func (s *Sim) NewestEntryName(list string) string {
 	s.mu.Lock()
-	l := s.lists[b.Name]
-	var sni string
-	if l != nil && len(l.entries) > 0 {
+	defer s.mu.Unlock()
+	if l := s.lists[list]; l != nil && len(l.entries) > 0 {
 		if st := s.stores[l.entries[len(l.entries)-1].store]; st != nil && st.cert != nil && len(st.cert.DNSNames) > 0 {
-			sni = st.cert.DNSNames[0]
+			return st.cert.DNSNames[0]
 		}
 	}
-	s.mu.Unlock()
-	if l == nil {
-		return nil, fmt.Errorf("no crt-list %q", b.Name)
-	}
-	chain, err := s.Handshake(ctx, b.Name, sni)
-	if err != nil {
-		return nil, err
-	}
-	return chain[0], nil
-}
-
-// Handshake connects to a crt-list's frontend with sni and returns the chain it presents.
-func (s *Sim) Handshake(ctx context.Context, list, sni string) ([]*x509.Certificate, error) {
-	var d tls.Dialer
-	d.Config = &tls.Config{ServerName: sni, InsecureSkipVerify: true} //nolint:gosec // the caller verifies the chain it gets
-	conn, err := d.DialContext(ctx, "tcp", s.FrontendAddr(list))
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	return conn.(*tls.Conn).ConnectionState().PeerCertificates, nil
+	return ""
 }
 
 // serveFrontend serves a crt-list over TLS: the certificate whose names (or SNI filters) match

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certfleet/certfleet/plugins/sdk/conformance"
 )
 
 func start(t *testing.T, opts Options) *Sim {
@@ -138,11 +141,11 @@ func TestSimRules(t *testing.T) {
 	want(t, send(t, s, "abort ssl cert a.pem", ""), "Transaction aborted")
 
 	// The frontend serves a.pem for its name, the default certificate otherwise.
-	served, err := s.Handshake(context.Background(), "www.crtlist", "a.test")
+	served, err := conformance.ServedChain(context.Background(), s.FrontendAddr("www.crtlist"), &tls.Config{ServerName: "a.test"})
 	if err != nil || served[0].Subject.CommonName != "a.test" {
 		t.Errorf("SNI a.test: %v %v", served, err)
 	}
-	served, err = s.Handshake(context.Background(), "www.crtlist", "")
+	served, err = conformance.ServedChain(context.Background(), s.FrontendAddr("www.crtlist"), nil)
 	if err != nil || served[0].Subject.CommonName != "admin-1.haproxysim.test" {
 		t.Errorf("no SNI: %v %v", served, err)
 	}
