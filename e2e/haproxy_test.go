@@ -19,7 +19,8 @@ import (
 // each run (the chain verifies to Pebble's root for the certificate's name, and the
 // administrator's default certificate is still served to clients without SNI), the superseded
 // store and every parked key are gone, and the key the plugin made appears in no output, log or
-// state of the core.
+// state of the core. After HAProxy reloads (and forgets what the Runtime API changed), the next
+// run notices and installs a certificate again.
 func TestHAProxyRuntimeEnrollAndRenew(t *testing.T) {
 	const list = "/etc/haproxy/shop.crtlist"
 	sim, err := haproxysim.Start(haproxysim.Options{CrtLists: []string{list}})
@@ -73,6 +74,29 @@ func TestHAProxyRuntimeEnrollAndRenew(t *testing.T) {
 		}
 	}
 
+	// The keys the plugin made, collected as they come (a reload drops them from HAProxy): their
+	// private scalars, in any common encoding, must be nowhere in the core's outputs.
+	var needles []string
+	collectKeys := func() {
+		t.Helper()
+		for _, st := range sim.Stores() {
+			if k, ok := st.Key.(*ecdsa.PrivateKey); ok && strings.HasPrefix(st.Name, "certfleet/") {
+				der, err := x509.MarshalPKCS8PrivateKey(k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				d, err := k.Bytes()
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Pieces of the PKCS#8 base64 that sit inside one 64-column PEM line, so that they
+				// are found however the PEM was wrapped or escaped.
+				b64 := base64.StdEncoding.EncodeToString(der)
+				needles = append(needles, b64[8:56], b64[70:120], fmt.Sprintf("%x", d), base64.StdEncoding.EncodeToString(d)[:24])
+			}
+		}
+	}
+
 	var outputs []string
 	report, res := f.run(nil)
 	outputs = append(outputs, res.stdout, res.stderr)
@@ -81,6 +105,7 @@ func TestHAProxyRuntimeEnrollAndRenew(t *testing.T) {
 	}
 	first := servedLeaf("enroll")
 	checkStores("enroll", first)
+	collectKeys()
 
 	report, res = f.run(nil)
 	outputs = append(outputs, res.stdout, res.stderr)
@@ -98,27 +123,31 @@ func TestHAProxyRuntimeEnrollAndRenew(t *testing.T) {
 		t.Fatal("the renewal did not serve a new certificate with a new key")
 	}
 	checkStores("renew", second)
+	collectKeys()
+
+	// A reload forgets every Runtime API change: the next run sees the certificate gone (drift),
+	// renews it and serves it again.
+	sim.Reload()
+	if def, err := served(frontend, "shop.example.com"); err != nil || !def[0].Equal(admin[0]) {
+		t.Fatalf("after the reload the frontend should serve its configured default again (%v)", err)
+	}
+	report, res = f.run(nil)
+	outputs = append(outputs, res.stdout, res.stderr)
+	if res.code != 0 || outcomes(report)["shop"] != state.OutcomeDeployed {
+		t.Fatalf("run after a reload: exit %d, %+v\n%s", res.code, report.Results, lastLines(res.stderr, 30))
+	}
+	third := servedLeaf("after reload")
+	if third.Equal(second) {
+		t.Fatal("after the reload the certificate was not installed again")
+	}
+	checkStores("after reload", third)
+	collectKeys()
 
 	res = f.certfleet(nil, "status", "--output", "json")
 	outputs = append(outputs, res.stdout, res.stderr)
 	for _, name := range []string{"state.db", "state.db-wal"} {
 		if data, err := os.ReadFile(filepath.Join(f.dir, name)); err == nil {
 			outputs = append(outputs, string(data))
-		}
-	}
-	// The keys the plugin made: their private scalars, in any common encoding, must be nowhere.
-	var needles []string
-	for _, st := range sim.Stores() {
-		if k, ok := st.Key.(*ecdsa.PrivateKey); ok && strings.HasPrefix(st.Name, "certfleet/") {
-			der, err := x509.MarshalPKCS8PrivateKey(k)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, err := k.Bytes()
-			if err != nil {
-				t.Fatal(err)
-			}
-			needles = append(needles, base64.StdEncoding.EncodeToString(der)[40:100], fmt.Sprintf("%x", d), base64.StdEncoding.EncodeToString(d)[:24])
 		}
 	}
 	if len(needles) == 0 {

@@ -116,6 +116,10 @@ type Sim struct {
 	waiting  int
 	commands []string
 
+	// startup is the configuration's stores and crt-lists, what a reload goes back to.
+	startupStores map[string]*store
+	startupLists  map[string][]*entry
+
 	ln net.Listener
 	wg sync.WaitGroup
 }
@@ -157,6 +161,13 @@ func Start(opts Options) (*Sim, error) {
 		s.stores[path] = &store{key: key, cert: cert, chain: []*x509.Certificate{ca}, fromConfig: true}
 		l := &crtList{name: name, linecount: 1, entries: []*entry{{store: path, linenum: 1, isDefault: true}}}
 		s.lists[name] = l
+	}
+	s.startupStores, s.startupLists = map[string]*store{}, map[string][]*entry{}
+	for name, st := range s.stores {
+		s.startupStores[name] = st
+	}
+	for name, l := range s.lists {
+		s.startupLists[name] = slices.Clone(l.entries)
 	}
 	s.ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -215,6 +226,24 @@ func (s *Sim) FrontendAddr(list string) string {
 		return l.frontend.Addr().String()
 	}
 	return ""
+}
+
+// Reload is HAProxy reloaded: it reads the configuration and its files again, so everything
+// changed through the Runtime API is gone ("your changes take effect in the memory of the running
+// load balancer, but are not stored on disk. They will therefore be lost when the load balancer
+// stops", HAProxy's "set ssl cert" reference).
+func (s *Sim) Reload() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stores = map[string]*store{}
+	for name, st := range s.startupStores {
+		s.stores[name] = st
+	}
+	for name, l := range s.lists {
+		l.entries = slices.Clone(s.startupLists[name])
+		l.linecount = len(l.entries)
+	}
+	s.txn = nil
 }
 
 // Commands returns the commands received so far (verbs and arguments, never payloads).
