@@ -261,7 +261,7 @@ func TestPluginsTestQualifiesWithoutGo(t *testing.T) {
 		t.Fatalf("plugins test: code %d\n%s\n%s", code, out, errOut)
 	}
 	for _, want := range []string{"PASSED  ImportCertIdempotent\n", "PASSED  RollbackOfPartialBind\n", "PASSED  GenerateCSR/ecdsa-256\n",
-		"SKIPPED DeadlineEveryCall: Config.Stall is not set", "SKIPPED BadCredentials: plugin declares no authentication", " 0 failed"} {
+		"SKIPPED DeadlineEveryCall: Config.Stall is not set", "SKIPPED BadCredentials: the plugin declares authentication unsupported", " 0 failed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("plugins test output lacks %q:\n%s", want, out)
 		}

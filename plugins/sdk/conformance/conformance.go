@@ -73,7 +73,7 @@ func ParseFeature(name string) (Feature, error) {
 func (c Config) skipUnsupported(t T, f Feature, what string) {
 	t.Helper()
 	if !c.supports(f) {
-		t.Skipf("skipped: the plugin declares %s unsupported (Config.Unsupported), so %s", f, what)
+		t.Skipf("the plugin declares %s unsupported (Config.Unsupported), so %s", f, what)
 	}
 }
 
