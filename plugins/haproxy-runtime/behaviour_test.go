@@ -242,3 +242,22 @@ func TestNamesCannotInjectCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestTransactionLeftByADeadPluginIsAborted: a plugin process killed between "set ssl cert" and
+// "commit ssl cert" leaves a transaction on one of its stores open, which would block every later
+// change; the next call (holding the device's lock) aborts it and goes on.
+func TestTransactionLeftByADeadPluginIsAborted(t *testing.T) {
+	sim := startSim(t, haproxysim.Options{})
+	if got := raw(t, sim, "new ssl cert certfleet/crashed-000000000000.pem", ""); !strings.Contains(got, "New empty") {
+		t.Fatal(got)
+	}
+	if got := raw(t, sim, "set ssl cert certfleet/crashed-000000000000.pem", selfSigned(t, "crashed")); !strings.Contains(got, "Transaction created") {
+		t.Fatal(got)
+	}
+	if _, err := haproxyruntime.New().GenerateCSR(ctx(t), sim.Target(), csrRequest("after-crash")); err != nil {
+		t.Fatalf("GenerateCSR after a crashed plugin's transaction: %v", err)
+	}
+	if txn := sim.Transaction(); txn != "" {
+		t.Errorf("transaction %s still open", txn)
+	}
+}

@@ -234,6 +234,17 @@ func (c *client) replace(ctx context.Context, store, payload string) error {
 		c.abortIfOurs(ctx, store)
 		return err
 	}
+	if stale := staleTransaction(answer, store); stale != "" {
+		// A transaction on another of this plugin's stores, while this call holds the device's
+		// lock, was left by a plugin process that died between set and commit (one certfleet
+		// instance works a device at a time). Left open it would block every change: end it.
+		sdk.Logger(ctx).Warn("aborting a transaction a stopped certfleet left open", "store", stale)
+		c.abortIfOurs(ctx, stale)
+		if answer, err = c.run(ctx, cmd, payload); err != nil {
+			c.abortIfOurs(ctx, store)
+			return err
+		}
+	}
 	if e := busy(c.t, cmd, answer); e != nil {
 		return e
 	}
@@ -376,4 +387,19 @@ func (c *client) deleteStore(ctx context.Context, store string) (bool, string, e
 		return false, "", e
 	}
 	return false, "", refused(c.t, cmd, answer)
+}
+
+// staleTransaction names the store of an open transaction HAProxy reports ("The ongoing
+// transaction is about '<path>' but ...") when that store is another of this plugin's own.
+func staleTransaction(answer, ours string) string {
+	const prefix = "The ongoing transaction is about '"
+	rest, ok := strings.CutPrefix(answer, prefix)
+	if !ok {
+		return ""
+	}
+	path, _, ok := strings.Cut(rest, "'")
+	if !ok || path == ours || !strings.HasPrefix(path, storePrefix) {
+		return ""
+	}
+	return path
 }
