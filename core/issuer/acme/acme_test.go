@@ -278,7 +278,6 @@ func TestCollectHonoursRetryAfterAndNeverRefinalizes(t *testing.T) {
 	p := startPebble(t, pebbleOptions{retryAfterOrder: 2})
 	ctx := testContext(t)
 	cfg := p.config("retry-after")
-	cfg.Timeouts.Issuance = 200 * time.Millisecond
 	iss := newIssuer(t, cfg, NewMemoryAccountStore())
 	req, _ := request(t, testNames(t, 1), nil, nil)
 	ref, err := iss.Submit(ctx, req)
