@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/issuer/acme"
+	"github.com/certfleet/certfleet/core/issuer/acme/pebblesim"
 	"github.com/certfleet/certfleet/core/issuer/scm"
 	"github.com/certfleet/certfleet/core/issuer/scm/scmsim"
 	"github.com/certfleet/certfleet/core/state"
@@ -31,6 +33,29 @@ type slowDevices struct {
 	busy    map[string]time.Duration // call time per device
 	calls   map[string][]string      // the calls per device, in order
 	commits map[string][]time.Time
+	// events, when set, gets "Commit <device>" for each commit.
+	events *eventLog
+}
+
+// eventLog is the order in which things happened, across devices and CAs.
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *eventLog) add(e string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) list() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.events...)
 }
 
 func newSlowDevices(latency time.Duration) *slowDevices {
@@ -52,6 +77,7 @@ func (s *slowDevices) call(ctx context.Context, device, name string, f func() er
 	s.calls[device] = append(s.calls[device], name)
 	if name == "Commit" && err == nil {
 		s.commits[device] = append(s.commits[device], time.Now())
+		s.events.add("Commit " + device)
 	}
 	s.mu.Unlock()
 	return err
@@ -107,41 +133,57 @@ func (s *slowDevices) firstCommit() (first time.Time, commitsPer map[string]int)
 	return first, commitsPer
 }
 
-// timedIssuer times the calls made to a CA account.
+// timedIssuer times and counts the calls made to a CA account, and the most in flight at once.
 type timedIssuer struct {
 	issuer.Issuer
-	mu    sync.Mutex
-	busy  time.Duration
-	calls map[string]int
+	mu                    sync.Mutex
+	busy                  time.Duration
+	calls                 map[string]int
+	inFlight, maxInFlight int
+	// events, when set, gets "issued" for each Collect that returns a certificate.
+	events *eventLog
 }
 
-func (t *timedIssuer) record(name string, started time.Time) {
+// start counts a call in flight; the returned func records its end.
+func (t *timedIssuer) start(name string) func() {
+	started := time.Now()
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.busy += time.Since(started)
-	if t.calls == nil {
-		t.calls = map[string]int{}
+	t.inFlight++
+	t.maxInFlight = max(t.maxInFlight, t.inFlight)
+	t.mu.Unlock()
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.inFlight--
+		t.busy += time.Since(started)
+		if t.calls == nil {
+			t.calls = map[string]int{}
+		}
+		t.calls[name]++
 	}
-	t.calls[name]++
 }
 
 func (t *timedIssuer) Submit(ctx context.Context, req issuer.Request) (issuer.OrderRef, error) {
-	defer t.record("Submit", time.Now())
+	defer t.start("Submit")()
 	return t.Issuer.Submit(ctx, req)
 }
 
 func (t *timedIssuer) Find(ctx context.Context, req issuer.Request) (issuer.OrderRef, bool, error) {
-	defer t.record("Find", time.Now())
+	defer t.start("Find")()
 	return t.Issuer.Find(ctx, req)
 }
 
 func (t *timedIssuer) Collect(ctx context.Context, ref issuer.OrderRef) (issuer.Result, error) {
-	defer t.record("Collect", time.Now())
-	return t.Issuer.Collect(ctx, ref)
+	defer t.start("Collect")()
+	res, err := t.Issuer.Collect(ctx, ref)
+	if err == nil && res.State == issuer.Issued {
+		t.events.add("issued")
+	}
+	return res, err
 }
 
 func (t *timedIssuer) Revoke(ctx context.Context, ref issuer.OrderRef, cert *x509.Certificate, reason issuer.RevokeReason) error {
-	defer t.record("Revoke", time.Now())
+	defer t.start("Revoke")()
 	return t.Issuer.Revoke(ctx, ref, cert, reason)
 }
 
@@ -290,6 +332,60 @@ func BenchmarkLatencyBound(b *testing.B) {
 		b.ReportMetric(float64(iss.calls["Collect"])/float64(devices*perDevice), "collects/cert")
 		iss.mu.Unlock()
 		store.Close()
+		b.StartTimer()
+	}
+}
+
+// BenchmarkACMESequential enrolls certificates one run after the other against Pebble (every
+// authorization valid, as with pre-validated domains), as cron runs for one certificate each
+// would: the time per certificate is the CA's and the engine's own waits, not the devices'.
+//
+//	go test ./core/engine -run '^$' -bench ACMESequential -benchtime 1x
+func BenchmarkACMESequential(b *testing.B) {
+	const certs = 20
+	ctx := sdk.WithLogger(context.Background(), hclog.NewNullLogger())
+	for n := 0; n < b.N; n++ {
+		b.StopTimer()
+		pebble, err := pebblesim.Start(pebblesim.Config{ValidityDays: 90})
+		if err != nil {
+			b.Fatal(err)
+		}
+		kid, hmac := pebble.EAB()
+		ca, err := acme.New(acme.Config{Name: "ca", DirectoryURL: pebble.DirectoryURL(), EAB: acme.EAB{KeyID: kid, HMACKey: hmac},
+			TLS: acme.TLSConfig{CABundlePEM: pebble.TLSCACertPEM()}}, acme.NewMemoryAccountStore())
+		if err != nil {
+			b.Fatal(err)
+		}
+		fleet := newSlowFleet(b, 1, certs)
+		for i := range fleet.certs {
+			fleet.certs[i].IssuerOptions = nil
+		}
+		store, err := state.Open(ctx, filepath.Join(b.TempDir(), "state.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		dev := newSlowDevices(0)
+		e := New(Options{
+			Store: store, Plugins: func(string) (sdk.Plugin, error) { return dev, nil },
+			Issuers: map[string]issuer.Issuer{"ca": ca}, Devices: fleet.devices, Certificates: fleet.certs,
+		})
+		// The account is registered once, as on the first run of a real installation.
+		if _, err := ca.Register(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		started := time.Now()
+		for _, c := range fleet.certs {
+			report, err := e.Run(ctx, RunOptions{Names: []string{c.Name}})
+			if err != nil || report.ExitCode() != ExitOK {
+				b.Fatalf("%s: %+v (%v)", c.Name, report.Results, err)
+			}
+		}
+		took := time.Since(started)
+		b.StopTimer()
+		b.ReportMetric(took.Seconds()/certs, "s/cert")
+		store.Close()
+		pebble.Close()
 		b.StartTimer()
 	}
 }

@@ -392,9 +392,18 @@ func TestConcurrentCollectsOfOneOrder(t *testing.T) {
 	errs := make(chan error, 2)
 	for range 2 {
 		go func() {
-			res, err := iss.Collect(ctx, ref)
-			results <- res
-			errs <- err
+			// Collect does not wait for a processing order: each caller collects until done.
+			for {
+				res, err := iss.Collect(ctx, ref)
+				if err == nil && res.State == issuer.Pending {
+					if err = sleepCtx(ctx, res.RetryAfter); err == nil {
+						continue
+					}
+				}
+				results <- res
+				errs <- err
+				return
+			}
 		}()
 	}
 	var certs []string
