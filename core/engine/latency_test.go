@@ -33,6 +33,8 @@ type slowDevices struct {
 	busy    map[string]time.Duration // call time per device
 	calls   map[string][]string      // the calls per device, in order
 	commits map[string][]time.Time
+	// firstCSR is when the first GenerateCSR was made.
+	firstCSR time.Time
 	// events, when set, gets "Commit <device>" for each commit.
 	events *eventLog
 }
@@ -75,6 +77,9 @@ func (s *slowDevices) call(ctx context.Context, device, name string, f func() er
 	s.mu.Lock()
 	s.busy[device] += time.Since(started)
 	s.calls[device] = append(s.calls[device], name)
+	if name == "GenerateCSR" && s.firstCSR.IsZero() {
+		s.firstCSR = started
+	}
 	if name == "Commit" && err == nil {
 		s.commits[device] = append(s.commits[device], time.Now())
 		s.events.add("Commit " + device)
@@ -328,6 +333,7 @@ func BenchmarkLatencyBound(b *testing.B) {
 		b.ReportMetric(bound.workers.Seconds(), "worker-bound-s")
 		b.ReportMetric(took.Seconds()/bound.max().Seconds(), "x-bound")
 		b.ReportMetric(first.Sub(started).Seconds(), "first-commit-s")
+		b.ReportMetric(dev.firstCSR.Sub(started).Seconds(), "first-csr-s")
 		iss.mu.Lock()
 		b.ReportMetric(float64(iss.calls["Collect"])/float64(devices*perDevice), "collects/cert")
 		iss.mu.Unlock()
