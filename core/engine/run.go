@@ -361,8 +361,8 @@ func (e *Engine) discardKey(ctx context.Context, w *work, op *state.Operation) {
 	if op.KeyRef == "" {
 		return
 	}
-	// The key is removed even when the run is being cancelled: it is nobody's otherwise.
-	err := e.onDevice(context.WithoutCancel(ctx), w, func(ctx context.Context) error {
+	// The key is removed even when the run is being cancelled or stopped: it is nobody's otherwise.
+	err := e.callDevice(context.WithoutCancel(ctx), nil, w, func(ctx context.Context) error {
 		_, err := w.p.Cleanup(ctx, w.dev.Target, []sdk.ObjectRef{{KeyRef: op.KeyRef}})
 		return err
 	})
@@ -384,9 +384,13 @@ func (e *Engine) save(ctx context.Context, op *state.Operation) error {
 }
 
 // onDevice makes one call to w's device (bounded by stepCtx) once a worker and a slot of the
-// device are free.
+// device are free; a stop requested meanwhile ends the wait with ErrStopped.
 func (e *Engine) onDevice(ctx context.Context, w *work, call func(ctx context.Context) error) error {
-	release, err := e.slots.acquire(ctx, "device\x00"+w.dev.Name, w.dev.Concurrency, w.rank)
+	return e.callDevice(ctx, e.stop, w, call)
+}
+
+func (e *Engine) callDevice(ctx context.Context, stop <-chan struct{}, w *work, call func(ctx context.Context) error) error {
+	release, err := e.slots.acquire(ctx, stop, "device\x00"+w.dev.Name, w.dev.Concurrency, w.rank)
 	if err != nil {
 		return err
 	}
@@ -397,10 +401,10 @@ func (e *Engine) onDevice(ctx context.Context, w *work, call func(ctx context.Co
 }
 
 // onIssuer makes one call to the certificate's CA account once a worker and a slot of the account
-// (issuers.<name>.concurrency) are free.
+// (issuers.<name>.concurrency) are free; a stop requested meanwhile ends the wait with ErrStopped.
 func (e *Engine) onIssuer(ctx context.Context, w *work, call func() error) error {
 	name := w.item.cert.Issuer
-	release, err := e.slots.acquire(ctx, "issuer\x00"+name, e.issuerConcurrency(name), w.rank)
+	release, err := e.slots.acquire(ctx, e.stop, "issuer\x00"+name, e.issuerConcurrency(name), w.rank)
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,9 @@ func newSlots(workers int) *slots {
 
 // acquire waits until a worker and a slot of the pool named key (size slots, fixed the first time
 // the key is used) are free and no better-ranked call waits for them; it returns their release.
-func (s *slots) acquire(ctx context.Context, key string, size int, r rank) (release func(), err error) {
+// It gives up with ctx's error when ctx ends, and with ErrStopped when stop is closed first (a nil
+// stop never closes): a call that has not started is the safest point to stop at.
+func (s *slots) acquire(ctx context.Context, stop <-chan struct{}, key string, size int, r rank) (release func(), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -56,10 +58,16 @@ func (s *slots) acquire(ctx context.Context, key string, size int, r rank) (rele
 	s.dispatchLocked()
 	s.mu.Unlock()
 	release = func() { s.release(p) }
+	var cause error
 	select {
 	case <-w.ready:
 		return release, nil
 	case <-ctx.Done():
+		cause = ctx.Err()
+	case <-stop:
+		cause = ErrStopped
+	}
+	{
 		s.mu.Lock()
 		granted := w.granted
 		if !granted {
@@ -72,7 +80,7 @@ func (s *slots) acquire(ctx context.Context, key string, size int, r rank) (rele
 		if granted {
 			release()
 		}
-		return nil, ctx.Err()
+		return nil, cause
 	}
 }
 
