@@ -622,10 +622,10 @@ func (e *Engine) submit(ctx context.Context, w *work) error {
 }
 
 // collect asks the CA once about the order. While it is pending, the time of the next collect
-// (the CA's Retry-After, else the next step of w.poll) is recorded as the operation's
-// NextAttemptAt and collect returns: the certificate waits in awaitCollect without holding a slot,
-// and a run that dies meanwhile resumes at that time, not earlier. When the next collect would
-// fall after the run's collect time, the order is left to the next run (errPending).
+// (the CA's Retry-After, else the next step of w.poll) becomes the operation's NextAttemptAt and
+// collect returns: the certificate waits in awaitCollect without holding a slot. That time is
+// recorded (all but the engine's own short waits), so a run that dies meanwhile resumes then, not
+// earlier. When it falls after the run's collect time, the order is left to the next run.
 func (e *Engine) collect(ctx context.Context, w *work) error {
 	op, c := w.op, w.item.cert
 	iss, _, err := e.issuerFor(c)
@@ -669,14 +669,24 @@ func (e *Engine) collect(ctx context.Context, w *work) error {
 		}
 		return errors.New(msg + "; the next run places a new order")
 	}
-	next := res.RetryAfter
-	if next <= 0 {
+	next, fromCA := res.RetryAfter, res.RetryAfter > 0
+	if !fromCA {
 		next = w.poll.NextBackOff()
 	}
 	op.NextAttemptAt = e.opts.Now().Add(next).UTC()
 	op.LastError = "order pending at the CA"
+	if !fromCA && next < recordedWait {
+		// The engine's own short waits are not written (a write per poll would make the state
+		// the bottleneck of a large run): collecting one of them early after a restart costs a
+		// call and breaks no request of the CA's.
+		return nil
+	}
 	return e.save(ctx, op)
 }
+
+// recordedWait is the shortest wait of the engine's own poll schedule that is recorded in the
+// state; the CA's Retry-After is always recorded.
+const recordedWait = 2 * time.Second
 
 // awaitCollect waits, holding no slot, until the order's next collect is due (its NextAttemptAt,
 // also when recorded by an earlier run). It returns errPending when that is after the run's collect
