@@ -28,8 +28,8 @@ type Options struct {
 	// not reported as retired.
 	Disabled []string
 
-	// Workers bounds the calls to devices and CAs in flight for certificates at once (8 when
-	// zero); PerIssuer bounds the calls in flight to one CA account (4 when zero), unless
+	// Workers bounds the calls to devices in flight for certificates at once (8 when zero);
+	// PerIssuer bounds the calls in flight to one CA account (4 when zero), unless
 	// IssuerConcurrency names the account (issuers.<name>.concurrency). A certificate waiting for
 	// its order at the CA holds neither.
 	Workers           int

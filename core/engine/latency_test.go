@@ -251,8 +251,8 @@ func newSlowFleet(tb testing.TB, devices, perDevice int) slowFleet {
 }
 
 // latencyBound is the shortest a run can take given its calls and the concurrency limits: the
-// busiest CA account's call time over its slots, the busiest device's over its slots, and all
-// call time over the workers, whichever is longest.
+// CA account's call time over its slots, the busiest device's over its slots, and all device call
+// time over the workers, whichever is longest.
 type latencyBound struct{ ca, device, workers time.Duration }
 
 func boundOf(dev *slowDevices, iss *timedIssuer, workers, perIssuer, perDevice int) latencyBound {
@@ -266,7 +266,7 @@ func boundOf(dev *slowDevices, iss *timedIssuer, workers, perIssuer, perDevice i
 	iss.mu.Lock()
 	ca := iss.busy
 	iss.mu.Unlock()
-	return latencyBound{ca: ca / time.Duration(perIssuer), device: busiest / time.Duration(perDevice), workers: (all + ca) / time.Duration(workers)}
+	return latencyBound{ca: ca / time.Duration(perIssuer), device: busiest / time.Duration(perDevice), workers: all / time.Duration(workers)}
 }
 
 func (b latencyBound) max() time.Duration { return max(b.ca, b.device, b.workers) }

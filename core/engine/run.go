@@ -390,7 +390,7 @@ func (e *Engine) onDevice(ctx context.Context, w *work, call func(ctx context.Co
 }
 
 func (e *Engine) callDevice(ctx context.Context, stop <-chan struct{}, w *work, call func(ctx context.Context) error) error {
-	release, err := e.slots.acquire(ctx, stop, "device\x00"+w.dev.Name, w.dev.Concurrency, w.rank)
+	release, err := e.slots.acquire(ctx, stop, "device\x00"+w.dev.Name, w.dev.Concurrency, true, w.rank)
 	if err != nil {
 		return err
 	}
@@ -400,11 +400,11 @@ func (e *Engine) callDevice(ctx context.Context, stop <-chan struct{}, w *work, 
 	return call(cctx)
 }
 
-// onIssuer makes one call to the certificate's CA account once a worker and a slot of the account
-// (issuers.<name>.concurrency) are free; a stop requested meanwhile ends the wait with ErrStopped.
+// onIssuer makes one call to the certificate's CA account once a slot of the account
+// (issuers.<name>.concurrency) is free; a stop requested meanwhile ends the wait with ErrStopped.
 func (e *Engine) onIssuer(ctx context.Context, w *work, call func() error) error {
 	name := w.item.cert.Issuer
-	release, err := e.slots.acquire(ctx, e.stop, "issuer\x00"+name, e.issuerConcurrency(name), w.rank)
+	release, err := e.slots.acquire(ctx, e.stop, "issuer\x00"+name, e.issuerConcurrency(name), false, w.rank)
 	if err != nil {
 		return err
 	}
@@ -417,7 +417,18 @@ func (e *Engine) carry(ctx context.Context, w *work) error {
 	if e.stopping() && w.item.op == nil {
 		return ErrStopped
 	}
-	op, err := e.operationFor(ctx, w)
+	var op *state.Operation
+	var err error
+	if w.item.op == nil {
+		// A new operation starts when a call to its device could, so that certificates start in
+		// the run's order (device by device), not in the order their goroutines reach the state.
+		err = e.onDevice(ctx, w, func(context.Context) (err error) {
+			op, err = e.operationFor(ctx, w)
+			return err
+		})
+	} else {
+		op, err = e.operationFor(ctx, w)
+	}
 	if err != nil {
 		return err
 	}

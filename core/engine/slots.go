@@ -15,11 +15,12 @@ func (r rank) before(o rank) bool {
 	return r.device < o.device || (r.device == o.device && r.cert < o.cert)
 }
 
-// slots hands out a run's concurrency. A call to a device or a CA starts when a worker and a slot
-// of what it calls (the device, or the CA account) are free at once; among the calls that could
-// start, the best ranked goes first. Slots are taken for one call and given back right after it,
-// so a certificate whose order waits at the CA holds none, and a call queued for a busy device or
-// CA account holds no worker meanwhile.
+// slots hands out a run's concurrency. A call to a device starts when a worker and a slot of the
+// device are free at once, a call to a CA when a slot of the CA account is; among the calls that
+// could start, the best ranked goes first. Slots are taken for one call and given back right after
+// it, so a certificate whose order waits at the CA holds none, and a call queued for a busy device
+// holds no worker meanwhile. CA calls take no worker: the account's own limit protects the CA, and
+// the workers are left to the devices.
 type slots struct {
 	mu      sync.Mutex
 	workers int // free workers
@@ -30,7 +31,9 @@ type slots struct {
 
 // pool is the slots of one device or CA account.
 type pool struct {
-	free    int
+	free int
+	// worker: a call also needs one of the workers.
+	worker  bool
 	waiting waiters
 }
 
@@ -38,18 +41,19 @@ func newSlots(workers int) *slots {
 	return &slots{workers: workers, pools: map[string]*pool{}, queued: map[*pool]struct{}{}}
 }
 
-// acquire waits until a worker and a slot of the pool named key (size slots, fixed the first time
-// the key is used) are free and no better-ranked call waits for them; it returns their release.
+// acquire waits until a slot of the pool named key (size slots; worker: a worker too; both fixed
+// the first time the key is used) is free and no better-ranked call waits for it; it returns the
+// release.
 // It gives up with ctx's error when ctx ends, and with ErrStopped when stop is closed first (a nil
 // stop never closes): a call that has not started is the safest point to stop at.
-func (s *slots) acquire(ctx context.Context, stop <-chan struct{}, key string, size int, r rank) (release func(), err error) {
+func (s *slots) acquire(ctx context.Context, stop <-chan struct{}, key string, size int, worker bool, r rank) (release func(), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	p := s.pools[key]
 	if p == nil {
-		p = &pool{free: max(size, 1)}
+		p = &pool{free: max(size, 1), worker: worker}
 		s.pools[key] = p
 	}
 	w := &waiter{rank: r, ready: make(chan struct{})}
@@ -87,17 +91,22 @@ func (s *slots) acquire(ctx context.Context, stop <-chan struct{}, key string, s
 func (s *slots) release(p *pool) {
 	s.mu.Lock()
 	p.free++
-	s.workers++
+	if p.worker {
+		s.workers++
+	}
 	s.dispatchLocked()
 	s.mu.Unlock()
 }
 
-// dispatchLocked starts the best-ranked waiting calls for as long as workers are free.
+// dispatchLocked starts the best-ranked waiting calls for as long as any can start.
 func (s *slots) dispatchLocked() {
-	for s.workers > 0 {
+	for {
 		var best *pool
 		for p := range s.queued {
-			if p.free > 0 && len(p.waiting) > 0 && (best == nil || p.waiting[0].rank.before(best.waiting[0].rank)) {
+			if p.free == 0 || (p.worker && s.workers == 0) {
+				continue
+			}
+			if best == nil || p.waiting[0].rank.before(best.waiting[0].rank) {
 				best = p
 			}
 		}
@@ -109,7 +118,9 @@ func (s *slots) dispatchLocked() {
 			delete(s.queued, best)
 		}
 		best.free--
-		s.workers--
+		if best.worker {
+			s.workers--
+		}
 		w.granted = true
 		close(w.ready)
 	}

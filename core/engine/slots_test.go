@@ -12,13 +12,13 @@ import (
 func TestSlotsStartTheBestRankedCallFirst(t *testing.T) {
 	ctx := context.Background()
 	s := newSlots(1)
-	holding, err := s.acquire(ctx, nil, "device\x00a", 1, rank{0, 0})
+	holding, err := s.acquire(ctx, nil, "device\x00a", 1, true, rank{0, 0})
 	if err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan rank, 4)
 	wait := func(key string, r rank) {
-		release, err := s.acquire(ctx, nil, key, 1, r)
+		release, err := s.acquire(ctx, nil, key, 1, true, r)
 		if err != nil {
 			t.Error(err)
 			return
@@ -57,18 +57,18 @@ func TestSlotsStartTheBestRankedCallFirst(t *testing.T) {
 // A wait that ends (cancelled, or the run stopped) takes no slot with it.
 func TestSlotsGiveUpCleanly(t *testing.T) {
 	s := newSlots(1)
-	holding, err := s.acquire(context.Background(), nil, "device\x00a", 1, rank{0, 0})
+	holding, err := s.acquire(context.Background(), nil, "device\x00a", 1, true, rank{0, 0})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
 	close(stop)
-	if _, err := s.acquire(context.Background(), stop, "device\x00b", 1, rank{0, 1}); !errors.Is(err, ErrStopped) {
+	if _, err := s.acquire(context.Background(), stop, "device\x00b", 1, true, rank{0, 1}); !errors.Is(err, ErrStopped) {
 		t.Fatalf("stopped wait: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := s.acquire(ctx, nil, "device\x00b", 1, rank{0, 1}); !errors.Is(err, context.Canceled) {
+	if _, err := s.acquire(ctx, nil, "device\x00b", 1, true, rank{0, 1}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled wait: %v", err)
 	}
 	holding()
@@ -77,4 +77,19 @@ func TestSlotsGiveUpCleanly(t *testing.T) {
 	if s.workers != 1 || len(s.queued) != 0 || s.pools["device\x00a"].free != 1 || s.pools["device\x00b"].free != 1 {
 		t.Fatalf("after the waits ended: %d workers free, %d pools queued", s.workers, len(s.queued))
 	}
+}
+
+// A call to a CA account takes a slot of the account only: it starts while every worker is busy.
+func TestSlotsCACallsTakeNoWorker(t *testing.T) {
+	s := newSlots(1)
+	holding, err := s.acquire(context.Background(), nil, "device\x00a", 1, true, rank{1, 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holding()
+	release, err := s.acquire(context.Background(), nil, "issuer\x00ca", 1, false, rank{2, 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
 }
