@@ -499,9 +499,9 @@ func (e *Engine) advance(ctx context.Context, w *work) error {
 func (e *Engine) generateCSR(ctx context.Context, w *work) error {
 	op, c, dev := w.op, w.item.cert, w.dev
 	if op.KeyRef == "" || op.CSRPEM == "" {
-		e.progress(c, "generating a %s key and CSR on %s", c.KeySpec, dev.Name)
 		var csr sdk.CSR
 		err := e.onDevice(ctx, w, func(ctx context.Context) (err error) {
+			e.progress(c, "generating a %s key and CSR on %s", c.KeySpec, dev.Name)
 			csr, err = w.p.GenerateCSR(ctx, dev.Target, sdk.CSRRequest{NameHint: c.Name, KeySpec: c.KeySpec, Subject: c.Subject, SANs: c.SANs})
 			return err
 		})
@@ -732,9 +732,9 @@ func (e *Engine) awaitCollect(ctx context.Context, w *work) error {
 
 func (e *Engine) importCert(ctx context.Context, w *work) error {
 	op, c, dev := w.op, w.item.cert, w.dev
-	e.progress(c, "installing the certificate on %s", dev.Name)
 	var res sdk.ImportResult
 	err := e.onDevice(ctx, w, func(ctx context.Context) (err error) {
+		e.progress(c, "installing the certificate on %s", dev.Name)
 		res, err = w.p.ImportCert(ctx, dev.Target, sdk.ImportRequest{KeyRef: op.KeyRef, CertPEM: op.CertPEM, ChainPEM: op.ChainPEM, NameHint: c.Name})
 		return err
 	})
@@ -747,9 +747,9 @@ func (e *Engine) importCert(ctx context.Context, w *work) error {
 
 func (e *Engine) bind(ctx context.Context, w *work) error {
 	op, c, dev := w.op, w.item.cert, w.dev
-	e.progress(c, "binding %s to %s", op.CertRef, strings.Join(bindingKeys(c.Bindings), ", "))
 	var res sdk.BindResult
 	err := e.onDevice(ctx, w, func(ctx context.Context) (err error) {
+		e.progress(c, "binding %s to %s", op.CertRef, strings.Join(bindingKeys(c.Bindings), ", "))
 		res, err = w.p.Bind(ctx, dev.Target, sdk.BindRequest{CertRef: op.CertRef, KeyRef: op.KeyRef, Bindings: c.Bindings})
 		return err
 	})
