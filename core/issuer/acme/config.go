@@ -98,6 +98,9 @@ type Timeouts struct {
 	// 250 ms doubling up to 30 s for orders (the engine's) and up to 5 s for authorizations.
 	// Collect never waits for a processing order: the engine collects again, holding no slot.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// Issuance is read and ignored: Collect no longer waits for a processing order. It stays
+	// so that a configuration written for an older certfleet still loads.
+	Issuance time.Duration `yaml:"issuance"`
 }
 
 func (t Timeouts) withDefaults() Timeouts {
