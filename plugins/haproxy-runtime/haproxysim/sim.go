@@ -261,7 +261,9 @@ func (s *Sim) Stall(context.Context) (func(), error) {
 	s.stall = ch
 	s.mu.Unlock()
 	return func() {
-		for i := 0; i < 100 && s.stalled() > 0; i++ {
+		// Commands whose clients have gone are dropped once they notice. Wait up to ten
+		// seconds for that: a loaded test machine can be slow to run the plugin's deadline.
+		for i := 0; i < 1000 && s.stalled() > 0; i++ {
 			time.Sleep(10 * time.Millisecond)
 		}
 		s.mu.Lock()
