@@ -57,6 +57,23 @@ var migrations = []string{
 		key   TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	);`,
+	// 3: the PEM bodies of a deployment in columns of their own, so that planning reads the
+	// deployments without them; a result row spans the consecutive runs that had the same result
+	// (run_id to last_run_id), and the newest row of each certificate is marked latest, so that a
+	// run that changes nothing writes no row per certificate and status reads no history.
+	`ALTER TABLE deployments ADD COLUMN cert_pem TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN chain_pem TEXT NOT NULL DEFAULT 'null';
+	UPDATE deployments SET cert_pem = COALESCE(json_extract(data, '$.CertPEM'), ''),
+		chain_pem = COALESCE(json_extract(data, '$.ChainPEM'), 'null'),
+		data = json_remove(data, '$.CertPEM', '$.ChainPEM');
+	ALTER TABLE results ADD COLUMN last_run_id INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE results ADD COLUMN last_finished_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN latest INTEGER NOT NULL DEFAULT 0;
+	UPDATE results SET last_run_id = run_id, last_finished_at = finished_at;
+	UPDATE results SET latest = 1 WHERE rowid IN (SELECT MAX(rowid) FROM results GROUP BY certificate);
+	CREATE UNIQUE INDEX results_latest ON results(certificate) WHERE latest = 1;
+	CREATE INDEX results_by_last_run ON results(last_run_id);
+	CREATE INDEX results_by_run ON results(run_id);`,
 }
 
 // SQLite is the embedded Store.
@@ -65,6 +82,8 @@ type SQLite struct {
 	path string
 	// marked is set once the marker beside the database names it.
 	marked bool
+	// retention says which results FinishRun prunes.
+	retention Retention
 }
 
 var _ Store = (*SQLite)(nil)
@@ -86,7 +105,7 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 	// One connection: SQLite serializes writers anyway, and this keeps transactions from
 	// contending inside the process.
 	db.SetMaxOpenConns(1)
-	s := &SQLite{db: db, path: path}
+	s := &SQLite{db: db, path: path, retention: DefaultRetention}
 	if err := checkNotLost(ctx, path, existed, db); err != nil {
 		db.Close()
 		if errors.Is(err, ErrStateLost) {
@@ -207,38 +226,55 @@ func (s *SQLite) Lock(ctx context.Context) (func(), error) {
 	return func() { _ = fl.Unlock() }, nil
 }
 
-// Deployment returns the deployment of a certificate.
+// Deployment returns the deployment of a certificate, with its PEM bodies.
 func (s *SQLite) Deployment(ctx context.Context, certificate string) (Deployment, bool, error) {
-	var data string
-	err := s.db.QueryRowContext(ctx, `SELECT data FROM deployments WHERE certificate = ?`, certificate).Scan(&data)
+	var data, certPEM, chainPEM string
+	err := s.db.QueryRowContext(ctx, `SELECT data, cert_pem, chain_pem FROM deployments WHERE certificate = ?`, certificate).Scan(&data, &certPEM, &chainPEM)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Deployment{}, false, nil
 	}
 	if err != nil {
 		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
 	}
-	var d Deployment
-	if err := json.Unmarshal([]byte(data), &d); err != nil {
+	d, err := decodeDeployment(data, &certPEM, chainPEM)
+	if err != nil {
 		return Deployment{}, false, fmt.Errorf("decode deployment of %s: %w", certificate, err)
 	}
 	return d, true, nil
 }
 
-// Deployments returns every deployment, by certificate.
+// Deployments returns every deployment, by certificate, with their PEM bodies.
 func (s *SQLite) Deployments(ctx context.Context) (map[string]Deployment, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT certificate, data FROM deployments`)
+	return s.deployments(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments`, true)
+}
+
+// DeploymentSummaries returns every deployment without its PEM bodies.
+func (s *SQLite) DeploymentSummaries(ctx context.Context) (map[string]Deployment, error) {
+	return s.deployments(ctx, `SELECT certificate, data FROM deployments`, false)
+}
+
+func (s *SQLite) deployments(ctx context.Context, query string, whole bool) (map[string]Deployment, error) {
+	rows, err := s.db.QueryContext(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("read deployments: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]Deployment{}
 	for rows.Next() {
-		var name, data string
-		if err := rows.Scan(&name, &data); err != nil {
+		var name, data, certPEM, chainPEM string
+		dest := []any{&name, &data}
+		if whole {
+			dest = append(dest, &certPEM, &chainPEM)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read deployments: %w", err)
 		}
-		var d Deployment
-		if err := json.Unmarshal([]byte(data), &d); err != nil {
+		pem := &certPEM
+		if !whole {
+			pem = nil
+		}
+		d, err := decodeDeployment(data, pem, chainPEM)
+		if err != nil {
 			return nil, fmt.Errorf("decode deployment of %s: %w", name, err)
 		}
 		out[name] = d
@@ -247,13 +283,14 @@ func (s *SQLite) Deployments(ctx context.Context) (map[string]Deployment, error)
 }
 
 func saveDeployment(ctx context.Context, tx *sql.Tx, d Deployment) error {
-	data, err := json.Marshal(d)
+	data, certPEM, chainPEM, err := encodeDeployment(d)
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO deployments(certificate, not_after, data) VALUES (?, ?, ?)
-		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data`,
-		d.Certificate, d.NotAfter.UTC().Format(timeFormat), string(data))
+	_, err = tx.ExecContext(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data,
+			cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem`,
+		d.Certificate, d.NotAfter.UTC().Format(timeFormat), data, certPEM, chainPEM)
 	return err
 }
 
@@ -392,10 +429,56 @@ func (s *SQLite) StartRun(ctx context.Context, dryRun bool) (int64, error) {
 	return res.LastInsertId()
 }
 
-// FinishRun records how a run ended.
+// SetRetention sets what FinishRun keeps.
+func (s *SQLite) SetRetention(r Retention) { s.retention = r }
+
+// FinishRun records how a run ended and prunes the history the retention no longer keeps, in one
+// transaction.
 func (s *SQLite) FinishRun(ctx context.Context, id int64, outcome string) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?`, now(), outcome, id); err != nil {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?`, now(), outcome, id); err != nil {
+			return err
+		}
+		return s.prune(ctx, tx, id)
+	})
+	if err != nil {
 		return fmt.Errorf("record end of run %d: %w", id, err)
+	}
+	return nil
+}
+
+// prune deletes the results of the runs before the oldest one the retention keeps (the newest
+// result of each certificate stays), and the runs left with no result.
+func (s *SQLite) prune(ctx context.Context, tx *sql.Tx, current int64) error {
+	keep := current
+	if s.retention.MaxAge > 0 {
+		var oldest sql.NullInt64
+		since := time.Now().Add(-s.retention.MaxAge).UTC().Format(timeFormat)
+		if err := tx.QueryRowContext(ctx, `SELECT MIN(id) FROM runs WHERE started_at >= ?`, since).Scan(&oldest); err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+		if oldest.Valid {
+			keep = min(keep, oldest.Int64)
+		}
+	} else {
+		keep = 0
+	}
+	if s.retention.MaxRuns > 0 {
+		var nth int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?`, s.retention.MaxRuns-1).Scan(&nth)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("prune: %w", err)
+		}
+		keep = max(keep, nth)
+	}
+	if keep <= 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM results WHERE last_run_id < ? AND latest = 0`, keep); err != nil {
+		return fmt.Errorf("prune results: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM runs WHERE id < ? AND NOT EXISTS (SELECT 1 FROM results WHERE results.run_id = runs.id)`, keep); err != nil {
+		return fmt.Errorf("prune runs: %w", err)
 	}
 	return nil
 }
@@ -405,25 +488,75 @@ func (s *SQLite) RecordResult(ctx context.Context, r Result) error {
 	return s.RecordResults(ctx, []Result{r})
 }
 
-// RecordResults records results in one transaction.
+// RecordResults records results in one transaction. A result the same as the newest of its
+// certificate, when that one is of the run just before, extends it to this run instead of adding
+// a row: a run that changes nothing adds no row per certificate.
 func (s *SQLite) RecordResults(ctx context.Context, rs []Result) error {
+	if len(rs) == 0 {
+		return nil
+	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, data) VALUES (?, ?, ?, ?)`)
+		latest, err := latestRecords(ctx, tx, rs)
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
+		prev := map[int64]int64{}
+		extend := map[int64][]string{} // by run: certificates whose row goes on
+		var insert []Result
+		var records []string
 		for _, r := range rs {
 			if r.FinishedAt.IsZero() {
 				r.FinishedAt = time.Now().UTC()
 			}
-			data, err := json.Marshal(r)
+			data, err := resultRecord(r)
 			if err != nil {
 				return err
 			}
-			if _, err := stmt.ExecContext(ctx, r.RunID, r.Certificate, r.FinishedAt.UTC().Format(timeFormat), string(data)); err != nil {
+			p, ok := prev[r.RunID]
+			if !ok {
+				if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM runs WHERE id < ?`, r.RunID).Scan(&p); err != nil {
+					return err
+				}
+				prev[r.RunID] = p
+			}
+			if l, ok := latest[r.Certificate]; ok && l.data == data && l.last == p && p != 0 {
+				extend[r.RunID] = append(extend[r.RunID], r.Certificate)
+				continue
+			}
+			insert = append(insert, r)
+			records = append(records, data)
+		}
+		for run, names := range extend {
+			list, _ := json.Marshal(names)
+			if _, err := tx.ExecContext(ctx, `UPDATE results SET last_run_id = ?, last_finished_at = ?
+				WHERE latest = 1 AND certificate IN (SELECT value FROM json_each(?))`, run, now(), string(list)); err != nil {
+				return fmt.Errorf("extend results: %w", err)
+			}
+		}
+		if len(insert) == 0 {
+			return nil
+		}
+		retire, err := tx.PrepareContext(ctx, `UPDATE results SET latest = 0 WHERE certificate = ? AND latest = 1`)
+		if err != nil {
+			return err
+		}
+		defer retire.Close()
+		add, err := tx.PrepareContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES (?, ?, ?, ?, ?, ?, 1)`)
+		if err != nil {
+			return err
+		}
+		defer add.Close()
+		for i, r := range insert {
+			at := r.FinishedAt.UTC().Format(timeFormat)
+			if _, ok := latest[r.Certificate]; ok {
+				if _, err := retire.ExecContext(ctx, r.Certificate); err != nil {
+					return fmt.Errorf("%s: %w", r.Certificate, err)
+				}
+			}
+			if _, err := add.ExecContext(ctx, r.RunID, r.Certificate, at, records[i], r.RunID, at); err != nil {
 				return fmt.Errorf("%s: %w", r.Certificate, err)
 			}
+			latest[r.Certificate] = span{first: r.RunID, last: r.RunID, data: records[i]}
 		}
 		return nil
 	})
@@ -433,22 +566,58 @@ func (s *SQLite) RecordResults(ctx context.Context, rs []Result) error {
 	return nil
 }
 
-// LastResults returns the newest result of each certificate.
+// latestRecords reads the newest result row of the certificates of rs: all of them at once when
+// the batch is large (a run's settled certificates), else one by one.
+func latestRecords(ctx context.Context, tx *sql.Tx, rs []Result) (map[string]span, error) {
+	out := make(map[string]span, len(rs))
+	scan := func(rows *sql.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var name string
+			var sp span
+			if err := rows.Scan(&name, &sp.first, &sp.last, &sp.data); err != nil {
+				return err
+			}
+			out[name] = sp
+		}
+		return rows.Err()
+	}
+	if len(rs) > 64 {
+		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, data FROM results WHERE latest = 1`)
+		if err != nil {
+			return nil, err
+		}
+		return out, scan(rows)
+	}
+	for _, r := range rs {
+		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, data FROM results WHERE latest = 1 AND certificate = ?`, r.Certificate)
+		if err != nil {
+			return nil, err
+		}
+		if err := scan(rows); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// LastResults returns the newest result of each certificate, from the rows marked latest.
 func (s *SQLite) LastResults(ctx context.Context) (map[string]Result, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT r.data FROM results r
-		JOIN (SELECT certificate, MAX(rowid) AS last FROM results GROUP BY certificate) l ON r.rowid = l.last`)
+	rows, err := s.db.QueryContext(ctx, `SELECT last_run_id, last_finished_at, data FROM results WHERE latest = 1`)
 	if err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]Result{}
 	for rows.Next() {
-		var data string
-		if err := rows.Scan(&data); err != nil {
+		var run int64
+		var at, data string
+		if err := rows.Scan(&run, &at, &data); err != nil {
 			return nil, fmt.Errorf("read results: %w", err)
 		}
-		var r Result
-		if err := json.Unmarshal([]byte(data), &r); err != nil {
+		finished, _ := time.Parse(timeFormat, at)
+		r, err := resultOf(data, run, finished)
+		if err != nil {
 			return nil, fmt.Errorf("decode result: %w", err)
 		}
 		out[r.Certificate] = r
