@@ -38,7 +38,7 @@ func (e *Engine) configured(name string) bool {
 
 // Retired lists the certificates in the state that are no longer configured.
 func (e *Engine) Retired(ctx context.Context) ([]RetiredItem, error) {
-	deployments, err := e.opts.Store.Deployments(ctx)
+	deployments, err := e.opts.Store.DeploymentSummaries(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -46,6 +46,11 @@ func (e *Engine) Retired(ctx context.Context) ([]RetiredItem, error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.retiredFrom(deployments, ops), nil
+}
+
+// retiredFrom is Retired from deployments and open operations already read.
+func (e *Engine) retiredFrom(deployments map[string]state.Deployment, ops map[string]*state.Operation) []RetiredItem {
 	byName := map[string]*RetiredItem{}
 	for name, d := range deployments {
 		if !e.configured(name) {
@@ -80,7 +85,7 @@ func (e *Engine) Retired(ctx context.Context) ([]RetiredItem, error) {
 		out = append(out, *it)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Certificate < out[j].Certificate })
-	return out, nil
+	return out
 }
 
 // RetireOptions say what else retiring a certificate does.
