@@ -155,7 +155,7 @@ func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments 
 		devices[c.Device] = true
 	}
 	invs := e.inventories(ctx, devices)
-	plan := Plan{InventoryCalls: len(invs)}
+	plan := Plan{InventoryCalls: len(invs), Items: make([]PlanItem, 0, len(certs))}
 	now := e.opts.Now()
 	for _, c := range certs {
 		item := PlanItem{Certificate: c.Name, Device: c.Device, Issuer: c.Issuer, cert: c}
