@@ -51,14 +51,22 @@ func (e *Engine) Retired(ctx context.Context) ([]RetiredItem, error) {
 
 // retiredFrom is Retired from deployments and open operations already read.
 func (e *Engine) retiredFrom(deployments map[string]state.Deployment, ops map[string]*state.Operation) []RetiredItem {
+	// A set, not configured() per name: that is a scan of the configuration per certificate.
+	configured := make(map[string]bool, len(e.opts.Certificates)+len(e.opts.Disabled))
+	for _, c := range e.opts.Certificates {
+		configured[c.Name] = true
+	}
+	for _, name := range e.opts.Disabled {
+		configured[name] = true
+	}
 	byName := map[string]*RetiredItem{}
 	for name, d := range deployments {
-		if !e.configured(name) {
+		if !configured[name] {
 			byName[name] = &RetiredItem{Certificate: name, Device: d.Device, Issuer: d.Issuer, Serial: d.Serial, NotAfter: d.NotAfter, Revoked: d.Revoked}
 		}
 	}
 	for name, op := range ops {
-		if e.configured(name) {
+		if configured[name] {
 			continue
 		}
 		it := byName[name]

@@ -82,6 +82,89 @@ type span struct {
 	first, last     int64
 	firstAt, lastAt time.Time
 	data            string
+	// certificate and latest are set on rows to be written.
+	certificate string
+	latest      bool
+}
+
+// recordPlan is what RecordResults writes, decided from the results and the stored latest rows.
+type recordPlan struct {
+	// extend: stored latest rows that go on to a later run, by that run.
+	extend map[int64]*extension
+	// retire: certificates whose stored latest row is superseded by a new one.
+	retire []string
+	// rows to insert, in order; the last of each certificate is its latest.
+	rows []*span
+}
+
+type extension struct {
+	names []string
+	at    time.Time
+}
+
+// planRecords decides how results are stored: a result the same as its certificate's newest,
+// when that one reaches the run just before (prev), extends it; any other starts a row. Results
+// of several consecutive runs in one batch extend the rows once.
+func planRecords(rs []Result, latest map[string]span, prev func(run int64) (int64, error)) (recordPlan, error) {
+	plan := recordPlan{extend: map[int64]*extension{}}
+	extended := map[string]int64{} // stored rows extended, to which run
+	extendedAt := map[string]time.Time{}
+	fresh := map[string]*span{} // the newest row of this batch, by certificate
+	// The stored form of each certificate's previous result in the batch: results of consecutive
+	// runs are mostly the same, and comparing is cheaper than encoding.
+	seen := map[string]Result{}
+	seenData := map[string]string{}
+	for _, r := range rs {
+		if r.FinishedAt.IsZero() {
+			r.FinishedAt = time.Now().UTC()
+		}
+		key := r
+		key.RunID, key.FinishedAt = 0, time.Time{}
+		data, ok := seenData[r.Certificate]
+		if !ok || seen[r.Certificate] != key {
+			var err error
+			if data, err = resultRecord(r); err != nil {
+				return plan, err
+			}
+			seen[r.Certificate], seenData[r.Certificate] = key, data
+		}
+		p, err := prev(r.RunID)
+		if err != nil {
+			return plan, err
+		}
+		if f := fresh[r.Certificate]; f != nil {
+			if f.data == data && f.last == p {
+				f.last, f.lastAt = r.RunID, r.FinishedAt
+				continue
+			}
+		} else if l, ok := latest[r.Certificate]; ok && l.data == data && l.last == p && p != 0 {
+			l.last = r.RunID
+			latest[r.Certificate] = l
+			extended[r.Certificate], extendedAt[r.Certificate] = r.RunID, r.FinishedAt
+			continue
+		}
+		if _, ok := latest[r.Certificate]; ok && fresh[r.Certificate] == nil {
+			plan.retire = append(plan.retire, r.Certificate)
+		}
+		row := &span{first: r.RunID, last: r.RunID, firstAt: r.FinishedAt, lastAt: r.FinishedAt, data: data, certificate: r.Certificate}
+		plan.rows = append(plan.rows, row)
+		fresh[r.Certificate] = row
+	}
+	for name, run := range extended {
+		e := plan.extend[run]
+		if e == nil {
+			e = &extension{}
+			plan.extend[run] = e
+		}
+		e.names = append(e.names, name)
+		if at := extendedAt[name]; at.After(e.at) {
+			e.at = at
+		}
+	}
+	for _, row := range plan.rows {
+		row.latest = fresh[row.certificate] == row
+	}
+	return plan, nil
 }
 
 // expand appends to each run of out that the span covers its result. A run inside the span,

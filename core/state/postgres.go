@@ -492,48 +492,36 @@ func (s *Postgres) RecordResults(ctx context.Context, rs []Result) error {
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		prev := map[int64]int64{}
-		extend := map[int64][]string{}
-		var retire []string
-		var insert [][]any
-		for _, r := range rs {
-			if r.FinishedAt.IsZero() {
-				r.FinishedAt = time.Now().UTC()
-			}
-			data, err := resultRecord(r)
-			if err != nil {
-				return err
-			}
-			p, ok := prev[r.RunID]
+		prevs := map[int64]int64{}
+		plan, err := planRecords(rs, latest, func(run int64) (int64, error) {
+			p, ok := prevs[run]
 			if !ok {
-				if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(id), 0) FROM runs WHERE id < $1`, r.RunID).Scan(&p); err != nil {
-					return err
+				if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(id), 0) FROM runs WHERE id < $1`, run).Scan(&p); err != nil {
+					return 0, err
 				}
-				prev[r.RunID] = p
+				prevs[run] = p
 			}
-			if l, ok := latest[r.Certificate]; ok && l.data == data && l.last == p && p != 0 {
-				extend[r.RunID] = append(extend[r.RunID], r.Certificate)
-				continue
-			}
-			if _, ok := latest[r.Certificate]; ok {
-				retire = append(retire, r.Certificate)
-			}
-			latest[r.Certificate] = span{last: r.RunID, data: data}
-			at := r.FinishedAt.UTC()
-			insert = append(insert, []any{r.RunID, r.Certificate, at, data, r.RunID, at, true})
+			return p, nil
+		})
+		if err != nil {
+			return err
 		}
-		for run, names := range extend {
-			if _, err := tx.Exec(ctx, `UPDATE results SET last_run_id = $1, last_finished_at = now() WHERE latest AND certificate = ANY($2)`, run, names); err != nil {
+		for run, e := range plan.extend {
+			if _, err := tx.Exec(ctx, `UPDATE results SET last_run_id = $1, last_finished_at = $2 WHERE latest AND certificate = ANY($3)`, run, e.at.UTC(), e.names); err != nil {
 				return fmt.Errorf("extend results: %w", err)
 			}
 		}
-		if len(retire) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE results SET latest = false WHERE latest AND certificate = ANY($1)`, retire); err != nil {
+		if len(plan.retire) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE results SET latest = false WHERE latest AND certificate = ANY($1)`, plan.retire); err != nil {
 				return err
 			}
 		}
-		if len(insert) > 0 {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results"}, []string{"run_id", "certificate", "finished_at", "data", "last_run_id", "last_finished_at", "latest"}, pgx.CopyFromRows(insert)); err != nil {
+		if len(plan.rows) > 0 {
+			rows := make([][]any, len(plan.rows))
+			for i, row := range plan.rows {
+				rows[i] = []any{row.first, row.certificate, row.firstAt.UTC(), row.data, row.last, row.lastAt.UTC(), row.latest}
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results"}, []string{"run_id", "certificate", "finished_at", "data", "last_run_id", "last_finished_at", "latest"}, pgx.CopyFromRows(rows)); err != nil {
 				return err
 			}
 		}

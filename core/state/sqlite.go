@@ -84,6 +84,8 @@ type SQLite struct {
 	marked bool
 	// retention says which results FinishRun prunes.
 	retention Retention
+	// clock is the time of runs and of pruning (time.Now; a test simulates a year with it).
+	clock func() time.Time
 }
 
 var _ Store = (*SQLite)(nil)
@@ -105,7 +107,7 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 	// One connection: SQLite serializes writers anyway, and this keeps transactions from
 	// contending inside the process.
 	db.SetMaxOpenConns(1)
-	s := &SQLite{db: db, path: path, retention: DefaultRetention}
+	s := &SQLite{db: db, path: path, retention: DefaultRetention, clock: time.Now}
 	if err := checkNotLost(ctx, path, existed, db); err != nil {
 		db.Close()
 		if errors.Is(err, ErrStateLost) {
@@ -195,6 +197,9 @@ func connWhenFree(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 }
 
 func now() string { return time.Now().UTC().Format(timeFormat) }
+
+// stamp is the clock's time as stored.
+func (s *SQLite) stamp() string { return s.clock().UTC().Format(timeFormat) }
 
 func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -422,7 +427,7 @@ func (s *SQLite) AbandonOperation(ctx context.Context, op *Operation, reason str
 
 // StartRun records the start of a run.
 func (s *SQLite) StartRun(ctx context.Context, dryRun bool) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO runs(started_at, outcome, dry_run) VALUES (?, 'interrupted', ?)`, now(), dryRun)
+	res, err := s.db.ExecContext(ctx, `INSERT INTO runs(started_at, outcome, dry_run) VALUES (?, 'interrupted', ?)`, s.stamp(), dryRun)
 	if err != nil {
 		return 0, fmt.Errorf("record run: %w", err)
 	}
@@ -436,7 +441,7 @@ func (s *SQLite) SetRetention(r Retention) { s.retention = r }
 // transaction.
 func (s *SQLite) FinishRun(ctx context.Context, id int64, outcome string) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?`, now(), outcome, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?`, s.stamp(), outcome, id); err != nil {
 			return err
 		}
 		return s.prune(ctx, tx, id)
@@ -453,7 +458,7 @@ func (s *SQLite) prune(ctx context.Context, tx *sql.Tx, current int64) error {
 	keep := current
 	if s.retention.MaxAge > 0 {
 		var oldest sql.NullInt64
-		since := time.Now().Add(-s.retention.MaxAge).UTC().Format(timeFormat)
+		since := s.clock().Add(-s.retention.MaxAge).UTC().Format(timeFormat)
 		if err := tx.QueryRowContext(ctx, `SELECT MIN(id) FROM runs WHERE started_at >= ?`, since).Scan(&oldest); err != nil {
 			return fmt.Errorf("prune: %w", err)
 		}
@@ -500,63 +505,47 @@ func (s *SQLite) RecordResults(ctx context.Context, rs []Result) error {
 		if err != nil {
 			return err
 		}
-		prev := map[int64]int64{}
-		extend := map[int64][]string{} // by run: certificates whose row goes on
-		var insert []Result
-		var records []string
-		for _, r := range rs {
-			if r.FinishedAt.IsZero() {
-				r.FinishedAt = time.Now().UTC()
-			}
-			data, err := resultRecord(r)
-			if err != nil {
-				return err
-			}
-			p, ok := prev[r.RunID]
+		prevs := map[int64]int64{}
+		plan, err := planRecords(rs, latest, func(run int64) (int64, error) {
+			p, ok := prevs[run]
 			if !ok {
-				if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM runs WHERE id < ?`, r.RunID).Scan(&p); err != nil {
-					return err
+				if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM runs WHERE id < ?`, run).Scan(&p); err != nil {
+					return 0, err
 				}
-				prev[r.RunID] = p
+				prevs[run] = p
 			}
-			if l, ok := latest[r.Certificate]; ok && l.data == data && l.last == p && p != 0 {
-				extend[r.RunID] = append(extend[r.RunID], r.Certificate)
-				continue
-			}
-			insert = append(insert, r)
-			records = append(records, data)
-		}
-		for run, names := range extend {
-			list, _ := json.Marshal(names)
-			if _, err := tx.ExecContext(ctx, `UPDATE results SET last_run_id = ?, last_finished_at = ?
-				WHERE latest = 1 AND certificate IN (SELECT value FROM json_each(?))`, run, now(), string(list)); err != nil {
-				return fmt.Errorf("extend results: %w", err)
-			}
-		}
-		if len(insert) == 0 {
-			return nil
-		}
-		retire, err := tx.PrepareContext(ctx, `UPDATE results SET latest = 0 WHERE certificate = ? AND latest = 1`)
+			return p, nil
+		})
 		if err != nil {
 			return err
 		}
-		defer retire.Close()
-		add, err := tx.PrepareContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES (?, ?, ?, ?, ?, ?, 1)`)
+		// The stored rows go on first: a certificate's new row is then the only one marked latest.
+		for run, e := range plan.extend {
+			list, _ := json.Marshal(e.names)
+			if _, err := tx.ExecContext(ctx, `UPDATE results SET last_run_id = ?, last_finished_at = ?
+				WHERE latest = 1 AND certificate IN (SELECT value FROM json_each(?))`, run, e.at.UTC().Format(timeFormat), string(list)); err != nil {
+				return fmt.Errorf("extend results: %w", err)
+			}
+		}
+		if len(plan.retire) > 0 {
+			list, _ := json.Marshal(plan.retire)
+			if _, err := tx.ExecContext(ctx, `UPDATE results SET latest = 0 WHERE latest = 1 AND certificate IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
+				return err
+			}
+		}
+		if len(plan.rows) == 0 {
+			return nil
+		}
+		add, err := tx.PrepareContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES (?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer add.Close()
-		for i, r := range insert {
-			at := r.FinishedAt.UTC().Format(timeFormat)
-			if _, ok := latest[r.Certificate]; ok {
-				if _, err := retire.ExecContext(ctx, r.Certificate); err != nil {
-					return fmt.Errorf("%s: %w", r.Certificate, err)
-				}
+		for _, row := range plan.rows {
+			if _, err := add.ExecContext(ctx, row.first, row.certificate, row.firstAt.UTC().Format(timeFormat), row.data,
+				row.last, row.lastAt.UTC().Format(timeFormat), row.latest); err != nil {
+				return fmt.Errorf("%s: %w", row.certificate, err)
 			}
-			if _, err := add.ExecContext(ctx, r.RunID, r.Certificate, at, records[i], r.RunID, at); err != nil {
-				return fmt.Errorf("%s: %w", r.Certificate, err)
-			}
-			latest[r.Certificate] = span{first: r.RunID, last: r.RunID, data: records[i]}
 		}
 		return nil
 	})

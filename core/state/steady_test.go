@@ -281,3 +281,55 @@ func TestPostgresMigration3KeepsRecordedData(t *testing.T) {
 		t.Fatalf("after a new run: %+v", last)
 	}
 }
+
+// TestResultsOfSeveralRunsInOneBatch: RecordResults given consecutive runs' results at once
+// stores what one call per run would.
+func TestResultsOfSeveralRunsInOneBatch(t *testing.T) {
+	contract(t, func(t *testing.T, s Store, _ func() (Store, error)) {
+		ctx := context.Background()
+		var ids []int64
+		for i := 0; i < 4; i++ {
+			id, err := s.StartRun(ctx, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		var batch []Result
+		for i, id := range ids {
+			www := OutcomeUnchanged
+			if i >= 2 {
+				www = OutcomeFailed
+			}
+			batch = append(batch, Result{RunID: id, Certificate: "www", Outcome: www}, Result{RunID: id, Certificate: "mail", Outcome: OutcomeUnchanged})
+		}
+		if err := s.RecordResults(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if err := s.FinishRun(ctx, id, "ok"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := resultRows(t, s); n != 3 {
+			t.Fatalf("%d rows; want 3 (www 1-2, www 3-4, mail 1-4)", n)
+		}
+		all, err := s.(historian).History(ctx, "", 10)
+		if err != nil || len(all) != 4 {
+			t.Fatalf("history: %+v %v", all, err)
+		}
+		for i, run := range all {
+			want := OutcomeFailed
+			if i >= 2 {
+				want = OutcomeUnchanged
+			}
+			if len(run.Results) != 2 || run.Results[1].Certificate != "www" || run.Results[1].Outcome != want {
+				t.Errorf("run %d: %+v", run.ID, run.Results)
+			}
+		}
+		last, err := s.LastResults(ctx)
+		if err != nil || last["www"].RunID != ids[3] || last["www"].Outcome != OutcomeFailed || last["mail"].RunID != ids[3] {
+			t.Fatalf("last results: %+v %v", last, err)
+		}
+	})
+}
