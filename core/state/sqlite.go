@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -80,9 +81,10 @@ var migrations = []string{
 type SQLite struct {
 	db   *sql.DB
 	path string
-	// marked is set once the marker beside the database names it.
-	marked bool
-	// retention says which results FinishRun prunes.
+	// marked is set once the marker beside the database names it (operations are created
+	// concurrently, hence atomic).
+	marked atomic.Bool
+	// retention says which results FinishRun prunes (set before the store is used).
 	retention Retention
 	// clock is the time of runs and of pruning (time.Now; a test simulates a year with it).
 	clock func() time.Time
