@@ -1,0 +1,156 @@
+package engine
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/issuer/scm"
+	"github.com/certfleet/certfleet/core/issuer/scm/scmsim"
+	"github.com/certfleet/certfleet/core/state"
+)
+
+// day2World is an SCM simulator holding n issued orders and a state recording each as deployed
+// two days ago, so that every certificate's CA check (revocation, renewal information) is due.
+type day2World struct {
+	sim    *scmsim.Server
+	iss    *scm.Issuer
+	store  *state.SQLite
+	certs  []Certificate
+	orders []int // the simulator's order id of each certificate, in certs' order
+}
+
+// newDay2World places and collects n orders (without latency), records their deployments and
+// then sets the simulator's latency.
+func newDay2World(tb testing.TB, n int, api string, latency time.Duration) *day2World {
+	tb.Helper()
+	ctx := context.Background()
+	cfg := scmsim.DefaultConfig()
+	cfg.PendingCollects = 0
+	sim, err := scmsim.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(sim.Close)
+	scfg := scm.Config{Name: "ca", API: api, TokenURL: sim.TokenURL(), CABundlePEM: sim.TLSCACertPEM()}
+	switch api {
+	case scm.APIEnrollment:
+		scfg.BaseURL, scfg.ClientID = sim.EnrollURL(), "certfleet-sim-rest"
+		scfg.ClientSecret = cfg.EnrollAccounts[scfg.ClientID].Secret
+	default:
+		scfg.BaseURL, scfg.OrgID, scfg.ClientID = sim.URL(), 1234, "certfleet-sim"
+		scfg.ClientSecret = cfg.Clients[scfg.ClientID]
+	}
+	iss, err := scm.New(scfg, scm.WithRetry(3, time.Millisecond, 10*time.Millisecond))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	store, err := state.Open(ctx, filepath.Join(tb.TempDir(), "state.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+
+	w := &day2World{sim: sim, iss: iss, store: store, certs: make([]Certificate, n), orders: make([]int, n)}
+	deployed := time.Now().Add(-48 * time.Hour)
+	deployments := make([]state.Deployment, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			name := fmt.Sprintf("cert%05d", i)
+			host := name + ".example.com"
+			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: host}, DNSNames: []string{host}}, key)
+			if err != nil {
+				errs <- err
+				return
+			}
+			csr := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+			ref, err := iss.Submit(ctx, issuer.Request{CertificateName: name, RequestID: name, CSRPEM: csr, CommonName: host,
+				DNSNames: []string{host}, Options: map[string]any{"cert_type": "OV SSL"}})
+			if err != nil {
+				errs <- fmt.Errorf("order %s: %w", name, err)
+				return
+			}
+			res, err := iss.Collect(ctx, ref)
+			if err != nil || res.State != issuer.Issued {
+				errs <- fmt.Errorf("collect %s: %v (%v)", name, err, res.State)
+				return
+			}
+			w.certs[i] = Certificate{Name: name, Device: "web", Issuer: "ca"}
+			deployments[i] = state.Deployment{Certificate: name, Device: "web", Issuer: "ca", OrderRef: string(ref),
+				CertPEM: res.CertPEM, ChainPEM: res.ChainPEM, NotAfter: deployed.Add(90 * 24 * time.Hour),
+				DeployedAt: deployed, RevocationCheckedAt: deployed}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		tb.Fatal(err)
+	}
+	for _, d := range deployments {
+		if err := store.SaveDeployment(ctx, d); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for i, o := range sim.Orders() {
+		w.orders[i] = o.ID
+	}
+	sim.SetLatency(latency)
+	return w
+}
+
+// engineAt is an engine over the world's certificates whose clock reads now.
+func (w *day2World) engineAt(now func() time.Time) *Engine {
+	return New(Options{Store: w.store, Issuers: map[string]issuer.Issuer{"ca": w.iss}, Certificates: w.certs,
+		Devices: map[string]Device{"web": {Name: "web", Plugin: "none"}}, Now: now})
+}
+
+// BenchmarkDay2Check is the day-2 CA check of a run (revocation status, renewal information)
+// over 1,000 and 10,000 SCM certificates, every one due, at 50 ms per CA call: what a run
+// spends asking the CA once the check interval has passed for all of them (the first run after
+// an upgrade or a long outage, or a fleet enrolled in one go).
+func BenchmarkDay2Check(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("scm-admin/%d", n), func(b *testing.B) {
+			w := newDay2World(b, n, scm.APIAdmin, 50*time.Millisecond)
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				before := w.sim.Requests()
+				// Each iteration runs three days later, when every check is due again.
+				later := time.Duration(i) * 72 * time.Hour
+				e := w.engineAt(func() time.Time { return time.Now().Add(later) })
+				b.StartTimer()
+				if err := e.refreshCAView(context.Background(), nil); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(w.sim.Requests()-before), "ca-calls/op")
+				b.StartTimer()
+			}
+		})
+	}
+}
