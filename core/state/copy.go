@@ -43,9 +43,17 @@ func CopyToPostgres(ctx context.Context, from *SQLite, to *Postgres) (CopyCounts
 		if used {
 			return errors.New("the PostgreSQL state is not empty: copying into it would mix two fleets' records (use a new database or schema)")
 		}
-		if err := copyRows(ctx, from, `SELECT certificate, not_after, data FROM deployments`, 3, func(v []any) error {
+		if err := copyRows(ctx, from, `SELECT certificate, not_after, data, ca_check_due FROM deployments`, 4, func(v []any) error {
 			n.Deployments++
-			_, err := tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data) VALUES ($1, $2, $3)`, v[0], parseTime(v[1]), v[2])
+			var due *time.Time // NULL: nothing to ask the CA
+			if s, ok := v[3].(string); ok {
+				t, err := time.Parse(dueFormat, s)
+				if err != nil {
+					return fmt.Errorf("%v: ca_check_due %q: %w", v[0], s, err)
+				}
+				due = &t
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data, ca_check_due) VALUES ($1, $2, $3, $4)`, v[0], parseTime(v[1]), v[2], due)
 			return err
 		}); err != nil {
 			return fmt.Errorf("deployments: %w", err)

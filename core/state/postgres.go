@@ -64,6 +64,13 @@ var pgMigrations = []string{
 		key   TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	);`,
+	// 3: reserved, as in SQLite (issue 24's retention migration takes this place at the merge).
+	`SELECT 1`,
+	// 4: the CA-check schedule, as in SQLite; never scheduled is the zero time (year 1).
+	`ALTER TABLE deployments ADD COLUMN ca_check_due TIMESTAMPTZ;
+	UPDATE deployments SET ca_check_due = '0001-01-01 00:00:00+00'
+		WHERE (data::jsonb ->> 'OrderRef') <> '' AND NOT (data::jsonb ->> 'Revoked')::boolean;
+	CREATE INDEX deployments_ca_check_due ON deployments(ca_check_due);`,
 }
 
 // Postgres is the Store shared by several certfleet instances. It needs an ordinary role that may
@@ -230,10 +237,58 @@ func pgSaveDeployment(ctx context.Context, tx pgx.Tx, d Deployment) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data) VALUES ($1, $2, $3)
-		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data`,
-		d.Certificate, d.NotAfter.UTC(), string(data))
+	_, err = tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data, ca_check_due) VALUES ($1, $2, $3, $4)
+		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data, ca_check_due = excluded.ca_check_due`,
+		d.Certificate, d.NotAfter.UTC(), string(data), pgCACheckDue(d))
 	return err
+}
+
+// pgCACheckDue is the ca_check_due column of d: NULL when there is nothing to ask the CA.
+func pgCACheckDue(d Deployment) *time.Time {
+	if !d.CACheckable() {
+		return nil
+	}
+	due := d.CACheckDueAt.UTC()
+	return &due
+}
+
+// SaveDeployments records ds in one transaction (fenced when ctx carries a claim).
+func (s *Postgres) SaveDeployments(ctx context.Context, ds []Deployment) error {
+	err := s.fenced(ctx, func(tx pgx.Tx) error {
+		for _, d := range ds {
+			if err := pgSaveDeployment(ctx, tx, d); err != nil {
+				return fmt.Errorf("%s: %w", d.Certificate, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save deployments: %w", err)
+	}
+	return nil
+}
+
+// DueCAChecks returns the deployments whose CA check is due (see Store), from the
+// deployments_ca_check_due index.
+func (s *Postgres) DueCAChecks(ctx context.Context, now, horizon time.Time) ([]Deployment, error) {
+	rows, err := s.pool.Query(ctx, `SELECT certificate, data FROM deployments WHERE ca_check_due <= $1 OR ca_check_due > $2`, now.UTC(), horizon.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("read the CA checks due: %w", err)
+	}
+	defer rows.Close()
+	var out []Deployment
+	for rows.Next() {
+		var name, data string
+		if err := rows.Scan(&name, &data); err != nil {
+			return nil, fmt.Errorf("read the CA checks due: %w", err)
+		}
+		var d Deployment
+		if err := json.Unmarshal([]byte(data), &d); err != nil {
+			return nil, fmt.Errorf("decode deployment of %s: %w", name, err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 // SaveDeployment records d (fenced when ctx carries a claim).
