@@ -7,9 +7,9 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -23,16 +23,18 @@ import (
 // day2World is an SCM simulator holding n issued orders and a state recording each as deployed
 // two days ago, so that every certificate's CA check (revocation, renewal information) is due.
 type day2World struct {
-	sim    *scmsim.Server
-	iss    *scm.Issuer
-	store  *state.SQLite
-	certs  []Certificate
-	orders []int // the simulator's order id of each certificate, in certs' order
+	sim   *scmsim.Server
+	iss   *scm.Issuer
+	store *state.SQLite
+	certs []Certificate
+	refs  []issuer.OrderRef // each certificate's order, in certs' order
 }
 
-// newDay2World places and collects n orders (without latency), records their deployments and
-// then sets the simulator's latency.
-func newDay2World(tb testing.TB, n int, api string, latency time.Duration) *day2World {
+// newDay2World places n orders in an SCM simulator (its Admin API), collects them when collect
+// is set (their certificates are then recorded with the deployments; an SCM check needs only
+// the order), records their deployments as made at deployed and then sets the simulator's
+// latency.
+func newDay2World(tb testing.TB, n int, collect bool, deployed time.Time, latency time.Duration) *day2World {
 	tb.Helper()
 	ctx := context.Background()
 	cfg := scmsim.DefaultConfig()
@@ -45,20 +47,8 @@ func newDay2World(tb testing.TB, n int, api string, latency time.Duration) *day2
 		tb.Fatal(err)
 	}
 	tb.Cleanup(sim.Close)
-	scfg := scm.Config{Name: "ca", API: api, TokenURL: sim.TokenURL(), CABundlePEM: sim.TLSCACertPEM()}
-	switch api {
-	case scm.APIEnrollment:
-		scfg.BaseURL, scfg.ClientID = sim.EnrollURL(), "certfleet-sim-rest"
-		scfg.ClientSecret = cfg.EnrollAccounts[scfg.ClientID].Secret
-	default:
-		scfg.BaseURL, scfg.OrgID, scfg.ClientID = sim.URL(), 1234, "certfleet-sim"
-		scfg.ClientSecret = cfg.Clients[scfg.ClientID]
-	}
-	iss, err := scm.New(scfg, scm.WithRetry(3, time.Millisecond, 10*time.Millisecond))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	iss, err := scm.New(scm.Config{Name: "ca", BaseURL: sim.URL(), OrgID: 1234, TokenURL: sim.TokenURL(), CABundlePEM: sim.TLSCACertPEM(),
+		ClientID: "certfleet-sim", ClientSecret: cfg.Clients["certfleet-sim"]}, scm.WithRetry(3, time.Millisecond, 10*time.Millisecond))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -68,41 +58,48 @@ func newDay2World(tb testing.TB, n int, api string, latency time.Duration) *day2
 	}
 	tb.Cleanup(func() { store.Close() })
 
-	w := &day2World{sim: sim, iss: iss, store: store, certs: make([]Certificate, n), orders: make([]int, n)}
-	deployed := time.Now().Add(-48 * time.Hour)
+	// The orders are placed in the simulator directly (as n enroll calls would), all of one CSR:
+	// the check looks at the orders only.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "fleet.example.com"},
+		DNSNames: []string{"fleet.example.com"}}, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ids := sim.PlaceOrders(n, 1234, cfg.Profiles[0], csr)
+
+	w := &day2World{sim: sim, iss: iss, store: store, certs: make([]Certificate, n), refs: make([]issuer.OrderRef, n)}
 	deployments := make([]state.Deployment, n)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	sem := make(chan struct{}, 8)
-	for i := range n {
+	for i, id := range ids {
+		name := fmt.Sprintf("cert%05d", i)
+		ref := issuer.OrderRef(strconv.Itoa(id))
+		w.certs[i], w.refs[i] = Certificate{Name: name, Device: "web", Issuer: "ca"}, ref
+		deployments[i] = state.Deployment{Certificate: name, Device: "web", Issuer: "ca", OrderRef: string(ref),
+			NotAfter: deployed.Add(90 * 24 * time.Hour), DeployedAt: deployed, RevocationCheckedAt: deployed}
+		if !collect {
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			name := fmt.Sprintf("cert%05d", i)
-			host := name + ".example.com"
-			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: host}, DNSNames: []string{host}}, key)
-			if err != nil {
-				errs <- err
-				return
-			}
-			csr := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
-			ref, err := iss.Submit(ctx, issuer.Request{CertificateName: name, RequestID: name, CSRPEM: csr, CommonName: host,
-				DNSNames: []string{host}, Options: map[string]any{"cert_type": "OV SSL"}})
-			if err != nil {
-				errs <- fmt.Errorf("order %s: %w", name, err)
-				return
-			}
 			res, err := iss.Collect(ctx, ref)
 			if err != nil || res.State != issuer.Issued {
 				errs <- fmt.Errorf("collect %s: %v (%v)", name, err, res.State)
 				return
 			}
-			w.certs[i] = Certificate{Name: name, Device: "web", Issuer: "ca"}
-			deployments[i] = state.Deployment{Certificate: name, Device: "web", Issuer: "ca", OrderRef: string(ref),
-				CertPEM: res.CertPEM, ChainPEM: res.ChainPEM, NotAfter: deployed.Add(90 * 24 * time.Hour),
-				DeployedAt: deployed, RevocationCheckedAt: deployed}
+			deployments[i].CertPEM, deployments[i].ChainPEM = res.CertPEM, res.ChainPEM
 		}()
 	}
 	wg.Wait()
@@ -110,13 +107,8 @@ func newDay2World(tb testing.TB, n int, api string, latency time.Duration) *day2
 	for err := range errs {
 		tb.Fatal(err)
 	}
-	for _, d := range deployments {
-		if err := store.SaveDeployment(ctx, d); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	for i, o := range sim.Orders() {
-		w.orders[i] = o.ID
+	if err := store.SaveDeployments(ctx, deployments); err != nil {
+		tb.Fatal(err)
 	}
 	sim.SetLatency(latency)
 	return w
@@ -135,7 +127,7 @@ func (w *day2World) engineAt(now func() time.Time) *Engine {
 func BenchmarkDay2Check(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("scm-admin/%d", n), func(b *testing.B) {
-			w := newDay2World(b, n, scm.APIAdmin, 50*time.Millisecond)
+			w := newDay2World(b, n, true, time.Now().Add(-48*time.Hour), 50*time.Millisecond)
 			b.ResetTimer()
 			for i := range b.N {
 				b.StopTimer()

@@ -312,11 +312,9 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Lock()
-	o := &Order{ID: s.nextID, RenewID: randomID(10), OrgID: req.OrgID, CertType: req.CertType, Term: req.Term,
+	o := s.addOrderLocked(&Order{OrgID: req.OrgID, CertType: req.CertType, Term: req.Term,
 		CommonName: csr.Subject.CommonName, SANs: sans, Comments: req.Comments, ExternalRequester: req.ExternalRequester,
-		CustomFields: fields, Status: "Requested", Requested: time.Now(), RequestedVia: "REST API", CSR: csr}
-	s.orders[o.ID] = o
-	s.nextID++
+		CustomFields: fields, CSR: csr})
 	lose := s.loseEnroll > 0
 	if lose {
 		s.loseEnroll--
