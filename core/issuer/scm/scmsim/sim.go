@@ -101,6 +101,9 @@ type Config struct {
 	// AuthorizationURI overrides the authorization_uri a 401 names (tests of where a client
 	// sends its secret).
 	AuthorizationURI string
+	// ListClampsSize makes GET /ssl/v1 answer a size over 200 with 200 entries instead of
+	// refusing it: the Admin OpenAPI bounds size at 200, what SCM does beyond is UNCONFIRMED.
+	ListClampsSize bool
 	// Validity overrides the term (days) when set, for tests of renewal windows.
 	Validity time.Duration
 	// Now is the simulator's clock (time.Now when nil); it sets the longest public term.
