@@ -121,28 +121,59 @@ func (w *day2World) engineAt(now func() time.Time) *Engine {
 }
 
 // BenchmarkDay2Check is the day-2 CA check of a run (revocation status, renewal information)
-// over 1,000 and 10,000 SCM certificates, every one due, at 50 ms per CA call: what a run
-// spends asking the CA once the check interval has passed for all of them (the first run after
-// an upgrade or a long outage, or a fleet enrolled in one go).
+// over 1,000 and 10,000 SCM certificates at 50 ms per CA call:
+//   - all-due: every check is due, what a run spends once the check interval has passed for
+//     all of them (the first run after an upgrade or a long outage, or a fleet enrolled in one
+//     go); each iteration runs three days after the last.
+//   - hourly: the steady state of an hourly cron with the default 24 h interval, once every
+//     certificate has been checked (and scheduled) once; each iteration runs an hour after the
+//     last.
 func BenchmarkDay2Check(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("scm-admin/%d", n), func(b *testing.B) {
-			w := newDay2World(b, n, true, time.Now().Add(-48*time.Hour), 50*time.Millisecond)
-			b.ResetTimer()
-			for i := range b.N {
-				b.StopTimer()
-				before := w.sim.Requests()
-				// Each iteration runs three days later, when every check is due again.
-				later := time.Duration(i) * 72 * time.Hour
-				e := w.engineAt(func() time.Time { return time.Now().Add(later) })
-				b.StartTimer()
-				if err := e.refreshCAView(context.Background(), nil); err != nil {
-					b.Fatal(err)
+		for _, mode := range []string{"all-due", "hourly"} {
+			b.Run(fmt.Sprintf("scm-admin/%s/%d", mode, n), func(b *testing.B) {
+				w := newDay2World(b, n, true, time.Now().Add(-48*time.Hour), 50*time.Millisecond)
+				start, step := time.Now(), 72*time.Hour
+				if mode == "hourly" {
+					if err := w.engineAt(func() time.Time { return start }).refreshCAView(context.Background(), nil); err != nil {
+						b.Fatal(err)
+					}
+					step = time.Hour
 				}
-				b.StopTimer()
-				b.ReportMetric(float64(w.sim.Requests()-before), "ca-calls/op")
-				b.StartTimer()
-			}
-		})
+				b.ResetTimer()
+				var calls, checked int
+				for i := range b.N {
+					b.StopTimer()
+					before := w.sim.Requests()
+					at := start.Add(time.Duration(i+1) * step)
+					e := w.engineAt(func() time.Time { return at })
+					b.StartTimer()
+					if err := e.refreshCAView(context.Background(), nil); err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					calls += w.sim.Requests() - before
+					checked += w.checkedAt(b, at)
+					b.StartTimer()
+				}
+				b.ReportMetric(float64(calls)/float64(b.N), "ca-calls/op")
+				b.ReportMetric(float64(checked)/float64(b.N), "checked/op")
+			})
+		}
 	}
+}
+
+// checkedAt counts the deployments whose CA check ran at at.
+func (w *day2World) checkedAt(tb testing.TB, at time.Time) int {
+	ds, err := w.store.Deployments(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := 0
+	for _, d := range ds {
+		if d.RevocationCheckedAt.Equal(at) {
+			n++
+		}
+	}
+	return n
 }
