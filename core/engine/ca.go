@@ -189,9 +189,18 @@ func (e *Engine) checkRevocation(ctx context.Context, iss issuer.Issuer, sem cha
 		}
 		revoked, unanswered, err := lister.RevokedAmong(ctx, refs)
 		release(sem)
-		if err != nil {
+		switch {
+		case err != nil && (issuer.IsRetryable(err) || ctx.Err() != nil):
+			// The CA is unreachable or busy: asking about each certificate would only multiply
+			// the failures. The checks stay due for the next run.
+			e.log.Warn("could not list the certificates the CA revoked; the next run asks again", "issuer", iss.Name(), "certificates", len(checks), "error", e.opts.Redact(err.Error()))
+			for _, ck := range checks {
+				ck.answered = false
+			}
+			return
+		case err != nil:
 			e.log.Warn("could not list the certificates the CA revoked; asking about each", "issuer", iss.Name(), "error", e.opts.Redact(err.Error()))
-		} else {
+		default:
 			for ref, msg := range revoked {
 				if ck := byRef[ref]; ck != nil {
 					e.revoked(ck, msg)

@@ -345,3 +345,35 @@ func TestNextCACheckSpreadsTheFleet(t *testing.T) {
 		t.Errorf("sub-second-aligned interval: slot %s after %s", got, base)
 	}
 }
+
+// TestSCMListingFailure: when the CA cannot be reached for the listing, the run does not ask about
+// each certificate (that would only multiply the failures) and the checks stay due; when SCM
+// refuses the listing itself (here a 403), each certificate is asked about on its own.
+func TestSCMListingFailure(t *testing.T) {
+	w := newDay2World(t, 20, false, time.Now().Add(-48*time.Hour), 0)
+	ctx := context.Background()
+	now := time.Now()
+	e := w.engineAt(func() time.Time { return now })
+	w.sim.FailNext(100, 503, 0)
+	if err := e.refreshCAView(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.sim.FailNext(0, 0, 0)
+	if n := w.sim.Calls(routeCollect); n != 0 {
+		t.Errorf("%d collects while SCM was unavailable", n)
+	}
+	if due, err := w.store.DueCAChecks(ctx, now, now.Add(24*time.Hour)); err != nil || len(due) != 20 {
+		t.Fatalf("%d checks due after the failed listing (%v), want all 20", len(due), err)
+	}
+
+	w.sim.FailNext(1, 403, 0)
+	if err := e.refreshCAView(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.sim.Calls(routeCollect); n != 20 {
+		t.Errorf("%d collects after SCM refused the listing, want 20", n)
+	}
+	if due, err := w.store.DueCAChecks(ctx, now, now.Add(24*time.Hour)); err != nil || len(due) != 0 {
+		t.Fatalf("%d checks still due (%v), want none", len(due), err)
+	}
+}
