@@ -86,7 +86,7 @@ func (e *Engine) checkCA(ctx context.Context, certs []Certificate, due map[strin
 			continue
 		}
 		if d.CACheckDueAt.IsZero() || d.CACheckDueAt.After(now.Add(interval)) {
-			// Never scheduled (deployed, adopted or recorded before the schedule existed), or
+			// Never scheduled (newly deployed, or recorded before the schedule existed), or
 			// scheduled under a longer interval than today's: the check falls at the
 			// certificate's first slot after its last check (or its deployment).
 			if first := nextCACheck(c.Name, lastCACheck(d), interval); first.After(now) {
