@@ -100,7 +100,11 @@ func (e *Engine) planRun(ctx context.Context, po PlanOptions) (Plan, error) {
 		return Plan{}, err
 	}
 	if e.opts.RevocationCheckInterval >= 0 {
-		for name, d := range e.refreshCAViewOf(ctx, certs, deployments) {
+		updated, err := e.refreshCAView(ctx, certs)
+		if err != nil {
+			return Plan{}, err
+		}
+		for name, d := range updated {
 			deployments[name] = d
 		}
 	}

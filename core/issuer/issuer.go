@@ -124,6 +124,11 @@ type Capabilities struct {
 	SupportsRevoke bool
 	// RenewalInfo is true when the issuer implements RenewalAdvisor.
 	RenewalInfo bool
+	// RevocationStatus is true when Collect of an issued order tells whether the CA revoked its
+	// certificate since (SCM's status). An ACME order stays valid when its certificate is
+	// revoked (RFC 8555 §7.1.6 has no such order status); the CA says so only through renewal
+	// information, by moving the suggested window into the past (RFC 9773).
+	RevocationStatus bool
 }
 
 // Issuer is a certificate authority account.
@@ -179,6 +184,19 @@ func (w RenewalWindow) RenewAt(key string) time.Time {
 // (ACME Renewal Information, RFC 9773).
 type RenewalAdvisor interface {
 	RenewalWindow(ctx context.Context, cert *x509.Certificate) (RenewalWindow, error)
+	// OffersRenewalInfo reports whether the CA offers renewal information at all (an ACME
+	// directory with a renewalInfo resource); when it does not, RenewalWindow is not worth a call.
+	OffersRenewalInfo(ctx context.Context) (bool, error)
+}
+
+// RevocationLister is implemented by issuers that can tell in a few calls which of many orders'
+// certificates the CA revoked, where Collect would take one call each (SCM lists the revoked
+// certificates of a tenant, a page of up to 200 per call).
+type RevocationLister interface {
+	// RevokedAmong returns the refs whose certificate the CA revoked, each with the CA's words.
+	// The refs it could not answer for (another API, or a listing longer than asking about each)
+	// are returned as unanswered, for Collect to answer one by one.
+	RevokedAmong(ctx context.Context, refs []OrderRef) (revoked map[OrderRef]string, unanswered []OrderRef, err error)
 }
 
 // Retryable is implemented by errors that say whether the same call may succeed later.

@@ -43,10 +43,18 @@ func CopyToPostgres(ctx context.Context, from *SQLite, to *Postgres) (CopyCounts
 		if used {
 			return errors.New("the PostgreSQL state is not empty: copying into it would mix two fleets' records (use a new database or schema)")
 		}
-		if err := copyRows(ctx, from, `SELECT certificate, not_after, data, cert_pem, chain_pem FROM deployments`, 5, func(v []any) error {
+		if err := copyRows(ctx, from, `SELECT certificate, not_after, data, cert_pem, chain_pem, ca_check_due FROM deployments`, 6, func(v []any) error {
 			n.Deployments++
-			_, err := tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem) VALUES ($1, $2, $3, $4, $5)`,
-				v[0], parseTime(v[1]), v[2], v[3], v[4])
+			var due *time.Time // NULL: nothing to ask the CA
+			if s, ok := v[5].(string); ok {
+				t, err := time.Parse(dueFormat, s)
+				if err != nil {
+					return fmt.Errorf("%v: ca_check_due %q: %w", v[0], s, err)
+				}
+				due = &t
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES ($1, $2, $3, $4, $5, $6)`,
+				v[0], parseTime(v[1]), v[2], v[3], v[4], due)
 			return err
 		}); err != nil {
 			return fmt.Errorf("deployments: %w", err)

@@ -25,8 +25,12 @@ func TestCopySQLiteStateToPostgres(t *testing.T) {
 	defer to.Close()
 
 	na := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, name := range []string{"www", "mail"} {
-		if err := from.SaveDeployment(ctx, Deployment{Certificate: name, Serial: name + "-1", NotAfter: na, ChainPEM: []string{"c"}}); err != nil {
+	for _, name := range []string{"www", "mail", "shop"} {
+		d := Deployment{Certificate: name, Serial: name + "-1", NotAfter: na, ChainPEM: []string{"c"}}
+		if name == "shop" { // its CA check is scheduled; the copy keeps the schedule
+			d.OrderRef, d.CACheckDueAt = "order-3", na.Add(-24*time.Hour)
+		}
+		if err := from.SaveDeployment(ctx, d); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -68,7 +72,7 @@ func TestCopySQLiteStateToPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Two result rows: each certificate had the same result in the three runs.
-	if want := (CopyCounts{Deployments: 2, Operations: 2, Runs: 3, Results: 2, Accounts: 1}); n != want {
+	if want := (CopyCounts{Deployments: 3, Operations: 2, Runs: 3, Results: 2, Accounts: 1}); n != want {
 		t.Fatalf("copied %+v, want %+v", n, want)
 	}
 	// Everything reads the same through the Store interface.
@@ -81,6 +85,8 @@ func TestCopySQLiteStateToPostgres(t *testing.T) {
 		{"last results", func(s Store) (any, error) { return s.LastResults(ctx) }},
 		{"runs", func(s Store) (any, error) { return s.Runs(ctx, 10) }},
 		{"history", func(s Store) (any, error) { return s.(historian).History(ctx, "", 10) }},
+		{"CA checks due before the scheduled one", func(s Store) (any, error) { return s.DueCAChecks(ctx, na.Add(-25*time.Hour), na) }},
+		{"CA checks due at the scheduled one", func(s Store) (any, error) { return s.DueCAChecks(ctx, na.Add(-24*time.Hour), na) }},
 	} {
 		a, err := read.fn(from)
 		if err != nil {

@@ -80,6 +80,11 @@ var pgMigrations = []string{
 	CREATE UNIQUE INDEX results_latest ON results(certificate) WHERE latest;
 	CREATE INDEX results_by_last_run ON results(last_run_id);
 	CREATE INDEX results_by_run ON results(run_id);`,
+	// 4: the CA-check schedule, as in SQLite; never scheduled is the zero time (year 1).
+	`ALTER TABLE deployments ADD COLUMN ca_check_due TIMESTAMPTZ;
+	UPDATE deployments SET ca_check_due = '0001-01-01 00:00:00+00'
+		WHERE (data::jsonb ->> 'OrderRef') <> '' AND NOT (data::jsonb ->> 'Revoked')::boolean;
+	CREATE INDEX deployments_ca_check_due ON deployments(ca_check_due);`,
 }
 
 // Postgres is the Store shared by several certfleet instances. It needs an ordinary role that may
@@ -265,11 +270,60 @@ func pgSaveDeployment(ctx context.Context, tx pgx.Tx, d Deployment) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem) VALUES ($1, $2, $3, $4, $5)
+	_, err = tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data,
-			cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem`,
-		d.Certificate, d.NotAfter.UTC(), data, certPEM, chainPEM)
+			cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem, ca_check_due = excluded.ca_check_due`,
+		d.Certificate, d.NotAfter.UTC(), data, certPEM, chainPEM, pgCACheckDue(d))
 	return err
+}
+
+// pgCACheckDue is the ca_check_due column of d: NULL when there is nothing to ask the CA.
+func pgCACheckDue(d Deployment) *time.Time {
+	if !d.CACheckable() {
+		return nil
+	}
+	due := d.CACheckDueAt.UTC()
+	return &due
+}
+
+// SaveDeployments records ds in one transaction (fenced when ctx carries a claim).
+func (s *Postgres) SaveDeployments(ctx context.Context, ds []Deployment) error {
+	err := s.fenced(ctx, func(tx pgx.Tx) error {
+		for _, d := range ds {
+			if err := pgSaveDeployment(ctx, tx, d); err != nil {
+				return fmt.Errorf("%s: %w", d.Certificate, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save deployments: %w", err)
+	}
+	return nil
+}
+
+// DueCAChecks returns the deployments whose CA check is due (see Store), from the
+// deployments_ca_check_due index.
+func (s *Postgres) DueCAChecks(ctx context.Context, now, horizon time.Time) ([]Deployment, error) {
+	// Whole, with the PEM bodies, as in SQLite.
+	rows, err := s.pool.Query(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments WHERE ca_check_due <= $1 OR ca_check_due > $2`, now.UTC(), horizon.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("read the CA checks due: %w", err)
+	}
+	defer rows.Close()
+	var out []Deployment
+	for rows.Next() {
+		var name, data, certPEM, chainPEM string
+		if err := rows.Scan(&name, &data, &certPEM, &chainPEM); err != nil {
+			return nil, fmt.Errorf("read the CA checks due: %w", err)
+		}
+		d, err := decodeDeployment(data, &certPEM, chainPEM)
+		if err != nil {
+			return nil, fmt.Errorf("decode deployment of %s: %w", name, err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 // SaveDeployment records d (fenced when ctx carries a claim).

@@ -75,6 +75,31 @@ var migrations = []string{
 	CREATE UNIQUE INDEX results_latest ON results(certificate) WHERE latest = 1;
 	CREATE INDEX results_by_last_run ON results(last_run_id);
 	CREATE INDEX results_by_run ON results(run_id);`,
+	// 4: the CA-check schedule (Deployment.CACheckDueAt, read by DueCAChecks).
+	caCheckScheduleMigration,
+}
+
+// caCheckScheduleMigration adds the indexed schedule of the CA checks: when each deployment's
+// next check is due (caCheckDue), NULL for deployments with nothing to ask. Deployments recorded
+// before it are marked never scheduled: the engine schedules each at the next run.
+const caCheckScheduleMigration = `ALTER TABLE deployments ADD COLUMN ca_check_due TEXT;
+	UPDATE deployments SET ca_check_due = '` + neverScheduled + `'
+		WHERE json_extract(data, '$.OrderRef') <> '' AND NOT json_extract(data, '$.Revoked');
+	CREATE INDEX deployments_ca_check_due ON deployments(ca_check_due);`
+
+// dueFormat writes the schedule so that text order is time order: UTC, fixed width (RFC 3339
+// with all nine fraction digits; RFC3339Nano drops trailing zeros, and "…:05Z" > "…:05.1Z").
+const dueFormat = "2006-01-02T15:04:05.000000000Z"
+
+// neverScheduled is the zero time in dueFormat: before every real time, so always due.
+const neverScheduled = "0001-01-01T00:00:00.000000000Z"
+
+// caCheckDue is the ca_check_due column of d: NULL when there is nothing to ask the CA.
+func caCheckDue(d Deployment) any {
+	if !d.CACheckable() {
+		return nil
+	}
+	return d.CACheckDueAt.UTC().Format(dueFormat)
 }
 
 // SQLite is the embedded Store.
@@ -294,11 +319,53 @@ func saveDeployment(ctx context.Context, tx *sql.Tx, d Deployment) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem) VALUES (?, ?, ?, ?, ?)
+	_, err = tx.ExecContext(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data,
-			cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem`,
-		d.Certificate, d.NotAfter.UTC().Format(timeFormat), data, certPEM, chainPEM)
+			cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem, ca_check_due = excluded.ca_check_due`,
+		d.Certificate, d.NotAfter.UTC().Format(timeFormat), data, certPEM, chainPEM, caCheckDue(d))
 	return err
+}
+
+// SaveDeployments records ds in one transaction.
+func (s *SQLite) SaveDeployments(ctx context.Context, ds []Deployment) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for _, d := range ds {
+			if err := saveDeployment(ctx, tx, d); err != nil {
+				return fmt.Errorf("%s: %w", d.Certificate, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save deployments: %w", err)
+	}
+	return nil
+}
+
+// DueCAChecks returns the deployments whose CA check is due (see Store); two ranges of the
+// deployments_ca_check_due index.
+func (s *SQLite) DueCAChecks(ctx context.Context, now, horizon time.Time) ([]Deployment, error) {
+	// Whole, with the PEM bodies: an ACME certificate's renewal information is asked by its
+	// serial and issuer, and the checked deployment is saved back.
+	rows, err := s.db.QueryContext(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments WHERE ca_check_due <= ? OR ca_check_due > ?`,
+		now.UTC().Format(dueFormat), horizon.UTC().Format(dueFormat))
+	if err != nil {
+		return nil, fmt.Errorf("read the CA checks due: %w", err)
+	}
+	defer rows.Close()
+	var out []Deployment
+	for rows.Next() {
+		var name, data, certPEM, chainPEM string
+		if err := rows.Scan(&name, &data, &certPEM, &chainPEM); err != nil {
+			return nil, fmt.Errorf("read the CA checks due: %w", err)
+		}
+		d, err := decodeDeployment(data, &certPEM, chainPEM)
+		if err != nil {
+			return nil, fmt.Errorf("decode deployment of %s: %w", name, err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 // SaveDeployment records d.

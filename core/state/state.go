@@ -124,6 +124,22 @@ type Deployment struct {
 	// Summary is set on a deployment read without its PEM bodies (CertPEM, ChainPEM empty):
 	// what planning and status need. It cannot be saved; read the deployment whole first.
 	Summary bool `json:"-"`
+	// CACheckDueAt is when the CA is next asked about the certificate (revocation status,
+	// renewal information); zero until the engine schedules the first check. Stores keep it in
+	// an indexed column, so that a run finds the checks due without reading every deployment
+	// (DueCAChecks).
+	CACheckDueAt time.Time `json:",omitzero"`
+}
+
+// CACheckable reports whether there is anything to ask the CA about the deployment: an order it
+// placed (an adopted certificate has none) whose certificate is not known to be revoked.
+func (d Deployment) CACheckable() bool { return d.OrderRef != "" && !d.Revoked }
+
+// CACheckDue reports whether d's CA check is due at now: what DueCAChecks selects, for a
+// deployment already read. A check scheduled after horizon (now plus the check interval) was
+// scheduled under a longer interval than today's and is due to be scheduled again.
+func CACheckDue(d Deployment, now, horizon time.Time) bool {
+	return d.CACheckable() && (!d.CACheckDueAt.After(now) || d.CACheckDueAt.After(horizon))
 }
 
 // ServedCheck is the outcome of reading, over TLS, what a certificate's endpoints serve.
@@ -206,6 +222,12 @@ type Store interface {
 	// DeploymentSummaries returns every deployment without its PEM bodies (marked Summary).
 	DeploymentSummaries(ctx context.Context) (map[string]Deployment, error)
 	SaveDeployment(ctx context.Context, d Deployment) error
+	// SaveDeployments records many deployments in one transaction.
+	SaveDeployments(ctx context.Context, ds []Deployment) error
+	// DueCAChecks returns the deployments whose CA check is due at now (see CACheckDue): never
+	// scheduled, scheduled at or before now, or scheduled after horizon. It reads an index of
+	// the schedule, not every deployment; deployments that cannot be checked are never returned.
+	DueCAChecks(ctx context.Context, now, horizon time.Time) ([]Deployment, error)
 	// DeleteDeployment forgets a certificate's deployment (a retired certificate).
 	DeleteDeployment(ctx context.Context, certificate string) error
 
