@@ -1,7 +1,6 @@
 package scm
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -116,29 +115,7 @@ func (i *Issuer) collectEnrollment(ctx context.Context, ref issuer.OrderRef) (is
 	}
 	resp, err := i.do(ctx, call{op: "download " + string(ref), method: http.MethodGet, path: path, idempotent: true,
 		accept: "application/x-pem-file"})
-	var apiErr *Error
-	switch {
-	case err == nil:
-		if len(bytes.TrimSpace(resp.body)) == 0 {
-			return issuer.Result{State: issuer.Pending, RetryAfter: retryAfter(resp.header.Get("Retry-After"), i.now())}, nil
-		}
-		return parseChain(resp.body)
-	case errors.As(err, &apiErr) && apiErr.HasCode && apiErr.Code == -110:
-		return issuer.Result{State: issuer.Revoked, Message: apiErr.Description}, nil
-	case errors.As(err, &apiErr) && isPending(apiErr):
-		if !i.pendingPoll(ref) {
-			return issuer.Result{State: issuer.Pending, Message: apiErr.Description}, nil
-		}
-		status, serr := i.enrollmentStatus(ctx, ref)
-		if serr != nil {
-			return issuer.Result{}, serr
-		}
-		if res, done := endState(string(ref), status); done {
-			return res, nil
-		}
-		return issuer.Result{State: issuer.Pending, Message: apiErr.Description}, nil
-	}
-	return issuer.Result{}, err
+	return i.collected(ref, string(ref), resp, err, func() (string, error) { return i.enrollmentStatus(ctx, ref) })
 }
 
 // enrollmentStatus reads GET /api/v1/certificates/{certId}/status.

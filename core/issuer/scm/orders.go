@@ -481,11 +481,21 @@ func (i *Issuer) collectAdmin(ctx context.Context, ref issuer.OrderRef) (issuer.
 	}
 	resp, err := i.do(ctx, call{op: "collect " + id, method: http.MethodGet, path: "ssl/v1/collect/" + id,
 		query: url.Values{"format": {"x509"}}, idempotent: true})
+	// "Not collectable" also covers declined orders: the status tells them apart.
+	return i.collected(ref, id, resp, err, func() (string, error) {
+		d, err := i.Details(ctx, ref)
+		return d.Status, err
+	})
+}
+
+// collected reads a download's answer, the same in both APIs: the chain; an empty 200, which
+// some tenants send while processing (sguidia/sectigo-issuer), is pending; -110 is revoked; a
+// pending code is pending unless the order's status, read by status now and then, says it ended.
+func (i *Issuer) collected(ref issuer.OrderRef, id string, resp *response, err error, status func() (string, error)) (issuer.Result, error) {
 	var apiErr *Error
 	switch {
 	case err == nil:
 		if len(bytes.TrimSpace(resp.body)) == 0 {
-			// Some tenants answer 200 with nothing while processing (sguidia/sectigo-issuer).
 			return issuer.Result{State: issuer.Pending, RetryAfter: retryAfter(resp.header.Get("Retry-After"), i.now())}, nil
 		}
 		return parseChain(resp.body)
@@ -495,12 +505,11 @@ func (i *Issuer) collectAdmin(ctx context.Context, ref issuer.OrderRef) (issuer.
 		if !i.pendingPoll(ref) {
 			return issuer.Result{State: issuer.Pending, Message: apiErr.Description}, nil
 		}
-		// "Not collectable" also covers declined orders: the status tells them apart.
-		d, derr := i.Details(ctx, ref)
-		if derr != nil {
-			return issuer.Result{}, derr
+		st, serr := status()
+		if serr != nil {
+			return issuer.Result{}, serr
 		}
-		if res, done := endState(id, d.Status); done {
+		if res, done := endState(id, st); done {
 			return res, nil
 		}
 		return issuer.Result{State: issuer.Pending, Message: apiErr.Description}, nil
