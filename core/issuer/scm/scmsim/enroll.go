@@ -123,28 +123,13 @@ func (s *Server) restDownload(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	switch o.Status {
-	case "Revoked":
-		fail(w, http.StatusBadRequest, -110, "Certificate has been revoked and cannot be downloaded.")
+	code := s.cfg.EnrollPendingCode
+	if code == 0 {
+		code = -103
+	}
+	// What a declined order's download answers is UNCONFIRMED here; /status tells it apart.
+	if !s.collectable(w, o, http.StatusNotFound, code) {
 		return
-	case "Declined":
-		// What a declined order's download answers is UNCONFIRMED; /status tells it apart.
-		fail(w, http.StatusBadRequest, -183, "Certificate is not collectable.")
-		return
-	case "Requested":
-		o.Collects++
-		if s.pendingForever || o.Collects <= s.cfg.PendingCollects {
-			code := s.cfg.EnrollPendingCode
-			if code == 0 {
-				code = -103
-			}
-			fail(w, http.StatusNotFound, code, "%s", pendingDescriptions[code])
-			return
-		}
-		if err := s.issue(o); err != nil {
-			fail(w, http.StatusInternalServerError, -2, "Internal error: %v", err)
-			return
-		}
 	}
 	// The order of the PEM bundle is not documented (UNCONFIRMED): root first, so clients reorder.
 	w.Header().Set("Content-Type", "application/x-pem-file")

@@ -389,27 +389,12 @@ func (s *Server) collect(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	switch o.Status {
-	case "Revoked":
-		fail(w, http.StatusBadRequest, -110, "Certificate has been revoked and cannot be downloaded.")
+	status := s.cfg.PendingHTTPStatus
+	if status == 0 {
+		status = http.StatusBadRequest
+	}
+	if !s.collectable(w, o, status, s.cfg.PendingCode) {
 		return
-	case "Declined":
-		fail(w, http.StatusBadRequest, -183, "Certificate is not collectable.")
-		return
-	case "Requested":
-		o.Collects++
-		if s.pendingForever || o.Collects <= s.cfg.PendingCollects {
-			status := s.cfg.PendingHTTPStatus
-			if status == 0 {
-				status = http.StatusBadRequest
-			}
-			fail(w, status, s.cfg.PendingCode, "%s", pendingDescriptions[s.cfg.PendingCode])
-			return
-		}
-		if err := s.issue(o); err != nil {
-			fail(w, http.StatusInternalServerError, -2, "Internal error: %v", err)
-			return
-		}
 	}
 	leaf, inter, root := sdkPEM(o.Cert), sdkPEM(s.ca.Intermediate), sdkPEM(s.ca.Root)
 	var body string
@@ -639,4 +624,29 @@ func (s *Server) replace(w http.ResponseWriter, r *http.Request) {
 	}
 	o.CSR, o.Cert, o.Status, o.Collects = csr, nil, "Requested", 0
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// collectable answers a download of an order that cannot be downloaded (revoked -110, declined
+// -183, pending with the API's own HTTP status and code) and reports whether it can be. A
+// pending order is issued once its configured pending collects are used up. Must hold s.mu.
+func (s *Server) collectable(w http.ResponseWriter, o *Order, pendingStatus, pendingCode int) bool {
+	switch o.Status {
+	case "Revoked":
+		fail(w, http.StatusBadRequest, -110, "Certificate has been revoked and cannot be downloaded.")
+		return false
+	case "Declined":
+		fail(w, http.StatusBadRequest, -183, "Certificate is not collectable.")
+		return false
+	case "Requested":
+		o.Collects++
+		if s.pendingForever || o.Collects <= s.cfg.PendingCollects {
+			fail(w, pendingStatus, pendingCode, "%s", pendingDescriptions[pendingCode])
+			return false
+		}
+		if err := s.issue(o); err != nil {
+			fail(w, http.StatusInternalServerError, -2, "Internal error: %v", err)
+			return false
+		}
+	}
+	return true
 }
