@@ -76,7 +76,8 @@ if [ "$(id -u)" = 0 ]; then
   # What a runtime gives a container and the image does not carry: /dev/null.
   mkdir -p "$rootfs/dev" && mknod -m 666 "$rootfs/dev/null" c 1 3
   cfgdir=/tmp
-  in_image() { env -i "${image_env[@]}" chroot --userspec="$user" "$rootfs" /usr/bin/certfleet "$@"; }
+  chroot=$(command -v chroot)
+  in_image() { env -i "${image_env[@]}" "$chroot" --userspec="$user" "$rootfs" /usr/bin/certfleet "$@"; }
 else
   echo "not root: running the unpacked files in place, not chrooted as the image's user"
   cfgdir=$rootfs/tmp
@@ -100,6 +101,11 @@ for p in plugins/*/cmd/certfleet-plugin-*; do
   name=${p##*/certfleet-plugin-}
   grep -q "^$name  *$v1  *yes" "$work/image-plugins.txt" || fail "the image's plugin $name is not listed as $v1 and pinned"
 done
+if [ "$(id -u)" = 0 ]; then
+  # The user writes its state: status creates the database in /var/lib/certfleet, the volume.
+  in_image --config "$cfgdir/citrix-nitro.yaml" status >/dev/null
+  [ "$(stat -c %u:%g "$rootfs/var/lib/certfleet/state.db")" = "$user" ] || fail "the image's user did not create its state in /var/lib/certfleet"
+fi
 echo "image checked in $(($(date +%s) - t0)) s"
 
 step "the Citrix bundle, unpacked alone into an empty directory"

@@ -191,7 +191,8 @@ func (r *release) platformImage(p imagePlatform, base v1.Layer, labels map[strin
 	return mutate.ConfigFile(img, cfg)
 }
 
-// layer is a gzip-compressed OCI layer of these entries, compressed once.
+// layer is a gzip-compressed OCI layer of these entries, compressed once. The default level: best
+// compression took 2.5 times as long for 0.8% less.
 func (r *release) layer(entries []layerEntry) (v1.Layer, error) {
 	var buf bytes.Buffer
 	if err := r.writeLayerTar(&buf, entries); err != nil {
@@ -199,7 +200,7 @@ func (r *release) layer(entries []layerEntry) (v1.Layer, error) {
 	}
 	data := buf.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
-		tarball.WithMediaType(types.OCILayer), tarball.WithCompressionLevel(gzip.BestCompression), tarball.WithCompressedCaching)
+		tarball.WithMediaType(types.OCILayer), tarball.WithCompressionLevel(gzip.DefaultCompression), tarball.WithCompressedCaching)
 }
 
 // layerEntry is one file or directory of a layer.
