@@ -62,11 +62,7 @@ func (r *release) ociImage() error {
 		return nil
 	}
 	start := time.Now()
-	revision, err := commitRevision()
-	if err != nil {
-		log.Printf("warning: %v: the image has no revision label", err)
-	}
-	labels := r.imageLabels(revision)
+	labels := r.imageLabels()
 	base, err := r.layer(baseEntries())
 	if err != nil {
 		return fmt.Errorf("image base layer: %w", err)
@@ -108,17 +104,19 @@ func (r *release) ociImage() error {
 	return nil
 }
 
-func commitRevision() (string, error) {
+// commitRevision is HEAD's commit id, read with the commit time so the two agree.
+func commitRevision() string {
 	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
 	if err != nil {
-		return "", fmt.Errorf("commit (git rev-parse HEAD): %w", err)
+		log.Printf("warning: commit (git rev-parse HEAD): %v: the image has no revision label", err)
+		return ""
 	}
-	return strings.TrimSpace(string(out)), nil
+	return strings.TrimSpace(string(out))
 }
 
 // imageLabels are the OCI annotation keys, as config labels and as index annotations. There is no
 // licenses label: the repository has no LICENSE yet, and its SPDX id is the owner's choice.
-func (r *release) imageLabels(revision string) map[string]string {
+func (r *release) imageLabels() map[string]string {
 	labels := map[string]string{
 		"org.opencontainers.image.title":       "certfleet",
 		"org.opencontainers.image.description": "keeps TLS certificates alive on network appliances; every device plugin included",
@@ -127,8 +125,8 @@ func (r *release) imageLabels(revision string) map[string]string {
 		"org.opencontainers.image.source":      sourceURL,
 		"org.opencontainers.image.url":         sourceURL,
 	}
-	if revision != "" {
-		labels["org.opencontainers.image.revision"] = revision
+	if r.revision != "" {
+		labels["org.opencontainers.image.revision"] = r.revision
 	}
 	return labels
 }

@@ -134,8 +134,10 @@ type release struct {
 	options
 	vendors []vendor
 	mtime   time.Time
-	docs    docs
-	sums    pluginhost.Checksums
+	// revision is the commit built (empty outside git), for the image's labels.
+	revision string
+	docs     docs
+	sums     pluginhost.Checksums
 	// imagePlatforms are the linux targets' files for the OCI image, built after every target.
 	imagePlatforms []imagePlatform
 }
@@ -156,6 +158,9 @@ func buildRelease(o options) error {
 		return err
 	}
 	r := &release{options: o, vendors: vendors, mtime: mtime, sums: pluginhost.Checksums{}}
+	if o.image {
+		r.revision = commitRevision()
+	}
 	if err := r.generateDocs(); err != nil {
 		return err
 	}

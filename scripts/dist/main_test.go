@@ -103,7 +103,7 @@ func TestImageIsReproducibleAndRunsAsItsUser(t *testing.T) {
 		}})
 	}
 	build := func() []byte {
-		r := &release{options: options{version: "1.2.3", out: t.TempDir()}, mtime: mtime, sums: pluginhost.Checksums{}, imagePlatforms: platforms}
+		r := &release{options: options{version: "1.2.3", out: t.TempDir()}, mtime: mtime, revision: "0123abc", sums: pluginhost.Checksums{}, imagePlatforms: platforms}
 		if err := r.ociImage(); err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +161,7 @@ func TestImageIsReproducibleAndRunsAsItsUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Config.User != "65532:65532" || cfg.Architecture != "arm64" || !cfg.Created.Time.Equal(mtime) ||
-		cfg.Config.Labels["org.opencontainers.image.version"] != "1.2.3" || cfg.Config.Labels["org.opencontainers.image.created"] != "2026-01-02T03:04:05Z" {
+		cfg.Config.Labels["org.opencontainers.image.version"] != "1.2.3" || cfg.Config.Labels["org.opencontainers.image.revision"] != "0123abc" || cfg.Config.Labels["org.opencontainers.image.created"] != "2026-01-02T03:04:05Z" {
 		t.Errorf("config: %+v created %v", cfg.Config, cfg.Created)
 	}
 	if _, ok := cfg.Config.Labels["org.opencontainers.image.licenses"]; ok {
