@@ -2,7 +2,8 @@
 # make repro-check: the same commit, cloned into two directories of different names and depths,
 # built into a release in each — the second with its own empty Go build cache, so nothing is
 # reused — must give byte-identical bundles, packages, SBOMs and OCI image (SHA256SUMS equal, and
-# the image index digests too). REPRO_TARGETS=linux/amd64,linux/arm64 checks the two-platform image.
+# the image index digests too). REPRO_TARGETS chooses the bundles' targets (linux/amd64),
+# REPRO_IMAGE_TARGETS the image's platforms (linux/amd64,linux/arm64, as released).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools=$PWD/.tools/bin
@@ -18,6 +19,7 @@ done
 build() { # dir [env...]
   local dir=$1; shift
   (cd "$dir" && env "$@" go run ./scripts/dist -version 0.0.0-repro -out dist -targets "${REPRO_TARGETS:-linux/amd64}" \
+    -image-targets "${REPRO_IMAGE_TARGETS:-linux/amd64,linux/arm64}" \
     -nfpm "$tools/nfpm" -cyclonedx-gomod "$tools/cyclonedx-gomod" 2>&1 | sed "s|^|[$(basename "$dir")] |")
 }
 t0=$(date +%s)

@@ -27,6 +27,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,6 +48,9 @@ type options struct {
 	signingKey string
 	minisign   string
 	image      bool
+	// imageTargets are the image's platforms (linux only); those not in targets are built for
+	// the image alone, with no bundle or package.
+	imageTargets []string
 }
 
 func main() {
@@ -63,8 +67,24 @@ func main() {
 	flag.StringVar(&o.sbomTool, "cyclonedx-gomod", "cyclonedx-gomod", "cyclonedx-gomod binary (empty: no SBOM)")
 	flag.StringVar(&o.signingKey, "signing-key", "", "minisign secret key signing SHA256SUMS (empty: unsigned)")
 	flag.StringVar(&o.minisign, "minisign", "minisign", "minisign binary")
+	var imageTargets string
+	flag.StringVar(&imageTargets, "image-targets", "", "the image's platforms, built for it alone when not in -targets (default: the linux ones of -targets)")
 	flag.Parse()
 	o.targets = strings.Split(targets, ",")
+	if imageTargets != "" {
+		o.imageTargets = strings.Split(imageTargets, ",")
+	} else {
+		for _, t := range o.targets {
+			if strings.HasPrefix(t, "linux/") {
+				o.imageTargets = append(o.imageTargets, t)
+			}
+		}
+	}
+	for _, t := range o.imageTargets {
+		if !strings.HasPrefix(t, "linux/") {
+			log.Fatalf("-image-targets %s: the image is for linux targets only", t)
+		}
+	}
 	if o.version == "" || strings.ContainsAny(o.version, " /_") {
 		log.Fatal("-version x.y.z is required (no spaces, slashes or underscores)")
 	}
@@ -164,12 +184,19 @@ func buildRelease(o options) error {
 	if err := r.generateDocs(); err != nil {
 		return err
 	}
-	for _, t := range o.targets {
+	// The targets, then the image's platforms not among them: binaries only, for the image.
+	builds := slices.Clone(o.targets)
+	for _, t := range o.imageTargets {
+		if o.image && !slices.Contains(builds, t) {
+			builds = append(builds, t)
+		}
+	}
+	for _, t := range builds {
 		goos, goarch, ok := strings.Cut(t, "/")
 		if !ok {
-			return fmt.Errorf("-targets: %q is not GOOS/GOARCH", t)
+			return fmt.Errorf("-targets, -image-targets: %q is not GOOS/GOARCH", t)
 		}
-		if err := r.target(goos, goarch); err != nil {
+		if err := r.target(goos, goarch, slices.Contains(o.targets, t)); err != nil {
 			return fmt.Errorf("%s: %w", t, err)
 		}
 	}
@@ -243,7 +270,7 @@ type file struct {
 	exec bool
 }
 
-func (r *release) target(goos, goarch string) error {
+func (r *release) target(goos, goarch string, bundles bool) error {
 	binDir := filepath.Join(r.out, ".build", goos+"_"+goarch) // binaries before bundling; not part of the release
 	pkgs := []string{"./cmd/certfleet"}
 	for _, v := range r.vendors {
@@ -266,10 +293,6 @@ func (r *release) target(goos, goarch string) error {
 	if err != nil {
 		return err
 	}
-	common, err := r.commonFiles(goos)
-	if err != nil {
-		return err
-	}
 	var all []file
 	for _, v := range r.vendors {
 		plugin, err := read("certfleet-plugin-" + v.name)
@@ -277,12 +300,42 @@ func (r *release) target(goos, goarch string) error {
 			return err
 		}
 		all = append(all, plugin)
+	}
+	if bundles {
+		if err := r.bundles(goos, goarch, binDir, core, all); err != nil {
+			return err
+		}
+	}
+	inImage := r.image && slices.Contains(r.imageTargets, goos+"/"+goarch)
+	if goos != "linux" || !(inImage || bundles && r.packages) {
+		return nil
+	}
+	installed, err := r.fhsFiles(binDir, all)
+	if err != nil {
+		return err
+	}
+	if inImage {
+		r.imagePlatforms = append(r.imagePlatforms, imagePlatform{arch: goarch, files: installed})
+	}
+	if bundles && r.packages {
+		return r.linuxPackages(goarch, binDir, installed)
+	}
+	return nil
+}
+
+// bundles writes a target's per-vendor bundles, its full bundle and the binaries' SBOMs.
+func (r *release) bundles(goos, goarch, binDir string, core file, plugins []file) error {
+	common, err := r.commonFiles(goos)
+	if err != nil {
+		return err
+	}
+	for i, v := range r.vendors {
 		sample, err1 := os.ReadFile(v.sample)
 		readme, err2 := os.ReadFile(v.readme)
 		if err := errors.Join(err1, err2); err != nil {
 			return err
 		}
-		files := append([]file{core, plugin, {name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}, common...)
+		files := append([]file{core, plugins[i], {name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}, common...)
 		if err := r.bundle(fmt.Sprintf("certfleet-%s_%s_%s_%s", v.name, r.version, goos, goarch), goos, files); err != nil {
 			return err
 		}
@@ -292,29 +345,16 @@ func (r *release) target(goos, goarch string) error {
 	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
-	full := append(append([]file{core}, all...), append([]file{{name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}, common...)...)
+	full := append(append([]file{core}, plugins...), append([]file{{name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}, common...)...)
 	if err := r.bundle(fmt.Sprintf("certfleet_%s_%s_%s", r.version, goos, goarch), goos, full); err != nil {
 		return err
 	}
 	if r.sbomTool != "" {
-		for _, f := range append([]file{core}, all...) {
+		for _, f := range append([]file{core}, plugins...) {
 			if err := r.sbom(binDir, f.name, goos, goarch); err != nil {
 				return err
 			}
 		}
-	}
-	if goos != "linux" || (!r.packages && !r.image) {
-		return nil
-	}
-	installed, err := r.fhsFiles(binDir, all)
-	if err != nil {
-		return err
-	}
-	if r.image {
-		r.imagePlatforms = append(r.imagePlatforms, imagePlatform{arch: goarch, files: installed})
-	}
-	if r.packages {
-		return r.linuxPackages(goarch, binDir, installed)
 	}
 	return nil
 }
