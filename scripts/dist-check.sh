@@ -75,27 +75,27 @@ done
 if [ "$(id -u)" = 0 ]; then
   # What a runtime gives a container and the image does not carry: /dev/null.
   mkdir -p "$rootfs/dev" && mknod -m 666 "$rootfs/dev/null" c 1 3
-  cfgdir=/tmp
+  inside=
   chroot=$(command -v chroot)
   in_image() { env -i "${image_env[@]}" "$chroot" --userspec="$user" "$rootfs" /usr/bin/certfleet "$@"; }
 else
   echo "not root: running the unpacked files in place, not chrooted as the image's user"
-  cfgdir=$rootfs/tmp
+  inside=$rootfs
   in_image() { env -i "${image_env[@]}" CERTFLEET_PINS_FILE="$rootfs/usr/lib/certfleet/plugins.lock.json" \
     "$rootfs/usr/bin/certfleet" --plugin-dir "$rootfs/usr/lib/certfleet/plugins" "$@"; }
 fi
 in_image --version | grep -q "certfleet version $v1\$" || fail "the image's certfleet does not report $v1"
 # The full sample (daemon.time_zone Europe/London needs zoneinfo); it names the example pemdir
 # plugin, which is not shipped, so its plugins are not started here ...
-in_image --config /etc/certfleet/certfleet.yaml.sample validate --offline
+in_image --config "$inside/etc/certfleet/certfleet.yaml.sample" validate --offline
 # ... but every vendor sample is checked against its plugin, started from the image's plugin
 # directory and pinned by the image's own pins file.
 for sample in plugins/*/dist/certfleet.yaml; do
   name=$(basename "$(dirname "$(dirname "$sample")")")
   install -m 0644 "$sample" "$rootfs/tmp/$name.yaml"
-  in_image --config "$cfgdir/$name.yaml" validate
+  in_image --config "$inside/tmp/$name.yaml" validate
 done
-in_image --config "$cfgdir/citrix-nitro.yaml" plugins list > "$work/image-plugins.txt"
+in_image --config "$inside/tmp/citrix-nitro.yaml" plugins list > "$work/image-plugins.txt"
 cat "$work/image-plugins.txt"
 for p in plugins/*/cmd/certfleet-plugin-*; do
   name=${p##*/certfleet-plugin-}
@@ -103,7 +103,7 @@ for p in plugins/*/cmd/certfleet-plugin-*; do
 done
 if [ "$(id -u)" = 0 ]; then
   # The user writes its state: status creates the database in /var/lib/certfleet, the volume.
-  in_image --config "$cfgdir/citrix-nitro.yaml" status >/dev/null
+  in_image --config "$inside/tmp/citrix-nitro.yaml" status >/dev/null
   [ "$(stat -c %u:%g "$rootfs/var/lib/certfleet/state.db")" = "$user" ] || fail "the image's user did not create its state in /var/lib/certfleet"
 fi
 echo "image checked in $(($(date +%s) - t0)) s"
