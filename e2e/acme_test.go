@@ -164,6 +164,7 @@ func (f *fleet) ageCAChecks(t *testing.T, ari bool) {
 	}
 	for _, d := range ds {
 		d.RevocationCheckedAt = time.Time{}
+		d.CACheckDueAt = time.Now().Add(-time.Minute)
 		if ari {
 			d.RenewalInfoRetryAt = time.Time{}
 		}

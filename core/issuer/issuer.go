@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"math/bits"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // ErrOutcomeUnknown marks a Submit whose request may or may not have created an order (the
@@ -122,6 +124,11 @@ type Capabilities struct {
 	SupportsRevoke bool
 	// RenewalInfo is true when the issuer implements RenewalAdvisor.
 	RenewalInfo bool
+	// RevocationStatus is true when Collect of an issued order tells whether the CA revoked its
+	// certificate since (SCM's status). An ACME order stays valid when its certificate is
+	// revoked (RFC 8555 §7.1.6 has no such order status); the CA says so only through renewal
+	// information, by moving the suggested window into the past (RFC 9773).
+	RevocationStatus bool
 }
 
 // Issuer is a certificate authority account.
@@ -177,6 +184,19 @@ func (w RenewalWindow) RenewAt(key string) time.Time {
 // (ACME Renewal Information, RFC 9773).
 type RenewalAdvisor interface {
 	RenewalWindow(ctx context.Context, cert *x509.Certificate) (RenewalWindow, error)
+	// OffersRenewalInfo reports whether the CA offers renewal information at all (an ACME
+	// directory with a renewalInfo resource); when it does not, RenewalWindow is not worth a call.
+	OffersRenewalInfo(ctx context.Context) (bool, error)
+}
+
+// RevocationLister is implemented by issuers that can tell in a few calls which of many orders'
+// certificates the CA revoked, where Collect would take one call each (SCM lists the revoked
+// certificates of a tenant, a page of up to 200 per call).
+type RevocationLister interface {
+	// RevokedAmong returns the refs whose certificate the CA revoked, each with the CA's words.
+	// The refs it could not answer for (another API, or a listing longer than asking about each)
+	// are returned as unanswered, for Collect to answer one by one.
+	RevokedAmong(ctx context.Context, refs []OrderRef) (revoked map[OrderRef]string, unanswered []OrderRef, err error)
 }
 
 // Retryable is implemented by errors that say whether the same call may succeed later.
@@ -203,4 +223,32 @@ func RetryAfterOf(err error) time.Duration {
 		return max(r.RetryAfter(), 0)
 	}
 	return 0
+}
+
+// The adaptive schedule of polls of a pending order, used when the CA gives no Retry-After: the
+// first poll comes soon (most orders of an automated CA are ready within a second), later ones
+// further apart, up to a cap.
+const (
+	DefaultPollInitial = 250 * time.Millisecond
+	DefaultPollMax     = 30 * time.Second
+)
+
+// NewPollSchedule returns that schedule, starting at initial and doubling up to max (the package
+// defaults for zero values); each wait varies by ±10 % so that many orders placed together are not
+// polled in lock step. It never stops on its own: the caller's collect time bounds it.
+func NewPollSchedule(initial, maxWait time.Duration) *backoff.ExponentialBackOff {
+	if initial <= 0 {
+		initial = DefaultPollInitial
+	}
+	if maxWait <= 0 {
+		maxWait = DefaultPollMax
+	}
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     initial,
+		RandomizationFactor: 0.1,
+		Multiplier:          2,
+		MaxInterval:         max(maxWait, initial),
+	}
+	b.Reset()
+	return b
 }

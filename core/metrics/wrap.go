@@ -15,8 +15,25 @@ import (
 // WrapIssuer measures every call to iss. It keeps the optional interfaces iss implements.
 func (m *Metrics) WrapIssuer(name string, iss issuer.Issuer) issuer.Issuer {
 	w := &timedIssuer{Issuer: iss, m: m, name: name}
-	if adv, ok := iss.(issuer.RenewalAdvisor); ok {
-		return &timedAdvisor{timedIssuer: w, adv: adv}
+	adv, isAdvisor := iss.(issuer.RenewalAdvisor)
+	lister, isLister := iss.(issuer.RevocationLister)
+	switch {
+	case isAdvisor && isLister:
+		return &struct {
+			*timedIssuer
+			timedAdvisor
+			timedLister
+		}{w, timedAdvisor{w, adv}, timedLister{w, lister}}
+	case isAdvisor:
+		return &struct {
+			*timedIssuer
+			timedAdvisor
+		}{w, timedAdvisor{w, adv}}
+	case isLister:
+		return &struct {
+			*timedIssuer
+			timedLister
+		}{w, timedLister{w, lister}}
 	}
 	return w
 }
@@ -54,14 +71,31 @@ func (t *timedIssuer) Revoke(ctx context.Context, ref issuer.OrderRef, cert *x50
 	return t.Issuer.Revoke(ctx, ref, cert, reason)
 }
 
+// timedAdvisor and timedLister measure the optional interfaces; WrapIssuer puts them beside the
+// timedIssuer of the same issuer.
 type timedAdvisor struct {
-	*timedIssuer
-	adv issuer.RenewalAdvisor
+	timed *timedIssuer
+	adv   issuer.RenewalAdvisor
 }
 
-func (t *timedAdvisor) RenewalWindow(ctx context.Context, cert *x509.Certificate) (w issuer.RenewalWindow, err error) {
-	defer func(start time.Time) { t.observe("renewal_info", start, err) }(time.Now())
+func (t timedAdvisor) RenewalWindow(ctx context.Context, cert *x509.Certificate) (w issuer.RenewalWindow, err error) {
+	defer func(start time.Time) { t.timed.observe("renewal_info", start, err) }(time.Now())
 	return t.adv.RenewalWindow(ctx, cert)
+}
+
+func (t timedAdvisor) OffersRenewalInfo(ctx context.Context) (offered bool, err error) {
+	defer func(start time.Time) { t.timed.observe("renewal_info_offered", start, err) }(time.Now())
+	return t.adv.OffersRenewalInfo(ctx)
+}
+
+type timedLister struct {
+	timed  *timedIssuer
+	lister issuer.RevocationLister
+}
+
+func (t timedLister) RevokedAmong(ctx context.Context, refs []issuer.OrderRef) (revoked map[issuer.OrderRef]string, unanswered []issuer.OrderRef, err error) {
+	defer func(start time.Time) { t.timed.observe("list_revoked", start, err) }(time.Now())
+	return t.lister.RevokedAmong(ctx, refs)
 }
 
 // caReason is a short, bounded label for a CA error.

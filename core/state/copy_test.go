@@ -25,8 +25,12 @@ func TestCopySQLiteStateToPostgres(t *testing.T) {
 	defer to.Close()
 
 	na := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, name := range []string{"www", "mail"} {
-		if err := from.SaveDeployment(ctx, Deployment{Certificate: name, Serial: name + "-1", NotAfter: na, ChainPEM: []string{"c"}}); err != nil {
+	for _, name := range []string{"www", "mail", "shop"} {
+		d := Deployment{Certificate: name, Serial: name + "-1", NotAfter: na, ChainPEM: []string{"c"}}
+		if name == "shop" { // its CA check is scheduled; the copy keeps the schedule
+			d.OrderRef, d.CACheckDueAt = "order-3", na.Add(-24*time.Hour)
+		}
+		if err := from.SaveDeployment(ctx, d); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -67,7 +71,8 @@ func TestCopySQLiteStateToPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (CopyCounts{Deployments: 2, Operations: 2, Runs: 3, Results: 6, Accounts: 1}); n != want {
+	// Two result rows: each certificate had the same result in the three runs.
+	if want := (CopyCounts{Deployments: 3, Operations: 2, Runs: 3, Results: 2, Accounts: 1}); n != want {
 		t.Fatalf("copied %+v, want %+v", n, want)
 	}
 	// Everything reads the same through the Store interface.
@@ -79,6 +84,9 @@ func TestCopySQLiteStateToPostgres(t *testing.T) {
 		{"open operations", func(s Store) (any, error) { return s.OpenOperations(ctx) }},
 		{"last results", func(s Store) (any, error) { return s.LastResults(ctx) }},
 		{"runs", func(s Store) (any, error) { return s.Runs(ctx, 10) }},
+		{"history", func(s Store) (any, error) { return s.(historian).History(ctx, "", 10) }},
+		{"CA checks due before the scheduled one", func(s Store) (any, error) { return s.DueCAChecks(ctx, na.Add(-25*time.Hour), na) }},
+		{"CA checks due at the scheduled one", func(s Store) (any, error) { return s.DueCAChecks(ctx, na.Add(-24*time.Hour), na) }},
 	} {
 		a, err := read.fn(from)
 		if err != nil {
@@ -110,6 +118,29 @@ func TestCopySQLiteStateToPostgres(t *testing.T) {
 
 // normalize makes run times comparable: PostgreSQL keeps microseconds, SQLite nanoseconds.
 func normalize(v any) any {
+	at := func(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
+	if last, ok := v.(map[string]Result); ok {
+		out := map[string]Result{}
+		for k, r := range last {
+			r.FinishedAt = at(r.FinishedAt)
+			out[k] = r
+		}
+		return out
+	}
+	if hs, ok := v.([]RunHistory); ok {
+		out := make([]RunHistory, len(hs))
+		for i, h := range hs {
+			h.StartedAt, h.FinishedAt = at(h.StartedAt), at(h.FinishedAt)
+			rs := make([]Result, len(h.Results))
+			for j, r := range h.Results {
+				r.FinishedAt = at(r.FinishedAt)
+				rs[j] = r
+			}
+			h.Results = rs
+			out[i] = h
+		}
+		return out
+	}
 	if runs, ok := v.([]Run); ok {
 		out := make([]Run, len(runs))
 		for i, r := range runs {

@@ -121,6 +121,25 @@ type Deployment struct {
 	LastRebindAt time.Time `json:",omitzero"`
 	// ServedCheck is the last TLS check of what the bindings serve; nil when never checked.
 	ServedCheck *ServedCheck `json:",omitempty"`
+	// Summary is set on a deployment read without its PEM bodies (CertPEM, ChainPEM empty):
+	// what planning and status need. It cannot be saved; read the deployment whole first.
+	Summary bool `json:"-"`
+	// CACheckDueAt is when the CA is next asked about the certificate (revocation status,
+	// renewal information); zero until the engine schedules the first check. Stores keep it in
+	// an indexed column, so that a run finds the checks due without reading every deployment
+	// (DueCAChecks).
+	CACheckDueAt time.Time `json:",omitzero"`
+}
+
+// CACheckable reports whether there is anything to ask the CA about the deployment: an order it
+// placed (an adopted certificate has none) whose certificate is not known to be revoked.
+func (d Deployment) CACheckable() bool { return d.OrderRef != "" && !d.Revoked }
+
+// CACheckDue reports whether d's CA check is due at now: what DueCAChecks selects, for a
+// deployment already read. A check scheduled after horizon (now plus the check interval) was
+// scheduled under a longer interval than today's and is due to be scheduled again.
+func CACheckDue(d Deployment, now, horizon time.Time) bool {
+	return d.CACheckable() && (!d.CACheckDueAt.After(now) || d.CACheckDueAt.After(horizon))
 }
 
 // ServedCheck is the outcome of reading, over TLS, what a certificate's endpoints serve.
@@ -200,7 +219,15 @@ type Store interface {
 
 	Deployment(ctx context.Context, certificate string) (Deployment, bool, error)
 	Deployments(ctx context.Context) (map[string]Deployment, error)
+	// DeploymentSummaries returns every deployment without its PEM bodies (marked Summary).
+	DeploymentSummaries(ctx context.Context) (map[string]Deployment, error)
 	SaveDeployment(ctx context.Context, d Deployment) error
+	// SaveDeployments records many deployments in one transaction.
+	SaveDeployments(ctx context.Context, ds []Deployment) error
+	// DueCAChecks returns the deployments whose CA check is due at now (see CACheckDue): never
+	// scheduled, scheduled at or before now, or scheduled after horizon. It reads an index of
+	// the schedule, not every deployment; deployments that cannot be checked are never returned.
+	DueCAChecks(ctx context.Context, now, horizon time.Time) ([]Deployment, error)
 	// DeleteDeployment forgets a certificate's deployment (a retired certificate).
 	DeleteDeployment(ctx context.Context, certificate string) error
 
@@ -218,11 +245,16 @@ type Store interface {
 	AbandonOperation(ctx context.Context, op *Operation, reason string) error
 
 	StartRun(ctx context.Context, dryRun bool) (int64, error)
+	// FinishRun records how a run ended and, in the same transaction, prunes the history the
+	// retention (SetRetention) no longer keeps.
 	FinishRun(ctx context.Context, id int64, outcome string) error
+	// SetRetention sets what FinishRun keeps (DefaultRetention until set).
+	SetRetention(r Retention)
 	RecordResult(ctx context.Context, r Result) error
-	// RecordResults records many results in one transaction.
+	// RecordResults records many results in one transaction. A result the same as its
+	// certificate's newest, recorded by the run just before, extends that row to this run.
 	RecordResults(ctx context.Context, rs []Result) error
-	// LastResults returns the newest result of each certificate.
+	// LastResults returns the newest result of each certificate (no history is read).
 	LastResults(ctx context.Context) (map[string]Result, error)
 	Runs(ctx context.Context, limit int) ([]Run, error)
 

@@ -27,6 +27,17 @@ const (
 	ariMaxRetry     = 24 * time.Hour
 )
 
+// OffersRenewalInfo reports whether the CA's directory has a renewalInfo resource (RFC 9773
+// §3). It reads the directory fetched with the account, so it costs a call only when the account
+// is not loaded yet.
+func (i *Issuer) OffersRenewalInfo(ctx context.Context) (bool, error) {
+	core, err := i.account(ctx)
+	if err != nil {
+		return false, err
+	}
+	return core.GetDirectory().RenewalInfo != "", nil
+}
+
 // RenewalWindow asks the CA when cert should be renewed (RFC 9773 renewalInfo). A revoked
 // certificate typically gets a window that has already begun.
 func (i *Issuer) RenewalWindow(ctx context.Context, cert *x509.Certificate) (issuer.RenewalWindow, error) {

@@ -224,9 +224,9 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // Name of the issuer.
 func (i *Issuer) Name() string { return i.cfg.Name }
 
-// Capabilities of SCM.
+// Capabilities of SCM: an order's collect (or status) says when its certificate was revoked.
 func (i *Issuer) Capabilities() issuer.Capabilities {
-	return issuer.Capabilities{Type: "scm", SupportsRevoke: true}
+	return issuer.Capabilities{Type: "scm", SupportsRevoke: true, RevocationStatus: true}
 }
 
 // tokenCache holds the OAuth2 access token until shortly before it expires.

@@ -40,6 +40,11 @@ type Config struct {
 	ValidityDays int
 	// Logger receives Pebble's own log; discarded when nil.
 	Logger *log.Logger
+	// NoRenewalInfo serves a directory without the renewalInfo resource, as a CA that does not
+	// implement ACME Renewal Information: RFC 9773 §3 makes it a field a server adds to its
+	// directory (RFC 8555 §7.1.1 lets clients ignore what they do not know, and servers leave out
+	// what they do not offer).
+	NoRenewalInfo bool
 }
 
 // Server is a running Pebble.
@@ -55,6 +60,8 @@ type Server struct {
 	closing  sync.Once
 
 	renewalInfoGets atomic.Int64
+	requests        atomic.Int64
+	posts           atomic.Int64
 	mu              sync.Mutex
 	// orderRetryAfter, when set, refuses every newOrder as over a rate limit with this Retry-After.
 	orderRetryAfter string
@@ -98,6 +105,14 @@ func Start(cfg Config) (*Server, error) {
 	acmeHandler := front.Handler()
 	mux := http.NewServeMux()
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		if r.Method == http.MethodPost {
+			s.posts.Add(1)
+		}
+		if cfg.NoRenewalInfo && r.Method == http.MethodGet && r.URL.Path == wfe.DirectoryPath {
+			serveWithout(acmeHandler, w, r, "renewalInfo")
+			return
+		}
 		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
 			if s.refuseOverRateLimit(acmeHandler, w) {
 				return
@@ -193,6 +208,35 @@ func (s *Server) RateLimitedOrders() int {
 	defer s.mu.Unlock()
 	return s.limitedOrders
 }
+
+// serveWithout serves a JSON object from next without the field named.
+func serveWithout(next http.Handler, w http.ResponseWriter, r *http.Request, field string) {
+	rec := &recorder{header: http.Header{}}
+	next.ServeHTTP(rec, r)
+	body := []byte(rec.body.String())
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(body, &obj) == nil {
+		delete(obj, field)
+		if out, err := json.Marshal(obj); err == nil {
+			body = out
+		}
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.Header().Del("Content-Length")
+	if rec.status != 0 {
+		w.WriteHeader(rec.status)
+	}
+	_, _ = w.Write(body)
+}
+
+// Requests counts the ACME requests received; Posts those that were POSTs (every resource but
+// the directory and nonces is read by POST-as-GET, RFC 8555 §6.3).
+func (s *Server) Requests() int { return int(s.requests.Load()) }
+
+// Posts counts the POST requests received.
+func (s *Server) Posts() int { return int(s.posts.Load()) }
 
 // RenewalInfoRequests counts renewalInfo (ARI) requests received.
 func (s *Server) RenewalInfoRequests() int { return int(s.renewalInfoGets.Load()) }

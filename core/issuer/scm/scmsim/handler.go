@@ -312,11 +312,9 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Lock()
-	o := &Order{ID: s.nextID, RenewID: randomID(10), OrgID: req.OrgID, CertType: req.CertType, Term: req.Term,
+	o := s.addOrderLocked(&Order{OrgID: req.OrgID, CertType: req.CertType, Term: req.Term,
 		CommonName: csr.Subject.CommonName, SANs: sans, Comments: req.Comments, ExternalRequester: req.ExternalRequester,
-		CustomFields: fields, Status: "Requested", Requested: time.Now(), RequestedVia: "REST API", CSR: csr}
-	s.orders[o.ID] = o
-	s.nextID++
+		CustomFields: fields, CSR: csr})
 	lose := s.loseEnroll > 0
 	if lose {
 		s.loseEnroll--
@@ -464,14 +462,19 @@ func (s *Server) detailsOf(o *Order) map[string]any {
 	}
 	if o.Cert != nil {
 		d["expires"] = o.Cert.NotAfter.Format("01/02/2006")
-		serial := strings.ToUpper(o.Cert.SerialNumber.Text(16))
-		var parts []string
-		for i := 0; i < len(serial); i += 2 {
-			parts = append(parts, serial[i:min(i+2, len(serial))])
-		}
-		d["serialNumber"] = strings.Join(parts, ":")
+		d["serialNumber"] = serialText(o.Cert)
 	}
 	return d
+}
+
+// serialText is a serial number as SCM writes it: colon-separated hex (reference §3.4).
+func serialText(c *x509.Certificate) string {
+	serial := strings.ToUpper(c.SerialNumber.Text(16))
+	var parts []string
+	for i := 0; i < len(serial); i += 2 {
+		parts = append(parts, serial[i:min(i+2, len(serial))])
+	}
+	return strings.Join(parts, ":")
 }
 
 func (s *Server) details(w http.ResponseWriter, r *http.Request) {
@@ -482,14 +485,37 @@ func (s *Server) details(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// list is GET /ssl/v1 (DOC25 "List SSL certificates"; ADMIN get-ssl-certificates-list_1): the
+// orders matching the filters, from position, at most size of them, each as {sslId, commonName,
+// subjectAlternativeNames, serialNumber} (DOC25 "Response fields"; ADMIN SSLIdentity), with
+// X-Total-Count, the number matching the filters (DOC25 "Response headers"). The order of the
+// entries is not documented (UNCONFIRMED): oldest first here.
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	size, position := 200, 0
-	if v, err := strconv.Atoi(q.Get("size")); err == nil && v > 0 {
-		size = v
+	// size and position are integers of minimum 0, size of maximum 200 (ADMIN). What SCM does
+	// with a size over 200 is UNCONFIRMED: refused with 400 (the OpenAPI bound enforced), or
+	// answered with 200 entries when ListClampsSize is set. Without size: 200 here (UNCONFIRMED;
+	// fgouteroux/sectigo-client always sends 200).
+	size, position := listMaxSize, 0
+	for _, p := range []struct {
+		name string
+		dst  *int
+	}{{"size", &size}, {"position", &position}} {
+		if v := q.Get(p.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				fail(w, http.StatusBadRequest, -1, "%s must be a whole number, 0 or more", p.name)
+				return
+			}
+			*p.dst = n
+		}
 	}
-	if v, err := strconv.Atoi(q.Get("position")); err == nil && v >= 0 {
-		position = v
+	if size > listMaxSize {
+		if !s.cfg.ListClampsSize {
+			fail(w, http.StatusBadRequest, -1, "size must be at most %d", listMaxSize)
+			return
+		}
+		size = listMaxSize
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -515,7 +541,11 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		if v := q.Get("requestedVia"); v != "" && !strings.EqualFold(v, o.RequestedVia) {
 			continue
 		}
-		all = append(all, map[string]any{"sslId": o.ID, "commonName": o.CommonName, "subjectAlternativeNames": o.SANs})
+		entry := map[string]any{"sslId": o.ID, "commonName": o.CommonName, "subjectAlternativeNames": o.SANs}
+		if o.Cert != nil {
+			entry["serialNumber"] = serialText(o.Cert)
+		}
+		all = append(all, entry)
 	}
 	w.Header().Set("X-Total-Count", strconv.Itoa(len(all)))
 	page := []map[string]any{}
@@ -524,6 +554,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, page)
 }
+
+// listMaxSize is the largest size GET /ssl/v1 takes (ADMIN: maximum 200).
+const listMaxSize = 200
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	var req struct {

@@ -23,6 +23,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -100,6 +101,9 @@ type Config struct {
 	// AuthorizationURI overrides the authorization_uri a 401 names (tests of where a client
 	// sends its secret).
 	AuthorizationURI string
+	// ListClampsSize makes GET /ssl/v1 answer a size over 200 with 200 entries instead of
+	// refusing it: the Admin OpenAPI bounds size at 200, what SCM does beyond is UNCONFIRMED.
+	ListClampsSize bool
 	// Validity overrides the term (days) when set, for tests of renewal windows.
 	Validity time.Duration
 	// Now is the simulator's clock (time.Now when nil); it sets the longest public term.
@@ -338,6 +342,29 @@ func (s *Server) LoseNextEnrollResponses(n int) { s.mu.Lock(); s.loseEnroll = n;
 
 // PendingForever keeps every order waiting for approval while on.
 func (s *Server) PendingForever(on bool) { s.mu.Lock(); s.pendingForever = on; s.mu.Unlock() }
+
+// addOrderLocked records a new Admin API order, as enroll does: the next SSL id, a renewId,
+// Requested (the first collects issue it). s.mu must be held.
+func (s *Server) addOrderLocked(o *Order) *Order {
+	o.ID, o.RenewID, o.Status, o.Requested, o.RequestedVia = s.nextID, randomID(10), "Requested", time.Now(), "REST API"
+	s.orders[o.ID] = o
+	s.nextID++
+	return o
+}
+
+// PlaceOrders records n Admin API orders of csr in organization org with profile's longest term,
+// as n enroll requests would, and returns their SSL ids: a tenant that already holds a large
+// fleet (the day-2 check's tests), without n requests through TLS and JSON.
+func (s *Server) PlaceOrders(n, org int, profile Profile, csr *x509.CertificateRequest) []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = s.addOrderLocked(&Order{OrgID: org, CertType: profile.ID, Term: slices.Max(profile.Terms),
+			CommonName: csr.Subject.CommonName, SANs: csr.DNSNames, CSR: csr}).ID
+	}
+	return ids
+}
 
 // Decline marks an order declined, as an administrator would.
 func (s *Server) Decline(id int) error { return s.setStatus(id, "Declined") }

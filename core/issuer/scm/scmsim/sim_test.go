@@ -25,10 +25,16 @@ type api struct {
 	http *http.Client
 }
 
-func newAPI(t *testing.T) *api {
+func newAPI(t *testing.T) *api { return newAPIWith(t, nil) }
+
+// newAPIWith is newAPI with the simulator's configuration changed by mod.
+func newAPIWith(t *testing.T, mod func(*Config)) *api {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.PendingCollects = 0
+	if mod != nil {
+		mod(&cfg)
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -194,3 +200,48 @@ func TestRESTEnrollmentRequestShape(t *testing.T) {
 }
 
 func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// TestListPagesAsDocumented: GET /ssl/v1 pages with size (at most 200, ADMIN) and position,
+// says how many match in X-Total-Count (DOC25), and gives each entry's serial number once the
+// certificate is issued (DOC25 "Response fields", ADMIN SSLIdentity).
+func TestListPagesAsDocumented(t *testing.T) {
+	a := newAPI(t)
+	for _, cn := range []string{"a.example.com", "b.example.com", "c.example.com"} {
+		if status, body := a.enroll(cn, ""); status != 200 {
+			t.Fatalf("enroll %s: %d %s", cn, status, body)
+		}
+	}
+	a.call(http.MethodGet, "ssl/v1/collect/1001/x509", "")
+	req, _ := http.NewRequest(http.MethodGet, a.s.LegacyURL()+"ssl/v1?size=2&position=1", nil)
+	u := a.s.cfg.Users[0]
+	req.Header.Set("login", u.Login)
+	req.Header.Set("password", u.Password)
+	req.Header.Set("customerUri", u.CustomerURI)
+	resp, err := a.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page []struct {
+		SSLID        int    `json:"sslId"`
+		CommonName   string `json:"commonName"`
+		SerialNumber string `json:"serialNumber"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Total-Count") != "3" || len(page) != 2 || page[0].SSLID != 1001 || page[1].SSLID != 1002 {
+		t.Fatalf("page: %d, X-Total-Count %q, %+v (%v)", resp.StatusCode, resp.Header.Get("X-Total-Count"), page, err)
+	}
+	if page[0].SerialNumber == "" || !strings.Contains(page[0].SerialNumber, ":") || page[1].SerialNumber != "" {
+		t.Errorf("serial numbers %q (issued) and %q (not issued yet)", page[0].SerialNumber, page[1].SerialNumber)
+	}
+	for query, want := range map[string]int{"size=200": 200, "size=201": 400, "size=-1": 400, "position=-1": 400, "size=x": 400} {
+		if status, body := a.call(http.MethodGet, "ssl/v1?"+query, ""); status != want {
+			t.Errorf("%s: %d %s, want %d", query, status, body, want)
+		}
+	}
+	// UNCONFIRMED: SCM may answer a larger size with 200 entries.
+	clamps := newAPIWith(t, func(c *Config) { c.ListClampsSize = true })
+	if status, _ := clamps.call(http.MethodGet, "ssl/v1?size=500", ""); status != 200 {
+		t.Errorf("size=500 with ListClampsSize: %d", status)
+	}
+}
