@@ -36,7 +36,8 @@ cross-check:
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -o /dev/null ./cmd/certfleet $(PLUGIN_CMDS)
 
 ## dist: the release into dist/ (make dist VERSION=1.2.3 [SIGNING_KEY=minisign.key]): per-vendor
-## bundles and a full one per platform, .deb/.rpm, SBOMs, SHA256SUMS (+ .minisig); scripts/dist
+## bundles and a full one per platform, .deb/.rpm, the OCI image of the linux targets
+## (certfleet_<version>_oci.tar), SBOMs, SHA256SUMS (+ .minisig); scripts/dist
 DIST_TARGETS ?= linux/amd64,linux/arm64,windows/amd64
 dist: $(TOOLS)/nfpm $(TOOLS)/cyclonedx-gomod $(TOOLS)/minisign
 	@case "$(origin VERSION)" in command*|environment*) ;; *) echo "make dist needs VERSION=x.y.z"; exit 2;; esac
@@ -44,7 +45,8 @@ dist: $(TOOLS)/nfpm $(TOOLS)/cyclonedx-gomod $(TOOLS)/minisign
 		-nfpm $(TOOLS)/nfpm -cyclonedx-gomod $(TOOLS)/cyclonedx-gomod -minisign $(TOOLS)/minisign -signing-key "$(SIGNING_KEY)"
 
 ## dist-check: what CI checks of a release: static binaries, checksums and signature, the Citrix
-## bundle unpacked alone validating and enrolling against certfleet-sim, and an upgrade to v2
+## bundle unpacked alone validating and enrolling against certfleet-sim, an upgrade to v2, and the
+## OCI image verified, unpacked and run as its user (scripts/imagecheck; chrooted when root)
 dist-check: build $(TOOLS)/nfpm $(TOOLS)/cyclonedx-gomod $(TOOLS)/minisign
 	./scripts/dist-check.sh
 

@@ -8,6 +8,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // daemon.time_zone works where the host has no zoneinfo (the OCI image, Windows)
+
+	// TLS to CAs and devices verifies where the host has no CA roots (the OCI image is built
+	// from scratch); a host's own roots, when it has any, are used instead.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

@@ -51,11 +51,18 @@ func (s *pinStore) load() (pinFile, error) {
 }
 
 func (s *pinStore) save(pf pinFile) error {
-	data, err := json.MarshalIndent(pf, "", "  ")
+	data, err := FormatPins(pf.Plugins)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(s.path, append(data, '\n'), 0o600)
+	return atomicfile.Write(s.path, data, 0o600)
+}
+
+// FormatPins is the content of a pins file holding these pins (plugin name → pin); a release
+// that ships its plugins already pinned (the OCI image) writes one.
+func FormatPins(pins map[string]Pin) ([]byte, error) {
+	data, err := json.MarshalIndent(pinFile{Version: 1, Plugins: pins}, "", "  ")
+	return append(data, '\n'), err
 }
 
 // get returns the pin for name, if any.

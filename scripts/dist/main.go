@@ -27,6 +27,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,6 +47,10 @@ type options struct {
 	sbomTool   string
 	signingKey string
 	minisign   string
+	image      bool
+	// imageTargets are the image's platforms (linux only); those not in targets are built for
+	// the image alone, with no bundle or package.
+	imageTargets []string
 }
 
 func main() {
@@ -57,12 +62,29 @@ func main() {
 	flag.StringVar(&o.out, "out", "dist", "output directory (emptied first)")
 	flag.StringVar(&targets, "targets", "linux/amd64,linux/arm64,windows/amd64", "GOOS/GOARCH list")
 	flag.BoolVar(&o.packages, "packages", true, "build .deb and .rpm for the linux targets")
+	flag.BoolVar(&o.image, "image", true, "build the OCI image (an index of every linux target) as "+imageArchive("VERSION"))
 	flag.StringVar(&o.nfpm, "nfpm", "nfpm", "nfpm binary")
 	flag.StringVar(&o.sbomTool, "cyclonedx-gomod", "cyclonedx-gomod", "cyclonedx-gomod binary (empty: no SBOM)")
 	flag.StringVar(&o.signingKey, "signing-key", "", "minisign secret key signing SHA256SUMS (empty: unsigned)")
 	flag.StringVar(&o.minisign, "minisign", "minisign", "minisign binary")
+	var imageTargets string
+	flag.StringVar(&imageTargets, "image-targets", "", "the image's platforms, built for it alone when not in -targets (default: the linux ones of -targets)")
 	flag.Parse()
 	o.targets = strings.Split(targets, ",")
+	if imageTargets != "" {
+		o.imageTargets = strings.Split(imageTargets, ",")
+	} else {
+		for _, t := range o.targets {
+			if strings.HasPrefix(t, "linux/") {
+				o.imageTargets = append(o.imageTargets, t)
+			}
+		}
+	}
+	for _, t := range o.imageTargets {
+		if !strings.HasPrefix(t, "linux/") {
+			log.Fatalf("-image-targets %s: the image is for linux targets only", t)
+		}
+	}
 	if o.version == "" || strings.ContainsAny(o.version, " /_") {
 		log.Fatal("-version x.y.z is required (no spaces, slashes or underscores)")
 	}
@@ -132,8 +154,12 @@ type release struct {
 	options
 	vendors []vendor
 	mtime   time.Time
-	docs    docs
-	sums    pluginhost.Checksums
+	// revision is the commit built (empty outside git), for the image's labels.
+	revision string
+	docs     docs
+	sums     pluginhost.Checksums
+	// imagePlatforms are the linux targets' files for the OCI image, built after every target.
+	imagePlatforms []imagePlatform
 }
 
 // docs are the files generated from the CLI definition, the same for every target.
@@ -152,17 +178,30 @@ func buildRelease(o options) error {
 		return err
 	}
 	r := &release{options: o, vendors: vendors, mtime: mtime, sums: pluginhost.Checksums{}}
+	if o.image {
+		r.revision = commitRevision()
+	}
 	if err := r.generateDocs(); err != nil {
 		return err
 	}
-	for _, t := range o.targets {
+	// The targets, then the image's platforms not among them: binaries only, for the image.
+	builds := slices.Clone(o.targets)
+	for _, t := range o.imageTargets {
+		if o.image && !slices.Contains(builds, t) {
+			builds = append(builds, t)
+		}
+	}
+	for _, t := range builds {
 		goos, goarch, ok := strings.Cut(t, "/")
 		if !ok {
-			return fmt.Errorf("-targets: %q is not GOOS/GOARCH", t)
+			return fmt.Errorf("-targets, -image-targets: %q is not GOOS/GOARCH", t)
 		}
-		if err := r.target(goos, goarch); err != nil {
+		if err := r.target(goos, goarch, slices.Contains(o.targets, t)); err != nil {
 			return fmt.Errorf("%s: %w", t, err)
 		}
+	}
+	if err := r.ociImage(); err != nil {
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(o.out, "SHA256SUMS"), r.sums.Format(), 0o644); err != nil {
 		return err
@@ -231,7 +270,7 @@ type file struct {
 	exec bool
 }
 
-func (r *release) target(goos, goarch string) error {
+func (r *release) target(goos, goarch string, bundles bool) error {
 	binDir := filepath.Join(r.out, ".build", goos+"_"+goarch) // binaries before bundling; not part of the release
 	pkgs := []string{"./cmd/certfleet"}
 	for _, v := range r.vendors {
@@ -254,10 +293,6 @@ func (r *release) target(goos, goarch string) error {
 	if err != nil {
 		return err
 	}
-	common, err := r.commonFiles(goos)
-	if err != nil {
-		return err
-	}
 	var all []file
 	for _, v := range r.vendors {
 		plugin, err := read("certfleet-plugin-" + v.name)
@@ -265,12 +300,42 @@ func (r *release) target(goos, goarch string) error {
 			return err
 		}
 		all = append(all, plugin)
+	}
+	if bundles {
+		if err := r.bundles(goos, goarch, binDir, core, all); err != nil {
+			return err
+		}
+	}
+	inImage := r.image && slices.Contains(r.imageTargets, goos+"/"+goarch)
+	if goos != "linux" || !(inImage || bundles && r.packages) {
+		return nil
+	}
+	installed, err := r.fhsFiles(binDir, all)
+	if err != nil {
+		return err
+	}
+	if inImage {
+		r.imagePlatforms = append(r.imagePlatforms, imagePlatform{arch: goarch, files: installed})
+	}
+	if bundles && r.packages {
+		return r.linuxPackages(goarch, binDir, installed)
+	}
+	return nil
+}
+
+// bundles writes a target's per-vendor bundles, its full bundle and the binaries' SBOMs.
+func (r *release) bundles(goos, goarch, binDir string, core file, plugins []file) error {
+	common, err := r.commonFiles(goos)
+	if err != nil {
+		return err
+	}
+	for i, v := range r.vendors {
 		sample, err1 := os.ReadFile(v.sample)
 		readme, err2 := os.ReadFile(v.readme)
 		if err := errors.Join(err1, err2); err != nil {
 			return err
 		}
-		files := append([]file{core, plugin, {name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}, common...)
+		files := append([]file{core, plugins[i], {name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}, common...)
 		if err := r.bundle(fmt.Sprintf("certfleet-%s_%s_%s_%s", v.name, r.version, goos, goarch), goos, files); err != nil {
 			return err
 		}
@@ -280,19 +345,16 @@ func (r *release) target(goos, goarch string) error {
 	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
-	full := append(append([]file{core}, all...), append([]file{{name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}, common...)...)
+	full := append(append([]file{core}, plugins...), append([]file{{name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}, common...)...)
 	if err := r.bundle(fmt.Sprintf("certfleet_%s_%s_%s", r.version, goos, goarch), goos, full); err != nil {
 		return err
 	}
 	if r.sbomTool != "" {
-		for _, f := range append([]file{core}, all...) {
+		for _, f := range append([]file{core}, plugins...) {
 			if err := r.sbom(binDir, f.name, goos, goarch); err != nil {
 				return err
 			}
 		}
-	}
-	if goos == "linux" && r.packages {
-		return r.linuxPackages(goarch, binDir, all)
 	}
 	return nil
 }
@@ -449,58 +511,80 @@ func (r *release) sbom(binDir, binary, goos, goarch string) error {
 	return r.emit(filepath.ToSlash(filepath.Join("sbom", name)), data)
 }
 
-// linuxPackages builds the .deb and .rpm: the same files in FHS places, plugins pinned on install.
-func (r *release) linuxPackages(goarch, binDir string, plugins []file) error {
-	stage := filepath.Join(binDir, "pkg")
-	write := func(name string, data []byte, mode os.FileMode) (string, error) {
-		p := filepath.Join(stage, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return "", err
-		}
-		abs, _ := filepath.Abs(p)
-		return abs, os.WriteFile(p, data, mode)
-	}
+// installed is a file as the .deb, the .rpm and the OCI image install it.
+type installed struct {
+	dst    string // absolute path on the system
+	data   []byte
+	mode   os.FileMode
+	config bool // the administrator's to change: kept on upgrade
+}
+
+// fhsFiles are the full bundle's files in their FHS places: what the packages and the image install.
+func (r *release) fhsFiles(binDir string, plugins []file) ([]installed, error) {
 	var man bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&man, gzip.BestCompression)
 	zw.Write(r.docs.man)
 	zw.Close()
-	type content struct{ src, dst, typ, mode string }
-	var contents []content
-	add := func(name string, data []byte, dst, typ string, mode os.FileMode) error {
-		src, err := write(name, data, mode)
-		contents = append(contents, content{src, dst, typ, fmt.Sprintf("0%o", mode)})
-		return err
-	}
 	core, err := os.ReadFile(filepath.Join(binDir, "certfleet"))
 	if err != nil {
-		return err
+		return nil, err
 	}
+	files := []installed{{dst: "/usr/bin/certfleet", data: core, mode: 0o755}}
 	sums := pluginhost.Checksums{}
-	var errs []error
-	errs = append(errs, add("certfleet", core, "/usr/bin/certfleet", "", 0o755))
 	for _, p := range plugins {
 		sums[p.name] = sha256Hex(p.data)
-		errs = append(errs, add(p.name, p.data, "/usr/lib/certfleet/plugins/"+p.name, "", 0o755))
+		files = append(files, installed{dst: pluginDir + "/" + p.name, data: p.data, mode: 0o755})
 	}
 	// The plugins' checksums travel with them: the postinstall script pins from this file.
-	errs = append(errs, add("SHA256SUMS", sums.Format(), "/usr/lib/certfleet/plugins/SHA256SUMS", "", 0o644))
-	errs = append(errs, add("certfleet.1.gz", man.Bytes(), "/usr/share/man/man1/certfleet.1.gz", "", 0o644))
-	errs = append(errs, add("certfleet.bash", r.docs.bash, "/usr/share/bash-completion/completions/certfleet", "", 0o644))
-	errs = append(errs, add("_certfleet", r.docs.zsh, "/usr/share/zsh/vendor-completions/_certfleet", "", 0o644))
-	errs = append(errs, add("certfleet.fish", r.docs.fish, "/usr/share/fish/vendor_completions.d/certfleet.fish", "", 0o644))
+	files = append(files,
+		installed{dst: pluginDir + "/SHA256SUMS", data: sums.Format(), mode: 0o644},
+		installed{dst: "/usr/share/man/man1/certfleet.1.gz", data: man.Bytes(), mode: 0o644},
+		installed{dst: "/usr/share/bash-completion/completions/certfleet", data: r.docs.bash, mode: 0o644},
+		installed{dst: "/usr/share/zsh/vendor-completions/_certfleet", data: r.docs.zsh, mode: 0o644},
+		installed{dst: "/usr/share/fish/vendor_completions.d/certfleet.fish", data: r.docs.fish, mode: 0o644})
+	var errs []error
 	for _, unit := range systemdUnits {
 		data, err := os.ReadFile(filepath.Join("examples", "systemd", unit))
-		errs = append(errs, err, add(unit, data, "/usr/lib/systemd/system/"+unit, "", 0o644))
+		errs = append(errs, err)
+		files = append(files, installed{dst: "/usr/lib/systemd/system/" + unit, data: data, mode: 0o644})
 	}
 	sample, err := os.ReadFile("examples/certfleet.yaml")
-	errs = append(errs, err, add("certfleet.yaml.sample", sample, "/etc/certfleet/certfleet.yaml.sample", "config|noreplace", 0o640))
+	errs = append(errs, err)
 	readme, err := os.ReadFile("README.md")
-	errs = append(errs, err, add("README.md", readme, "/usr/share/doc/certfleet/README.md", "", 0o644))
+	errs = append(errs, err)
+	files = append(files,
+		installed{dst: "/etc/certfleet/certfleet.yaml.sample", data: sample, mode: 0o640, config: true},
+		installed{dst: "/usr/share/doc/certfleet/README.md", data: readme, mode: 0o644})
 	if lic, err := os.ReadFile("LICENSE"); err == nil {
-		errs = append(errs, add("LICENSE", lic, "/usr/share/doc/certfleet/LICENSE", "", 0o644))
+		files = append(files, installed{dst: "/usr/share/doc/certfleet/LICENSE", data: lic, mode: 0o644})
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
+	return files, errors.Join(errs...)
+}
+
+// pluginDir is where the packages and the image install the plugins.
+const pluginDir = "/usr/lib/certfleet/plugins"
+
+// linuxPackages builds the .deb and .rpm: the same files in FHS places, plugins pinned on install.
+func (r *release) linuxPackages(goarch, binDir string, files []installed) error {
+	stage := filepath.Join(binDir, "pkg")
+	type content struct{ src, dst, typ, mode string }
+	var contents []content
+	for _, f := range files {
+		src, err := filepath.Abs(filepath.Join(stage, filepath.FromSlash(f.dst)))
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(src, f.data, f.mode); err != nil {
+			return err
+		}
+		typ := ""
+		if f.config {
+			typ = "config|noreplace"
+		}
+		contents = append(contents, content{src, f.dst, typ, fmt.Sprintf("0%o", f.mode)})
 	}
 	postinstall, _ := filepath.Abs(filepath.Join("packaging", "postinstall.sh"))
 	var cfg strings.Builder
