@@ -88,11 +88,13 @@ in_image --version | grep -q "certfleet version $v1\$" || fail "the image's cert
 # The full sample (daemon.time_zone Europe/London needs zoneinfo); it names the example pemdir
 # plugin, which is not shipped, so its plugins are not started here ...
 in_image --config "$inside/etc/certfleet/certfleet.yaml.sample" validate --offline
-# ... but every vendor sample is checked against its plugin, started from the image's plugin
-# directory and pinned by the image's own pins file.
+# ... but every vendor sample the image ships beside it is checked against its plugin, started
+# from the image's plugin directory and pinned by the image's own pins file.
 for sample in plugins/*/dist/certfleet.yaml; do
   name=$(basename "$(dirname "$(dirname "$sample")")")
-  install -m 0644 "$sample" "$rootfs/tmp/$name.yaml"
+  shipped="$rootfs/usr/share/doc/certfleet/samples/$name.yaml"
+  cmp -s "$sample" "$shipped" || fail "the image does not ship the $name sample as $shipped"
+  install -m 0644 "$shipped" "$rootfs/tmp/$name.yaml"
   in_image --config "$inside/tmp/$name.yaml" validate
 done
 in_image --config "$inside/tmp/citrix-nitro.yaml" plugins list > "$work/image-plugins.txt"

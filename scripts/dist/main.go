@@ -346,6 +346,16 @@ func (r *release) bundles(goos, goarch, binDir string, core file, plugins []file
 		return err
 	}
 	full := append(append([]file{core}, plugins...), append([]file{{name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}, common...)...)
+	// certfleet.yaml is the annotated reference of every field (its devices use the pemdir
+	// example plugin, which is not shipped); each vendor's own sample, which validates against
+	// the shipped plugins, comes beside it.
+	vendorSamples, err := r.vendorSamples()
+	if err != nil {
+		return err
+	}
+	for _, vs := range vendorSamples {
+		full = append(full, file{name: "samples/" + vs.name, data: vs.data})
+	}
 	if err := r.bundle(fmt.Sprintf("certfleet_%s_%s_%s", r.version, goos, goarch), goos, full); err != nil {
 		return err
 	}
@@ -552,6 +562,11 @@ func (r *release) fhsFiles(binDir string, plugins []file) ([]installed, error) {
 	errs = append(errs, err)
 	readme, err := os.ReadFile("README.md")
 	errs = append(errs, err)
+	vendorSamples, err := r.vendorSamples()
+	errs = append(errs, err)
+	for _, vs := range vendorSamples {
+		files = append(files, installed{dst: "/usr/share/doc/certfleet/samples/" + vs.name, data: vs.data, mode: 0o644})
+	}
 	files = append(files,
 		installed{dst: "/etc/certfleet/certfleet.yaml.sample", data: sample, mode: 0o640, config: true},
 		installed{dst: "/usr/share/doc/certfleet/README.md", data: readme, mode: 0o644})
@@ -559,6 +574,19 @@ func (r *release) fhsFiles(binDir string, plugins []file) ([]installed, error) {
 		files = append(files, installed{dst: "/usr/share/doc/certfleet/LICENSE", data: lic, mode: 0o644})
 	}
 	return files, errors.Join(errs...)
+}
+
+// vendorSamples are the bundled plugins' sample configurations, named <plugin>.yaml.
+func (r *release) vendorSamples() ([]file, error) {
+	var out []file
+	for _, v := range r.vendors {
+		data, err := os.ReadFile(v.sample)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, file{name: v.name + ".yaml", data: data})
+	}
+	return out, nil
 }
 
 // pluginDir is where the packages and the image install the plugins.
