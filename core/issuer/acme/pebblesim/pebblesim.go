@@ -40,6 +40,8 @@ type Config struct {
 	ValidityDays int
 	// Logger receives Pebble's own log; discarded when nil.
 	Logger *log.Logger
+	// Latency delays every request, as a distant CA does (see SetLatency).
+	Latency time.Duration
 }
 
 // Server is a running Pebble.
@@ -55,6 +57,8 @@ type Server struct {
 	closing  sync.Once
 
 	renewalInfoGets atomic.Int64
+	requests        atomic.Int64
+	latency         atomic.Int64 // nanoseconds
 	mu              sync.Mutex
 	// orderRetryAfter, when set, refuses every newOrder as over a rate limit with this Retry-After.
 	orderRetryAfter string
@@ -95,9 +99,20 @@ func Start(cfg Config) (*Server, error) {
 	if err := store.AddExternalAccountKeyByID(s.eabKID, s.eabHMAC); err != nil {
 		return nil, fmt.Errorf("pebble EAB key: %w", err)
 	}
+	s.latency.Store(int64(cfg.Latency))
 	acmeHandler := front.Handler()
 	mux := http.NewServeMux()
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		if d := time.Duration(s.latency.Load()); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
 		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
 			if s.refuseOverRateLimit(acmeHandler, w) {
 				return
@@ -196,6 +211,12 @@ func (s *Server) RateLimitedOrders() int {
 
 // RenewalInfoRequests counts renewalInfo (ARI) requests received.
 func (s *Server) RenewalInfoRequests() int { return int(s.renewalInfoGets.Load()) }
+
+// SetLatency delays every HTTP request by d before Pebble sees it.
+func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
+
+// Requests is the number of HTTP requests served so far, of every kind.
+func (s *Server) Requests() int { return int(s.requests.Load()) }
 
 // SetRenewalWindow makes Pebble suggest [start, end) as cert's renewal window (Pebble's
 // management call /set-renewal-info/).
