@@ -40,7 +40,7 @@ func startPebble(w *world, o options) error {
       eab: {key_id: %s, hmac_key: "${env:CERTFLEET_SIM_EAB_HMAC}"}
       contact: ops@example.test
       tls: {ca_bundle: %s}`, p.DirectoryURL(), kid, bundle)
-	w.info.CA = caInfo{Type: "acme", URL: p.DirectoryURL()}
+	w.info.CA = caInfo{Type: "acme", URL: p.DirectoryURL(), Settings: pebblesim.Settings()}
 	w.info.RootsPEM = append(w.info.RootsPEM, root)
 	return nil
 }

@@ -133,6 +133,8 @@ type description struct {
 type caInfo struct {
 	Type string `json:"type"`
 	URL  string `json:"url"`
+	// Settings of the simulated CA that a benchmark note cites (Pebble's knobs).
+	Settings []string `json:"settings,omitempty"`
 }
 
 type deviceInfo struct {

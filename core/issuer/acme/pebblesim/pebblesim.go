@@ -16,9 +16,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +67,26 @@ type Server struct {
 	limitedOrders   int
 }
 
+// pebbleEnv are the knobs Pebble reads from its environment: no challenge is validated (the
+// names count as pre-validated), no random sleep before validation, no nonce rejected at random,
+// authorizations reused.
+func pebbleEnv() map[string]string {
+	return map[string]string{"PEBBLE_VA_ALWAYS_VALID": "1", "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "100"}
+}
+
+// Settings describe how this Pebble differs from a stock one, for benchmark notes that must
+// cite the CA's settings.
+func Settings() []string {
+	env := pebbleEnv()
+	out := make([]string, 0, len(env)+3)
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, k+"="+env[k])
+	}
+	return append(out, "External Account Binding required",
+		"authorizations marked valid when the order is created (no challenge to answer)",
+		"issuing chain ECDSA; orders finalized by Pebble's own asynchronous issuance")
+}
+
 // envMu: Pebble reads its knobs from the environment while its parts are built.
 var envMu sync.Mutex
 
@@ -87,7 +109,7 @@ func Start(cfg Config) (*Server, error) {
 		profiles["default"] = ca.Profile{Description: "certfleet-sim default", ValidityPeriod: uint64(cfg.ValidityDays) * 24 * 3600}
 	}
 	envMu.Lock()
-	restore := setEnv(map[string]string{"PEBBLE_VA_ALWAYS_VALID": "1", "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "100"})
+	restore := setEnv(pebbleEnv())
 	pca := ca.New(logger, store, "", "ecdsa", 0, 1, profiles)
 	pva := va.New(logger, 0, 0, false, "", store)
 	front := wfe.New(logger, store, pva, pca, []string{"pebble.letsencrypt.org"}, false, true, 0, 0)
