@@ -134,6 +134,9 @@ func (b *bench) acmePeers(ctx context.Context, certs int) ([]acmeResult, error) 
 		res.name = version + ", sequential (one process per certificate)"
 		for rep := 1; rep <= b.o.slowN; rep++ {
 			dir := filepath.Join(s.dir, fmt.Sprintf("%s-%d", p.name, rep))
+			if err := os.MkdirAll(filepath.Join(dir, "webroot"), 0o700); err != nil {
+				return nil, err
+			}
 			// The account is registered by a first certificate outside the timing, as a cron job
 			// finds it registered.
 			if err := runPeer(ctx, p.issue(acct, dir, fmt.Sprintf("warm-up.%s-%d.example.test", p.name, rep))); err != nil {
@@ -167,7 +170,8 @@ func runPeer(ctx context.Context, cmd *exec.Cmd) error {
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, tail.String())
+			// Not the arguments: they hold the EAB HMAC key.
+			return fmt.Errorf("%s: %w: %s", filepath.Base(cmd.Args[0]), err, lastLine(tail.String()))
 		}
 		return nil
 	case <-ctx.Done():
@@ -189,6 +193,10 @@ func (b *bench) ensureInstalled(ctx context.Context, p peer) (string, error) {
 	out, err := exec.CommandContext(ctx, p.name, p.version...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %v", p.name, strings.Join(p.version, " "), err)
+	}
+	// Debian's lego says "version dev": the package's version is the one to cite.
+	if pkg, err := exec.CommandContext(ctx, "dpkg-query", "-W", "-f=${Version}", p.name).Output(); err == nil && len(pkg) > 0 {
+		return fmt.Sprintf("%s %s (Debian package)", p.name, strings.TrimSpace(string(pkg))), nil
 	}
 	return lastLine(string(out)), nil
 }
