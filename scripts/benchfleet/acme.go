@@ -234,7 +234,7 @@ func (s *sim) acmeAccount() (acmeAccount, error) {
 }
 
 func (b *bench) printACME(rs []acmeResult, certs int, settings []string) {
-	fmt.Fprintf(b.out, "\n## %d ACME certificates against one Pebble, ECDSA P-256 keys made by each tool; median of %d\n\n", certs, b.o.slowN)
+	b.section("%d ACME certificates against one Pebble, ECDSA P-256 keys made by each tool; median of %d (load average %s)", certs, b.o.slowN, loadAverage())
 	fmt.Fprintf(b.out, "Pebble (embedded in certfleet-sim, no latency): %s\n\n", strings.Join(settings, "; "))
 	rows := [][]string{{"tool", "wall", "per certificate"}}
 	for _, r := range rs {

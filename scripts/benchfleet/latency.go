@@ -12,6 +12,8 @@ import (
 // latencyResult is one run enrolling a world whose CA and devices answer every call late.
 type latencyResult struct {
 	wall        time.Duration
+	cpu         time.Duration
+	load        string
 	caCalls     int
 	deviceCalls int
 	busiest     int // device calls to the busiest device
@@ -73,7 +75,7 @@ func (b *bench) latencyRun(ctx context.Context, s *sim, limits runtimeLimits) (l
 		return r, err
 	}
 	lat := b.o.sizes.latency
-	r.wall, r.caCalls = m.wall, after-before
+	r.wall, r.cpu, r.load, r.caCalls = m.wall, m.cpu, loadAverage(), after-before
 	_, r.busiest, r.deviceCalls = perDevice(calls, "")
 	r.commitsLo, r.commitsHi, _ = perDevice(calls, "Commit")
 	r.caTerm = time.Duration(r.caCalls) * lat / time.Duration(limits.PerIssuer)
@@ -102,7 +104,7 @@ func (b *bench) printLatency(rs []latencyResult, limits runtimeLimits) {
 	wall := pick(func(r latencyResult) time.Duration { return r.wall })
 	bound := pick(latencyResult.bound)
 	r := rs[0]
-	fmt.Fprintf(b.out, "\n## %s certificates on %d devices, %s on every CA and device call (SCM simulator, pemdir devices); median of %d\n\n",
+	b.section("%s certificates on %d devices, %s on every CA and device call (SCM simulator, pemdir devices); median of %d",
 		thousands(sz.latencyDevices*sz.latencyPerDev), sz.latencyDevices, sz.latency, len(rs))
 	rows := [][]string{
 		{"limits", fmt.Sprintf("workers %d, per_issuer %d, per_device %d (the defaults, written out)", limits.Workers, limits.PerIssuer, limits.PerDevice)},
@@ -112,6 +114,8 @@ func (b *bench) printLatency(rs []latencyResult, limits runtimeLimits) {
 		{"bound: all calls × latency / workers", secs(pick(func(r latencyResult) time.Duration { return r.workerTerm }))},
 		{"latency bound (the largest of the three)", secs(bound)},
 		{"run wall", fmt.Sprintf("%s = %s the bound", secs(wall), ratio(wall.Seconds(), bound.Seconds()))},
+		{"run CPU user+sys (core and plugins)", secs(pick(func(r latencyResult) time.Duration { return r.cpu }))},
+		{"load average at the end of the run", r.load},
 		{"first device Commit after the run's start", secs(pick(func(r latencyResult) time.Duration { return r.firstCommit }))},
 	}
 	lo, hi := r.commitsLo, r.commitsHi

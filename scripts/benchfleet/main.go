@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,7 +136,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	b := &bench{o: o, out: out, started: time.Now()}
 	fmt.Fprintf(out, "certfleet bench-fleet: %s; -n %d, -slow-n %d%s; worlds in %s\n", time.Now().UTC().Format(time.RFC3339), o.n, o.slowN, map[bool]string{true: ", QUICK (small worlds)"}[o.quick], o.work)
-	fmt.Fprintf(out, "binaries: %s (certfleet %s)\n", o.bin, b.certfleetVersion(ctx))
+	fmt.Fprintf(out, "binaries: %s (%s); %d CPUs, load average %s at the start\n", o.bin, b.certfleetVersion(ctx), runtime.NumCPU(), loadAverage())
 	if o.sections["steady"] {
 		if err := b.steady(ctx); err != nil {
 			return fmt.Errorf("steady state: %w", err)
@@ -151,7 +152,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("acme: %w", err)
 		}
 	}
-	fmt.Fprintf(out, "\nbench-fleet took %s\n", time.Since(b.started).Round(time.Second))
+	fmt.Fprintf(out, "\nbench-fleet took %s; load average %s at the end\n", time.Since(b.started).Round(time.Second), loadAverage())
 	return nil
 }
 
@@ -168,6 +169,21 @@ func (b *bench) certfleetVersion(ctx context.Context) string {
 		return "version unknown"
 	}
 	return strings.TrimSpace(string(v))
+}
+
+// loadAverage is the machine's 1-minute load average, printed with each section: figures taken
+// while other work runs are slower than the machine can do.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Fields(string(data))[0]
+}
+
+// section starts a section of the report.
+func (b *bench) section(format string, args ...any) {
+	fmt.Fprintf(b.out, "\n## "+format+"\n\n", args...)
 }
 
 // progress goes to stderr, so stdout is the report alone.
@@ -343,7 +359,10 @@ func (s *sim) writeConfig(name string, keepDevices int, limits runtimeLimits) (s
 type measurement struct {
 	wall   time.Duration
 	maxRSS int64 // bytes
-	start  time.Time
+	// cpu is user + system time of the process and the plugin processes it waited for: on a
+	// shared machine it moves far less with the load than the wall time.
+	cpu   time.Duration
+	start time.Time
 }
 
 // certfleet runs bin/certfleet with cfg and args; a failure is an error with the output's tail.
@@ -364,6 +383,7 @@ func (s *sim) certfleet(ctx context.Context, cfg string, args ...string) (measur
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			m.maxRSS = ru.Maxrss * 1024 // KiB on Linux
+			m.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		}
 	}
 	if err != nil {

@@ -18,12 +18,14 @@ type steadyResult struct {
 	setup          time.Duration
 	wall           map[string][]time.Duration
 	rss            map[string][]int64
+	cpu            map[string][]time.Duration
 	ca             map[string][]int
 	// inventory and allCalls: calls per device, min and max over the devices and repetitions.
 	inventory, allCalls map[string][2]int
 	// stateBefore/After the measured runs, and how many runs wrote to it.
 	stateBefore, stateAfter int64
 	runs                    int
+	load                    string // load average before → after
 }
 
 // steady measures run, plan and status with nothing due on a world and on one twice its size.
@@ -81,13 +83,14 @@ func (b *bench) steady(ctx context.Context) error {
 
 func (b *bench) measureSteady(ctx context.Context, s *sim, cfg string, devices int) (steadyResult, error) {
 	r := steadyResult{certs: devices * b.o.sizes.certsPerDevice, devices: devices,
-		wall: map[string][]time.Duration{}, rss: map[string][]int64{}, ca: map[string][]int{},
+		wall: map[string][]time.Duration{}, cpu: map[string][]time.Duration{}, rss: map[string][]int64{}, ca: map[string][]int{},
 		inventory: map[string][2]int{}, allCalls: map[string][2]int{}}
 	var logs accessLogs
 	if _, err := logs.since(s, devices); err != nil { // the setup's calls
 		return r, err
 	}
 	r.stateBefore = stateSize(s.dir)
+	r.load = loadAverage()
 	for rep := 1; rep <= b.o.n; rep++ {
 		for _, command := range steadyCommands {
 			before, err := s.caRequests(ctx)
@@ -108,6 +111,7 @@ func (b *bench) measureSteady(ctx context.Context, s *sim, cfg string, devices i
 			}
 			r.wall[command] = append(r.wall[command], m.wall)
 			r.rss[command] = append(r.rss[command], m.maxRSS)
+			r.cpu[command] = append(r.cpu[command], m.cpu)
 			r.ca[command] = append(r.ca[command], after-before)
 			widen(r.inventory, command, calls, "Inventory", rep == 1)
 			widen(r.allCalls, command, calls, "", rep == 1)
@@ -118,6 +122,7 @@ func (b *bench) measureSteady(ctx context.Context, s *sim, cfg string, devices i
 		}
 	}
 	r.stateAfter = stateSize(s.dir)
+	r.load += " → " + loadAverage()
 	return r, nil
 }
 
@@ -134,7 +139,7 @@ func widen(acc map[string][2]int, command string, calls map[string][]deviceCall,
 
 func (b *bench) printSteady(rs []steadyResult) {
 	small, large := rs[0], rs[1]
-	fmt.Fprintf(b.out, "\n## Steady state: nothing due (SCM simulator, pemdir devices, %d certificates per device); median of %d\n\n", b.o.sizes.certsPerDevice, b.o.n)
+	b.section("Steady state: nothing due (SCM simulator, pemdir devices, %d certificates per device); median of %d", b.o.sizes.certsPerDevice, b.o.n)
 	head := func(r steadyResult) string {
 		return fmt.Sprintf("%s certs / %s devices", thousands(r.certs), thousands(r.devices))
 	}
@@ -143,7 +148,9 @@ func (b *bench) printSteady(rs []steadyResult) {
 		ws, wl := median(small.wall[c]), median(large.wall[c])
 		rows = append(rows, []string{c + " wall", secs(ws), secs(wl), ratio(wl.Seconds(), ws.Seconds())})
 		ms, ml := median(small.rss[c]), median(large.rss[c])
-		rows = append(rows, []string{c + " peak RSS (core)", mib(ms), mib(ml), ratio(float64(ml), float64(ms))})
+		rows = append(rows, []string{c + " peak RSS", mib(ms), mib(ml), ratio(float64(ml), float64(ms))})
+		cs, cl := median(small.cpu[c]), median(large.cpu[c])
+		rows = append(rows, []string{c + " CPU user+sys", secs(cs), secs(cl), ratio(cl.Seconds(), cs.Seconds())})
 	}
 	for _, c := range steadyCommands {
 		rows = append(rows, []string{c + ": Inventory calls per device", minMax(small.inventory[c][0], small.inventory[c][1]), minMax(large.inventory[c][0], large.inventory[c][1]), ""})
@@ -154,11 +161,12 @@ func (b *bench) printSteady(rs []steadyResult) {
 	for _, c := range steadyCommands {
 		rows = append(rows, []string{c + ": CA calls (median)", strconv.Itoa(int(median(toInt64(small.ca[c])))), strconv.Itoa(int(median(toInt64(large.ca[c])))), ""})
 	}
+	rows = append(rows, []string{"load average during the measurements", small.load, large.load, ""})
 	rows = append(rows, []string{"setup: enrolling the world (not measured; 32 workers)", secs(small.setup), secs(large.setup) + " (the second half)", ""})
 	table(b.out, rows)
 
 	const hourlyRunsPerYear = 24 * 365
-	fmt.Fprintf(b.out, "\n## State size (SQLite file + WAL), %s certificates\n\n", thousands(small.certs))
+	b.section("State size (SQLite file + WAL), %s certificates", thousands(small.certs))
 	rows = [][]string{{"after enrolling", mb(small.stateBefore)}}
 	if small.runs > 0 {
 		growth := (small.stateAfter - small.stateBefore) / int64(small.runs)
