@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/certfleet/certfleet/core/state"
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
+	"github.com/certfleet/certfleet/plugins/sdk/conformance"
 )
 
 // served connects to a vserver's TLS listener as a client would and returns the chain it gets.
@@ -29,16 +31,13 @@ type tlsClient struct {
 }
 
 func servedTo(c tlsClient) ([]*x509.Certificate, error) {
-	cfg := &tls.Config{ServerName: c.name, InsecureSkipVerify: true} //nolint:gosec // the chain is verified by the caller
+	cfg := &tls.Config{ServerName: c.name}
 	if c.rsaOnly {
 		cfg.MaxVersion, cfg.CipherSuites = tls.VersionTLS12, []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
 	}
-	conn, err := tls.DialWithDialer(&netDialer, "tcp", c.addr, cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	return conn.ConnectionState().PeerCertificates, nil
+	ctx, cancel := context.WithTimeout(context.Background(), netDialer.Timeout)
+	defer cancel()
+	return conformance.ServedChain(ctx, c.addr, cfg)
 }
 
 func TestCitrixADCEnrollRenewAndRollback(t *testing.T) {

@@ -10,29 +10,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/certfleet/certfleet/core/issuer/scm/scmsim"
+	"github.com/certfleet/certfleet/plugins/sdk/conformance"
 	"github.com/jonboulle/clockwork"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
-
-// syncBuffer is a bytes.Buffer safe for the daemon's goroutines and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -161,7 +148,7 @@ certificates:
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr conformance.LogBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"certfleet", "--config", cfg, "--plugin-dir", pluginDir, "--pins-file", filepath.Join(dir, "pins.json"), "daemon"},

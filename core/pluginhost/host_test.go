@@ -1,13 +1,11 @@
 package pluginhost
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,37 +22,19 @@ func TestMain(m *testing.M) {
 	conformance.Main(m, "github.com/certfleet/certfleet/examples/plugin-pemdir/cmd/certfleet-plugin-pemdir", &pemdirBinary)
 }
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // fixture is a host with the pemdir plugin in its own plugins directory and a device directory.
 type fixture struct {
 	host      *Host
 	pluginDir string
 	device    sdk.Target
-	logs      *syncBuffer
+	logs      *conformance.LogBuffer
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	pluginDir := t.TempDir()
 	copyFile(t, pemdirBinary, filepath.Join(pluginDir, "certfleet-plugin-pemdir"))
-	logs := &syncBuffer{}
+	logs := &conformance.LogBuffer{}
 	host := New(Options{
 		Dirs: []string{pluginDir}, SkipPATH: true, PinsFile: filepath.Join(t.TempDir(), "plugins.lock.json"),
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "certfleet", Output: logs, Level: hclog.Debug}),

@@ -1,22 +1,14 @@
 package cem_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"fmt"
-	"os"
-	"os/exec"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/certfleet/certfleet/plugins/citrix-endpoint-management/cemsim"
 	"github.com/certfleet/certfleet/plugins/sdk"
 	"github.com/certfleet/certfleet/plugins/sdk/conformance"
-	"github.com/hashicorp/go-hclog"
-	plugin "github.com/hashicorp/go-plugin"
 )
 
 var pluginPath string
@@ -45,39 +37,11 @@ func target(sim *cemsim.Sim, cfg cemsim.Config) sdk.Target {
 	}
 }
 
-// syncBuffer collects the plugin's stderr.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // launch starts the plugin binary as certfleet does and returns it with its stderr.
-func launch(t *testing.T) (sdk.Plugin, *syncBuffer) {
+func launch(t *testing.T) (sdk.Plugin, *conformance.LogBuffer) {
 	t.Helper()
-	stderr := &syncBuffer{}
-	cfg := sdk.ClientConfig(pluginPath, nil, hclog.New(&hclog.LoggerOptions{Output: stderr, Level: hclog.Trace, JSONFormat: true}))
-	cfg.Cmd = exec.Command(pluginPath)
-	cfg.Cmd.Env = append(os.Environ(), "CERTFLEET_PLUGIN_LOG_LEVEL=trace")
-	cfg.Stderr = stderr
-	client := plugin.NewClient(cfg)
-	t.Cleanup(client.Kill)
-	p, err := sdk.Dispense(client)
-	if err != nil {
-		t.Fatalf("launch plugin: %v", err)
-	}
-	return p, stderr
+	l := conformance.Launch(t, pluginPath, "trace")
+	return l.Plugin, l.Stderr
 }
 
 func ctxFor(t *testing.T) context.Context {
@@ -88,17 +52,7 @@ func ctxFor(t *testing.T) context.Context {
 
 // served reads the certificate chain the SSL listener serves now.
 func served(ctx context.Context, sim *cemsim.Sim) ([]*x509.Certificate, error) {
-	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // reads what is served
-	conn, err := d.DialContext(ctx, "tcp", sim.ListenerAddress())
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("the listener served no certificate")
-	}
-	return certs, nil
+	return conformance.ServedChain(ctx, sim.ListenerAddress(), nil)
 }
 
 // enroll makes a key and CSR, signs it and imports it.

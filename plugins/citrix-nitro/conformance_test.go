@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"testing"
 
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
@@ -44,13 +43,11 @@ func served(ctx context.Context, sim *nitrosim.Sim, vserver, serverName string) 
 	if addr == "" {
 		return nil, fmt.Errorf("vserver %s has no TLS listener", vserver)
 	}
-	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: &tls.Config{InsecureSkipVerify: true, ServerName: serverName}} //nolint:gosec // reads what is served
-	c, err := d.DialContext(ctx, "tcp", addr)
+	certs, err := conformance.ServedChain(ctx, addr, &tls.Config{ServerName: serverName})
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	return c.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
+	return certs[0], nil
 }
 
 func runConformance(t *testing.T, sim *nitrosim.Sim, opts sdk.Options, bindings []sdk.Binding) {

@@ -4,9 +4,9 @@ package citrixnitro_test
 // (binding kinds as strings), so that each also runs against the plugin as it was before.
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -14,22 +14,24 @@ import (
 
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
 	"github.com/certfleet/certfleet/plugins/sdk"
+	"github.com/certfleet/certfleet/plugins/sdk/conformance"
 	"google.golang.org/grpc/codes"
 )
 
 // servedTo returns the leaf a client gets; rsaOnly offers no ECDSA cipher suite (TLS 1.2).
 func servedTo(t *testing.T, sim *nitrosim.Sim, vs, serverName string, rsaOnly bool) *x509.Certificate {
 	t.Helper()
-	cfg := &tls.Config{InsecureSkipVerify: true, ServerName: serverName} //nolint:gosec // the test compares the leaf itself
+	cfg := &tls.Config{ServerName: serverName}
 	if rsaOnly {
 		cfg.MaxVersion, cfg.CipherSuites = tls.VersionTLS12, []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
 	}
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", sim.ServedAddress(vs), cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	certs, err := conformance.ServedChain(ctx, sim.ServedAddress(vs), cfg)
 	if err != nil {
 		t.Fatalf("TLS to %s (rsa only %v): %v", vs, rsaOnly, err)
 	}
-	defer c.Close()
-	return c.ConnectionState().PeerCertificates[0]
+	return certs[0]
 }
 
 // Finding 1: the appliance refuses to update a certkey to a certificate another certkey holds

@@ -1,22 +1,15 @@
 package f5bigip_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"os"
-	"os/exec"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/certfleet/certfleet/plugins/f5-bigip/bigipsim"
 	"github.com/certfleet/certfleet/plugins/sdk"
 	"github.com/certfleet/certfleet/plugins/sdk/conformance"
-	"github.com/hashicorp/go-hclog"
-	plugin "github.com/hashicorp/go-plugin"
 )
 
 var pluginPath string
@@ -55,47 +48,12 @@ func target(sim *bigipsim.Sim) sdk.Target {
 	}
 }
 
-// syncBuffer collects the plugin's stderr.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // launch starts the plugin binary as certfleet does, with its log level, and returns it with
 // everything it writes to stderr.
-func launch(t *testing.T, logLevel string) (sdk.Plugin, *syncBuffer) {
+func launch(t *testing.T, logLevel string) (sdk.Plugin, *conformance.LogBuffer) {
 	t.Helper()
-	p, stderr, _ := launchWithPID(t, logLevel)
-	return p, stderr
-}
-
-// launchWithPID is launch, also returning the plugin process's id.
-func launchWithPID(t *testing.T, logLevel string) (sdk.Plugin, *syncBuffer, int) {
-	t.Helper()
-	stderr := &syncBuffer{}
-	cfg := sdk.ClientConfig(pluginPath, nil, hclog.New(&hclog.LoggerOptions{Output: stderr, Level: hclog.Trace, JSONFormat: true}))
-	cfg.Cmd = exec.Command(pluginPath)
-	cfg.Cmd.Env = append(os.Environ(), "CERTFLEET_PLUGIN_LOG_LEVEL="+logLevel)
-	cfg.Stderr = stderr
-	client := plugin.NewClient(cfg)
-	t.Cleanup(client.Kill)
-	p, err := sdk.Dispense(client)
-	if err != nil {
-		t.Fatalf("launch plugin: %v", err)
-	}
-	return p, stderr, client.ReattachConfig().Pid
+	l := conformance.Launch(t, pluginPath, logLevel)
+	return l.Plugin, l.Stderr
 }
 
 // served reads the certificate a virtual server (or the first carrier of a profile) serves now.
@@ -104,15 +62,9 @@ func served(ctx context.Context, sim *bigipsim.Sim, name string) (*x509.Certific
 	if addr == "" {
 		return nil, fmt.Errorf("%s is not served", name)
 	}
-	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // reads what is served; the handshake still proves the key
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	certs, err := conformance.ServedChain(ctx, addr, nil)
 	if err != nil {
 		return nil, err
-	}
-	defer conn.Close()
-	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s served no certificate", name)
 	}
 	return certs[0], nil
 }

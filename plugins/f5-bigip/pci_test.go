@@ -261,7 +261,8 @@ func processMemoryContains(t *testing.T, pid int, needle []byte) (bool, int) {
 func TestPCIPassphraseNotInPluginMemory(t *testing.T) {
 	sim := startSim(t, bigipsim.DefaultConfig())
 	tgt := target(sim)
-	p, _, pid := launchWithPID(t, "trace")
+	launched := conformance.Launch(t, pluginPath, "trace")
+	p, pid := launched.Plugin, launched.PID
 	ctx := ctxFor(t)
 	csr, err := p.GenerateCSR(ctx, tgt, sdk.CSRRequest{NameHint: "mem", KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
 		Subject: sdk.Subject{CommonName: "mem.example.test"}})

@@ -2,9 +2,7 @@ package paloaltopanos_test
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -85,15 +83,9 @@ func servedBy(sim *panossim.Sim) func(context.Context, sdk.Binding) (*x509.Certi
 }
 
 func dialServed(ctx context.Context, addr string) (*x509.Certificate, error) {
-	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // only reads what is served
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	certs, err := conformance.ServedChain(ctx, addr, nil)
 	if err != nil {
 		return nil, err
-	}
-	defer conn.Close()
-	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
-	if len(certs) == 0 {
-		return nil, errors.New("no certificate served")
 	}
 	return certs[0], nil
 }
@@ -149,10 +141,9 @@ func TestConformanceAPIKeyVsysPartial(t *testing.T) {
 // dialChain returns the whole chain a listener serves.
 func dialChain(t *testing.T, addr string) []*x509.Certificate {
 	t.Helper()
-	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only reads what is served
+	certs, err := conformance.ServedChain(context.Background(), addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	return conn.ConnectionState().PeerCertificates
+	return certs
 }

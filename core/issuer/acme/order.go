@@ -303,24 +303,9 @@ func describeChains(chains [][]*x509.Certificate) string {
 
 // parseChain parses a PEM bundle, leaf first, each certificate issued by the next.
 func parseChain(bundle []byte) ([]*x509.Certificate, error) {
-	var chain []*x509.Certificate
-	for rest := bundle; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		chain = append(chain, c)
-	}
-	if len(chain) == 0 {
-		return nil, errors.New("no certificate in the CA's answer")
+	chain, err := issuer.ParseCertificatesPEM(bundle)
+	if err != nil {
+		return nil, fmt.Errorf("the CA's answer: %w", err)
 	}
 	for n := 0; n+1 < len(chain); n++ {
 		if err := chain[n].CheckSignatureFrom(chain[n+1]); err != nil {

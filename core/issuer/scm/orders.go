@@ -522,25 +522,9 @@ func endState(id, status string) (issuer.Result, bool) {
 
 // parseChain reads a PEM bundle in any order and returns the leaf and its chain, leaf first.
 func parseChain(body []byte) (issuer.Result, error) {
-	var certs []*x509.Certificate
-	rest := body
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return issuer.Result{}, fmt.Errorf("SCM collect: certificate %d: %w", len(certs)+1, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return issuer.Result{}, errors.New("SCM collect: the answer holds no PEM certificate")
+	certs, err := issuer.ParseCertificatesPEM(body)
+	if err != nil {
+		return issuer.Result{}, fmt.Errorf("SCM collect: %w", err)
 	}
 	leaf, chain, err := orderChain(certs)
 	if err != nil {

@@ -4,9 +4,9 @@ package nitrosim_test
 // simulator implements it (handler.go, sim.go).
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +15,7 @@ import (
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitro"
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
 	"github.com/certfleet/certfleet/plugins/sdk"
+	"github.com/certfleet/certfleet/plugins/sdk/conformance"
 )
 
 // rsaCertKey makes an RSA key and CSR on the appliance, signs it and adds certkey name.
@@ -36,17 +37,18 @@ func (f *fixture) rsaCertKey(name string, dns ...string) *x509.Certificate {
 
 // servedWith returns the leaf a client offering only the given signature schemes gets.
 func (f *fixture) servedWith(vs, sni string, schemes ...tls.SignatureScheme) (*x509.Certificate, error) {
-	cfg := &tls.Config{InsecureSkipVerify: true, ServerName: sni, MaxVersion: tls.VersionTLS12} //nolint:gosec // the test checks the chain itself
+	cfg := &tls.Config{ServerName: sni, MaxVersion: tls.VersionTLS12}
 	if len(schemes) > 0 {
 		// TLS 1.2 without ECDSA cipher suites: an RSA-only client.
 		cfg.CipherSuites = []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
 	}
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", f.sim.ServedAddress(vs), cfg)
+	ctx, cancel := context.WithTimeout(f.ctx, 2*time.Second)
+	defer cancel()
+	certs, err := conformance.ServedChain(ctx, f.sim.ServedAddress(vs), cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	return conn.ConnectionState().PeerCertificates[0], nil
+	return certs[0], nil
 }
 
 func TestRelativePathsAndBuiltinCertKey(t *testing.T) {

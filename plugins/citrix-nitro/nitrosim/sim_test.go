@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -101,13 +100,9 @@ func (f *fixture) certkey(name string, dns ...string) *x509.Certificate {
 
 // served returns the chain a TLS client gets from vserver vs with server name sni.
 func (f *fixture) served(vs, sni string) ([]*x509.Certificate, error) {
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", f.sim.ServedAddress(vs),
-		&tls.Config{InsecureSkipVerify: true, ServerName: sni}) //nolint:gosec // the test checks the chain itself
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	return conn.ConnectionState().PeerCertificates, nil
+	ctx, cancel := context.WithTimeout(f.ctx, 2*time.Second)
+	defer cancel()
+	return conformance.ServedChain(ctx, f.sim.ServedAddress(vs), &tls.Config{ServerName: sni})
 }
 
 func wantCode(t *testing.T, what string, err error, code int) {

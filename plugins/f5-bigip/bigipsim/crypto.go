@@ -294,26 +294,3 @@ func selfSignedWith(key crypto.Signer, cn string, lifetime time.Duration) (*x509
 	}
 	return x509.ParseCertificate(der)
 }
-
-func parsePEMCerts(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no PEM certificate")
-	}
-	return out, nil
-}

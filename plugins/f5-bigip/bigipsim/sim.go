@@ -38,7 +38,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/certfleet/certfleet/plugins/sdk/simtls"
 	"net"
 	"net/http"
 	"slices"
@@ -46,6 +45,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/certfleet/certfleet/plugins/sdk"
+	"github.com/certfleet/certfleet/plugins/sdk/simtls"
 )
 
 // User is a BIG-IP user account.
@@ -706,7 +708,7 @@ func (s *Sim) AddCert(name, pemData string) error {
 	if err != nil {
 		return err
 	}
-	certs, err := parsePEMCerts([]byte(pemData))
+	certs, err := sdk.ParseCertificatesPEM(pemData)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
 // op is one change to the configuration: run at once, or queued in a transaction.
@@ -608,7 +610,7 @@ func (s *Sim) installCert(st *state, body []byte) (any, *apiErr) {
 	if !ok {
 		return nil, errf(http.StatusBadRequest, "01070712:3: Caught SSL exception: unable to open file %s: No such file or directory.", file)
 	}
-	certs, err := parsePEMCerts(data)
+	certs, err := sdk.ParseCertificatesPEM(string(data))
 	if err != nil {
 		return nil, errf(http.StatusBadRequest, "01070712:3: Caught SSL exception: Error reading certificate from %s.", file)
 	}

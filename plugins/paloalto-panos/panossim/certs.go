@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
 // generateRequest is a parsed <request><certificate><generate>.
@@ -313,7 +315,7 @@ func (s *Sim) importFile(w http.ResponseWriter, r *http.Request, admin string) {
 		writeErr(w, badRequest("File cannot be read: %v", err))
 		return
 	}
-	certs, err := parseCertPEM(string(content))
+	certs, err := sdk.ParseCertificatesPEM(string(content))
 	if err != nil {
 		writeErr(w, errorf("", "Import of %s failed. Invalid certificate file: %v", name, err))
 		return
@@ -334,7 +336,7 @@ func (s *Sim) importFile(w http.ResponseWriter, r *http.Request, admin string) {
 	existing := loc.child("certificate").entry(name)
 	switch {
 	case existing != nil && existing.value("public-key") != "":
-		if old, err := parseCertPEM(existing.value("public-key")); err == nil && old[0].Equal(cert) {
+		if old, err := sdk.ParseCertificatesPEM(existing.value("public-key")); err == nil && old[0].Equal(cert) {
 			writeXML(w, http.StatusOK, `<response status="success"><result>Successfully imported `+escape(name)+` into candidate configuration</result></response>`)
 			return
 		}

@@ -169,30 +169,6 @@ func certificateEntry(name string, certs []*x509.Certificate) *node {
 	)
 }
 
-func parseCertPEM(data string) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	rest := []byte(data)
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no certificate")
-	}
-	return out, nil
-}
-
 func sameKey(a, b crypto.PublicKey) bool {
 	type equaler interface{ Equal(crypto.PublicKey) bool }
 	e, ok := a.(equaler)

@@ -2,7 +2,7 @@ package panossim
 
 import (
 	"bytes"
-	"crypto/tls"
+	"context"
 	"crypto/x509"
 	"io"
 	"mime/multipart"
@@ -65,12 +65,11 @@ func (h *harness) commitAndWait() {
 
 func servedChain(t *testing.T, addr string) []*x509.Certificate {
 	t.Helper()
-	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only reads what is served
+	certs, err := conformance.ServedChain(context.Background(), addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	return conn.ConnectionState().PeerCertificates
+	return certs
 }
 
 func TestGenerateRefusesUnknownElements(t *testing.T) {

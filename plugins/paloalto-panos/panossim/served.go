@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
 // servedListener serves one SSL/TLS service profile of the running configuration.
@@ -76,7 +78,7 @@ func (s *Sim) parsedLocked(pemText string) ([]*x509.Certificate, error) {
 	if c, ok := s.certCache[pemText]; ok {
 		return c, nil
 	}
-	certs, err := parseCertPEM(pemText)
+	certs, err := sdk.ParseCertificatesPEM(pemText)
 	if err != nil {
 		return nil, err
 	}

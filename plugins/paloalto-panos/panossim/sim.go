@@ -37,7 +37,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/certfleet/certfleet/plugins/sdk/simtls"
 	"io"
 	"log"
 	"net"
@@ -47,6 +46,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/certfleet/certfleet/plugins/sdk/simtls"
 )
 
 // deviceEntry is the one device entry of a firewall's configuration.
