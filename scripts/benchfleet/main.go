@@ -60,14 +60,13 @@ type options struct {
 
 // sizes of the worlds.
 type sizes struct {
-	steadyDevices   int // the small steady-state world; the large one has twice as many devices
-	certsPerDevice  int
-	latencyDevices  int
-	latencyPerDev   int
-	latency         time.Duration
-	acmeDevices     int
-	acmePerDevice   int
-	revocationCheck bool
+	steadyDevices  int // the small steady-state world; the large one has twice as many devices
+	certsPerDevice int
+	latencyDevices int
+	latencyPerDev  int
+	latency        time.Duration
+	acmeDevices    int
+	acmePerDevice  int
 }
 
 var fullSizes = sizes{steadyDevices: 1000, certsPerDevice: 10, latencyDevices: 100, latencyPerDev: 10, latency: 50 * time.Millisecond, acmeDevices: 10, acmePerDevice: 10}
