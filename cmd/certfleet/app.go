@@ -18,7 +18,7 @@ import (
 const defaultConfigPath = "/etc/certfleet"
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:        "certfleet",
 		Usage:       "keep TLS certificates alive on network appliances",
 		Description: exitCodesHelp,
@@ -70,6 +70,47 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			manCommand(),
 			stateCommand(),
 		},
+	}
+	refuseFlagsAfterArguments(app.Commands)
+	return app
+}
+
+// isFlagOf says whether arg names one of cmd's flags (-q, --force, --target=FILE): an argument
+// that merely starts with a dash, a certificate named "-x" say, is not refused.
+func isFlagOf(cmd *cli.Command, arg string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	if !strings.HasPrefix(arg, "-") || name == "" {
+		return false
+	}
+	for _, f := range append(cmd.Flags, cli.HelpFlag) {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refuseFlagsAfterArguments makes every command refuse a flag written after its arguments.
+// urfave/cli stops reading flags at the first argument, so `certfleet run www --force` would
+// otherwise look for a certificate named "--force" (or ignore the flag) instead of forcing.
+func refuseFlagsAfterArguments(cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		refuseFlagsAfterArguments(cmd.Subcommands)
+		action := cmd.Action
+		if action == nil {
+			continue
+		}
+		cmd.Action = func(c *cli.Context) error {
+			for _, arg := range c.Args().Slice() {
+				if isFlagOf(c.Command, arg) {
+					return cli.Exit(fmt.Sprintf("%q comes after the arguments, where it is not read as a flag: put every flag before them (%s [flags] %s)",
+						arg, c.Command.HelpName, strings.Join(c.Args().Slice()[:1], " ")), 2)
+				}
+			}
+			return action(c)
+		}
 	}
 }
 

@@ -354,3 +354,24 @@ func TestVendorSamplesValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagAfterArgumentsIsRefused: urfave/cli reads no flag after the first argument, so
+// `run www --force` must not quietly run without --force, nor look for a certificate "--force".
+func TestFlagAfterArgumentsIsRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"run", "www", "--force"},
+		{"plan", "www", "--force"},
+		{"run", "www", "-q"},
+		{"plugins", "test", "pemdir", "--target=lab.yaml"},
+	} {
+		code, _, stderr := certfleet(t, args...)
+		if code != 2 || !strings.Contains(stderr, "put every flag before them") || !strings.Contains(stderr, args[len(args)-1]) {
+			t.Errorf("%v: exit %d, %q; want exit 2 naming the misplaced flag", args, code, stderr)
+		}
+	}
+	// A name that only starts with a dash is not a flag of the command: it reaches the command.
+	code, _, stderr := certfleet(t, "--config", filepath.Join(t.TempDir(), "missing.yaml"), "run", "--", "-not-a-flag")
+	if code == 0 || strings.Contains(stderr, "put every flag before them") {
+		t.Errorf("a dash-named argument was refused as a flag: exit %d, %q", code, stderr)
+	}
+}

@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/certfleet/certfleet/core/config"
@@ -109,64 +106,9 @@ func runDaemon(c *cli.Context) error {
 	d.metrics.ConfigLoaded(false, true)
 	d.refreshMetrics()
 
-	// The run's context ends only on a hard stop; a first SIGTERM (or the end of c.Context) asks
-	// the run to stop at a safe point instead.
-	runCtx, hardStop := context.WithCancel(context.WithoutCancel(c.Context))
-	defer hardStop()
-	d.runCtx = runCtx
-	stop, reload := make(chan struct{}), make(chan struct{}, 1)
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
-	defer signal.Stop(sigs)
-	var stopOnce sync.Once
-	hardTimer := make(chan *time.Timer, 1)
-	defer func() {
-		select {
-		case t := <-hardTimer:
-			t.Stop()
-		default:
-		}
-	}()
-	requestStop := func(why string) {
-		stopOnce.Do(func() {
-			timeout := d.current().cfg.Daemon.StopTimeout
-			d.log.Info("stopping: the step in flight finishes and is recorded, nothing new starts", "signal", why, "stop_timeout", timeout)
-			close(stop)
-			hardTimer <- time.AfterFunc(timeout, func() {
-				d.log.Warn("stop_timeout reached: cancelling the calls in flight; the next run resumes them")
-				hardStop()
-			})
-		})
-	}
-	go func() {
-		parentDone := c.Context.Done()
-		stops := 0
-		for {
-			select {
-			case s := <-sigs:
-				if s == syscall.SIGHUP {
-					select {
-					case reload <- struct{}{}:
-					default: // a reload is already queued
-					}
-					continue
-				}
-				if stops++; stops > 1 {
-					d.log.Warn("second stop signal: cancelling the calls in flight; the next run resumes them")
-					hardStop()
-					continue
-				}
-				requestStop(s.String())
-			case <-parentDone:
-				// main's signal context ends on the same SIGTERM the daemon counts above; only
-				// signals received here count towards a second, hard stop.
-				parentDone = nil
-				requestStop("terminated")
-			case <-runCtx.Done():
-				return
-			}
-		}
-	}()
+	signals, release := watchStopSignals(c.Context, d.log, func() time.Duration { return d.current().cfg.StopTimeout() }, true)
+	defer release()
+	d.runCtx = signals.ctx
 
 	listen := env.cfg.Daemon.Listen
 	if c.IsSet("listen") {
@@ -185,7 +127,7 @@ func runDaemon(c *cli.Context) error {
 	}
 	loop := &schedule.Loop{Clock: daemonClock, Schedule: d.schedule, Run: d.run, Reload: d.reload, Planned: d.planned, RunAtStart: env.cfg.Daemon.RunAtStart}
 	d.log.Info("daemon started", "schedule", env.cfg.Daemon.Schedule, "time_zone", env.cfg.Daemon.Location.String(), "jitter", env.cfg.Daemon.Jitter, "certificates", len(env.cfg.Certificates))
-	loop.Serve(runCtx, reload, stop)
+	loop.Serve(signals.ctx, signals.reload, signals.stop)
 	d.log.Info("daemon stopped")
 	return nil
 }

@@ -117,11 +117,13 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer env.close()
+			signals, release := watchStopSignals(c.Context, env.log, env.cfg.StopTimeout, false)
+			defer release()
 			started := time.Now()
-			report, runErr := env.engine.Run(c.Context, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run"), NoAdopt: c.Bool("no-adopt")})
+			report, runErr := env.engine.Run(signals.ctx, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run"), NoAdopt: c.Bool("no-adopt"), Stop: signals.stop})
 			var notifyFailed []notify.Failure
 			if !c.Bool("dry-run") {
-				notifyFailed = finishRun(c.Context, env, report, runErr, started, hclog.Info)
+				notifyFailed = finishRun(signals.ctx, env, report, runErr, started, hclog.Info)
 				writeMetricsFile(c, env)
 			}
 			if errors.Is(runErr, state.ErrLocked) {

@@ -170,9 +170,21 @@ func (w *walker) daemon(n *yaml.Node) Daemon {
 		d.Location = time.Local
 	}
 	if d.StopTimeout == 0 {
-		d.StopTimeout = 2 * time.Minute
+		d.StopTimeout = DefaultStopTimeout
 	}
 	return d
+}
+
+// DefaultStopTimeout is daemon.stop_timeout when the configuration does not set it.
+const DefaultStopTimeout = 2 * time.Minute
+
+// StopTimeout is how long a stop signal waits for the step in flight, for `run` as for the
+// daemon: daemon.stop_timeout, or its default when there is no daemon section.
+func (c *Config) StopTimeout() time.Duration {
+	if c.Daemon == nil {
+		return DefaultStopTimeout
+	}
+	return c.Daemon.StopTimeout
 }
 
 func (w *walker) events(n *yaml.Node, p string) []string {

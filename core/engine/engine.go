@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,7 +159,11 @@ func (e *Engine) selected(names []string) ([]Certificate, error) {
 				known = append(known, k)
 			}
 			sort.Strings(known)
-			return nil, fmt.Errorf("no certificate named %q in the configuration (known: %v)", n, known)
+			// A fleet has thousands: name a few, not all of them.
+			if more := len(known) - 10; more > 0 {
+				known = append(known[:10], fmt.Sprintf("and %d more", more))
+			}
+			return nil, fmt.Errorf("no certificate named %q in the configuration (known: %s)", n, strings.Join(known, ", "))
 		}
 		out = append(out, c)
 	}
