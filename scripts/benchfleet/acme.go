@@ -246,7 +246,7 @@ func (b *bench) printACME(rs []acmeResult, certs int, settings []string) {
 	}
 	table(b.out, rows)
 	defaults, sequential := rs[0], rs[1]
-	fmt.Fprintln(b.out)
+	fmt.Fprintln(b.out, "\nIssue #24's targets: the defaults ≥ 30× faster than sequential certbot and ≥ 25× faster than sequential lego; certfleet sequential ≥ 2× faster per certificate than either.")
 	for _, p := range rs[2:] {
 		if p.missing != "" {
 			continue

@@ -124,4 +124,5 @@ func (b *bench) printLatency(rs []latencyResult, limits runtimeLimits) {
 	}
 	rows = append(rows, []string{"Commits per device", minMax(lo, hi)})
 	table(b.out, rows)
+	fmt.Fprintln(b.out, "\nIssue #24's targets: ≤ 1.2× the latency bound, the first device committed within 5 s of the run's start, one Commit per device.")
 }
