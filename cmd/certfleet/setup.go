@@ -181,6 +181,7 @@ func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 		Disabled:                disabledCertificates(cfg),
 		Workers:                 cfg.Runtime.Workers,
 		PerIssuer:               cfg.Runtime.PerIssuer,
+		IssuerConcurrency:       issuerConcurrency(cfg),
 		CollectTimeout:          cfg.Runtime.CollectTimeout,
 		CallTimeout:             cfg.Runtime.CallTimeout,
 		RevocationCheckInterval: cfg.Runtime.RevocationCheckInterval,
@@ -262,6 +263,18 @@ func applyCredentialsFile(ctx context.Context, path string, cfg *config.Config, 
 		}
 	}
 	return nil
+}
+
+// issuerConcurrency is each CA account's own limit of calls in flight (issuers.<name>.concurrency);
+// accounts without one get runtime.per_issuer.
+func issuerConcurrency(cfg *config.Config) map[string]int {
+	out := map[string]int{}
+	for name, iss := range cfg.Issuers {
+		if iss.Concurrency > 0 {
+			out[name] = iss.Concurrency
+		}
+	}
+	return out
 }
 
 func registerCredentials(r *secret.Redactor, cfg *config.Config) {

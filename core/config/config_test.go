@@ -149,6 +149,20 @@ func TestPlainHTTPOptInWarnsOnEveryLoad(t *testing.T) {
 	}
 }
 
+// TestRemovedACMEIssuanceTimeoutStillLoads: timeouts.issuance lost its meaning when Collect
+// stopped waiting (#24); a configuration that sets it loads, with a warning that says so.
+func TestRemovedACMEIssuanceTimeoutStillLoads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("version: v1\nissuers:\n  ca:\n    type: acme\n    acme: {directory_url: https://ca.example/dir, timeouts: {issuance: 30s}}\n"), 0o600)
+	_, warnings, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0].String(), "issuers.ca.acme.timeouts.issuance: is ignored") {
+		t.Fatalf("warnings: %v", warnings)
+	}
+}
+
 const base = `version: v1
 issuers:
   ca:

@@ -349,6 +349,10 @@ func (w *walker) acme(name string, n *yaml.Node, path string) *acme.Config {
 		return nil
 	}
 	c.Name = name
+	if c.Timeouts.Issuance != 0 {
+		w.warn(n, join(path, "timeouts.issuance"), "remove it: the engine polls a processing order again on the CA's Retry-After or an adaptive schedule, holding no slot; timeouts.poll_interval sets the least wait between polls",
+			"is ignored since certfleet no longer waits inside a collect")
+	}
 	if c.DirectoryURL == "" {
 		w.errs.add(w.pos(n), join(path, "directory_url"), "the CA's ACME directory URL", "is missing")
 	} else {

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certfleet/certfleet/core/issuer"
@@ -28,10 +29,13 @@ type Options struct {
 	// not reported as retired.
 	Disabled []string
 
-	// Workers bounds the certificates worked on at once (8 when zero); PerIssuer bounds the calls
-	// in flight to one CA account (4 when zero).
-	Workers   int
-	PerIssuer int
+	// Workers bounds the calls to devices in flight for certificates at once (8 when zero);
+	// PerIssuer bounds the calls in flight to one CA account (4 when zero), unless
+	// IssuerConcurrency names the account (issuers.<name>.concurrency). A certificate waiting for
+	// its order at the CA holds neither.
+	Workers           int
+	PerIssuer         int
+	IssuerConcurrency map[string]int
 	// CollectTimeout is how long a run polls a pending order before leaving it for the next run.
 	CollectTimeout time.Duration
 	// CallTimeout bounds each plugin call (2 minutes when zero).
@@ -47,8 +51,10 @@ type Options struct {
 	Redact func(string) string
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
-	// Backoff is the first wait between collects of a pending order (1s when zero).
-	Backoff time.Duration
+	// Backoff is the first wait between collects of a pending order when the CA gives no
+	// Retry-After (250ms when zero); the wait grows up to MaxBackoff (30s when zero).
+	Backoff    time.Duration
+	MaxBackoff time.Duration
 	// VerifyAttempts is how often an endpoint is read before its served certificate is declared
 	// wrong (3 when zero), VerifyWait the pause between reads (1s when zero): a data plane may
 	// pick up a commit a moment after the device reports it done.
@@ -74,10 +80,14 @@ type Event struct {
 // Engine plans and runs certificates. It is not safe for two Runs at once; the state lock keeps
 // two processes apart.
 type Engine struct {
-	opts      Options
-	log       hclog.Logger
+	opts Options
+	log  hclog.Logger
+	// slots bound the calls of a run's certificates (workers, devices, CA accounts); issuerSem
+	// bounds the CA checks made before the work starts (ca.go), at the same per-account limits.
+	slots     *slots
 	issuerSem map[string]chan struct{}
-	workerSem chan struct{}
+	// claimed counts the devices a shared run has started on (their rank for the slots).
+	claimed atomic.Int64
 
 	infoMu sync.Mutex
 	infos  map[string]sdk.Info
@@ -109,8 +119,12 @@ func New(opts Options) *Engine {
 		opts.VerifyWait = time.Second
 	}
 	if opts.Backoff <= 0 {
-		opts.Backoff = time.Second
+		opts.Backoff = issuer.DefaultPollInitial
 	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = issuer.DefaultPollMax
+	}
+	opts.MaxBackoff = max(opts.MaxBackoff, opts.Backoff)
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
@@ -122,10 +136,10 @@ func New(opts Options) *Engine {
 	}
 	e := &Engine{
 		opts: opts, log: opts.Logger, issuerSem: map[string]chan struct{}{},
-		workerSem: make(chan struct{}, opts.Workers), infos: map[string]sdk.Info{},
+		slots: newSlots(opts.Workers), infos: map[string]sdk.Info{},
 	}
 	for name := range opts.Issuers {
-		e.issuerSem[name] = make(chan struct{}, opts.PerIssuer)
+		e.issuerSem[name] = make(chan struct{}, e.issuerConcurrency(name))
 	}
 	return e
 }

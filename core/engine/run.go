@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/certfleet/certfleet/core/issuer"
 	"github.com/certfleet/certfleet/core/state"
 	"github.com/certfleet/certfleet/plugins/sdk"
@@ -152,11 +153,11 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	}
 	report.Results = append(report.Results, settled...)
 	var wg sync.WaitGroup
-	for name, items := range byDevice {
+	for devRank, name := range deviceOrder(byDevice) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, r := range e.runDevice(ctx, e.opts.Devices[name], items) {
+			for _, r := range e.runDevice(ctx, e.opts.Devices[name], byDevice[name], devRank) {
 				record(r)
 			}
 		}()
@@ -173,6 +174,22 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 		return report, err
 	}
 	return report, ctx.Err()
+}
+
+// deviceOrder is the order in which devices get the run's slots: those with the fewest due
+// certificates first (then by name), so that as many devices as possible reach their Commit early.
+func deviceOrder(byDevice map[string][]PlanItem) []string {
+	names := make([]string, 0, len(byDevice))
+	for name := range byDevice {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if a, b := len(byDevice[names[i]]), len(byDevice[names[j]]); a != b {
+			return a < b
+		}
+		return names[i] < names[j]
+	})
+	return names
 }
 
 // settle records a plan item that needs no work on the device (adopted, unchanged, device not
@@ -204,6 +221,14 @@ type work struct {
 	item PlanItem
 	op   *state.Operation
 	err  error
+
+	dev  Device
+	p    sdk.Plugin
+	rank rank
+	// collectBy is when this run stops collecting the order (collect_timeout after the first
+	// collect); poll is the schedule of collects while the CA gives no Retry-After.
+	collectBy time.Time
+	poll      *backoff.ExponentialBackOff
 }
 
 func (w *work) result(outcome state.Outcome) state.Result {
@@ -219,7 +244,8 @@ func (w *work) result(outcome state.Outcome) state.Result {
 
 // runDevice carries a device's due certificates to Bound, commits once, then verifies, cleans up
 // and records each deployment.
-func (e *Engine) runDevice(ctx context.Context, dev Device, items []PlanItem) []state.Result {
+// devRank is the device's place in the run: its calls go before those of later devices.
+func (e *Engine) runDevice(ctx context.Context, dev Device, items []PlanItem, devRank int) []state.Result {
 	p, info, err := e.plugin(ctx, dev)
 	if err != nil {
 		var out []state.Result
@@ -229,27 +255,16 @@ func (e *Engine) runDevice(ctx context.Context, dev Device, items []PlanItem) []
 		}
 		return out
 	}
-	concurrency := dev.Concurrency
-	if concurrency <= 0 {
-		concurrency = 1
-	}
-	devSem := make(chan struct{}, concurrency)
+	// Every certificate goes its own way; the slots (e.slots) bound the calls in flight, and a
+	// certificate waiting for its order holds none.
 	works := make([]*work, len(items))
 	var wg sync.WaitGroup
 	for i, it := range items {
-		works[i] = &work{item: it}
+		works[i] = &work{item: it, dev: dev, p: p, rank: rank{device: devRank, cert: i}}
 		wg.Add(1)
 		go func(w *work) {
 			defer wg.Done()
-			if w.err = acquire(ctx, devSem); w.err != nil {
-				return
-			}
-			defer release(devSem)
-			if w.err = acquire(ctx, e.workerSem); w.err != nil {
-				return
-			}
-			defer release(e.workerSem)
-			w.err = e.carry(ctx, w, dev, p)
+			w.err = e.carry(ctx, w)
 		}(works[i])
 	}
 	wg.Wait()
@@ -310,7 +325,8 @@ func newID() string {
 }
 
 // operationFor returns the operation to carry: the interrupted one, or a new one.
-func (e *Engine) operationFor(ctx context.Context, it PlanItem, dev Device, p sdk.Plugin) (*state.Operation, error) {
+func (e *Engine) operationFor(ctx context.Context, w *work) (*state.Operation, error) {
+	it := w.item
 	c := it.cert
 	if op := it.op; op != nil {
 		stale := op.SpecHash != specHash(c) && (op.Step == state.StepStarted || op.Step == state.StepCSR)
@@ -318,7 +334,7 @@ func (e *Engine) operationFor(ctx context.Context, it PlanItem, dev Device, p sd
 			return op, nil
 		}
 		// The configuration changed before the order was placed: start over with the new names.
-		e.discardKey(ctx, dev, p, op)
+		e.discardKey(ctx, w, op)
 		if err := e.opts.Store.AbandonOperation(ctx, op, "superseded by a configuration change"); err != nil {
 			return nil, err
 		}
@@ -341,13 +357,16 @@ func (e *Engine) operationFor(ctx context.Context, it PlanItem, dev Device, p sd
 }
 
 // discardKey removes the key of an operation that will not be finished (best effort).
-func (e *Engine) discardKey(ctx context.Context, dev Device, p sdk.Plugin, op *state.Operation) {
+func (e *Engine) discardKey(ctx context.Context, w *work, op *state.Operation) {
 	if op.KeyRef == "" {
 		return
 	}
-	cctx, cancel := e.stepCtx(ctx)
-	defer cancel()
-	if _, err := p.Cleanup(cctx, dev.Target, []sdk.ObjectRef{{KeyRef: op.KeyRef}}); err != nil {
+	// The key is removed even when the run is being cancelled or stopped: it is nobody's otherwise.
+	err := e.callDevice(context.WithoutCancel(ctx), nil, w, func(ctx context.Context) error {
+		_, err := w.p.Cleanup(ctx, w.dev.Target, []sdk.ObjectRef{{KeyRef: op.KeyRef}})
+		return err
+	})
+	if err != nil {
 		e.log.Warn("could not remove the key of an abandoned operation", "certificate", op.Certificate, "key_ref", op.KeyRef, "error", e.opts.Redact(err.Error()))
 	}
 }
@@ -364,12 +383,52 @@ func (e *Engine) save(ctx context.Context, op *state.Operation) error {
 	return nil
 }
 
+// onDevice makes one call to w's device (bounded by stepCtx) once a worker and a slot of the
+// device are free; a stop requested meanwhile ends the wait with ErrStopped.
+func (e *Engine) onDevice(ctx context.Context, w *work, call func(ctx context.Context) error) error {
+	return e.callDevice(ctx, e.stop, w, call)
+}
+
+func (e *Engine) callDevice(ctx context.Context, stop <-chan struct{}, w *work, call func(ctx context.Context) error) error {
+	release, err := e.slots.acquire(ctx, stop, "device\x00"+w.dev.Name, w.dev.Concurrency, true, w.rank)
+	if err != nil {
+		return err
+	}
+	defer release()
+	cctx, cancel := e.stepCtx(ctx)
+	defer cancel()
+	return call(cctx)
+}
+
+// onIssuer makes one call to the certificate's CA account once a slot of the account
+// (issuers.<name>.concurrency) is free; a stop requested meanwhile ends the wait with ErrStopped.
+func (e *Engine) onIssuer(ctx context.Context, w *work, call func() error) error {
+	name := w.item.cert.Issuer
+	release, err := e.slots.acquire(ctx, e.stop, "issuer\x00"+name, e.issuerConcurrency(name), false, w.rank)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return call()
+}
+
 // carry takes one certificate's operation as far as Bound (or Committed, when resuming).
-func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) error {
+func (e *Engine) carry(ctx context.Context, w *work) error {
 	if e.stopping() && w.item.op == nil {
 		return ErrStopped
 	}
-	op, err := e.operationFor(ctx, w.item, dev, p)
+	var op *state.Operation
+	var err error
+	if w.item.op == nil {
+		// A new operation starts when a call to its device could, so that certificates start in
+		// the run's order (device by device), not in the order their goroutines reach the state.
+		err = e.onDevice(ctx, w, func(context.Context) (err error) {
+			op, err = e.operationFor(ctx, w)
+			return err
+		})
+	} else {
+		op, err = e.operationFor(ctx, w)
+	}
 	if err != nil {
 		return err
 	}
@@ -379,7 +438,7 @@ func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) e
 		e.progress(c, "held until %s by the CA's Retry-After", op.RetryNotBefore.UTC().Format(time.RFC3339))
 		return &heldError{until: op.RetryNotBefore, last: op.LastError}
 	}
-	err = e.advance(ctx, op, c, w.item.deployment, dev, p)
+	err = e.advance(ctx, w)
 	if err != nil && !errors.Is(err, errPending) && !errors.Is(err, ErrStopped) {
 		if wait := issuer.RetryAfterOf(err); wait > 0 {
 			// The CA said when it will take the request again (a rate limit): no call before then.
@@ -396,7 +455,8 @@ func (e *Engine) carry(ctx context.Context, w *work, dev Device, p sdk.Plugin) e
 	return err
 }
 
-func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate, previous *state.Deployment, dev Device, p sdk.Plugin) error {
+func (e *Engine) advance(ctx context.Context, w *work) error {
+	op := w.op
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -406,23 +466,26 @@ func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate
 		}
 		switch op.Step {
 		case state.StepStarted:
-			if err := e.generateCSR(ctx, op, c, dev, p); err != nil {
+			if err := e.generateCSR(ctx, w); err != nil {
 				return err
 			}
 		case state.StepCSR:
-			if err := e.submit(ctx, op, c, previous); err != nil {
+			if err := e.submit(ctx, w); err != nil {
 				return err
 			}
 		case state.StepSubmitted:
-			if err := e.collect(ctx, op, c, dev, p); err != nil {
+			if err := e.awaitCollect(ctx, w); err != nil {
+				return err
+			}
+			if err := e.collect(ctx, w); err != nil {
 				return err
 			}
 		case state.StepIssued:
-			if err := e.importCert(ctx, op, c, dev, p); err != nil {
+			if err := e.importCert(ctx, w); err != nil {
 				return err
 			}
 		case state.StepImported:
-			if err := e.bind(ctx, op, c, dev, p); err != nil {
+			if err := e.bind(ctx, w); err != nil {
 				return err
 			}
 		case state.StepBound, state.StepCommitted:
@@ -433,12 +496,15 @@ func (e *Engine) advance(ctx context.Context, op *state.Operation, c Certificate
 	}
 }
 
-func (e *Engine) generateCSR(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
+func (e *Engine) generateCSR(ctx context.Context, w *work) error {
+	op, c, dev := w.op, w.item.cert, w.dev
 	if op.KeyRef == "" || op.CSRPEM == "" {
-		e.progress(c, "generating a %s key and CSR on %s", c.KeySpec, dev.Name)
-		cctx, cancel := e.stepCtx(ctx)
-		csr, err := p.GenerateCSR(cctx, dev.Target, sdk.CSRRequest{NameHint: c.Name, KeySpec: c.KeySpec, Subject: c.Subject, SANs: c.SANs})
-		cancel()
+		var csr sdk.CSR
+		err := e.onDevice(ctx, w, func(ctx context.Context) (err error) {
+			e.progress(c, "generating a %s key and CSR on %s", c.KeySpec, dev.Name)
+			csr, err = w.p.GenerateCSR(ctx, dev.Target, sdk.CSRRequest{NameHint: c.Name, KeySpec: c.KeySpec, Subject: c.Subject, SANs: c.SANs})
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("GenerateCSR on %s: %w", dev.Name, err)
 		}
@@ -446,13 +512,13 @@ func (e *Engine) generateCSR(ctx context.Context, op *state.Operation, c Certifi
 		// interrupted run resumes with this key (or removes it) instead of leaving it behind.
 		op.KeyRef, op.CSRPEM = csr.KeyRef, csr.PEM
 		if err := e.save(ctx, op); err != nil {
-			e.discardKey(ctx, dev, p, op)
+			e.discardKey(ctx, w, op)
 			return err
 		}
 	}
 	if err := verifyCSR(op.CSRPEM, c); err != nil {
 		// Never send a CA a CSR that is not exactly what was asked for; drop the key.
-		e.discardKey(ctx, dev, p, op)
+		e.discardKey(ctx, w, op)
 		if aerr := e.opts.Store.AbandonOperation(context.WithoutCancel(ctx), op, err.Error()); aerr != nil {
 			return aerr
 		}
@@ -470,6 +536,14 @@ func (e *Engine) issuerFor(c Certificate) (issuer.Issuer, chan struct{}, error) 
 	return iss, e.issuerSem[c.Issuer], nil
 }
 
+// issuerConcurrency is how many calls to the CA account may be in flight at once.
+func (e *Engine) issuerConcurrency(name string) int {
+	if n := e.opts.IssuerConcurrency[name]; n > 0 {
+		return n
+	}
+	return e.opts.PerIssuer
+}
+
 func orderRequest(op *state.Operation, c Certificate, previous *state.Deployment) issuer.Request {
 	req := issuer.Request{
 		CertificateName: c.Name, RequestID: op.RequestID, CSRPEM: op.CSRPEM, CommonName: c.Subject.CommonName,
@@ -485,19 +559,21 @@ func orderRequest(op *state.Operation, c Certificate, previous *state.Deployment
 
 // submit places the order exactly once. Before sending, the operation records that a request is
 // on its way; if the run dies or the answer is lost, the next attempt looks the order up first.
-func (e *Engine) submit(ctx context.Context, op *state.Operation, c Certificate, previous *state.Deployment) error {
-	iss, sem, err := e.issuerFor(c)
+func (e *Engine) submit(ctx context.Context, w *work) error {
+	op, c := w.op, w.item.cert
+	iss, _, err := e.issuerFor(c)
 	if err != nil {
 		return err
 	}
-	if err := acquire(ctx, sem); err != nil {
-		return err
-	}
-	defer release(sem)
-	req := orderRequest(op, c, previous)
+	req := orderRequest(op, c, w.item.deployment)
 	if op.SubmitState == state.SubmitSending || op.SubmitState == state.SubmitUnknown {
 		e.progress(c, "looking up the order whose placement was interrupted")
-		ref, found, err := iss.Find(ctx, req)
+		var ref issuer.OrderRef
+		var found bool
+		err := e.onIssuer(ctx, w, func() (err error) {
+			ref, found, err = iss.Find(ctx, req)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("look up the earlier order at %s: %w", c.Issuer, err)
 		}
@@ -506,14 +582,24 @@ func (e *Engine) submit(ctx context.Context, op *state.Operation, c Certificate,
 			return e.save(ctx, op)
 		}
 	}
-	e.progress(c, "submitting the CSR to %s", c.Issuer)
-	op.SubmitState = state.SubmitSending
-	if err := e.save(ctx, op); err != nil {
+	var ref issuer.OrderRef
+	var sent bool
+	err = e.onIssuer(ctx, w, func() (err error) {
+		// Recorded once the slot is held, right before the request leaves.
+		e.progress(c, "submitting the CSR to %s", c.Issuer)
+		op.SubmitState = state.SubmitSending
+		if err := e.save(ctx, op); err != nil {
+			return err
+		}
+		sent = true
+		sctx, cancel := e.stepCtx(ctx)
+		defer cancel()
+		ref, err = iss.Submit(sctx, req)
+		return err
+	})
+	if err != nil && !sent {
 		return err
 	}
-	sctx, cancel := e.stepCtx(ctx)
-	ref, err := iss.Submit(sctx, req)
-	cancel()
 	if err != nil {
 		// Only an issuer's proof that no order exists turns "sending" back into "not sent";
 		// anything else (a lost answer, an interrupted request, an error of unknown kind) is
@@ -530,7 +616,12 @@ func (e *Engine) submit(ctx context.Context, op *state.Operation, c Certificate,
 			return serr
 		}
 		if ctx.Err() == nil {
-			if ref, found, ferr := iss.Find(ctx, req); ferr == nil && found {
+			var found bool
+			ferr := e.onIssuer(ctx, w, func() (err error) {
+				ref, found, err = iss.Find(ctx, req)
+				return err
+			})
+			if ferr == nil && found {
 				op.OrderRef, op.SubmitState, op.Step = string(ref), state.SubmitPlaced, state.StepSubmitted
 				return e.save(ctx, op)
 			}
@@ -541,83 +632,112 @@ func (e *Engine) submit(ctx context.Context, op *state.Operation, c Certificate,
 	return e.save(ctx, op)
 }
 
-// collect polls the order with backoff until it is issued or the run's collect time is up.
-func (e *Engine) collect(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
-	iss, sem, err := e.issuerFor(c)
+// collect asks the CA once about the order. While it is pending, the time of the next collect
+// (the CA's Retry-After, else the next step of w.poll) becomes the operation's NextAttemptAt and
+// collect returns: the certificate waits in awaitCollect without holding a slot. That time is
+// recorded (all but the engine's own short waits), so a run that dies meanwhile resumes then, not
+// earlier. When it falls after the run's collect time, the order is left to the next run.
+func (e *Engine) collect(ctx context.Context, w *work) error {
+	op, c := w.op, w.item.cert
+	iss, _, err := e.issuerFor(c)
 	if err != nil {
 		return err
 	}
-	deadline := e.opts.Now().Add(e.opts.CollectTimeout)
-	wait := e.opts.Backoff
-	for {
-		if err := acquire(ctx, sem); err != nil {
+	var res issuer.Result
+	err = e.onIssuer(ctx, w, func() (err error) {
+		// The CA's own waits (Retry-After on a refusal) end with the run's collect time.
+		cctx, cancel := context.WithDeadline(ctx, w.collectBy)
+		defer cancel()
+		res, err = iss.Collect(cctx, issuer.OrderRef(op.OrderRef))
+		return err
+	})
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		// The collect time ran out waiting on the CA: the order stays for the next run.
+		op.NextAttemptAt, op.LastError = e.opts.Now().UTC(), e.opts.Redact(err.Error())
+		e.progress(c, "order %s not collected before collect_timeout; the next run collects it", op.OrderRef)
+		if err := e.save(ctx, op); err != nil {
 			return err
 		}
-		// The CA's own waits (Retry-After) end with the run's collect time, not after it.
-		cctx, cancel := context.WithDeadline(ctx, deadline)
-		res, err := iss.Collect(cctx, issuer.OrderRef(op.OrderRef))
-		cancel()
-		release(sem)
-		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			// The collect time ran out waiting on the CA: the order stays for the next run.
-			op.NextAttemptAt, op.LastError = e.opts.Now().UTC(), e.opts.Redact(err.Error())
-			e.progress(c, "order %s not collected before collect_timeout; the next run collects it", op.OrderRef)
-			if err := e.save(ctx, op); err != nil {
-				return err
-			}
-			return errPending
+		return errPending
+	}
+	if err != nil {
+		return fmt.Errorf("collect order %s from %s: %w", op.OrderRef, c.Issuer, err)
+	}
+	switch res.State {
+	case issuer.Issued:
+		if err := verifyIssued(res, op.CSRPEM, c); err != nil {
+			return fmt.Errorf("certificate from %s for order %s: %w", c.Issuer, op.OrderRef, err)
 		}
-		if err != nil {
-			return fmt.Errorf("collect order %s from %s: %w", op.OrderRef, c.Issuer, err)
+		op.CertPEM, op.ChainPEM, op.Step = res.CertPEM, res.ChainPEM, state.StepIssued
+		op.NextAttemptAt = time.Time{}
+		e.progress(c, "certificate issued by %s", c.Issuer)
+		return e.save(ctx, op)
+	case issuer.Failed, issuer.Revoked:
+		msg := fmt.Sprintf("order %s at %s ended %s: %s", op.OrderRef, c.Issuer, res.State, res.Message)
+		e.discardKey(ctx, w, op)
+		if err := e.opts.Store.AbandonOperation(context.WithoutCancel(ctx), op, msg); err != nil {
+			return err
 		}
-		switch res.State {
-		case issuer.Issued:
-			if err := verifyIssued(res, op.CSRPEM, c); err != nil {
-				return fmt.Errorf("certificate from %s for order %s: %w", c.Issuer, op.OrderRef, err)
-			}
-			op.CertPEM, op.ChainPEM, op.Step = res.CertPEM, res.ChainPEM, state.StepIssued
-			e.progress(c, "certificate issued by %s", c.Issuer)
-			return e.save(ctx, op)
-		case issuer.Failed, issuer.Revoked:
-			msg := fmt.Sprintf("order %s at %s ended %s: %s", op.OrderRef, c.Issuer, res.State, res.Message)
-			e.discardKey(ctx, dev, p, op)
-			if err := e.opts.Store.AbandonOperation(context.WithoutCancel(ctx), op, msg); err != nil {
-				return err
-			}
-			return errors.New(msg + "; the next run places a new order")
-		}
-		next := wait
-		if res.RetryAfter > 0 {
-			next = res.RetryAfter
-		}
-		if e.opts.Now().Add(next).After(deadline) {
-			op.NextAttemptAt = e.opts.Now().Add(next).UTC()
-			op.LastError = "order pending at the CA"
-			e.progress(c, "order %s still pending at %s; the next run collects it", op.OrderRef, c.Issuer)
-			if err := e.save(ctx, op); err != nil {
-				return err
-			}
-			return errPending
-		}
-		e.progress(c, "order pending at %s; collecting again in %s", c.Issuer, next)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-e.stop:
-			return ErrStopped
-		case <-time.After(next):
-		}
-		if wait *= 2; wait > 30*e.opts.Backoff {
-			wait = 30 * e.opts.Backoff
-		}
+		return errors.New(msg + "; the next run places a new order")
+	}
+	next, fromCA := res.RetryAfter, res.RetryAfter > 0
+	if !fromCA {
+		next = w.poll.NextBackOff()
+	}
+	op.NextAttemptAt = e.opts.Now().Add(next).UTC()
+	op.LastError = "order pending at the CA"
+	if !fromCA && next < recordedWait {
+		// The engine's own short waits are not written (a write per poll would make the state
+		// the bottleneck of a large run): collecting one of them early after a restart costs a
+		// call and breaks no request of the CA's.
+		return nil
+	}
+	return e.save(ctx, op)
+}
+
+// recordedWait is the shortest wait of the engine's own poll schedule that is recorded in the
+// state; the CA's Retry-After is always recorded.
+const recordedWait = 2 * time.Second
+
+// awaitCollect waits, holding no slot, until the order's next collect is due (its NextAttemptAt,
+// also when recorded by an earlier run). It returns errPending when that is after the run's collect
+// time, and ErrStopped when the run is asked to stop meanwhile.
+func (e *Engine) awaitCollect(ctx context.Context, w *work) error {
+	op, c := w.op, w.item.cert
+	now := e.opts.Now()
+	if w.collectBy.IsZero() {
+		w.collectBy = now.Add(e.opts.CollectTimeout)
+		w.poll = issuer.NewPollSchedule(e.opts.Backoff, e.opts.MaxBackoff)
+	}
+	wait := op.NextAttemptAt.Sub(now)
+	if wait <= 0 {
+		return nil
+	}
+	if op.NextAttemptAt.After(w.collectBy) {
+		e.progress(c, "order %s still pending at %s; the next run collects it (not before %s)", op.OrderRef, c.Issuer, op.NextAttemptAt.UTC().Format(time.RFC3339))
+		return errPending
+	}
+	e.progress(c, "order pending at %s; collecting again in %s", c.Issuer, wait.Round(time.Millisecond))
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.stop:
+		return ErrStopped
+	case <-timer.C:
+		return nil
 	}
 }
 
-func (e *Engine) importCert(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
-	e.progress(c, "installing the certificate on %s", dev.Name)
-	cctx, cancel := e.stepCtx(ctx)
-	defer cancel()
-	res, err := p.ImportCert(cctx, dev.Target, sdk.ImportRequest{KeyRef: op.KeyRef, CertPEM: op.CertPEM, ChainPEM: op.ChainPEM, NameHint: c.Name})
+func (e *Engine) importCert(ctx context.Context, w *work) error {
+	op, c, dev := w.op, w.item.cert, w.dev
+	var res sdk.ImportResult
+	err := e.onDevice(ctx, w, func(ctx context.Context) (err error) {
+		e.progress(c, "installing the certificate on %s", dev.Name)
+		res, err = w.p.ImportCert(ctx, dev.Target, sdk.ImportRequest{KeyRef: op.KeyRef, CertPEM: op.CertPEM, ChainPEM: op.ChainPEM, NameHint: c.Name})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("ImportCert on %s: %w", dev.Name, err)
 	}
@@ -625,11 +745,14 @@ func (e *Engine) importCert(ctx context.Context, op *state.Operation, c Certific
 	return e.save(ctx, op)
 }
 
-func (e *Engine) bind(ctx context.Context, op *state.Operation, c Certificate, dev Device, p sdk.Plugin) error {
-	e.progress(c, "binding %s to %s", op.CertRef, strings.Join(bindingKeys(c.Bindings), ", "))
-	cctx, cancel := e.stepCtx(ctx)
-	defer cancel()
-	res, err := p.Bind(cctx, dev.Target, sdk.BindRequest{CertRef: op.CertRef, KeyRef: op.KeyRef, Bindings: c.Bindings})
+func (e *Engine) bind(ctx context.Context, w *work) error {
+	op, c, dev := w.op, w.item.cert, w.dev
+	var res sdk.BindResult
+	err := e.onDevice(ctx, w, func(ctx context.Context) (err error) {
+		e.progress(c, "binding %s to %s", op.CertRef, strings.Join(bindingKeys(c.Bindings), ", "))
+		res, err = w.p.Bind(ctx, dev.Target, sdk.BindRequest{CertRef: op.CertRef, KeyRef: op.KeyRef, Bindings: c.Bindings})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("bind on %s: %w", dev.Name, err)
 	}

@@ -242,7 +242,8 @@ func (e *Engine) runDeviceNow(ctx context.Context, runID int64, device string, c
 		}
 	}
 	if len(due) > 0 {
-		results = append(results, e.runDevice(ctx, e.opts.Devices[device], due)...)
+		// Devices claimed earlier go first: each is worked to its Commit before later ones.
+		results = append(results, e.runDevice(ctx, e.opts.Devices[device], due, int(e.claimed.Add(1)))...)
 	}
 	return plan, results
 }

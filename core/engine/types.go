@@ -46,7 +46,7 @@ type Device struct {
 	Name   string
 	Plugin string
 	Target sdk.Target
-	// Concurrency is how many of its certificates are worked on at once (1: serialized).
+	// Concurrency is how many calls to it are in flight at once (1: its changes are serialized).
 	Concurrency int
 	// Site is the device's site label; an instance with Sharing.Site set works only on its own.
 	Site string

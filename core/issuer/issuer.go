@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"math/bits"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // ErrOutcomeUnknown marks a Submit whose request may or may not have created an order (the
@@ -203,4 +205,32 @@ func RetryAfterOf(err error) time.Duration {
 		return max(r.RetryAfter(), 0)
 	}
 	return 0
+}
+
+// The adaptive schedule of polls of a pending order, used when the CA gives no Retry-After: the
+// first poll comes soon (most orders of an automated CA are ready within a second), later ones
+// further apart, up to a cap.
+const (
+	DefaultPollInitial = 250 * time.Millisecond
+	DefaultPollMax     = 30 * time.Second
+)
+
+// NewPollSchedule returns that schedule, starting at initial and doubling up to max (the package
+// defaults for zero values); each wait varies by ±10 % so that many orders placed together are not
+// polled in lock step. It never stops on its own: the caller's collect time bounds it.
+func NewPollSchedule(initial, maxWait time.Duration) *backoff.ExponentialBackOff {
+	if initial <= 0 {
+		initial = DefaultPollInitial
+	}
+	if maxWait <= 0 {
+		maxWait = DefaultPollMax
+	}
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     initial,
+		RandomizationFactor: 0.1,
+		Multiplier:          2,
+		MaxInterval:         max(maxWait, initial),
+	}
+	b.Reset()
+	return b
 }

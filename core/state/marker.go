@@ -116,7 +116,7 @@ func (s *SQLite) checkMarker(ctx context.Context) error {
 	case ops > 0 && (m == nil || m.InstanceID != id):
 		return s.writeMarker(id)
 	case m != nil:
-		s.marked = true
+		s.marked.Store(true)
 	}
 	return nil
 }
@@ -126,13 +126,13 @@ func (s *SQLite) writeMarker(id string) error {
 	if err := atomicfile.Write(markerPath(s.path), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("state marker: %w", err)
 	}
-	s.marked = true
+	s.marked.Store(true)
 	return nil
 }
 
 // markManaged writes the marker when the database records its first operation.
 func (s *SQLite) markManaged(ctx context.Context) error {
-	if s.marked {
+	if s.marked.Load() {
 		return nil
 	}
 	id, err := s.instanceID(ctx)

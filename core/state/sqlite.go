@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -63,8 +64,9 @@ var migrations = []string{
 type SQLite struct {
 	db   *sql.DB
 	path string
-	// marked is set once the marker beside the database names it.
-	marked bool
+	// marked is set once the marker beside the database names it (operations are created
+	// concurrently, hence atomic).
+	marked atomic.Bool
 }
 
 var _ Store = (*SQLite)(nil)

@@ -278,7 +278,6 @@ func TestCollectHonoursRetryAfterAndNeverRefinalizes(t *testing.T) {
 	p := startPebble(t, pebbleOptions{retryAfterOrder: 2})
 	ctx := testContext(t)
 	cfg := p.config("retry-after")
-	cfg.Timeouts.Issuance = 200 * time.Millisecond
 	iss := newIssuer(t, cfg, NewMemoryAccountStore())
 	req, _ := request(t, testNames(t, 1), nil, nil)
 	ref, err := iss.Submit(ctx, req)
@@ -393,9 +392,18 @@ func TestConcurrentCollectsOfOneOrder(t *testing.T) {
 	errs := make(chan error, 2)
 	for range 2 {
 		go func() {
-			res, err := iss.Collect(ctx, ref)
-			results <- res
-			errs <- err
+			// Collect does not wait for a processing order: each caller collects until done.
+			for {
+				res, err := iss.Collect(ctx, ref)
+				if err == nil && res.State == issuer.Pending {
+					if err = sleepCtx(ctx, res.RetryAfter); err == nil {
+						continue
+					}
+				}
+				results <- res
+				errs <- err
+				return
+			}
 		}()
 	}
 	var certs []string

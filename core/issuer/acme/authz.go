@@ -9,9 +9,14 @@ import (
 
 	legoacme "github.com/go-acme/lego/v5/acme"
 	"github.com/go-acme/lego/v5/acme/api"
+
+	"github.com/certfleet/certfleet/core/issuer"
 )
 
 const challengeDNS01 = "dns-01"
+
+// authzPollMax caps the adaptive wait between polls of an authorization being validated.
+const authzPollMax = 5 * time.Second
 
 // pendingAuthz is an authorization that still needs its dns-01 challenge answered or validated.
 type pendingAuthz struct {
@@ -131,6 +136,8 @@ func (i *Issuer) solve(ctx context.Context, core *api.Core, obs *callObserver, b
 // waitAuthz polls an authorization until the CA has decided, within Timeouts.Validation.
 func (i *Issuer) waitAuthz(ctx context.Context, core *api.Core, obs *callObserver, p pendingAuthz) error {
 	deadline := time.Now().Add(i.timeouts.Validation)
+	// The DNS-01 records stay up until the CA has decided, so this waits inside the Collect.
+	poll := issuer.NewPollSchedule(0, authzPollMax)
 	for {
 		a, err := core.Authorizations.Get(ctx, p.url)
 		if err != nil {
@@ -144,6 +151,9 @@ func (i *Issuer) waitAuthz(ctx context.Context, core *api.Core, obs *callObserve
 			return &orderFailure{fmt.Sprintf("the CA could not validate %s: authorization %s%s", p.name(), a.Status, challengeErrors(a))}
 		}
 		wait := max(obs.retryAfterFor(p.url), i.timeouts.PollInterval)
+		if wait == 0 {
+			wait = poll.NextBackOff()
+		}
 		if time.Now().Add(wait).After(deadline) {
 			return &Error{Op: "validate " + p.name(), retryable: true,
 				Detail: fmt.Sprintf("the CA has not validated %s within %s (timeouts.validation)", p.name(), i.timeouts.Validation)}

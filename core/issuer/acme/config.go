@@ -93,11 +93,14 @@ type Timeouts struct {
 	HTTP time.Duration `yaml:"http"`
 	// Validation bounds waiting for the CA to validate answered challenges (default 2 min).
 	Validation time.Duration `yaml:"validation"`
-	// Issuance is how long one Collect waits for a finalized order before it reports Pending
-	// (default 30 s).
-	Issuance time.Duration `yaml:"issuance"`
-	// PollInterval is the wait between polls when the CA gives no Retry-After (default 1 s).
+	// PollInterval, when set, is the least wait between polls of an order or an authorization
+	// when the CA gives no longer Retry-After. Zero (the default): an adaptive schedule, from
+	// 250 ms doubling up to 30 s for orders (the engine's) and up to 5 s for authorizations.
+	// Collect never waits for a processing order: the engine collects again, holding no slot.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// Issuance is read and ignored: Collect no longer waits for a processing order. It stays
+	// so that a configuration written for an older certfleet still loads.
+	Issuance time.Duration `yaml:"issuance"`
 }
 
 func (t Timeouts) withDefaults() Timeouts {
@@ -108,8 +111,6 @@ func (t Timeouts) withDefaults() Timeouts {
 	}
 	def(&t.HTTP, 30*time.Second)
 	def(&t.Validation, 2*time.Minute)
-	def(&t.Issuance, 30*time.Second)
-	def(&t.PollInterval, time.Second)
 	return t
 }
 

@@ -91,8 +91,9 @@ func (i *Issuer) Submit(ctx context.Context, req issuer.Request) (issuer.OrderRe
 
 // Collect moves the order on from where the CA says it stands: answers pending authorizations,
 // finalizes a ready order (only then: an order already processing or valid is never finalized
-// again), polls while it is processing and downloads the chain once it is valid. Waiting longer
-// than Timeouts.Issuance for the CA yields Pending with the CA's Retry-After.
+// again) and downloads the chain once it is valid. It does not wait for a processing order: it
+// reports Pending at once, with the CA's Retry-After (at least timeouts.poll_interval when that is
+// set), and the caller collects again after that, or on its own schedule when it is zero.
 func (i *Issuer) Collect(ctx context.Context, ref issuer.OrderRef) (issuer.Result, error) {
 	r, err := decodeRef(ref)
 	if err != nil {
@@ -123,7 +124,6 @@ type orderFailure struct{ msg string }
 func (f *orderFailure) Error() string { return f.msg }
 
 func (i *Issuer) drive(ctx context.Context, core *api.Core, obs *callObserver, r orderRef, csr *x509.CertificateRequest) (issuer.Result, error) {
-	deadline := time.Now().Add(i.timeouts.Issuance)
 	authorized, finalized := false, false
 	for {
 		order, err := core.Orders.Get(ctx, r.OrderURL)
@@ -156,14 +156,7 @@ func (i *Issuer) drive(ctx context.Context, core *api.Core, obs *callObserver, r
 				continue
 			}
 			// The answer to finalize says when to look again.
-			wait := max(obs.retryAfterFor(order.Finalize), i.timeouts.PollInterval)
-			if time.Now().Add(wait).After(deadline) {
-				return issuer.Result{State: issuer.Pending, RetryAfter: wait}, nil
-			}
-			if err := sleepCtx(ctx, wait); err != nil {
-				return issuer.Result{}, classify("wait for the order", err)
-			}
-			continue
+			return i.pending(obs.retryAfterFor(order.Finalize)), nil
 		case legoacme.StatusProcessing:
 		case legoacme.StatusValid:
 			return i.download(ctx, core, order.Certificate, r, csr)
@@ -176,15 +169,15 @@ func (i *Issuer) drive(ctx context.Context, core *api.Core, obs *callObserver, r
 		default:
 			return issuer.Result{}, &orderFailure{fmt.Sprintf("the order is %q at the CA", order.Status)}
 		}
-
-		wait := max(obs.retryAfterFor(r.OrderURL), i.timeouts.PollInterval)
-		if time.Now().Add(wait).After(deadline) {
-			return issuer.Result{State: issuer.Pending, RetryAfter: wait}, nil
-		}
-		if err := sleepCtx(ctx, wait); err != nil {
-			return issuer.Result{}, classify("wait for the order", err)
-		}
+		return i.pending(obs.retryAfterFor(r.OrderURL)), nil
 	}
+}
+
+// pending is the answer for an order the CA is still working on: collect again after the CA's
+// Retry-After, and not before timeouts.poll_interval when one is configured; zero leaves the
+// schedule to the caller.
+func (i *Issuer) pending(retryAfter time.Duration) issuer.Result {
+	return issuer.Result{State: issuer.Pending, RetryAfter: max(retryAfter, i.timeouts.PollInterval)}
 }
 
 // finalize sends the CSR and returns the order's status from the CA's answer ("" when the

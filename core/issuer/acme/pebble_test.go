@@ -405,7 +405,7 @@ func (p *pebbleServer) config(name string) Config {
 			Resolvers:        []string{dnsServer.addr},
 			PropagationCheck: PropagationResolvers,
 		},
-		Timeouts: Timeouts{HTTP: 10 * time.Second, Validation: 20 * time.Second, Issuance: 20 * time.Second, PollInterval: 20 * time.Millisecond},
+		Timeouts: Timeouts{HTTP: 10 * time.Second, Validation: 20 * time.Second, PollInterval: 20 * time.Millisecond},
 	}
 }
 
