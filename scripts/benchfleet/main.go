@@ -7,8 +7,8 @@
 // sequential certbot and lego against the same Pebble) and the state's growth. docs/performance.md
 // says how to read the table.
 //
-// Wall times are measured around each certfleet process; peak RSS is the process's own maximum
-// resident set (getrusage of the child: the core only, not its plugin processes). Device calls
+// Wall times are measured around each certfleet process; its peak RSS and CPU time are what GNU
+// time reports (getrusage of a child it forked; see certfleet below for why not ours). Device calls
 // are counted from the pemdir plugin's access log (one line per call, with its name and time),
 // CA calls from certfleet-sim's stats endpoint.
 package main
@@ -110,6 +110,9 @@ func parseFlags(args []string) (options, error) {
 		return o, err
 	}
 	o.bin = bin
+	if _, err := os.Stat(gnuTime); err != nil {
+		return o, fmt.Errorf("%s (GNU time, Debian package time) measures each command: apt-get install time: %w", gnuTime, err)
+	}
 	for _, name := range []string{"certfleet", "certfleet-sim", "certfleet-plugin-pemdir"} {
 		if _, err := os.Stat(filepath.Join(o.bin, name)); err != nil {
 			return o, fmt.Errorf("-bin %s: no %s in it (run make build): %w", o.bin, name, err)
@@ -364,9 +367,15 @@ type measurement struct {
 	start time.Time
 }
 
+// gnuTime runs the measured processes. Not our own getrusage: Go starts children with
+// vfork, and Linux carries the parent's peak RSS into the child's at exec (exec_mmap), so every
+// figure would be at least this program's own peak. GNU time forks, and its child starts afresh.
+const gnuTime = "/usr/bin/time"
+
 // certfleet runs bin/certfleet with cfg and args; a failure is an error with the output's tail.
 func (s *sim) certfleet(ctx context.Context, cfg string, args ...string) (measurement, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(s.b.o.bin, "certfleet"), args...)
+	usage := filepath.Join(s.dir, "rusage.txt")
+	cmd := exec.CommandContext(ctx, gnuTime, append([]string{"-o", usage, "-f", "%M %U %S", filepath.Join(s.b.o.bin, "certfleet")}, args...)...)
 	cmd.Env = append(os.Environ(), "CERTFLEET_CONFIG="+cfg, "CERTFLEET_PLUGIN_DIR="+s.b.o.bin,
 		"CERTFLEET_PINS_FILE="+filepath.Join(s.dir, "pins.json"), "CERTFLEET_LOG_LEVEL=warn")
 	for k, v := range s.desc.Env {
@@ -374,20 +383,27 @@ func (s *sim) certfleet(ctx context.Context, cfg string, args ...string) (measur
 	}
 	var tail tailBuffer
 	cmd.Stdout, cmd.Stderr = io.Discard, &tail
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	// GNU time passes no signal on: stop its whole process group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
 	m := measurement{start: time.Now()}
 	err := cmd.Run()
 	m.wall = time.Since(m.start)
-	if cmd.ProcessState != nil {
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			m.maxRSS = ru.Maxrss * 1024 // KiB on Linux
-			m.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		}
-	}
 	if err != nil {
 		return m, fmt.Errorf("certfleet %s (%s): %w: %s", strings.Join(args, " "), filepath.Base(cfg), err, tail.String())
 	}
+	data, err := os.ReadFile(usage)
+	if err != nil {
+		return m, err
+	}
+	var kib int64
+	var user, sys float64
+	if _, err := fmt.Sscanf(lastLine(string(data)), "%d %f %f", &kib, &user, &sys); err != nil {
+		return m, fmt.Errorf("%s: %q: %w", gnuTime, data, err)
+	}
+	m.maxRSS = kib * 1024
+	m.cpu = time.Duration((user + sys) * float64(time.Second))
 	return m, nil
 }
 
@@ -560,15 +576,29 @@ func copyState(from, to string) error {
 		if !strings.HasPrefix(e.Name(), "state.db") || e.IsDir() {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(from, e.Name()))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(to, e.Name()), data, 0o600); err != nil {
+		// Streamed: a state read whole would raise this program's peak RSS for nothing.
+		if err := copyFile(filepath.Join(from, e.Name()), filepath.Join(to, e.Name())); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
 }
 
 func table(out io.Writer, rows [][]string) {
