@@ -22,7 +22,7 @@ NFPM_VERSION               := v2.48.0
 MINISIGN_VERSION           := v0.3.0
 CYCLONEDX_GOMOD_VERSION    := v1.10.0
 
-.PHONY: all build test test-short test-report-browser fleet-test lint proto proto-check demo bench bench-fleet fuzz reliability tools clean dist dist-check cross-check repro-check
+.PHONY: all build test test-short test-report-browser fleet-test state-year lint proto proto-check demo bench bench-fleet fuzz reliability tools clean dist dist-check cross-check repro-check
 
 all: build
 
@@ -89,6 +89,11 @@ test-report-browser: $(TOOLS)/sops
 ## one SIGKILLed mid-run (make test runs a smaller fleet)
 fleet-test:
 	CERTFLEET_FLEET_TEST=full $(GO) test -count=1 -timeout 10m -run TestSharedFleet -v ./e2e/
+
+## state-year: a year of hourly runs over 10,000 certificates written through the state store
+## (make test runs 40 days of it); the state must stay under 200 MB
+state-year:
+	CERTFLEET_STATE_YEAR_DAYS=365 $(GO) test -count=1 -timeout 60m -run TestAYearOfHourlyRunsStaysSmall -v ./core/state/
 
 ## lint: gofmt, go vet, staticcheck
 lint: $(TOOLS)/staticcheck

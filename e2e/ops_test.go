@@ -57,9 +57,16 @@ func (f *fleet) appendConfig(text string) {
 // cron runs certfleet as cron does: an empty environment (env -i), no terminal, stdin closed.
 func (f *fleet) cron(args ...string) result {
 	f.t.Helper()
+	return f.cronWith(nil, args...)
+}
+
+// cronWith is cron with more global flags.
+func (f *fleet) cronWith(global []string, args ...string) result {
+	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	full := append([]string{"-i", filepath.Join(binDir, "certfleet"), "--config", f.config, "--plugin-dir", binDir}, args...)
+	full := append([]string{"-i", filepath.Join(binDir, "certfleet"), "--config", f.config, "--plugin-dir", binDir}, global...)
+	full = append(full, args...)
 	cmd := exec.CommandContext(ctx, "env", full...)
 	cmd.Env = []string{}
 	var out, errOut bytes.Buffer
@@ -176,6 +183,22 @@ func TestCronQuietRun(t *testing.T) {
 	}
 	if res := f.cron("history"); res.code != 0 || !strings.Contains(res.stdout, "run 3 ") || !strings.Contains(res.stdout, "shop  web2  renew  failed") {
 		t.Fatalf("history table: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+
+	// status and history start no plugin: with a pin the plugin binary does not match they still
+	// answer, where validate, which starts each plugin for its GetInfo, is refused.
+	pins := filepath.Join(t.TempDir(), "pins.json")
+	if err := os.WriteFile(pins, []byte(`{"version": 1, "plugins": {"pemdir": {"sha256": "`+strings.Repeat("0", 64)+`", "path": "/nowhere", "pinned_at": "2026-01-01T00:00:00Z"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mismatch := []string{"--pins-file", pins}
+	if res := f.cronWith(mismatch, "validate"); res.code == 0 || !strings.Contains(res.stderr, "pemdir") {
+		t.Fatalf("validate with a mismatched pin: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	for _, args := range [][]string{{"status"}, {"history", "shop"}, {"status", "--output", "json"}} {
+		if res := f.cronWith(mismatch, args...); res.code != 0 || !strings.Contains(res.stdout, "shop") {
+			t.Fatalf("%v with a mismatched pin: exit %d\n%s%s", args, res.code, res.stdout, res.stderr)
+		}
 	}
 }
 

@@ -48,7 +48,7 @@ type options struct {
 }
 
 // knownVendors are the simulated device kinds, in the order they are started.
-var knownVendors = []string{"pemdir", "citrix-nitro", "paloalto-panos", "f5-bigip", "citrix-endpoint-management"}
+var knownVendors = []string{"pemdir", "citrix-nitro", "paloalto-panos", "f5-bigip", "citrix-endpoint-management", "haproxy-runtime"}
 
 func parseFlags(args []string) (options, error) {
 	var o options

@@ -9,6 +9,7 @@ import (
 	"github.com/certfleet/certfleet/plugins/citrix-endpoint-management/cemsim"
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
 	"github.com/certfleet/certfleet/plugins/f5-bigip/bigipsim"
+	"github.com/certfleet/certfleet/plugins/haproxy-runtime/haproxysim"
 	"github.com/certfleet/certfleet/plugins/paloalto-panos/panossim"
 )
 
@@ -24,6 +25,8 @@ func startVendor(w *world, vendor string, o options) error {
 		return startPANOS(w, o)
 	case "citrix-endpoint-management":
 		return startCEM(w, o)
+	case "haproxy-runtime":
+		return startHAProxy(w, o)
 	}
 	return fmt.Errorf("unknown vendor %q", vendor)
 }
@@ -192,6 +195,25 @@ func startCEM(w *world, o options) error {
 		"\n    key: {type: rsa, bits: 2048}", sim.ListenerAddress()))
 	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "xms1", Plugin: "citrix-endpoint-management", Address: sim.URL(), Served: map[string]string{
 		"ssl-listener/default": sim.ListenerAddress(),
+	}})
+	return nil
+}
+
+// startHAProxy starts a simulated HAProxy whose Runtime API (stats socket) takes the certificate
+// into a crt-list served by a TLS frontend; HAProxy cannot make keys, so the plugin makes them and
+// parks them on HAProxy, never in the core.
+func startHAProxy(w *world, _ options) error {
+	const list = "/etc/haproxy/shop.crtlist"
+	sim, err := haproxysim.Start(haproxysim.Options{CrtLists: []string{list}})
+	if err != nil {
+		return err
+	}
+	w.closers = append(w.closers, sim.Close)
+	w.devices = append(w.devices, fmt.Sprintf("  haproxy1:\n    plugin: haproxy-runtime\n    address: %s", sim.Address))
+	w.certs = append(w.certs, withVerify(certificate("haproxy-shop", "haproxy1", "shop.haproxy1.example.test",
+		fmt.Sprintf("{kind: crt-list, name: %s}", list)), sim.FrontendAddr(list)))
+	w.info.Devices = append(w.info.Devices, deviceInfo{Name: "haproxy1", Plugin: "haproxy-runtime", Address: sim.Address, Served: map[string]string{
+		"crt-list/" + list: sim.FrontendAddr(list),
 	}})
 	return nil
 }

@@ -32,7 +32,8 @@ func TestMain(m *testing.M) {
 		// validate checks the vendor samples against their plugins' capabilities.
 		"github.com/certfleet/certfleet/plugins/f5-bigip/cmd/certfleet-plugin-f5-bigip",
 		"github.com/certfleet/certfleet/plugins/paloalto-panos/cmd/certfleet-plugin-paloalto-panos",
-		"github.com/certfleet/certfleet/plugins/citrix-endpoint-management/cmd/certfleet-plugin-citrix-endpoint-management"} {
+		"github.com/certfleet/certfleet/plugins/citrix-endpoint-management/cmd/certfleet-plugin-citrix-endpoint-management",
+		"github.com/certfleet/certfleet/plugins/haproxy-runtime/cmd/certfleet-plugin-haproxy-runtime"} {
 		if _, err := conformance.BuildPlugin(dir, pkg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -226,7 +227,7 @@ func TestPluginsNewWritesTheTemplate(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("plugins new: code %d\n%s", code, errOut)
 	}
-	for _, f := range []string{"go.mod", "cmd/certfleet-plugin-acme-adc/main.go", "acmeadcsim/sim.go", "conformance_test.go", "skeleton.go"} {
+	for _, f := range []string{"go.mod", "cmd/certfleet-plugin-acme-adc/main.go", "acmeadcsim/sim.go", "conformance_test.go", "plugin.go"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("plugins new did not write %s: %v\n%s", f, err, out)
 		}
@@ -260,7 +261,7 @@ func TestPluginsTestQualifiesWithoutGo(t *testing.T) {
 		t.Fatalf("plugins test: code %d\n%s\n%s", code, out, errOut)
 	}
 	for _, want := range []string{"PASSED  ImportCertIdempotent\n", "PASSED  RollbackOfPartialBind\n", "PASSED  GenerateCSR/ecdsa-256\n",
-		"SKIPPED DeadlineEveryCall: Config.Stall is not set", "SKIPPED BadCredentials: plugin declares no authentication", " 0 failed"} {
+		"SKIPPED DeadlineEveryCall: Config.Stall is not set", "SKIPPED BadCredentials: the plugin declares authentication unsupported", " 0 failed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("plugins test output lacks %q:\n%s", want, out)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -367,6 +368,11 @@ func pluginsNew(c *cli.Context) error {
 	fmt.Fprintf(w, "wrote %d files to %s:\n", len(files), opts.Dir)
 	for _, f := range files {
 		fmt.Fprintf(w, "  %s\n", f)
+	}
+	if !slices.Contains(files, "go.mod") {
+		// Inside certfleet's module: the plugin is one of its packages.
+		fmt.Fprintf(w, "next: go test ./%s/...   (the guide: plugins/sdk/AUTHORING.md)\n", filepath.ToSlash(filepath.Clean(opts.Dir)))
+		return nil
 	}
 	fmt.Fprintf(w, "next: cd %s && go mod tidy && go test ./...   (the guide: plugins/sdk/AUTHORING.md)\n", opts.Dir)
 	if opts.SDKDir == "" {

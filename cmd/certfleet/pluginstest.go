@@ -115,8 +115,12 @@ func loadQualificationTarget(path, pluginPath string) (conformance.Config, error
 		}
 	}
 	cfg = conformance.Config{PluginPath: pluginPath, Target: t, CallTimeout: qt.CallTimeout}
-	for _, u := range qt.Unsupported {
-		cfg.Unsupported = append(cfg.Unsupported, conformance.Feature(u))
+	for i, u := range qt.Unsupported {
+		f, err := conformance.ParseFeature(u)
+		if err != nil {
+			return cfg, fmt.Errorf("%s: unsupported[%d]: %w", path, i, err)
+		}
+		cfg.Unsupported = append(cfg.Unsupported, f)
 	}
 	if !slicesContains(cfg.Unsupported, conformance.FeatureAuthentication) {
 		bad := t

@@ -39,9 +39,10 @@ func TestQualificationTargetResolvesSecretsAndDerivesBadCredentials(t *testing.T
 	for body, want := range map[string]string{
 		"address: https://h\nbindings: [{kind: vip, name: a}]\ncredentials: {password: \"${env:CERTFLEET_NO_SUCH_VAR}\"}\n": "credentials.password: environment variable CERTFLEET_NO_SUCH_VAR is not set",
 		"address: https://h\nbindings: [{kind: vip, name: a}]\ncredentials: {password: \"${vault:x}\"}\n":                   "use ${env:NAME} or ${file:PATH}",
-		"address: https://h\n":                                                "bindings: list at least one place",
-		"bindings: [{kind: vip, name: a}]\n":                                  "address: required",
-		"address: https://h\nbindings: [{kind: vip, name: a}]\nbindngs: []\n": "field bindngs not found",
+		"address: https://h\n":                                                                     "bindings: list at least one place",
+		"bindings: [{kind: vip, name: a}]\n":                                                       "address: required",
+		"address: https://h\nbindings: [{kind: vip, name: a}]\nbindngs: []\n":                      "field bindngs not found",
+		"address: https://h\nbindings: [{kind: vip, name: a}]\nunsupported: [rollback, rolback]\n": `unsupported[1]: unknown feature "rolback": use one of authentication, rollback, cleanup, ip-sans`,
 	} {
 		write(body)
 		if _, err := loadQualificationTarget(file, "p"); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), file) {

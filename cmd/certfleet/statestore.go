@@ -51,6 +51,7 @@ func openState(ctx context.Context, cfg *config.Config, redactor *secret.Redacto
 		if err != nil {
 			return openedState{}, err
 		}
+		s.SetRetention(retentionOf(cfg))
 		return openedState{store: s, dir: filepath.Dir(path)}, nil
 	}
 	redactor.Add(cfg.State.DSN)
@@ -61,6 +62,7 @@ func openState(ctx context.Context, cfg *config.Config, redactor *secret.Redacto
 	if err != nil {
 		return openedState{}, fmt.Errorf("%s", redactor.Redact(err.Error()))
 	}
+	s.SetRetention(retentionOf(cfg))
 	ttl := cfg.State.LeaseTTL
 	if ttl <= 0 {
 		ttl = defaultLeaseTTL
@@ -73,6 +75,14 @@ func openState(ctx context.Context, cfg *config.Config, redactor *secret.Redacto
 		Wait:  2*ttl + 10*retry,
 		Retry: retry,
 	}}, nil
+}
+
+// retentionOf is the configured retention of the run history, or the state's default.
+func retentionOf(cfg *config.Config) state.Retention {
+	if r := cfg.State.Retention; r != nil {
+		return state.Retention{MaxAge: r.MaxAge, MaxRuns: r.MaxRuns}
+	}
+	return state.DefaultRetention
 }
 
 // instanceName names this process in the claims table, for people reading it.

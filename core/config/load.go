@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -68,12 +69,12 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 			errs.add(Position{File: f}, "", "", "%v", err)
 			continue
 		}
-		var doc yaml.Node
-		if err := yaml.Unmarshal(data, &doc); err != nil {
+		doc, line, err := parseDocument(data)
+		if err != nil {
 			errs.add(Position{File: f}, "", "fix the YAML syntax", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
 			continue
 		}
-		if line := secondDocument(data); line > 0 {
+		if line > 0 {
 			errs.add(Position{File: f, Line: line}, "", "certfleet reads one YAML document per file: remove the `---` separator, or move the second document into a file of its own in the configuration directory",
 				"a second YAML document starts here; it would be ignored")
 			continue
@@ -107,20 +108,24 @@ func plainHTTPWarnings(cfg *Config) []Warning {
 	return out
 }
 
-// secondDocument returns the line where a second YAML document of data starts (0: there is none).
-func secondDocument(data []byte) int {
+// parseDocument parses the YAML document of data, and returns the line where a second document
+// starts (0: there is none). One decoder reads both, so the first document is parsed once.
+func parseDocument(data []byte) (doc yaml.Node, second int, err error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var first, second yaml.Node
-	if dec.Decode(&first) != nil {
-		return 0
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return yaml.Node{}, 0, nil // an empty file: no document
+		}
+		return yaml.Node{}, 0, err
 	}
-	if err := dec.Decode(&second); err != nil || len(second.Content) == 0 {
-		return 0 // io.EOF
+	var next yaml.Node
+	if err := dec.Decode(&next); err != nil || len(next.Content) == 0 {
+		return doc, 0, nil // io.EOF
 	}
-	if n := second.Content[0]; n.Kind == yaml.ScalarNode && n.Tag == "!!null" && n.Value == "" {
-		return 0 // a trailing `---` with nothing after it
+	if n := next.Content[0]; n.Kind == yaml.ScalarNode && n.Tag == "!!null" && n.Value == "" {
+		return doc, 0, nil // a trailing `---` with nothing after it
 	}
-	return second.Content[0].Line
+	return doc, next.Content[0].Line, nil
 }
 
 func configFiles(path string) ([]string, error) {

@@ -28,6 +28,30 @@ func TestPostgresStateAndSites(t *testing.T) {
 	}
 }
 
+func TestStateRetention(t *testing.T) {
+	for _, tc := range []struct {
+		state string
+		want  *Retention
+	}{
+		{"{path: s.db}", nil},
+		{"{retention: {max_age: 90d}}", &Retention{MaxAge: 90 * 24 * time.Hour}},
+		{"{retention: {max_runs: 500}}", &Retention{MaxRuns: 500}},
+		{"{retention: {max_age: 12h, max_runs: 24}}", &Retention{MaxAge: 12 * time.Hour, MaxRuns: 24}},
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte("version: v1\nstate: "+tc.state+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := Load(path)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.state, err)
+		}
+		if got := cfg.State.Retention; (got == nil) != (tc.want == nil) || (got != nil && *got != *tc.want) {
+			t.Errorf("%s: retention %+v, want %+v", tc.state, got, tc.want)
+		}
+	}
+}
+
 func TestBadStateSections(t *testing.T) {
 	for _, tc := range []struct{ name, state, want string }{
 		{"postgres without dsn", "{driver: postgres}", "2: state.dsn: is missing for driver postgres (hint: a reference such as ${env:CERTFLEET_STATE_DSN}"},
@@ -35,6 +59,11 @@ func TestBadStateSections(t *testing.T) {
 		{"dsn without postgres", "{dsn: x}", "2: state.dsn: is only for driver postgres (hint: set state.driver: postgres"},
 		{"unknown driver", "{driver: mysql}", `2: state.driver: "mysql" is not a state driver (hint: sqlite (a file on this host) or postgres (shared by several instances))`},
 		{"bad lease ttl", "{driver: postgres, dsn: x, lease_ttl: soon}", `2: state.lease_ttl: "soon" is not a positive duration`},
+		{"empty retention", "{retention: {}}", "2: state.retention: needs max_age (how long run history is kept) or max_runs (how many runs) (hint: e.g. {max_age: 30d}"},
+		{"null retention", "{retention: }", "2: state.retention: needs max_age"},
+		{"bad retention age", "{retention: {max_age: forever}}", `2: state.retention.max_age: "forever" is not a positive duration (hint: write e.g. "30d"`},
+		{"bad retention count", "{retention: {max_runs: 0}}", `2: state.retention.max_runs: must be 1 or more, not 0`},
+		{"unknown retention field", "{retention: {days: 30}}", `2: state.retention.days: unknown field "days"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "c.yaml")

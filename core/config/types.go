@@ -40,6 +40,16 @@ type State struct {
 	LeaseTTL time.Duration
 	// Site limits this instance to the devices of that site (--site overrides it).
 	Site string
+	// Retention says how much run history the state keeps; nil: the state's default (30 days).
+	Retention *Retention
+}
+
+// Retention of the run history: a run's results are pruned once it is older than MaxAge or
+// beyond the newest MaxRuns runs (0: that limit is not set). Each certificate's newest result
+// is always kept.
+type Retention struct {
+	MaxAge  time.Duration
+	MaxRuns int
 }
 
 // Logging settings.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certfleet/certfleet/core/issuer"
 	"github.com/certfleet/certfleet/core/pluginhost"
 	"github.com/certfleet/certfleet/core/state"
 	pemdir "github.com/certfleet/certfleet/examples/plugin-pemdir"
@@ -21,6 +23,7 @@ import (
 type countingPlugin struct {
 	sdk.Plugin
 	inventories atomic.Int64
+	infos       atomic.Int64
 }
 
 func (c *countingPlugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertificate, error) {
@@ -28,10 +31,41 @@ func (c *countingPlugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.Dev
 	return c.Plugin.Inventory(ctx, t)
 }
 
+func (c *countingPlugin) Info(ctx context.Context) (sdk.Info, error) {
+	c.infos.Add(1)
+	return c.Plugin.Info(ctx)
+}
+
+// countingIssuer counts the CA calls of a run; a healthy fleet's run makes none.
+type countingIssuer struct {
+	issuer.Issuer
+	calls atomic.Int64
+}
+
+func (c *countingIssuer) Name() string { return "ca" }
+
+func (c *countingIssuer) Capabilities() issuer.Capabilities { return issuer.Capabilities{} }
+
+func (c *countingIssuer) Submit(context.Context, issuer.Request) (issuer.OrderRef, error) {
+	c.calls.Add(1)
+	return "", errors.New("no order expected")
+}
+
+func (c *countingIssuer) Find(context.Context, issuer.Request) (issuer.OrderRef, bool, error) {
+	c.calls.Add(1)
+	return "", false, errors.New("no order expected")
+}
+
+func (c *countingIssuer) Collect(context.Context, issuer.OrderRef) (issuer.Result, error) {
+	c.calls.Add(1)
+	return issuer.Result{}, errors.New("no collect expected")
+}
+
 // fleet is a deployed fleet of pemdir devices with state that says everything is current.
 type fleet struct {
 	engine  *Engine
 	counter *countingPlugin
+	ca      *countingIssuer
 }
 
 // newFleet deploys certs certificates over devices pemdir devices: keys, CSRs, a test CA's
@@ -58,6 +92,7 @@ func newFleetOn(b *testing.B, store state.Store, devices, certs int) *fleet {
 	direct := pemdir.New()
 	devs := map[string]Device{}
 	var all []Certificate
+	var deployments []state.Deployment
 	perDevice := certs / devices
 	for d := 0; d < devices; d++ {
 		name := fmt.Sprintf("web%03d", d)
@@ -96,14 +131,19 @@ func newFleetOn(b *testing.B, store state.Store, devices, certs int) *fleet {
 			}
 			desc := sdk.Describe(leaf)
 			now := time.Now()
-			if err := store.SaveDeployment(ctx, state.Deployment{
+			// Recorded as a run records it, PEM bodies included (what makes a deployment large).
+			deployments = append(deployments, state.Deployment{
 				Certificate: c.Name, Device: name, Issuer: "ca", CertRef: imp.CertRef, KeyRef: csr.KeyRef, OrderRef: "order",
 				Serial: desc.Serial, Fingerprint: desc.SHA256Fingerprint, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
+				CertPEM: sdk.EncodeCertificatePEM(leaf), ChainPEM: ca.ChainPEM(),
 				SpecHash: specHash(c), Bindings: bindingKeys(c.Bindings), DeployedAt: now, RevocationCheckedAt: now,
-			}); err != nil {
-				b.Fatal(err)
-			}
+			})
 			all = append(all, c)
+		}
+	}
+	for _, d := range deployments {
+		if err := store.SaveDeployment(ctx, d); err != nil {
+			b.Fatal(err)
 		}
 	}
 	bin, err := conformance.BuildPlugin(b.TempDir(), "github.com/certfleet/certfleet/examples/plugin-pemdir/cmd/certfleet-plugin-pemdir")
@@ -117,11 +157,12 @@ func newFleetOn(b *testing.B, store state.Store, devices, certs int) *fleet {
 		b.Fatal(err)
 	}
 	counter := &countingPlugin{Plugin: p}
+	calls := &countingIssuer{}
 	e := New(Options{
 		Store: store, Plugins: func(string) (sdk.Plugin, error) { return counter, nil },
-		Issuers: nil, Devices: devs, Certificates: all,
+		Issuers: map[string]issuer.Issuer{"ca": calls}, Devices: devs, Certificates: all,
 	})
-	return &fleet{engine: e, counter: counter}
+	return &fleet{engine: e, counter: counter, ca: calls}
 }
 
 // BenchmarkNothingDue plans and runs 5,000 current certificates on 500 pemdir devices: the cost
@@ -163,4 +204,84 @@ func BenchmarkNothingDue(b *testing.B) {
 		}
 		b.ReportMetric(float64(f.counter.inventories.Load()), "inventory-calls/op")
 	})
+}
+
+// BenchmarkFleetSteadyState is a healthy fleet's cron run, plan and status at 10,000 and 20,000
+// certificates on 1,000 pemdir devices, deployments recorded with their PEM bodies: a run must
+// make exactly one Inventory per device and no CA call, and cost (time, memory) in proportion
+// to the fleet. The targets (#24): run ≤ 1 s and ≤ 100 MiB at 10,000, status ≤ 0.3 s,
+// 20,000 at most 2.1× 10,000.
+func BenchmarkFleetSteadyState(b *testing.B) {
+	parent := b
+	for _, certs := range []int{10000, 20000} {
+		const devices = 1000
+		var f *fleet
+		ctx := context.Background()
+		// The fleet is built once, on first use, and lives as long as the parent benchmark: a
+		// sub-benchmark's function runs several times, and deploying it takes longer than a run.
+		setup := func(b *testing.B) {
+			if f == nil {
+				f = newFleet(parent, devices, certs)
+				// Records the first results, so the measured runs are steady ones.
+				if _, err := f.engine.Run(ctx, RunOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.Run(fmt.Sprintf("%dk/run", certs/1000), func(b *testing.B) {
+			setup(b)
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				f.counter.inventories.Store(0)
+				f.ca.calls.Store(0)
+				report, err := f.engine.Run(ctx, RunOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if code := report.ExitCode(); code != ExitOK || len(report.Results) != certs {
+					b.Fatalf("exit code %d with %d results", code, len(report.Results))
+				}
+				if n := f.counter.inventories.Load(); n != devices {
+					b.Fatalf("%d Inventory calls for %d devices", n, devices)
+				}
+				if n := f.ca.calls.Load(); n != 0 {
+					b.Fatalf("%d CA calls in a run with nothing due", n)
+				}
+			}
+			b.ReportMetric(float64(f.counter.inventories.Load()), "inventory-calls/op")
+			b.ReportMetric(float64(f.ca.calls.Load()), "ca-calls/op")
+		})
+		b.Run(fmt.Sprintf("%dk/plan", certs/1000), func(b *testing.B) {
+			setup(b)
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				plan, err := f.engine.Plan(ctx, PlanOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if due := len(plan.Due()); due != 0 {
+					b.Fatalf("%d certificates due; want none", due)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("%dk/status", certs/1000), func(b *testing.B) {
+			setup(b)
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				rows, err := f.engine.Status(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(rows) != certs || rows[0].LastOutcome != string(state.OutcomeUnchanged) {
+					b.Fatalf("%d status rows, first %+v", len(rows), rows[0])
+				}
+			}
+		})
+	}
 }

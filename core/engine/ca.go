@@ -11,27 +11,9 @@ import (
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
-// refreshCAView asks the CA, at most once per RevocationCheckInterval per certificate, whether a
+// refreshCAViewOf asks the CA, at most once per RevocationCheckInterval per certificate, whether a
 // deployed certificate was revoked and when it suggests renewal (ARI), and records the answer on
-// the deployment for the planner.
-func (e *Engine) refreshCAView(ctx context.Context, names []string) error {
-	if e.opts.RevocationCheckInterval < 0 {
-		return nil
-	}
-	certs, err := e.selected(names)
-	if err != nil {
-		return err
-	}
-	deployments, err := e.opts.Store.Deployments(ctx)
-	if err != nil {
-		return err
-	}
-	e.refreshCAViewOf(ctx, certs, deployments)
-	return nil
-}
-
-// refreshCAViewOf is refreshCAView for certs whose deployments are given; it returns the
-// deployments it updated.
+// the deployment for the planner. It returns the deployments it updated (read whole).
 func (e *Engine) refreshCAViewOf(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment) map[string]state.Deployment {
 	now := e.opts.Now()
 	var mu sync.Mutex
@@ -53,6 +35,14 @@ func (e *Engine) refreshCAViewOf(ctx context.Context, certs []Certificate, deplo
 				return
 			}
 			defer release(sem)
+			if d.Summary {
+				whole, ok, err := e.opts.Store.Deployment(ctx, c.Name)
+				if err != nil || !ok {
+					e.log.Warn("could not read the deployment", "certificate", c.Name, "error", err)
+					return
+				}
+				d = whole
+			}
 			res, err := iss.Collect(ctx, issuer.OrderRef(d.OrderRef))
 			if err != nil {
 				e.log.Warn("could not check the certificate's status at the CA", "certificate", c.Name, "error", e.opts.Redact(err.Error()))

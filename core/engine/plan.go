@@ -81,21 +81,71 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	deployments, err := e.opts.Store.Deployments(ctx)
+	deployments, err := e.opts.Store.DeploymentSummaries(ctx)
 	if err != nil {
 		return Plan{}, err
 	}
+	return e.planOf(ctx, certs, deployments, po)
+}
+
+// planRun is Run's plan: the deployments are read once, without their PEM bodies, brought up to
+// date with what the CA says (revocation, ARI), and planned.
+func (e *Engine) planRun(ctx context.Context, po PlanOptions) (Plan, error) {
+	certs, err := e.selected(po.Names)
+	if err != nil {
+		return Plan{}, err
+	}
+	deployments, err := e.opts.Store.DeploymentSummaries(ctx)
+	if err != nil {
+		return Plan{}, err
+	}
+	if e.opts.RevocationCheckInterval >= 0 {
+		for name, d := range e.refreshCAViewOf(ctx, certs, deployments) {
+			deployments[name] = d
+		}
+	}
+	return e.planOf(ctx, certs, deployments, po)
+}
+
+// planOf plans certs from deployments (summaries or whole), and lists the retired certificates
+// when the whole configuration is planned.
+func (e *Engine) planOf(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment, po PlanOptions) (Plan, error) {
 	ops, err := e.opts.Store.OpenOperations(ctx)
 	if err != nil {
 		return Plan{}, err
 	}
 	plan := e.planFrom(ctx, certs, deployments, ops, po)
+	if err := e.loadWhole(ctx, plan.Items); err != nil {
+		return plan, err
+	}
 	if len(po.Names) == 0 {
-		if plan.Retired, err = e.Retired(ctx); err != nil {
-			return plan, err
-		}
+		plan.Retired = e.retiredFrom(deployments, ops)
 	}
 	return plan, nil
+}
+
+// loadWhole reads, for the items that will be worked on, the deployment with its PEM bodies (a
+// renewal sends the previous certificate to the CA; a deployment is saved again): the plan was
+// made from summaries, and the others never need them.
+func (e *Engine) loadWhole(ctx context.Context, items []PlanItem) error {
+	for i := range items {
+		it := &items[i]
+		if it.deployment == nil || !it.deployment.Summary {
+			continue
+		}
+		switch it.Action {
+		case ActionNone, ActionUnknown, ActionBlocked, ActionAdopt:
+			continue
+		}
+		d, ok, err := e.opts.Store.Deployment(ctx, it.Certificate)
+		if err != nil {
+			return err
+		}
+		if ok {
+			it.deployment = &d
+		}
+	}
+	return nil
 }
 
 // planFrom plans certs from the recorded deployments and open operations given.
@@ -105,7 +155,7 @@ func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments 
 		devices[c.Device] = true
 	}
 	invs := e.inventories(ctx, devices)
-	plan := Plan{InventoryCalls: len(invs)}
+	plan := Plan{InventoryCalls: len(invs), Items: make([]PlanItem, 0, len(certs))}
 	now := e.opts.Now()
 	for _, c := range certs {
 		item := PlanItem{Certificate: c.Name, Device: c.Device, Issuer: c.Issuer, cert: c}

@@ -38,7 +38,7 @@ func (e *Engine) configured(name string) bool {
 
 // Retired lists the certificates in the state that are no longer configured.
 func (e *Engine) Retired(ctx context.Context) ([]RetiredItem, error) {
-	deployments, err := e.opts.Store.Deployments(ctx)
+	deployments, err := e.opts.Store.DeploymentSummaries(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -46,14 +46,27 @@ func (e *Engine) Retired(ctx context.Context) ([]RetiredItem, error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.retiredFrom(deployments, ops), nil
+}
+
+// retiredFrom is Retired from deployments and open operations already read.
+func (e *Engine) retiredFrom(deployments map[string]state.Deployment, ops map[string]*state.Operation) []RetiredItem {
+	// A set, not configured() per name: that is a scan of the configuration per certificate.
+	configured := make(map[string]bool, len(e.opts.Certificates)+len(e.opts.Disabled))
+	for _, c := range e.opts.Certificates {
+		configured[c.Name] = true
+	}
+	for _, name := range e.opts.Disabled {
+		configured[name] = true
+	}
 	byName := map[string]*RetiredItem{}
 	for name, d := range deployments {
-		if !e.configured(name) {
+		if !configured[name] {
 			byName[name] = &RetiredItem{Certificate: name, Device: d.Device, Issuer: d.Issuer, Serial: d.Serial, NotAfter: d.NotAfter, Revoked: d.Revoked}
 		}
 	}
 	for name, op := range ops {
-		if e.configured(name) {
+		if configured[name] {
 			continue
 		}
 		it := byName[name]
@@ -80,7 +93,7 @@ func (e *Engine) Retired(ctx context.Context) ([]RetiredItem, error) {
 		out = append(out, *it)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Certificate < out[j].Certificate })
-	return out, nil
+	return out
 }
 
 // RetireOptions say what else retiring a certificate does.

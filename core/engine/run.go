@@ -112,10 +112,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	}
 	defer unlock()
 	e.stop = ro.Stop
-	if err := e.refreshCAView(ctx, ro.Names); err != nil {
-		return Report{}, err
-	}
-	plan, err := e.Plan(ctx, PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt})
+	plan, err := e.planRun(ctx, PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt})
 	if err != nil {
 		return Report{}, err
 	}

@@ -32,7 +32,7 @@ type StatusRow struct {
 
 // Status lists every configured certificate with its deployment, last outcome and next action.
 func (e *Engine) Status(ctx context.Context) ([]StatusRow, error) {
-	deployments, err := e.opts.Store.Deployments(ctx)
+	deployments, err := e.opts.Store.DeploymentSummaries(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -74,11 +74,7 @@ func (e *Engine) Status(ctx context.Context) ([]StatusRow, error) {
 		}
 		rows = append(rows, row)
 	}
-	retired, err := e.Retired(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range retired {
+	for _, r := range e.retiredFrom(deployments, ops) {
 		row := StatusRow{Certificate: r.Certificate, Device: r.Device, Issuer: r.Issuer, Serial: r.Serial, NotAfter: r.NotAfter, Retired: true, NextAction: r.Reason}
 		if !r.NotAfter.IsZero() {
 			left := days(r.NotAfter.Sub(now))

@@ -303,6 +303,9 @@ type Plugin struct {
 	rpc        plugin.ClientProtocol
 	impl       sdk.Plugin
 	generation int
+	// info is the running process's GetInfo answer, asked once when it started: it does not
+	// change while the process runs, so Info answers from it.
+	info sdk.Info
 }
 
 // Name of the plugin.
@@ -352,7 +355,7 @@ func (p *Plugin) live(ctx context.Context) (sdk.Plugin, int, error) {
 		return nil, 0, fmt.Errorf("plugin %s speaks contract v1.%d; this certfleet needs v1.%d or newer: upgrade the plugin",
 			p.name, info.ContractMinorVersion, MinContractMinor)
 	}
-	p.client, p.rpc, p.impl = client, rpc, impl
+	p.client, p.rpc, p.impl, p.info = client, rpc, impl, info
 	p.generation++
 	p.log.Debug("plugin started", "plugin", p.name, "path", p.path, "version", info.Version, "contract_minor", info.ContractMinorVersion)
 	return impl, p.generation, nil
@@ -419,9 +422,15 @@ func call[T any](ctx context.Context, p *Plugin, fn func(sdk.Plugin) (T, error))
 	return res, nil
 }
 
-// Info implements sdk.Plugin.
+// Info implements sdk.Plugin: the answer the plugin gave when it started (starting it if needed),
+// so that every command makes one GetInfo call per plugin, however many certificates ask.
 func (p *Plugin) Info(ctx context.Context) (sdk.Info, error) {
-	return call(ctx, p, func(i sdk.Plugin) (sdk.Info, error) { return i.Info(ctx) })
+	if _, _, err := p.live(ctx); err != nil {
+		return sdk.Info{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.info, nil
 }
 
 // CheckTarget implements sdk.Plugin.

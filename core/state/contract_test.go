@@ -338,3 +338,7 @@ func TestHistory(t *testing.T) {
 		}
 	})
 }
+
+type historian interface {
+	History(ctx context.Context, certificate string, limit int) ([]RunHistory, error)
+}

@@ -43,9 +43,10 @@ func CopyToPostgres(ctx context.Context, from *SQLite, to *Postgres) (CopyCounts
 		if used {
 			return errors.New("the PostgreSQL state is not empty: copying into it would mix two fleets' records (use a new database or schema)")
 		}
-		if err := copyRows(ctx, from, `SELECT certificate, not_after, data FROM deployments`, 3, func(v []any) error {
+		if err := copyRows(ctx, from, `SELECT certificate, not_after, data, cert_pem, chain_pem FROM deployments`, 5, func(v []any) error {
 			n.Deployments++
-			_, err := tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data) VALUES ($1, $2, $3)`, v[0], parseTime(v[1]), v[2])
+			_, err := tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem) VALUES ($1, $2, $3, $4, $5)`,
+				v[0], parseTime(v[1]), v[2], v[3], v[4])
 			return err
 		}); err != nil {
 			return fmt.Errorf("deployments: %w", err)
@@ -70,10 +71,10 @@ func CopyToPostgres(ctx context.Context, from *SQLite, to *Postgres) (CopyCounts
 		}); err != nil {
 			return fmt.Errorf("runs: %w", err)
 		}
-		if err := copyRows(ctx, from, `SELECT rowid, run_id, certificate, finished_at, data FROM results ORDER BY rowid`, 5, func(v []any) error {
+		if err := copyRows(ctx, from, `SELECT rowid, run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest FROM results ORDER BY rowid`, 8, func(v []any) error {
 			n.Results++
-			_, err := tx.Exec(ctx, `INSERT INTO results(id, run_id, certificate, finished_at, data) VALUES ($1, $2, $3, $4, $5)`,
-				v[0], v[1], v[2], parseTime(v[3]), v[4])
+			_, err := tx.Exec(ctx, `INSERT INTO results(id, run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+				v[0], v[1], v[2], parseTime(v[3]), v[4], v[5], parseTime(v[6]), v[7].(int64) == 1)
 			return err
 		}); err != nil {
 			return fmt.Errorf("results: %w", err)

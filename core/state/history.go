@@ -2,9 +2,7 @@ package state
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -24,7 +22,8 @@ func (s *SQLite) History(ctx context.Context, certificate string, limit int) ([]
 	args := []any{limit}
 	if certificate != "" {
 		q = `SELECT id, started_at, COALESCE(finished_at, ''), outcome, dry_run FROM runs
-			WHERE id IN (SELECT DISTINCT run_id FROM results WHERE certificate = ?) ORDER BY id DESC LIMIT ?`
+			WHERE EXISTS (SELECT 1 FROM results WHERE certificate = ? AND run_id <= runs.id AND last_run_id >= runs.id)
+			ORDER BY id DESC LIMIT ?`
 		args = []any{certificate, limit}
 	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
@@ -53,33 +52,34 @@ func (s *SQLite) History(ctx context.Context, certificate string, limit int) ([]
 		return out, nil
 	}
 	index := map[int64]int{}
-	ids := make([]any, 0, len(out))
+	lo, hi := out[0].ID, out[0].ID
 	for i, h := range out {
 		index[h.ID] = i
-		ids = append(ids, h.ID)
+		lo, hi = min(lo, h.ID), max(hi, h.ID)
 	}
-	q = `SELECT data FROM results WHERE run_id IN (?` + strings.Repeat(",?", len(ids)-1) + `)`
+	// A row holds the same result of consecutive runs, run_id to last_run_id.
+	q = `SELECT run_id, last_run_id, finished_at, last_finished_at, data FROM results WHERE last_run_id >= ? AND run_id <= ?`
+	args = []any{lo, hi}
 	if certificate != "" {
 		q += ` AND certificate = ?`
-		ids = append(ids, certificate)
+		args = append(args, certificate)
 	}
 	q += ` ORDER BY certificate, rowid`
-	res, err := s.db.QueryContext(ctx, q, ids...)
+	res, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
 	}
 	defer res.Close()
 	for res.Next() {
-		var data string
-		if err := res.Scan(&data); err != nil {
+		var sp span
+		var firstAt, lastAt string
+		if err := res.Scan(&sp.first, &sp.last, &firstAt, &lastAt, &sp.data); err != nil {
 			return nil, fmt.Errorf("read results: %w", err)
 		}
-		var r Result
-		if err := json.Unmarshal([]byte(data), &r); err != nil {
+		sp.firstAt, _ = time.Parse(timeFormat, firstAt)
+		sp.lastAt, _ = time.Parse(timeFormat, lastAt)
+		if err := sp.expand(out, index); err != nil {
 			return nil, fmt.Errorf("decode result: %w", err)
-		}
-		if i, ok := index[r.RunID]; ok {
-			out[i].Results = append(out[i].Results, r)
 		}
 	}
 	return out, res.Err()

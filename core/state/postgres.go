@@ -64,6 +64,22 @@ var pgMigrations = []string{
 		key   TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	);`,
+	// 3: the twin of SQLite's: PEM bodies in their own columns, result rows spanning consecutive
+	// runs (run_id to last_run_id), the newest row of each certificate marked latest.
+	`ALTER TABLE deployments ADD COLUMN cert_pem TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN chain_pem TEXT NOT NULL DEFAULT 'null';
+	UPDATE deployments SET cert_pem = COALESCE(data::jsonb ->> 'CertPEM', ''),
+		chain_pem = COALESCE((data::jsonb -> 'ChainPEM')::text, 'null'),
+		data = (data::jsonb - 'CertPEM' - 'ChainPEM')::text;
+	ALTER TABLE results ADD COLUMN last_run_id BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE results ADD COLUMN last_finished_at TIMESTAMPTZ;
+	ALTER TABLE results ADD COLUMN latest BOOLEAN NOT NULL DEFAULT false;
+	UPDATE results SET last_run_id = run_id, last_finished_at = finished_at;
+	ALTER TABLE results ALTER COLUMN last_finished_at SET NOT NULL;
+	UPDATE results SET latest = true WHERE id IN (SELECT MAX(id) FROM results GROUP BY certificate);
+	CREATE UNIQUE INDEX results_latest ON results(certificate) WHERE latest;
+	CREATE INDEX results_by_last_run ON results(last_run_id);
+	CREATE INDEX results_by_run ON results(run_id);`,
 }
 
 // Postgres is the Store shared by several certfleet instances. It needs an ordinary role that may
@@ -72,6 +88,8 @@ type Postgres struct {
 	pool *pgxpool.Pool
 	// lockKey names this state's advisory lock (see Lock): one per schema.
 	lockKey string
+	// retention says which results FinishRun prunes.
+	retention Retention
 }
 
 var _ Store = (*Postgres)(nil)
@@ -88,7 +106,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state database (PostgreSQL %s/%s): %w", cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
 	}
-	s := &Postgres{pool: pool}
+	s := &Postgres{pool: pool, retention: DefaultRetention}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("state database (PostgreSQL %s/%s): %w", cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
@@ -186,38 +204,55 @@ func (s *Postgres) Lock(ctx context.Context) (func(), error) {
 	}, nil
 }
 
-// Deployment returns the deployment of a certificate.
+// Deployment returns the deployment of a certificate, with its PEM bodies.
 func (s *Postgres) Deployment(ctx context.Context, certificate string) (Deployment, bool, error) {
-	var data string
-	err := s.pool.QueryRow(ctx, `SELECT data FROM deployments WHERE certificate = $1`, certificate).Scan(&data)
+	var data, certPEM, chainPEM string
+	err := s.pool.QueryRow(ctx, `SELECT data, cert_pem, chain_pem FROM deployments WHERE certificate = $1`, certificate).Scan(&data, &certPEM, &chainPEM)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Deployment{}, false, nil
 	}
 	if err != nil {
 		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
 	}
-	var d Deployment
-	if err := json.Unmarshal([]byte(data), &d); err != nil {
+	d, err := decodeDeployment(data, &certPEM, chainPEM)
+	if err != nil {
 		return Deployment{}, false, fmt.Errorf("decode deployment of %s: %w", certificate, err)
 	}
 	return d, true, nil
 }
 
-// Deployments returns every deployment, by certificate.
+// Deployments returns every deployment, by certificate, with their PEM bodies.
 func (s *Postgres) Deployments(ctx context.Context) (map[string]Deployment, error) {
-	rows, err := s.pool.Query(ctx, `SELECT certificate, data FROM deployments`)
+	return s.deployments(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments`, true)
+}
+
+// DeploymentSummaries returns every deployment without its PEM bodies.
+func (s *Postgres) DeploymentSummaries(ctx context.Context) (map[string]Deployment, error) {
+	return s.deployments(ctx, `SELECT certificate, data FROM deployments`, false)
+}
+
+func (s *Postgres) deployments(ctx context.Context, query string, whole bool) (map[string]Deployment, error) {
+	rows, err := s.pool.Query(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("read deployments: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]Deployment{}
 	for rows.Next() {
-		var name, data string
-		if err := rows.Scan(&name, &data); err != nil {
+		var name, data, certPEM, chainPEM string
+		dest := []any{&name, &data}
+		if whole {
+			dest = append(dest, &certPEM, &chainPEM)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read deployments: %w", err)
 		}
-		var d Deployment
-		if err := json.Unmarshal([]byte(data), &d); err != nil {
+		pem := &certPEM
+		if !whole {
+			pem = nil
+		}
+		d, err := decodeDeployment(data, pem, chainPEM)
+		if err != nil {
 			return nil, fmt.Errorf("decode deployment of %s: %w", name, err)
 		}
 		out[name] = d
@@ -226,13 +261,14 @@ func (s *Postgres) Deployments(ctx context.Context) (map[string]Deployment, erro
 }
 
 func pgSaveDeployment(ctx context.Context, tx pgx.Tx, d Deployment) error {
-	data, err := json.Marshal(d)
+	data, certPEM, chainPEM, err := encodeDeployment(d)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data) VALUES ($1, $2, $3)
-		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data`,
-		d.Certificate, d.NotAfter.UTC(), string(data))
+	_, err = tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data,
+			cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem`,
+		d.Certificate, d.NotAfter.UTC(), data, certPEM, chainPEM)
 	return err
 }
 
@@ -369,10 +405,55 @@ func (s *Postgres) StartRun(ctx context.Context, dryRun bool) (int64, error) {
 	return id, nil
 }
 
-// FinishRun records how a run ended.
+// SetRetention sets what FinishRun keeps.
+func (s *Postgres) SetRetention(r Retention) { s.retention = r }
+
+// FinishRun records how a run ended and prunes the history the retention no longer keeps, in one
+// transaction.
 func (s *Postgres) FinishRun(ctx context.Context, id int64, outcome string) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE runs SET finished_at = now(), outcome = $1 WHERE id = $2`, outcome, id); err != nil {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE runs SET finished_at = now(), outcome = $1 WHERE id = $2`, outcome, id); err != nil {
+			return err
+		}
+		return s.prune(ctx, tx, id)
+	})
+	if err != nil {
 		return fmt.Errorf("record end of run %d: %w", id, err)
+	}
+	return nil
+}
+
+// prune is SQLite's prune: results of runs before the oldest kept (the newest result of each
+// certificate stays), then the runs left with no result.
+func (s *Postgres) prune(ctx context.Context, tx pgx.Tx, current int64) error {
+	keep := current
+	if s.retention.MaxAge > 0 {
+		var oldest *int64
+		if err := tx.QueryRow(ctx, `SELECT MIN(id) FROM runs WHERE started_at >= $1`, time.Now().Add(-s.retention.MaxAge)).Scan(&oldest); err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+		if oldest != nil {
+			keep = min(keep, *oldest)
+		}
+	} else {
+		keep = 0
+	}
+	if s.retention.MaxRuns > 0 {
+		var nth int64
+		err := tx.QueryRow(ctx, `SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET $1`, s.retention.MaxRuns-1).Scan(&nth)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("prune: %w", err)
+		}
+		keep = max(keep, nth)
+	}
+	if keep <= 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM results WHERE last_run_id < $1 AND NOT latest`, keep); err != nil {
+		return fmt.Errorf("prune results: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM runs WHERE id < $1 AND NOT EXISTS (SELECT 1 FROM results WHERE results.run_id = runs.id)`, keep); err != nil {
+		return fmt.Errorf("prune runs: %w", err)
 	}
 	return nil
 }
@@ -382,43 +463,93 @@ func (s *Postgres) RecordResult(ctx context.Context, r Result) error {
 	return s.RecordResults(ctx, []Result{r})
 }
 
-// RecordResults records results in one transaction (one round trip per batch of rows).
+// RecordResults records results in one transaction, as SQLite's: a result the same as its
+// certificate's newest, of the run just before, extends that row to this run.
 func (s *Postgres) RecordResults(ctx context.Context, rs []Result) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	rows := make([][]any, 0, len(rs))
-	for _, r := range rs {
-		if r.FinishedAt.IsZero() {
-			r.FinishedAt = time.Now().UTC()
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		names := make([]string, len(rs))
+		for i, r := range rs {
+			names[i] = r.Certificate
 		}
-		data, err := json.Marshal(r)
+		latest := map[string]span{}
+		rows, err := tx.Query(ctx, `SELECT certificate, last_run_id, data FROM results WHERE latest AND certificate = ANY($1)`, names)
 		if err != nil {
-			return fmt.Errorf("record results: %w", err)
+			return err
 		}
-		rows = append(rows, []any{r.RunID, r.Certificate, r.FinishedAt.UTC(), string(data)})
-	}
-	if _, err := s.pool.CopyFrom(ctx, pgx.Identifier{"results"}, []string{"run_id", "certificate", "finished_at", "data"}, pgx.CopyFromRows(rows)); err != nil {
+		for rows.Next() {
+			var name string
+			var sp span
+			if err := rows.Scan(&name, &sp.last, &sp.data); err != nil {
+				rows.Close()
+				return err
+			}
+			latest[name] = sp
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		prevs := map[int64]int64{}
+		plan, err := planRecords(rs, latest, func(run int64) (int64, error) {
+			p, ok := prevs[run]
+			if !ok {
+				if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(id), 0) FROM runs WHERE id < $1`, run).Scan(&p); err != nil {
+					return 0, err
+				}
+				prevs[run] = p
+			}
+			return p, nil
+		})
+		if err != nil {
+			return err
+		}
+		for run, e := range plan.extend {
+			if _, err := tx.Exec(ctx, `UPDATE results SET last_run_id = $1, last_finished_at = $2 WHERE latest AND certificate = ANY($3)`, run, e.at.UTC(), e.names); err != nil {
+				return fmt.Errorf("extend results: %w", err)
+			}
+		}
+		if len(plan.retire) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE results SET latest = false WHERE latest AND certificate = ANY($1)`, plan.retire); err != nil {
+				return err
+			}
+		}
+		if len(plan.rows) > 0 {
+			rows := make([][]any, len(plan.rows))
+			for i, row := range plan.rows {
+				rows[i] = []any{row.first, row.certificate, row.firstAt.UTC(), row.data, row.last, row.lastAt.UTC(), row.latest}
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results"}, []string{"run_id", "certificate", "finished_at", "data", "last_run_id", "last_finished_at", "latest"}, pgx.CopyFromRows(rows)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("record results: %w", err)
 	}
 	return nil
 }
 
-// LastResults returns the newest result of each certificate.
+// LastResults returns the newest result of each certificate, from the rows marked latest.
 func (s *Postgres) LastResults(ctx context.Context) (map[string]Result, error) {
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (certificate) data FROM results ORDER BY certificate, id DESC`)
+	rows, err := s.pool.Query(ctx, `SELECT last_run_id, last_finished_at, data FROM results WHERE latest`)
 	if err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]Result{}
 	for rows.Next() {
+		var run int64
+		var at time.Time
 		var data string
-		if err := rows.Scan(&data); err != nil {
+		if err := rows.Scan(&run, &at, &data); err != nil {
 			return nil, fmt.Errorf("read results: %w", err)
 		}
-		var r Result
-		if err := json.Unmarshal([]byte(data), &r); err != nil {
+		r, err := resultOf(data, run, at.UTC())
+		if err != nil {
 			return nil, fmt.Errorf("decode result: %w", err)
 		}
 		out[r.Certificate] = r

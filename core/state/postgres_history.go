@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -14,7 +13,8 @@ func (s *Postgres) History(ctx context.Context, certificate string, limit int) (
 		limit = 10
 	}
 	rows, err := s.pool.Query(ctx, `SELECT id, started_at, finished_at, outcome, dry_run FROM runs
-		WHERE $1 = '' OR id IN (SELECT run_id FROM results WHERE certificate = $1) ORDER BY id DESC LIMIT $2`, certificate, limit)
+		WHERE $1 = '' OR EXISTS (SELECT 1 FROM results WHERE certificate = $1 AND run_id <= runs.id AND last_run_id >= runs.id)
+		ORDER BY id DESC LIMIT $2`, certificate, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read runs: %w", err)
 	}
@@ -43,22 +43,24 @@ func (s *Postgres) History(ctx context.Context, certificate string, limit int) (
 	if len(out) == 0 {
 		return out, nil
 	}
-	res, err := s.pool.Query(ctx, `SELECT data FROM results WHERE run_id = ANY($1) AND ($2 = '' OR certificate = $2) ORDER BY certificate, id`, ids, certificate)
+	lo, hi := ids[0], ids[0]
+	for _, id := range ids {
+		lo, hi = min(lo, id), max(hi, id)
+	}
+	res, err := s.pool.Query(ctx, `SELECT run_id, last_run_id, finished_at, last_finished_at, data FROM results
+		WHERE last_run_id >= $1 AND run_id <= $2 AND ($3 = '' OR certificate = $3) ORDER BY certificate, id`, lo, hi, certificate)
 	if err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
 	}
 	defer res.Close()
 	for res.Next() {
-		var data string
-		if err := res.Scan(&data); err != nil {
+		var sp span
+		if err := res.Scan(&sp.first, &sp.last, &sp.firstAt, &sp.lastAt, &sp.data); err != nil {
 			return nil, fmt.Errorf("read results: %w", err)
 		}
-		var r Result
-		if err := json.Unmarshal([]byte(data), &r); err != nil {
+		sp.firstAt, sp.lastAt = sp.firstAt.UTC(), sp.lastAt.UTC()
+		if err := sp.expand(out, index); err != nil {
 			return nil, fmt.Errorf("decode result: %w", err)
-		}
-		if i, ok := index[r.RunID]; ok {
-			out[i].Results = append(out[i].Results, r)
 		}
 	}
 	return out, res.Err()

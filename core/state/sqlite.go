@@ -58,6 +58,23 @@ var migrations = []string{
 		key   TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	);`,
+	// 3: the PEM bodies of a deployment in columns of their own, so that planning reads the
+	// deployments without them; a result row spans the consecutive runs that had the same result
+	// (run_id to last_run_id), and the newest row of each certificate is marked latest, so that a
+	// run that changes nothing writes no row per certificate and status reads no history.
+	`ALTER TABLE deployments ADD COLUMN cert_pem TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN chain_pem TEXT NOT NULL DEFAULT 'null';
+	UPDATE deployments SET cert_pem = COALESCE(json_extract(data, '$.CertPEM'), ''),
+		chain_pem = COALESCE(json_extract(data, '$.ChainPEM'), 'null'),
+		data = json_remove(data, '$.CertPEM', '$.ChainPEM');
+	ALTER TABLE results ADD COLUMN last_run_id INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE results ADD COLUMN last_finished_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN latest INTEGER NOT NULL DEFAULT 0;
+	UPDATE results SET last_run_id = run_id, last_finished_at = finished_at;
+	UPDATE results SET latest = 1 WHERE rowid IN (SELECT MAX(rowid) FROM results GROUP BY certificate);
+	CREATE UNIQUE INDEX results_latest ON results(certificate) WHERE latest = 1;
+	CREATE INDEX results_by_last_run ON results(last_run_id);
+	CREATE INDEX results_by_run ON results(run_id);`,
 }
 
 // SQLite is the embedded Store.
@@ -67,6 +84,10 @@ type SQLite struct {
 	// marked is set once the marker beside the database names it (operations are created
 	// concurrently, hence atomic).
 	marked atomic.Bool
+	// retention says which results FinishRun prunes (set before the store is used).
+	retention Retention
+	// clock is the time of runs and of pruning (time.Now; a test simulates a year with it).
+	clock func() time.Time
 }
 
 var _ Store = (*SQLite)(nil)
@@ -88,7 +109,7 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 	// One connection: SQLite serializes writers anyway, and this keeps transactions from
 	// contending inside the process.
 	db.SetMaxOpenConns(1)
-	s := &SQLite{db: db, path: path}
+	s := &SQLite{db: db, path: path, retention: DefaultRetention, clock: time.Now}
 	if err := checkNotLost(ctx, path, existed, db); err != nil {
 		db.Close()
 		if errors.Is(err, ErrStateLost) {
@@ -179,6 +200,9 @@ func connWhenFree(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 
 func now() string { return time.Now().UTC().Format(timeFormat) }
 
+// stamp is the clock's time as stored.
+func (s *SQLite) stamp() string { return s.clock().UTC().Format(timeFormat) }
+
 func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -209,38 +233,55 @@ func (s *SQLite) Lock(ctx context.Context) (func(), error) {
 	return func() { _ = fl.Unlock() }, nil
 }
 
-// Deployment returns the deployment of a certificate.
+// Deployment returns the deployment of a certificate, with its PEM bodies.
 func (s *SQLite) Deployment(ctx context.Context, certificate string) (Deployment, bool, error) {
-	var data string
-	err := s.db.QueryRowContext(ctx, `SELECT data FROM deployments WHERE certificate = ?`, certificate).Scan(&data)
+	var data, certPEM, chainPEM string
+	err := s.db.QueryRowContext(ctx, `SELECT data, cert_pem, chain_pem FROM deployments WHERE certificate = ?`, certificate).Scan(&data, &certPEM, &chainPEM)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Deployment{}, false, nil
 	}
 	if err != nil {
 		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
 	}
-	var d Deployment
-	if err := json.Unmarshal([]byte(data), &d); err != nil {
+	d, err := decodeDeployment(data, &certPEM, chainPEM)
+	if err != nil {
 		return Deployment{}, false, fmt.Errorf("decode deployment of %s: %w", certificate, err)
 	}
 	return d, true, nil
 }
 
-// Deployments returns every deployment, by certificate.
+// Deployments returns every deployment, by certificate, with their PEM bodies.
 func (s *SQLite) Deployments(ctx context.Context) (map[string]Deployment, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT certificate, data FROM deployments`)
+	return s.deployments(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments`, true)
+}
+
+// DeploymentSummaries returns every deployment without its PEM bodies.
+func (s *SQLite) DeploymentSummaries(ctx context.Context) (map[string]Deployment, error) {
+	return s.deployments(ctx, `SELECT certificate, data FROM deployments`, false)
+}
+
+func (s *SQLite) deployments(ctx context.Context, query string, whole bool) (map[string]Deployment, error) {
+	rows, err := s.db.QueryContext(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("read deployments: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]Deployment{}
 	for rows.Next() {
-		var name, data string
-		if err := rows.Scan(&name, &data); err != nil {
+		var name, data, certPEM, chainPEM string
+		dest := []any{&name, &data}
+		if whole {
+			dest = append(dest, &certPEM, &chainPEM)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read deployments: %w", err)
 		}
-		var d Deployment
-		if err := json.Unmarshal([]byte(data), &d); err != nil {
+		pem := &certPEM
+		if !whole {
+			pem = nil
+		}
+		d, err := decodeDeployment(data, pem, chainPEM)
+		if err != nil {
 			return nil, fmt.Errorf("decode deployment of %s: %w", name, err)
 		}
 		out[name] = d
@@ -249,13 +290,14 @@ func (s *SQLite) Deployments(ctx context.Context) (map[string]Deployment, error)
 }
 
 func saveDeployment(ctx context.Context, tx *sql.Tx, d Deployment) error {
-	data, err := json.Marshal(d)
+	data, certPEM, chainPEM, err := encodeDeployment(d)
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO deployments(certificate, not_after, data) VALUES (?, ?, ?)
-		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data`,
-		d.Certificate, d.NotAfter.UTC().Format(timeFormat), string(data))
+	_, err = tx.ExecContext(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data,
+			cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem`,
+		d.Certificate, d.NotAfter.UTC().Format(timeFormat), data, certPEM, chainPEM)
 	return err
 }
 
@@ -387,17 +429,63 @@ func (s *SQLite) AbandonOperation(ctx context.Context, op *Operation, reason str
 
 // StartRun records the start of a run.
 func (s *SQLite) StartRun(ctx context.Context, dryRun bool) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO runs(started_at, outcome, dry_run) VALUES (?, 'interrupted', ?)`, now(), dryRun)
+	res, err := s.db.ExecContext(ctx, `INSERT INTO runs(started_at, outcome, dry_run) VALUES (?, 'interrupted', ?)`, s.stamp(), dryRun)
 	if err != nil {
 		return 0, fmt.Errorf("record run: %w", err)
 	}
 	return res.LastInsertId()
 }
 
-// FinishRun records how a run ended.
+// SetRetention sets what FinishRun keeps.
+func (s *SQLite) SetRetention(r Retention) { s.retention = r }
+
+// FinishRun records how a run ended and prunes the history the retention no longer keeps, in one
+// transaction.
 func (s *SQLite) FinishRun(ctx context.Context, id int64, outcome string) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?`, now(), outcome, id); err != nil {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?`, s.stamp(), outcome, id); err != nil {
+			return err
+		}
+		return s.prune(ctx, tx, id)
+	})
+	if err != nil {
 		return fmt.Errorf("record end of run %d: %w", id, err)
+	}
+	return nil
+}
+
+// prune deletes the results of the runs before the oldest one the retention keeps (the newest
+// result of each certificate stays), and the runs left with no result.
+func (s *SQLite) prune(ctx context.Context, tx *sql.Tx, current int64) error {
+	keep := current
+	if s.retention.MaxAge > 0 {
+		var oldest sql.NullInt64
+		since := s.clock().Add(-s.retention.MaxAge).UTC().Format(timeFormat)
+		if err := tx.QueryRowContext(ctx, `SELECT MIN(id) FROM runs WHERE started_at >= ?`, since).Scan(&oldest); err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+		if oldest.Valid {
+			keep = min(keep, oldest.Int64)
+		}
+	} else {
+		keep = 0
+	}
+	if s.retention.MaxRuns > 0 {
+		var nth int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?`, s.retention.MaxRuns-1).Scan(&nth)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("prune: %w", err)
+		}
+		keep = max(keep, nth)
+	}
+	if keep <= 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM results WHERE last_run_id < ? AND latest = 0`, keep); err != nil {
+		return fmt.Errorf("prune results: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM runs WHERE id < ? AND NOT EXISTS (SELECT 1 FROM results WHERE results.run_id = runs.id)`, keep); err != nil {
+		return fmt.Errorf("prune runs: %w", err)
 	}
 	return nil
 }
@@ -407,24 +495,58 @@ func (s *SQLite) RecordResult(ctx context.Context, r Result) error {
 	return s.RecordResults(ctx, []Result{r})
 }
 
-// RecordResults records results in one transaction.
+// RecordResults records results in one transaction. A result the same as the newest of its
+// certificate, when that one is of the run just before, extends it to this run instead of adding
+// a row: a run that changes nothing adds no row per certificate.
 func (s *SQLite) RecordResults(ctx context.Context, rs []Result) error {
+	if len(rs) == 0 {
+		return nil
+	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, data) VALUES (?, ?, ?, ?)`)
+		latest, err := latestRecords(ctx, tx, rs)
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
-		for _, r := range rs {
-			if r.FinishedAt.IsZero() {
-				r.FinishedAt = time.Now().UTC()
+		prevs := map[int64]int64{}
+		plan, err := planRecords(rs, latest, func(run int64) (int64, error) {
+			p, ok := prevs[run]
+			if !ok {
+				if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM runs WHERE id < ?`, run).Scan(&p); err != nil {
+					return 0, err
+				}
+				prevs[run] = p
 			}
-			data, err := json.Marshal(r)
-			if err != nil {
+			return p, nil
+		})
+		if err != nil {
+			return err
+		}
+		// The stored rows go on first: a certificate's new row is then the only one marked latest.
+		for run, e := range plan.extend {
+			list, _ := json.Marshal(e.names)
+			if _, err := tx.ExecContext(ctx, `UPDATE results SET last_run_id = ?, last_finished_at = ?
+				WHERE latest = 1 AND certificate IN (SELECT value FROM json_each(?))`, run, e.at.UTC().Format(timeFormat), string(list)); err != nil {
+				return fmt.Errorf("extend results: %w", err)
+			}
+		}
+		if len(plan.retire) > 0 {
+			list, _ := json.Marshal(plan.retire)
+			if _, err := tx.ExecContext(ctx, `UPDATE results SET latest = 0 WHERE latest = 1 AND certificate IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
 				return err
 			}
-			if _, err := stmt.ExecContext(ctx, r.RunID, r.Certificate, r.FinishedAt.UTC().Format(timeFormat), string(data)); err != nil {
-				return fmt.Errorf("%s: %w", r.Certificate, err)
+		}
+		if len(plan.rows) == 0 {
+			return nil
+		}
+		add, err := tx.PrepareContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer add.Close()
+		for _, row := range plan.rows {
+			if _, err := add.ExecContext(ctx, row.first, row.certificate, row.firstAt.UTC().Format(timeFormat), row.data,
+				row.last, row.lastAt.UTC().Format(timeFormat), row.latest); err != nil {
+				return fmt.Errorf("%s: %w", row.certificate, err)
 			}
 		}
 		return nil
@@ -435,22 +557,58 @@ func (s *SQLite) RecordResults(ctx context.Context, rs []Result) error {
 	return nil
 }
 
-// LastResults returns the newest result of each certificate.
+// latestRecords reads the newest result row of the certificates of rs: all of them at once when
+// the batch is large (a run's settled certificates), else one by one.
+func latestRecords(ctx context.Context, tx *sql.Tx, rs []Result) (map[string]span, error) {
+	out := make(map[string]span, len(rs))
+	scan := func(rows *sql.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var name string
+			var sp span
+			if err := rows.Scan(&name, &sp.first, &sp.last, &sp.data); err != nil {
+				return err
+			}
+			out[name] = sp
+		}
+		return rows.Err()
+	}
+	if len(rs) > 64 {
+		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, data FROM results WHERE latest = 1`)
+		if err != nil {
+			return nil, err
+		}
+		return out, scan(rows)
+	}
+	for _, r := range rs {
+		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, data FROM results WHERE latest = 1 AND certificate = ?`, r.Certificate)
+		if err != nil {
+			return nil, err
+		}
+		if err := scan(rows); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// LastResults returns the newest result of each certificate, from the rows marked latest.
 func (s *SQLite) LastResults(ctx context.Context) (map[string]Result, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT r.data FROM results r
-		JOIN (SELECT certificate, MAX(rowid) AS last FROM results GROUP BY certificate) l ON r.rowid = l.last`)
+	rows, err := s.db.QueryContext(ctx, `SELECT last_run_id, last_finished_at, data FROM results WHERE latest = 1`)
 	if err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]Result{}
 	for rows.Next() {
-		var data string
-		if err := rows.Scan(&data); err != nil {
+		var run int64
+		var at, data string
+		if err := rows.Scan(&run, &at, &data); err != nil {
 			return nil, fmt.Errorf("read results: %w", err)
 		}
-		var r Result
-		if err := json.Unmarshal([]byte(data), &r); err != nil {
+		finished, _ := time.Parse(timeFormat, at)
+		r, err := resultOf(data, run, finished)
+		if err != nil {
 			return nil, fmt.Errorf("decode result: %w", err)
 		}
 		out[r.Certificate] = r

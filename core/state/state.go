@@ -121,6 +121,9 @@ type Deployment struct {
 	LastRebindAt time.Time `json:",omitzero"`
 	// ServedCheck is the last TLS check of what the bindings serve; nil when never checked.
 	ServedCheck *ServedCheck `json:",omitempty"`
+	// Summary is set on a deployment read without its PEM bodies (CertPEM, ChainPEM empty):
+	// what planning and status need. It cannot be saved; read the deployment whole first.
+	Summary bool `json:"-"`
 }
 
 // ServedCheck is the outcome of reading, over TLS, what a certificate's endpoints serve.
@@ -200,6 +203,8 @@ type Store interface {
 
 	Deployment(ctx context.Context, certificate string) (Deployment, bool, error)
 	Deployments(ctx context.Context) (map[string]Deployment, error)
+	// DeploymentSummaries returns every deployment without its PEM bodies (marked Summary).
+	DeploymentSummaries(ctx context.Context) (map[string]Deployment, error)
 	SaveDeployment(ctx context.Context, d Deployment) error
 	// DeleteDeployment forgets a certificate's deployment (a retired certificate).
 	DeleteDeployment(ctx context.Context, certificate string) error
@@ -218,11 +223,16 @@ type Store interface {
 	AbandonOperation(ctx context.Context, op *Operation, reason string) error
 
 	StartRun(ctx context.Context, dryRun bool) (int64, error)
+	// FinishRun records how a run ended and, in the same transaction, prunes the history the
+	// retention (SetRetention) no longer keeps.
 	FinishRun(ctx context.Context, id int64, outcome string) error
+	// SetRetention sets what FinishRun keeps (DefaultRetention until set).
+	SetRetention(r Retention)
 	RecordResult(ctx context.Context, r Result) error
-	// RecordResults records many results in one transaction.
+	// RecordResults records many results in one transaction. A result the same as its
+	// certificate's newest, recorded by the run just before, extends that row to this run.
 	RecordResults(ctx context.Context, rs []Result) error
-	// LastResults returns the newest result of each certificate.
+	// LastResults returns the newest result of each certificate (no history is read).
 	LastResults(ctx context.Context) (map[string]Result, error)
 	Runs(ctx context.Context, limit int) ([]Run, error)
 

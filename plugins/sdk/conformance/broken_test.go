@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -128,16 +130,98 @@ func TestSuiteAgainstBrokenPemdir(t *testing.T) {
 			}
 			return sdk.ParseCertificatePEM(string(data))
 		},
-		Stall: func(context.Context) (func(), error) {
-			f, err := os.OpenFile(filepath.Join(dir, ".certfleet.lock"), os.O_CREATE|os.O_RDWR, 0o600)
-			if err != nil {
-				return nil, err
-			}
-			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-				f.Close()
-				return nil, err
-			}
-			return func() { f.Close() }, nil
-		},
+		Stall: lockStall(dir),
 	})
+}
+
+// TestUnsupportedFeaturesAreSkippedWithReason: a plugin for a device that cannot roll back or
+// clean up (pemdir declaring so, and answering Unimplemented) passes the whole suite when it
+// declares both unsupported, and every check or part of a check that needs them is reported
+// skipped with the reason; without the declaration, the same plugin fails.
+func TestUnsupportedFeaturesAreSkippedWithReason(t *testing.T) {
+	t.Setenv(envBroken, brokenpemdir.LacksRollbackAndCleanup)
+	qualify := func(unsupported ...conformance.Feature) conformance.Report {
+		dir := t.TempDir()
+		return conformance.Qualify(context.Background(), conformance.Config{
+			PluginPath:     brokenPath,
+			Target:         sdk.Target{Name: "lacking", Address: dir, Options: sdk.Options{"links": []any{"www", "api"}}},
+			Bindings:       []sdk.Binding{{Kind: "live-link", Name: "www"}, {Kind: "live-link", Name: "api"}},
+			UnknownBinding: sdk.Binding{Kind: "live-link", Name: "no-such-link"},
+			KeySpecs:       []sdk.KeySpec{{Type: sdk.KeyTypeECDSA, Bits: 256}},
+			Unsupported:    unsupported,
+			Stall:          lockStall(dir),
+		})
+	}
+	report := qualify(conformance.FeatureAuthentication, conformance.FeatureRollback, conformance.FeatureCleanup)
+	outcome := map[string]conformance.Result{}
+	for _, r := range report.Results {
+		outcome[r.Check] = r
+		if r.Outcome == conformance.Failed {
+			t.Errorf("%s failed for a plugin that declares what it lacks: %v", r.Check, r.Messages)
+		}
+	}
+	for check, feature := range map[string]string{
+		"BadCredentials":             "authentication",
+		"CleanupIdempotent":          "cleanup",
+		"RollbackOfPartialBind":      "rollback",
+		"DeadlineEveryCall/Rollback": "rollback",
+		"DeadlineEveryCall/Cleanup":  "cleanup",
+	} {
+		r := outcome[check]
+		if r.Outcome != conformance.Skipped || !slices.ContainsFunc(r.Messages, func(m string) bool {
+			return regexp.MustCompile(`declares ` + feature + ` unsupported`).MatchString(m)
+		}) {
+			t.Errorf("%s: %s %v, want skipped with the reason (%s unsupported)", check, r.Outcome, r.Messages, feature)
+		}
+	}
+	for _, check := range []string{"ImportCertIdempotent", "ConcurrentCertificates", "BindErrorLeavesDeviceUnchanged",
+		"InventoryAfterCommit", "DeadlineEveryCall", "DeadlineEveryCall/Bind", "DeadlineEveryCall/ImportCert"} {
+		if outcome[check].Outcome != conformance.Passed {
+			t.Errorf("%s: %s %v, want passed: no feature skips it", check, outcome[check].Outcome, outcome[check].Messages)
+		}
+	}
+
+	// Without the declaration the same plugin fails: the skips come from the declaration only.
+	undeclared := qualify(conformance.FeatureAuthentication)
+	var failed []string
+	for _, r := range undeclared.Results {
+		if r.Outcome == conformance.Failed && !strings.Contains(r.Check, "/") {
+			failed = append(failed, r.Check)
+		}
+	}
+	for _, want := range []string{"GetInfo", "CleanupIdempotent", "RollbackOfPartialBind"} {
+		if !slices.Contains(failed, want) {
+			t.Errorf("undeclared: %s did not fail (failed: %v)", want, failed)
+		}
+	}
+}
+
+// TestUnknownFeatureIsRefused: a misspelt feature would otherwise skip nothing, silently.
+func TestUnknownFeatureIsRefused(t *testing.T) {
+	report := conformance.Qualify(context.Background(), conformance.Config{
+		PluginPath: brokenPath, Target: sdk.Target{Address: t.TempDir()},
+		Bindings:    []sdk.Binding{{Kind: "live-link", Name: "www"}},
+		Unsupported: []conformance.Feature{"rolback"},
+	})
+	if !report.Failed() || !strings.Contains(fmt.Sprint(report.Results), `unknown feature "rolback": use one of authentication, rollback, cleanup, ip-sans`) {
+		t.Fatalf("a misspelt feature: %+v", report.Results)
+	}
+	if _, err := conformance.ParseFeature("ip-sans"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lockStall holds pemdir's device lock, which stalls every changing call.
+func lockStall(dir string) func(context.Context) (func(), error) {
+	return func(context.Context) (func(), error) {
+		f, err := os.OpenFile(filepath.Join(dir, ".certfleet.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return func() { f.Close() }, nil
+	}
 }

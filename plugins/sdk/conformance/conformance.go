@@ -41,6 +41,42 @@ const (
 	FeatureIPSANs Feature = "ip-sans"
 )
 
+// Features are every Feature a plugin may declare unsupported, and the checks each one skips
+// (whole checks, or the parts of a check that need the feature):
+//
+//   - authentication: BadCredentials;
+//   - rollback: the Rollback half of BindCommitRollbackCleanup, RollbackOfPartialBind, and the
+//     Rollback call of DeadlineEveryCall;
+//   - cleanup: the Cleanup half of BindCommitRollbackCleanup, CleanupIdempotent, and the Cleanup
+//     call of DeadlineEveryCall;
+//   - ip-sans: the IP address in every CSR the suite asks for.
+//
+// The other checks (ImportCertIdempotent, ConcurrentCertificates, BindErrorLeavesDeviceUnchanged,
+// InventoryAfterCommit, ...) are guarantees of calls every plugin has; no feature skips them.
+var Features = []Feature{FeatureAuthentication, FeatureRollback, FeatureCleanup, FeatureIPSANs}
+
+// ParseFeature reads a feature's name, as a qualification target file gives it.
+func ParseFeature(name string) (Feature, error) {
+	for _, f := range Features {
+		if string(f) == name {
+			return f, nil
+		}
+	}
+	known := make([]string, len(Features))
+	for i, f := range Features {
+		known[i] = string(f)
+	}
+	return "", fmt.Errorf("unknown feature %q: use one of %s", name, strings.Join(known, ", "))
+}
+
+// skipUnsupported ends a check the plugin cannot take, saying why.
+func (c Config) skipUnsupported(t T, f Feature, what string) {
+	t.Helper()
+	if !c.supports(f) {
+		t.Skipf("the plugin declares %s unsupported (Config.Unsupported), so %s", f, what)
+	}
+}
+
 // Config tells the suite what to run against.
 type Config struct {
 	// PluginPath is the plugin binary (certfleet-plugin-<name>).
@@ -97,6 +133,11 @@ func runChecks(t T, cfg Config) {
 	}
 	if len(cfg.Bindings) == 0 {
 		t.Fatal("conformance: Config.Bindings needs at least one binding to test with")
+	}
+	for _, f := range cfg.Unsupported {
+		if _, err := ParseFeature(string(f)); err != nil {
+			t.Fatalf("conformance: Config.Unsupported: %v", err)
+		}
 	}
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = 60 * time.Second
@@ -204,9 +245,7 @@ func (s *suite) testCheckTarget(t T) {
 }
 
 func (s *suite) testBadCredentials(t T) {
-	if !s.cfg.supports(FeatureAuthentication) {
-		t.Skip("plugin declares no authentication")
-	}
+	s.cfg.skipUnsupported(t, FeatureAuthentication, "the target has no credentials to get wrong")
 	if s.cfg.BadCredentials == nil {
 		t.Fatal("Config.BadCredentials is required unless FeatureAuthentication is unsupported")
 	}

@@ -73,6 +73,11 @@ func (r Report) Failed() bool {
 func Qualify(ctx context.Context, cfg Config) Report {
 	root := &reportT{name: "", report: &Report{Plugin: cfg.PluginPath}, ctx: ctx}
 	root.runBody(func(t T) { runChecks(t, cfg) })
+	if root.failed {
+		// A failure before or between the checks (a bad Config, a plugin that does not start):
+		// without this result the report would look clean.
+		root.report.Results = append(root.report.Results, Result{Check: "Setup", Outcome: Failed, Messages: root.messages})
+	}
 	return *root.report
 }
 

@@ -6,6 +6,7 @@ package template
 import (
 	"embed"
 	"fmt"
+	"go/format"
 	"io/fs"
 	"os"
 	"path"
@@ -29,7 +30,9 @@ var validName = regexp.MustCompile(`^[a-z][a-z0-9-]{1,38}[a-z0-9]$`)
 type Options struct {
 	// Name of the plugin: the binary is certfleet-plugin-<Name>.
 	Name string
-	// Module is the new plugin's Go module path, e.g. example.com/acme/certfleet-plugin-acme.
+	// Module is the new plugin's Go module path, e.g. example.com/acme/certfleet-plugin-acme. A
+	// path inside certfleet's own module (github.com/certfleet/certfleet/plugins/acme) writes the
+	// plugin as a package of that module, with no go.mod.
 	Module string
 	// Dir is where to write it; it must not exist or be empty.
 	Dir string
@@ -52,6 +55,9 @@ func Generate(o Options) ([]string, error) {
 	}
 	pkg := strings.ReplaceAll(o.Name, "-", "")
 	replacer := strings.NewReplacer(
+		// The import in main.go names the package: a module path ending in a dashed name
+		// (plugins/acme-lb) would otherwise import a package whose name readers cannot see.
+		"\tskeleton \"", "\t"+pkg+" \"",
 		templateModule, o.Module,
 		"certfleet-plugin-skeleton", "certfleet-plugin-"+o.Name,
 		"skeletonsim", pkg+"sim",
@@ -72,7 +78,14 @@ func Generate(o Options) ([]string, error) {
 		}
 		rel := strings.TrimPrefix(p, "skeleton/")
 		rel = strings.NewReplacer("skeletonsim", pkg+"sim", "certfleet-plugin-skeleton", "certfleet-plugin-"+o.Name).Replace(rel)
-		if err := write(o.Dir, rel, []byte(replacer.Replace(string(data)))); err != nil {
+		out := []byte(replacer.Replace(string(data)))
+		if strings.HasSuffix(rel, ".go") {
+			// Renaming moves imports out of order; gofmt puts them back.
+			if out, err = format.Source(out); err != nil {
+				return fmt.Errorf("template file %s: %w", rel, err)
+			}
+		}
+		if err := write(o.Dir, rel, out); err != nil {
 			return err
 		}
 		written = append(written, rel)
@@ -80,6 +93,11 @@ func Generate(o Options) ([]string, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("write the template: %w", err)
+	}
+	if inTree(o.Module) {
+		// Inside certfleet's own module (plugins/<name>): a go.mod of its own would cut the
+		// plugin out of the module, so `go build ./...`, `make build` and the tests would miss it.
+		return written, nil
 	}
 	goVersion := o.GoVersion
 	if goVersion == "" {
@@ -98,6 +116,9 @@ func Generate(o Options) ([]string, error) {
 	}
 	return append(written, "go.mod"), nil
 }
+
+// inTree reports whether module is a package path inside certfleet's module.
+func inTree(module string) bool { return strings.HasPrefix(module, sdkModule+"/") }
 
 func write(dir, rel string, data []byte) error {
 	full := filepath.Join(dir, filepath.FromSlash(path.Clean(rel)))

@@ -1,6 +1,7 @@
 package template_test
 
 import (
+	"go/format"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,5 +84,38 @@ func TestGenerateRefusesBadInput(t *testing.T) {
 		if _, err := template.Generate(c.opts); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Generate(%+v): %v, want an error containing %q", c.opts, err, c.want)
 		}
+	}
+}
+
+// TestGenerateInsideCertfleet: a plugin written into certfleet's own tree (plugins/<name>, as the
+// HAProxy example was) is a package of the module, not a module of its own, and its main.go names
+// the package it imports.
+func TestGenerateInsideCertfleet(t *testing.T) {
+	dir := t.TempDir()
+	files, err := template.Generate(template.Options{Name: "acme-lb", Module: "github.com/certfleet/certfleet/plugins/acme-lb", Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f == "go.mod" {
+			t.Error("a go.mod inside certfleet's module cuts the plugin out of `go build ./...`")
+		}
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if formatted, err := format.Source(data); err != nil || string(formatted) != string(data) {
+			t.Errorf("%s is not gofmt-clean (%v)", f, err)
+		}
+	}
+	main, err := os.ReadFile(filepath.Join(dir, "cmd/certfleet-plugin-acme-lb/main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(main), "\tacmelb \"github.com/certfleet/certfleet/plugins/acme-lb\"") || !strings.Contains(string(main), "acmelb.New()") {
+		t.Errorf("main.go:\n%s", main)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "plugin.go")); err != nil {
+		t.Errorf("the plugin's code is not in plugin.go: %v", err)
 	}
 }

@@ -39,6 +39,10 @@ const (
 	InventoryStagedOnly = "inventory-staged-only"
 	// IgnoresDeadline: ImportCert, Bind, Rollback and Cleanup run on without the caller's deadline.
 	IgnoresDeadline = "ignores-deadline"
+	// LacksRollbackAndCleanup is not a break: pemdir as a plugin for a device that cannot roll
+	// back or clean up would be, declaring both unsupported in Info and answering Unimplemented.
+	// The suite must skip the checks of those features, with the reason, and fail nothing.
+	LacksRollbackAndCleanup = "lacks-rollback-and-cleanup"
 )
 
 // Plugin wraps pemdir with the break named by mode.
@@ -57,6 +61,9 @@ func New(mode string) *Plugin { return &Plugin{Plugin: pemdir.New(), mode: mode}
 func (p *Plugin) Info(ctx context.Context) (sdk.Info, error) {
 	info, err := p.Plugin.Info(ctx)
 	info.Name = "brokenpemdir"
+	if p.mode == LacksRollbackAndCleanup {
+		info.Capabilities.SupportsRollback, info.Capabilities.SupportsCleanup = false, false
+	}
 	return info, err
 }
 
@@ -145,11 +152,17 @@ func (p *Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (s
 
 // Rollback ignores the deadline for IgnoresDeadline.
 func (p *Plugin) Rollback(ctx context.Context, t sdk.Target, token []byte) error {
+	if p.mode == LacksRollbackAndCleanup {
+		return sdk.Unimplemented("this device cannot roll back")
+	}
 	return p.Plugin.Rollback(p.callCtx(ctx), t, token)
 }
 
 // Cleanup breaks idempotency or the deadline.
 func (p *Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRef) ([]sdk.CleanupResult, error) {
+	if p.mode == LacksRollbackAndCleanup {
+		return nil, sdk.Unimplemented("this device cannot clean up")
+	}
 	if p.mode == CleanupNotIdempotent {
 		for _, o := range objects {
 			_, certErr := os.Stat(filepath.Join(t.Address, "certs", o.CertRef))

@@ -113,9 +113,10 @@ func (s *Sim) Stall(context.Context) (func(), error) {
 	s.stall = ch
 	s.mu.Unlock()
 	return func() {
-		// Give the requests whose clients have gone (up to a second) to notice, so that only
-		// those still wanted are served; a client without a deadline is still waiting.
-		for i := 0; i < 100 && s.stalledRequests() > 0; i++ {
+		// Give the requests whose clients have gone time to notice, so that only those still
+		// wanted are served. Up to ten seconds: a loaded test machine can be slow to run the
+		// plugin's deadline; a client without a deadline is still waiting after it.
+		for i := 0; i < 1000 && s.stalledRequests() > 0; i++ {
 			time.Sleep(10 * time.Millisecond)
 		}
 		s.mu.Lock()

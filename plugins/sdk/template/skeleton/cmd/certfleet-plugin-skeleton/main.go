@@ -3,7 +3,7 @@ package main
 
 import (
 	"github.com/certfleet/certfleet/plugins/sdk"
-	"github.com/certfleet/certfleet/plugins/sdk/template/skeleton"
+	skeleton "github.com/certfleet/certfleet/plugins/sdk/template/skeleton"
 )
 
 func main() { sdk.Serve(skeleton.New()) }

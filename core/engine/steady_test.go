@@ -1,0 +1,143 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/issuer/scm"
+	"github.com/certfleet/certfleet/core/issuer/scm/scmsim"
+	"github.com/certfleet/certfleet/core/state"
+	pemdir "github.com/certfleet/certfleet/examples/plugin-pemdir"
+	"github.com/certfleet/certfleet/plugins/sdk"
+)
+
+// readCounter counts how a run reads the deployments: whole (with the PEM bodies) or summaries.
+type readCounter struct {
+	state.Store
+	mu        sync.Mutex
+	whole     map[string]int
+	all       int
+	summaries int
+}
+
+func (r *readCounter) Deployment(ctx context.Context, name string) (state.Deployment, bool, error) {
+	r.mu.Lock()
+	r.whole[name]++
+	r.mu.Unlock()
+	return r.Store.Deployment(ctx, name)
+}
+
+func (r *readCounter) Deployments(ctx context.Context) (map[string]state.Deployment, error) {
+	r.mu.Lock()
+	r.all++
+	r.mu.Unlock()
+	return r.Store.Deployments(ctx)
+}
+
+func (r *readCounter) DeploymentSummaries(ctx context.Context) (map[string]state.Deployment, error) {
+	r.mu.Lock()
+	r.summaries++
+	r.mu.Unlock()
+	return r.Store.DeploymentSummaries(ctx)
+}
+
+func (r *readCounter) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.whole, r.all, r.summaries = map[string]int{}, 0, 0
+}
+
+// TestARunReadsTheDeploymentsOnceWithoutThePEM: a run plans from one read of the deployments
+// without their PEM bodies; only a certificate being renewed, or asked about at the CA, is read
+// whole, and saving it keeps its PEM.
+func TestARunReadsTheDeploymentsOnceWithoutThePEM(t *testing.T) {
+	cfg := scmsim.DefaultConfig()
+	sim, err := scmsim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	iss, err := scm.New(scm.Config{Name: "ca", BaseURL: sim.URL(), TokenURL: sim.TokenURL(), OrgID: 1234, CABundlePEM: sim.TLSCACertPEM(),
+		ClientID: "certfleet-sim", ClientSecret: cfg.Clients["certfleet-sim"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	sqlite, err := state.Open(context.Background(), filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlite.Close()
+	store := &readCounter{Store: sqlite}
+	store.reset()
+	device := filepath.Join(dir, "web1")
+	if err := os.Mkdir(device, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	plugin := pemdir.New()
+	var certs []Certificate
+	for _, name := range []string{"www", "mail"} {
+		certs = append(certs, Certificate{Name: name, Device: "web1", Issuer: "ca", Subject: sdk.Subject{CommonName: name + ".example.com"},
+			SANs: sdk.SANs{DNSNames: []string{name + ".example.com"}}, KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
+			RenewBefore: 30 * 24 * time.Hour, Bindings: []sdk.Binding{{Kind: pemdir.BindingKind, Name: name}},
+			IssuerOptions: map[string]any{"cert_type": "OV SSL"}})
+	}
+	opts := Options{
+		Store: store, Plugins: func(string) (sdk.Plugin, error) { return plugin, nil },
+		Issuers: map[string]issuer.Issuer{"ca": iss},
+		Devices: map[string]Device{"web1": {Name: "web1", Plugin: "pemdir", Concurrency: 1,
+			Target: sdk.Target{Name: "web1", Address: device, Options: sdk.Options{"links": []any{"www", "mail"}}}}},
+		Certificates: certs, Backoff: 10 * time.Millisecond,
+	}
+	ctx := context.Background()
+	if report, err := New(opts).Run(ctx, RunOptions{}); err != nil || report.ExitCode() != ExitOK {
+		t.Fatalf("first run: %+v %v", report.Results, err)
+	}
+	before, _, _ := sqlite.Deployment(ctx, "www")
+
+	store.reset()
+	report, err := New(opts).Run(ctx, RunOptions{})
+	if err != nil || report.Results[0].Outcome != state.OutcomeUnchanged || report.Results[1].Outcome != state.OutcomeUnchanged {
+		t.Fatalf("steady run: %+v %v", report.Results, err)
+	}
+	if store.summaries != 1 || store.all != 0 || len(store.whole) != 0 {
+		t.Fatalf("a run with nothing due read the summaries %d times, all deployments whole %d times, and %v whole; want one summary read",
+			store.summaries, store.all, store.whole)
+	}
+
+	// A forced renewal of www reads www whole (its previous certificate goes to the CA), no other.
+	store.reset()
+	report, err = New(opts).Run(ctx, RunOptions{Names: []string{"www"}, Force: true})
+	if err != nil || report.Results[0].Outcome != state.OutcomeDeployed {
+		t.Fatalf("forced renewal: %+v %v", report.Results, err)
+	}
+	if store.summaries != 1 || store.all != 0 || store.whole["www"] == 0 || store.whole["mail"] != 0 {
+		t.Fatalf("renewal read summaries %d, all %d, whole %v", store.summaries, store.all, store.whole)
+	}
+	after, _, _ := sqlite.Deployment(ctx, "www")
+	if after.CertPEM == "" || after.CertPEM == before.CertPEM || len(after.ChainPEM) == 0 {
+		t.Fatalf("renewed deployment: PEM %q", after.CertPEM)
+	}
+
+	// A CA check due on every certificate reads each whole, and its save keeps the PEM.
+	opts.RevocationCheckInterval = time.Nanosecond
+	store.reset()
+	if report, err := New(opts).Run(ctx, RunOptions{}); err != nil || report.ExitCode() != ExitOK {
+		t.Fatalf("run with CA checks: %+v %v", report.Results, err)
+	}
+	if store.whole["www"] != 1 || store.whole["mail"] != 1 {
+		t.Fatalf("CA checks read whole: %v", store.whole)
+	}
+	mail, _, _ := sqlite.Deployment(ctx, "mail")
+	if mail.CertPEM == "" || time.Since(mail.RevocationCheckedAt) > time.Minute {
+		t.Fatalf("mail after the CA check: checked %s, PEM %q", mail.RevocationCheckedAt, mail.CertPEM)
+	}
+}
