@@ -310,8 +310,9 @@ func accessLogCalls(t *testing.T, path string) []call {
 	}
 	var out []call
 	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		// time, host pid, read|write, call
 		fields := strings.Fields(line)
-		if len(fields) != 3 {
+		if len(fields) != 4 {
 			continue // a line being written while the test reads
 		}
 		pid, err := strconv.Atoi(fields[1])

@@ -11,6 +11,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/core/atomicfile"
+	"github.com/certfleet/certfleet/core/issuer/scm/scmsim"
 )
 
 func main() {
@@ -39,6 +42,9 @@ type options struct {
 	vendors        []string
 	latency        time.Duration
 	readyFile      string
+	// scmPendingCollects: collects an SCM order answers "pending" before it is issued.
+	scmPendingCollects int
+	pemdirAccessLog    string
 }
 
 // knownVendors are the simulated device kinds, in the order they are started.
@@ -54,7 +60,9 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.devices, "devices", 2, "number of pemdir devices")
 	fs.IntVar(&o.certsPerDevice, "certs-per-device", 2, "certificates per pemdir device")
 	fs.StringVar(&vendors, "vendors", strings.Join(knownVendors, ","), "simulated device kinds to start: "+strings.Join(knownVendors, ", "))
-	fs.DurationVar(&o.latency, "latency", 0, "latency added to every simulated API call")
+	fs.DurationVar(&o.latency, "latency", 0, "latency added to every simulated CA and device call (pemdir devices through the plugin's call_delay option)")
+	fs.IntVar(&o.scmPendingCollects, "scm-pending-collects", scmsim.DefaultConfig().PendingCollects, "with --ca scm, how many collects answer \"pending\" before an order is issued (0: issued at the first collect)")
+	fs.StringVar(&o.pemdirAccessLog, "pemdir-access-log", "", "file name inside each pemdir directory where the plugin logs every call (its access_log option)")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the JSON description here too, once everything listens (for scripts)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -67,6 +75,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.scmAPI != "admin" && o.scmAPI != "enrollment" {
 		return o, fmt.Errorf("--scm-api %q: use admin or enrollment", o.scmAPI)
+	}
+	if o.latency < 0 || o.scmPendingCollects < 0 {
+		return o, errors.New("--latency and --scm-pending-collects must not be negative")
 	}
 	if o.devices < 0 || o.certsPerDevice < 1 {
 		return o, errors.New("--devices must be 0 or more and --certs-per-device 1 or more")
@@ -102,13 +113,17 @@ type world struct {
 	devices       []string
 	certs         []string
 	env           map[string]string // secrets the configuration references, as ${env:NAME}
-	info          description
-	closers       []func()
+	// caRequests counts the requests the simulated CA has served.
+	caRequests func() int
+	info       description
+	closers    []func()
 }
 
 // description is printed as JSON.
 type description struct {
-	Config   string            `json:"config"`
+	Config string `json:"config"`
+	// StatsURL answers GET with the simulators' counters as JSON (see stats).
+	StatsURL string            `json:"stats_url"`
 	Env      map[string]string `json:"env"`
 	CA       caInfo            `json:"ca"`
 	Devices  []deviceInfo      `json:"devices"`
@@ -118,6 +133,8 @@ type description struct {
 type caInfo struct {
 	Type string `json:"type"`
 	URL  string `json:"url"`
+	// Settings of the simulated CA that a benchmark note cites (Pebble's knobs).
+	Settings []string `json:"settings,omitempty"`
 }
 
 type deviceInfo struct {
@@ -160,6 +177,9 @@ func run(args []string, stdout io.Writer) error {
 		if err := startVendor(w, v, o); err != nil {
 			return fmt.Errorf("start %s simulator: %w", v, err)
 		}
+	}
+	if w.info.StatsURL, err = w.serveStats(); err != nil {
+		return err
 	}
 	cfgPath, err := w.writeConfig()
 	if err != nil {
@@ -205,4 +225,29 @@ func (w *world) writeConfig() (string, error) {
 		return "", err
 	}
 	return w.writeFile("certfleet.yaml", b.String(), 0o600)
+}
+
+// stats are the simulators' counters, for benchmarks (scripts/benchfleet) that count the calls a
+// command makes.
+type stats struct {
+	CARequests int `json:"ca_requests"`
+}
+
+// serveStats answers GET / on a loopback port with the stats; it returns the URL.
+func (w *world) serveStats() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("stats listener: %w", err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		var s stats
+		if w.caRequests != nil {
+			s.CARequests = w.caRequests()
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(rw).Encode(s)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	w.closers = append(w.closers, func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String() + "/", nil
 }

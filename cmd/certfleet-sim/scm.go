@@ -13,6 +13,7 @@ const defaultCA = "scm"
 // REST Enrollment account; the configuration uses the API --scm-api names.
 func startSCM(w *world, o options) error {
 	cfg := scmsim.DefaultConfig()
+	cfg.PendingCollects = o.scmPendingCollects
 	sim, err := scmsim.New(cfg)
 	if err != nil {
 		return err
@@ -22,6 +23,7 @@ func startSCM(w *world, o options) error {
 	}
 	w.closers = append(w.closers, sim.Close)
 	sim.SetLatency(o.latency)
+	w.caRequests = sim.Requests
 	bundle, err := w.writeFile("ca/scm-tls.pem", sim.TLSCACertPEM(), 0o600)
 	if err != nil {
 		return err

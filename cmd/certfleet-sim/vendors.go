@@ -57,7 +57,15 @@ func startPemdir(w *world, o options) error {
 			w.certs = append(w.certs, certificate(name+"-"+link, name, fmt.Sprintf("%s.%s.example.test", link, name),
 				fmt.Sprintf("{kind: live-link, name: %s}", link)))
 		}
-		w.devices = append(w.devices, fmt.Sprintf("  %s:\n    plugin: pemdir\n    address: %s\n    options: {links: [%s]}", name, dir, strings.Join(links, ", ")))
+		opts := fmt.Sprintf("links: [%s]", strings.Join(links, ", "))
+		if o.pemdirAccessLog != "" {
+			opts += ", access_log: " + o.pemdirAccessLog
+		}
+		if o.latency > 0 {
+			// A directory has no API to slow down: the plugin waits call_delay in every call.
+			opts += fmt.Sprintf(", call_delay: %s", o.latency)
+		}
+		w.devices = append(w.devices, fmt.Sprintf("  %s:\n    plugin: pemdir\n    address: %s\n    options: {%s}", name, dir, opts))
 		w.info.Devices = append(w.info.Devices, deviceInfo{Name: name, Plugin: "pemdir", Address: dir})
 	}
 	return nil

@@ -13,7 +13,7 @@ import (
 func (p *Plugin) CheckBindings(ctx context.Context, t sdk.Target, req sdk.CheckBindingsRequest) (sdk.CheckBindingsResult, error) {
 	info, _ := p.Info(ctx)
 	out := sdk.CheckBindingsResult{KeySpecProblem: sdk.KeySpecProblem(info.Capabilities, req.KeySpec)}
-	err := withLock(ctx, t, false, func(d *device) error {
+	err := withLock(ctx, t, "CheckBindings", false, func(d *device) error {
 		for _, b := range req.Bindings {
 			bc := sdk.BindingCheck{Binding: b, OK: true}
 			switch {

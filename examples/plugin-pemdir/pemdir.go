@@ -52,8 +52,12 @@ const (
 var targetOptions = []sdk.OptionSpec{
 	{Name: "links", Type: "list", Description: "names of the live links (under <dir>/live) that certificates may be bound to"},
 	{Name: "reload_command", Type: "list", Description: "command and arguments run by Commit (no shell), e.g. [systemctl, reload, nginx]"},
-	{Name: "access_log", Type: "string", Description: "file under the directory to which every call appends, under the lock, the time, the host process that called (the certfleet instance) and whether it could change the directory: who touched the device, in order"},
+	{Name: "access_log", Type: "string", Description: "file under the directory to which every call appends, under the lock, the time, the host process that called (the certfleet instance), whether it could change the directory and the call's name: who touched the device, in order"},
+	{Name: "call_delay", Type: "string", Description: "a duration (e.g. 50ms) every call waits under the lock before it touches the directory, as on a slow network filesystem or a remote device; for simulations (certfleet-sim --latency) and benchmarks"},
 }
+
+// maxCallDelay keeps a mistyped call_delay (50s for 50ms) from stalling every run for hours.
+const maxCallDelay = time.Minute
 
 // Plugin implements sdk.Plugin for a directory.
 type Plugin struct{}
@@ -89,13 +93,14 @@ type device struct {
 	links     []string
 	reload    []string
 	accessLog string
+	callDelay time.Duration
 }
 
 var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 func open(t sdk.Target) (*device, error) {
 	if unknown := t.Options.Unknown(targetOptions); len(unknown) > 0 {
-		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "unknown option(s) %s for pemdir device %q; known: links, reload_command, access_log", strings.Join(unknown, ", "), t.Name)
+		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "unknown option(s) %s for pemdir device %q; known: links, reload_command, access_log, call_delay", strings.Join(unknown, ", "), t.Name)
 	}
 	if !filepath.IsAbs(t.Address) {
 		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "address %q of pemdir device %q must be an absolute directory path", t.Address, t.Name)
@@ -126,6 +131,9 @@ func open(t sdk.Target) (*device, error) {
 		}
 		d.accessLog = name
 	}
+	if d.callDelay, err = callDelay(t); err != nil {
+		return nil, err
+	}
 	for _, sub := range []string{keysDir, certsDir, liveDir} {
 		if err := os.MkdirAll(filepath.Join(d.dir, sub), 0o700); err != nil {
 			return nil, sdk.Unavailable("prepare %s", d.dir).WithCause(err)
@@ -134,8 +142,23 @@ func open(t sdk.Target) (*device, error) {
 	return d, nil
 }
 
-// withLock opens the target and runs fn under its directory lock.
-func withLock(ctx context.Context, t sdk.Target, exclusive bool, fn func(d *device) error) error {
+// callDelay reads the call_delay option.
+func callDelay(t sdk.Target) (time.Duration, error) {
+	v, ok := t.Options["call_delay"]
+	if !ok {
+		return 0, nil
+	}
+	s, isString := v.(string)
+	delay, err := time.ParseDuration(s)
+	if !isString || err != nil || delay < 0 || delay > maxCallDelay {
+		return 0, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "call_delay %v of pemdir device %q: a duration between 0 and %s, such as 50ms", v, t.Name, maxCallDelay)
+	}
+	return delay, nil
+}
+
+// withLock opens the target and runs fn, the plugin call named call, under its directory lock,
+// after the target's call_delay.
+func withLock(ctx context.Context, t sdk.Target, call string, exclusive bool, fn func(d *device) error) error {
 	if err := sdk.FromContext(ctx); err != nil {
 		return err
 	}
@@ -148,14 +171,24 @@ func withLock(ctx context.Context, t sdk.Target, exclusive bool, fn func(d *devi
 		return err
 	}
 	defer unlock()
-	if err := d.logAccess(exclusive); err != nil {
+	if err := d.logAccess(call, exclusive); err != nil {
 		return err
+	}
+	if d.callDelay > 0 {
+		// Under the lock: a slow device is busy for the whole call, so calls to it queue.
+		t := time.NewTimer(d.callDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return sdk.FromContext(ctx).WithCause(ctx.Err())
+		case <-t.C:
+		}
 	}
 	return fn(d)
 }
 
 // logAccess appends who is calling to the access log, if the target keeps one.
-func (d *device) logAccess(exclusive bool) error {
+func (d *device) logAccess(call string, exclusive bool) error {
 	if d.accessLog == "" {
 		return nil
 	}
@@ -167,7 +200,7 @@ func (d *device) logAccess(exclusive bool) error {
 	if err != nil {
 		return sdk.Unavailable("access log of %s", d.dir).WithCause(err)
 	}
-	_, err = fmt.Fprintf(f, "%s %d %s\n", time.Now().UTC().Format(time.RFC3339Nano), os.Getppid(), mode)
+	_, err = fmt.Fprintf(f, "%s %d %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), os.Getppid(), mode, call)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -180,7 +213,7 @@ func (d *device) logAccess(exclusive bool) error {
 // CheckTarget reports the directory as the device.
 func (*Plugin) CheckTarget(ctx context.Context, t sdk.Target) (sdk.TargetInfo, error) {
 	var info sdk.TargetInfo
-	err := withLock(ctx, t, false, func(d *device) error {
+	err := withLock(ctx, t, "CheckTarget", false, func(d *device) error {
 		host, _ := os.Hostname()
 		info = sdk.TargetInfo{Hostname: host, Model: "directory", SoftwareVersion: Version, HARole: "standalone",
 			Details: map[string]string{"directory": d.dir}}
@@ -218,7 +251,7 @@ func (d *device) liveTargets() (map[string]string, error) {
 // Inventory lists every certificate in certs/ and the live links pointing at it.
 func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertificate, error) {
 	var out []sdk.DeviceCertificate
-	err := withLock(ctx, t, false, func(d *device) error {
+	err := withLock(ctx, t, "Inventory", false, func(d *device) error {
 		live, err := d.liveTargets()
 		if err != nil {
 			return sdk.Internal(sdk.ReasonDeviceError, "inventory of %s", d.dir).WithCause(err)
@@ -324,7 +357,7 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 		tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 	}
 	var out sdk.CSR
-	err := withLock(ctx, t, true, func(d *device) error {
+	err := withLock(ctx, t, "GenerateCSR", true, func(d *device) error {
 		key, err := generateKey(req.KeySpec)
 		if err != nil {
 			return sdk.Internal(sdk.ReasonDeviceError, "generate key").WithCause(err)
@@ -418,7 +451,7 @@ func (*Plugin) ImportCert(ctx context.Context, t sdk.Target, req sdk.ImportReque
 		chain = append(chain, sdk.EncodeCertificatePEM(cert)...)
 	}
 	var out sdk.ImportResult
-	err = withLock(ctx, t, true, func(d *device) error {
+	err = withLock(ctx, t, "ImportCert", true, func(d *device) error {
 		pub, err := d.loadPublicKey(req.KeyRef)
 		if err != nil {
 			return err
@@ -497,7 +530,7 @@ func (d *device) markPending() error {
 // Bind points each live link at the certificate.
 func (*Plugin) Bind(ctx context.Context, t sdk.Target, req sdk.BindRequest) (sdk.BindResult, error) {
 	var out sdk.BindResult
-	err := withLock(ctx, t, true, func(d *device) error {
+	err := withLock(ctx, t, "Bind", true, func(d *device) error {
 		for _, b := range req.Bindings {
 			if b.Kind != BindingKind {
 				return sdk.InvalidArgument(sdk.ReasonUnknownBinding, "binding kind %q: pemdir has only %q", b.Kind, BindingKind)
@@ -552,7 +585,7 @@ func (*Plugin) Rollback(ctx context.Context, t sdk.Target, raw []byte) error {
 	if err := json.Unmarshal(raw, &token); err != nil || token.Version != 1 || token.Links == nil {
 		return sdk.InvalidArgument(sdk.ReasonBadRollbackToken, "not a pemdir rollback token")
 	}
-	return withLock(ctx, t, true, func(d *device) error {
+	return withLock(ctx, t, "Rollback", true, func(d *device) error {
 		for name, ref := range token.Links {
 			if !safeName.MatchString(name) || (ref != "" && !safeName.MatchString(ref)) {
 				return sdk.InvalidArgument(sdk.ReasonBadRollbackToken, "rollback token names %q -> %q", name, ref)
@@ -574,7 +607,7 @@ func (*Plugin) Rollback(ctx context.Context, t sdk.Target, raw []byte) error {
 // Commit runs the reload command when links changed since the last commit.
 func (*Plugin) Commit(ctx context.Context, t sdk.Target, req sdk.CommitRequest) (sdk.CommitResult, error) {
 	var out sdk.CommitResult
-	err := withLock(ctx, t, true, func(d *device) error {
+	err := withLock(ctx, t, "Commit", true, func(d *device) error {
 		marker := filepath.Join(d.dir, pendingTag)
 		if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
 			out.Message = "nothing to commit"
@@ -606,7 +639,7 @@ func (*Plugin) Commit(ctx context.Context, t sdk.Target, req sdk.CommitRequest) 
 // Cleanup removes certificate sets and keys no live link uses.
 func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRef) ([]sdk.CleanupResult, error) {
 	var out []sdk.CleanupResult
-	err := withLock(ctx, t, true, func(d *device) error {
+	err := withLock(ctx, t, "Cleanup", true, func(d *device) error {
 		live, err := d.liveTargets()
 		if err != nil {
 			return sdk.Internal(sdk.ReasonDeviceError, "cleanup").WithCause(err)

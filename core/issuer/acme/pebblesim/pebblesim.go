@@ -16,9 +16,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +47,8 @@ type Config struct {
 	// directory (RFC 8555 §7.1.1 lets clients ignore what they do not know, and servers leave out
 	// what they do not offer).
 	NoRenewalInfo bool
+	// Latency delays every request, as a distant CA does (see SetLatency).
+	Latency time.Duration
 }
 
 // Server is a running Pebble.
@@ -62,10 +66,31 @@ type Server struct {
 	renewalInfoGets atomic.Int64
 	requests        atomic.Int64
 	posts           atomic.Int64
+	latency         atomic.Int64 // nanoseconds
 	mu              sync.Mutex
 	// orderRetryAfter, when set, refuses every newOrder as over a rate limit with this Retry-After.
 	orderRetryAfter string
 	limitedOrders   int
+}
+
+// pebbleEnv are the knobs Pebble reads from its environment: no challenge is validated (the
+// names count as pre-validated), no random sleep before validation, no nonce rejected at random,
+// authorizations reused.
+func pebbleEnv() map[string]string {
+	return map[string]string{"PEBBLE_VA_ALWAYS_VALID": "1", "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "100"}
+}
+
+// Settings describe how this Pebble differs from a stock one, for benchmark notes that must
+// cite the CA's settings.
+func Settings() []string {
+	env := pebbleEnv()
+	out := make([]string, 0, len(env)+3)
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, k+"="+env[k])
+	}
+	return append(out, "External Account Binding required",
+		"authorizations marked valid when the order is created (no challenge to answer)",
+		"issuing chain ECDSA; orders finalized by Pebble's own asynchronous issuance")
 }
 
 // envMu: Pebble reads its knobs from the environment while its parts are built.
@@ -90,7 +115,7 @@ func Start(cfg Config) (*Server, error) {
 		profiles["default"] = ca.Profile{Description: "certfleet-sim default", ValidityPeriod: uint64(cfg.ValidityDays) * 24 * 3600}
 	}
 	envMu.Lock()
-	restore := setEnv(map[string]string{"PEBBLE_VA_ALWAYS_VALID": "1", "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "100"})
+	restore := setEnv(pebbleEnv())
 	pca := ca.New(logger, store, "", "ecdsa", 0, 1, profiles)
 	pva := va.New(logger, 0, 0, false, "", store)
 	front := wfe.New(logger, store, pva, pca, []string{"pebble.letsencrypt.org"}, false, true, 0, 0)
@@ -102,10 +127,20 @@ func Start(cfg Config) (*Server, error) {
 	if err := store.AddExternalAccountKeyByID(s.eabKID, s.eabHMAC); err != nil {
 		return nil, fmt.Errorf("pebble EAB key: %w", err)
 	}
+	s.latency.Store(int64(cfg.Latency))
 	acmeHandler := front.Handler()
 	mux := http.NewServeMux()
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
+		if d := time.Duration(s.latency.Load()); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
 		if r.Method == http.MethodPost {
 			s.posts.Add(1)
 		}
@@ -240,6 +275,9 @@ func (s *Server) Posts() int { return int(s.posts.Load()) }
 
 // RenewalInfoRequests counts renewalInfo (ARI) requests received.
 func (s *Server) RenewalInfoRequests() int { return int(s.renewalInfoGets.Load()) }
+
+// SetLatency delays every HTTP request by d before Pebble sees it.
+func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
 
 // SetRenewalWindow makes Pebble suggest [start, end) as cert's renewal window (Pebble's
 // management call /set-renewal-info/).
