@@ -5,6 +5,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
+	// Every plugin verifies device TLS where the host has no CA roots (a scratch container
+	// image); a host's own roots still win.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 // Serve runs impl as a plugin process and returns when the host ends it. Logs written through

@@ -4,8 +4,6 @@ package main
 import (
 	f5bigip "github.com/certfleet/certfleet/plugins/f5-bigip"
 	"github.com/certfleet/certfleet/plugins/sdk"
-	// Device TLS verifies where the host has no CA roots (the OCI image); a host's own roots win.
-	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 func main() { sdk.Serve(f5bigip.New()) }
