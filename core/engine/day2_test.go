@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"github.com/certfleet/certfleet/core/issuer"
 	"github.com/certfleet/certfleet/core/issuer/acme"
 	"github.com/certfleet/certfleet/core/issuer/acme/pebblesim"
-	"github.com/certfleet/certfleet/core/issuer/scm"
 	"github.com/certfleet/certfleet/core/issuer/scm/scmsim"
 	"github.com/certfleet/certfleet/core/state"
 	pemdir "github.com/certfleet/certfleet/examples/plugin-pemdir"
@@ -129,29 +127,7 @@ func TestHourlyRunsCheckEachCertificateOncePerInterval(t *testing.T) {
 func TestRevokedCertificateFoundByTheListingIsRenewed(t *testing.T) {
 	cfg := scmsim.DefaultConfig()
 	cfg.PendingCollects = 0
-	sim, err := scmsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	iss, err := scm.New(scm.Config{Name: "ca", BaseURL: sim.URL(), TokenURL: sim.TokenURL(), OrgID: 1234, CABundlePEM: sim.TLSCACertPEM(),
-		ClientID: "certfleet-sim", ClientSecret: cfg.Clients["certfleet-sim"]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	store, err := state.Open(context.Background(), filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	device := filepath.Join(dir, "web1")
-	if err := os.Mkdir(device, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	sim, iss, store, device := scmWorld(t, cfg)
 	names := []string{"www", "api", "shop"}
 	var certs []Certificate
 	var links []any

@@ -2,14 +2,11 @@ package engine
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/certfleet/certfleet/core/issuer"
-	"github.com/certfleet/certfleet/core/issuer/scm"
 	"github.com/certfleet/certfleet/core/issuer/scm/scmsim"
 	"github.com/certfleet/certfleet/core/state"
 	pemdir "github.com/certfleet/certfleet/examples/plugin-pemdir"
@@ -69,31 +66,9 @@ func (r *readCounter) reset() {
 // whole, and saving it keeps its PEM.
 func TestARunReadsTheDeploymentsOnceWithoutThePEM(t *testing.T) {
 	cfg := scmsim.DefaultConfig()
-	sim, err := scmsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	iss, err := scm.New(scm.Config{Name: "ca", BaseURL: sim.URL(), TokenURL: sim.TokenURL(), OrgID: 1234, CABundlePEM: sim.TLSCACertPEM(),
-		ClientID: "certfleet-sim", ClientSecret: cfg.Clients["certfleet-sim"]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	sqlite, err := state.Open(context.Background(), filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqlite.Close()
+	_, iss, sqlite, device := scmWorld(t, cfg)
 	store := &readCounter{Store: sqlite}
 	store.reset()
-	device := filepath.Join(dir, "web1")
-	if err := os.Mkdir(device, 0o700); err != nil {
-		t.Fatal(err)
-	}
 	plugin := pemdir.New()
 	var certs []Certificate
 	for _, name := range []string{"www", "mail"} {

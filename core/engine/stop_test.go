@@ -2,13 +2,10 @@ package engine
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/certfleet/certfleet/core/issuer"
-	"github.com/certfleet/certfleet/core/issuer/scm"
 	"github.com/certfleet/certfleet/core/issuer/scm/scmsim"
 	"github.com/certfleet/certfleet/core/state"
 	pemdir "github.com/certfleet/certfleet/examples/plugin-pemdir"
@@ -21,29 +18,7 @@ import (
 func TestStopEndsTheRunAtASafePoint(t *testing.T) {
 	cfg := scmsim.DefaultConfig()
 	cfg.PendingCollects = 3
-	sim, err := scmsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	iss, err := scm.New(scm.Config{Name: "ca", BaseURL: sim.URL(), TokenURL: sim.TokenURL(), OrgID: 1234, CABundlePEM: sim.TLSCACertPEM(),
-		ClientID: "certfleet-sim", ClientSecret: cfg.Clients["certfleet-sim"]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	store, err := state.Open(context.Background(), filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	device := filepath.Join(dir, "web1")
-	if err := os.Mkdir(device, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	sim, iss, store, device := scmWorld(t, cfg)
 	plugin := pemdir.New()
 	stop := make(chan struct{})
 	e := New(Options{

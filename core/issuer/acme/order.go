@@ -17,6 +17,7 @@ import (
 	"github.com/go-acme/lego/v5/acme/api"
 
 	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
 // Submit places a new order for the request's names and returns its reference as soon as the
@@ -296,7 +297,7 @@ func describeChains(chains [][]*x509.Certificate) string {
 
 // parseChain parses a PEM bundle, leaf first, each certificate issued by the next.
 func parseChain(bundle []byte) ([]*x509.Certificate, error) {
-	chain, err := issuer.ParseCertificatesPEM(bundle)
+	chain, err := sdk.ParseCertificatesPEM(string(bundle))
 	if err != nil {
 		return nil, fmt.Errorf("the CA's answer: %w", err)
 	}

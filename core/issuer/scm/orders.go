@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
 type profile struct {
@@ -531,7 +532,7 @@ func endState(id, status string) (issuer.Result, bool) {
 
 // parseChain reads a PEM bundle in any order and returns the leaf and its chain, leaf first.
 func parseChain(body []byte) (issuer.Result, error) {
-	certs, err := issuer.ParseCertificatesPEM(body)
+	certs, err := sdk.ParseCertificatesPEM(string(body))
 	if err != nil {
 		return issuer.Result{}, fmt.Errorf("SCM collect: %w", err)
 	}
