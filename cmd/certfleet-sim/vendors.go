@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/certfleet/certfleet/plugins/citrix-endpoint-management/cemsim"
 	"github.com/certfleet/certfleet/plugins/citrix-nitro/nitrosim"
@@ -78,12 +79,7 @@ func startNitro(w *world, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		return err
-	}
-	w.closers = append(w.closers, sim.Close)
-	sim.SetLatency(o.latency)
-	bundle, err := w.writeFile("ca/citrix-adc-tls.pem", sim.CACertPEM(), 0o600)
+	bundle, err := w.startAppliance(sim, sim.Close, o.latency, "ca/citrix-adc-tls.pem")
 	if err != nil {
 		return err
 	}
@@ -106,12 +102,7 @@ func startBIGIP(w *world, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		return err
-	}
-	w.closers = append(w.closers, func() { _ = sim.Close() })
-	sim.SetLatency(o.latency)
-	bundle, err := w.writeFile("ca/bigip-tls.pem", sim.CACertPEM(), 0o600)
+	bundle, err := w.startAppliance(sim, func() { _ = sim.Close() }, o.latency, "ca/bigip-tls.pem")
 	if err != nil {
 		return err
 	}
@@ -137,12 +128,7 @@ func startPANOS(w *world, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		return err
-	}
-	w.closers = append(w.closers, func() { _ = sim.Close() })
-	sim.SetLatency(o.latency)
-	bundle, err := w.writeFile("ca/panos-tls.pem", sim.CACertPEM(), 0o600)
+	bundle, err := w.startAppliance(sim, func() { _ = sim.Close() }, o.latency, "ca/panos-tls.pem")
 	if err != nil {
 		return err
 	}
@@ -174,12 +160,7 @@ func startCEM(w *world, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		return err
-	}
-	w.closers = append(w.closers, func() { _ = sim.Close() })
-	sim.SetLatency(o.latency)
-	bundle, err := w.writeFile("ca/xms-tls.pem", sim.CACertPEM(), 0o600)
+	bundle, err := w.startAppliance(sim, func() { _ = sim.Close() }, o.latency, "ca/xms-tls.pem")
 	if err != nil {
 		return err
 	}
@@ -216,4 +197,22 @@ func startHAProxy(w *world, _ options) error {
 		"crt-list/" + list: sim.FrontendAddr(list),
 	}})
 	return nil
+}
+
+// appliance is what the HTTPS appliance simulators have in common.
+type appliance interface {
+	Start(addr string) error
+	SetLatency(time.Duration)
+	CACertPEM() string
+}
+
+// startAppliance starts sim on loopback with the world's latency, closes it with the world, and
+// writes its TLS CA certificate to bundleName for the device's tls.ca_bundle.
+func (w *world) startAppliance(sim appliance, closeSim func(), latency time.Duration, bundleName string) (string, error) {
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		return "", err
+	}
+	w.closers = append(w.closers, closeSim)
+	sim.SetLatency(latency)
+	return w.writeFile(bundleName, sim.CACertPEM(), 0o600)
 }
