@@ -27,8 +27,9 @@ import (
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
-// Version of the plugin.
-const Version = "0.1.0"
+// Version of the plugin: the version its release build stamps, or its module's version (see
+// sdk.BuildVersion), so the version it reports is never a constant left behind by a release.
+var Version = sdk.BuildVersion()
 
 // BindingKind is a crt-list (or a directory, which HAProxy represents as a crt-list), named as
 // "show ssl crt-list" lists it. The plugin keeps one certificate of its own in each crt-list it

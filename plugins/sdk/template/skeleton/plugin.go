@@ -18,8 +18,9 @@ import (
 	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
-// Version of the plugin.
-const Version = "0.1.0"
+// Version of the plugin: the version its release build stamps, or its module's version (see
+// sdk.BuildVersion), so the version it reports is never a constant left behind by a release.
+var Version = sdk.BuildVersion()
 
 // BindingKind is the one kind of place this device serves a certificate from.
 const BindingKind = "service"
