@@ -128,8 +128,10 @@ func TestAWaitingOrderHoldsNoWorker(t *testing.T) {
 		return slices.Contains(dev.calls[device], "ImportCert")
 	}
 	a, b := fleet.certs[0], fleet.certs[1]
-	ca := newPendingCA(t, 20*time.Millisecond, func(certificate string, _ int) bool {
-		return certificate != a.Name || imported(b.Device)
+	// A's first collect is pending whatever B has done: the engine's first collect comes after
+	// its initial back-off, by which time a fast machine may have imported B already.
+	ca := newPendingCA(t, 20*time.Millisecond, func(certificate string, collects int) bool {
+		return certificate != a.Name || (collects > 1 && imported(b.Device))
 	})
 	e := New(Options{
 		Store: openStore(t), Plugins: func(string) (sdk.Plugin, error) { return dev, nil },
