@@ -171,13 +171,5 @@ func (s *Server) restRevoke(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	switch o.Status {
-	case "Revoked":
-		fail(w, http.StatusBadRequest, -159, "Your certificate already revoked")
-	case "Issued":
-		o.Status, o.RevokeReason, o.RevokeMessage = "Revoked", code, req.Message
-		w.WriteHeader(http.StatusOK)
-	default:
-		fail(w, http.StatusBadRequest, -102, "Only issued certificates could be revoked.")
-	}
+	s.revokeOrder(w, o, code, req.Message, http.StatusOK)
 }

@@ -568,12 +568,18 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.revokeOrder(w, o, code, "", http.StatusNoContent)
+}
+
+// revokeOrder answers a revocation of o the same way in both APIs but for the success status: an
+// order already revoked -159, one not issued -102. Must hold s.mu.
+func (s *Server) revokeOrder(w http.ResponseWriter, o *Order, code int, message string, okStatus int) {
 	switch o.Status {
 	case "Revoked":
 		fail(w, http.StatusBadRequest, -159, "Your certificate already revoked")
 	case "Issued":
-		o.Status, o.RevokeReason = "Revoked", code
-		w.WriteHeader(http.StatusNoContent)
+		o.Status, o.RevokeReason, o.RevokeMessage = "Revoked", code, message
+		w.WriteHeader(okStatus)
 	default:
 		fail(w, http.StatusBadRequest, -102, "Only issued certificates could be revoked.")
 	}
