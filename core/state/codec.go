@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -44,6 +45,38 @@ func decodeDeployment(data string, certPEM *string, chainPEM string) (Deployment
 		return Deployment{}, err
 	}
 	return d, nil
+}
+
+// rowScanner is what both stores' query results offer (database/sql's and pgx's rows).
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanDeployments reads rows of (certificate, data) or, when whole, (certificate, data,
+// cert_pem, chain_pem) and calls add with each certificate and its decoded deployment.
+func scanDeployments(rows rowScanner, whole bool, add func(certificate string, d Deployment)) error {
+	for rows.Next() {
+		var name, data, certPEM, chainPEM string
+		dest := []any{&name, &data}
+		if whole {
+			dest = append(dest, &certPEM, &chainPEM)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		pem := &certPEM
+		if !whole {
+			pem = nil
+		}
+		d, err := decodeDeployment(data, pem, chainPEM)
+		if err != nil {
+			return fmt.Errorf("decode deployment of %s: %w", name, err)
+		}
+		add(name, d)
+	}
+	return rows.Err()
 }
 
 // Retention says which run history FinishRun prunes: the results of runs older than MaxAge, and

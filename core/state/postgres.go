@@ -243,26 +243,10 @@ func (s *Postgres) deployments(ctx context.Context, query string, whole bool) (m
 	}
 	defer rows.Close()
 	out := map[string]Deployment{}
-	for rows.Next() {
-		var name, data, certPEM, chainPEM string
-		dest := []any{&name, &data}
-		if whole {
-			dest = append(dest, &certPEM, &chainPEM)
-		}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("read deployments: %w", err)
-		}
-		pem := &certPEM
-		if !whole {
-			pem = nil
-		}
-		d, err := decodeDeployment(data, pem, chainPEM)
-		if err != nil {
-			return nil, fmt.Errorf("decode deployment of %s: %w", name, err)
-		}
-		out[name] = d
+	if err := scanDeployments(rows, whole, func(name string, d Deployment) { out[name] = d }); err != nil {
+		return nil, fmt.Errorf("read deployments: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func pgSaveDeployment(ctx context.Context, tx pgx.Tx, d Deployment) error {
@@ -312,18 +296,10 @@ func (s *Postgres) DueCAChecks(ctx context.Context, now, horizon time.Time) ([]D
 	}
 	defer rows.Close()
 	var out []Deployment
-	for rows.Next() {
-		var name, data, certPEM, chainPEM string
-		if err := rows.Scan(&name, &data, &certPEM, &chainPEM); err != nil {
-			return nil, fmt.Errorf("read the CA checks due: %w", err)
-		}
-		d, err := decodeDeployment(data, &certPEM, chainPEM)
-		if err != nil {
-			return nil, fmt.Errorf("decode deployment of %s: %w", name, err)
-		}
-		out = append(out, d)
+	if err := scanDeployments(rows, true, func(_ string, d Deployment) { out = append(out, d) }); err != nil {
+		return nil, fmt.Errorf("read the CA checks due: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // SaveDeployment records d (fenced when ctx carries a claim).
