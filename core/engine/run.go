@@ -499,7 +499,7 @@ func (e *Engine) generateCSR(ctx context.Context, w *work) error {
 		var csr sdk.CSR
 		err := e.onDevice(ctx, w, func(ctx context.Context) (err error) {
 			e.progress(c, "generating a %s key and CSR on %s", c.KeySpec, dev.Name)
-			csr, err = w.p.GenerateCSR(ctx, dev.Target, sdk.CSRRequest{NameHint: c.Name, KeySpec: c.KeySpec, Subject: c.Subject, SANs: c.SANs})
+			csr, err = w.p.GenerateCSR(ctx, dev.Target, csrRequest(op, c))
 			return err
 		})
 		if err != nil {
@@ -523,6 +523,15 @@ func (e *Engine) generateCSR(ctx context.Context, w *work) error {
 	}
 	op.Step = state.StepCSR
 	return e.save(ctx, op)
+}
+
+// csrRequest asks for op's key. The attempt ID is op's ID, recorded (CreateOperation) before the
+// first call: a call whose answer was lost is made again with the same ID, and the plugin removes
+// (or reuses) what the lost call made instead of leaving a second key on the device. An operation
+// abandoned (a CSR that failed verification, a configuration change) is replaced by one with a new
+// ID, so its successor asks for a new key.
+func csrRequest(op *state.Operation, c Certificate) sdk.CSRRequest {
+	return sdk.CSRRequest{NameHint: c.Name, KeySpec: c.KeySpec, Subject: c.Subject, SANs: c.SANs, AttemptID: op.ID}
 }
 
 func (e *Engine) issuerFor(c Certificate) (issuer.Issuer, chan struct{}, error) {

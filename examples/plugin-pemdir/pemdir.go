@@ -292,8 +292,10 @@ func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertifi
 	return out, err
 }
 
-// newRef makes a unique object name from a hint: hint-YYYYmmddHHMMSS-random.
-func newRef(hint string) (string, error) {
+// newRef names the key of one GenerateCSR call: for an attempt (CSRRequest.AttemptID) always
+// hint-<tag of the attempt>, so a call repeated after its answer was lost replaces the key the
+// first one made; without one, a new name on every call: hint-YYYYmmddHHMMSS-random.
+func newRef(hint, attemptID string) (string, error) {
 	clean := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
 			return r
@@ -302,6 +304,9 @@ func newRef(hint string) (string, error) {
 	}, hint)
 	if clean == "" {
 		clean = "cert"
+	}
+	if attemptID != "" {
+		return sdk.AttemptName(clean, "-", attemptID, 64+1+sdk.AttemptTagLen), nil
 	}
 	if len(clean) > 64 {
 		clean = clean[:64]
@@ -373,9 +378,16 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 		if err != nil {
 			return sdk.Internal(sdk.ReasonDeviceError, "encode key").WithCause(err)
 		}
-		ref, err := newRef(req.NameHint)
+		ref, err := newRef(req.NameHint, req.AttemptID)
 		if err != nil {
 			return sdk.Internal(sdk.ReasonDeviceError, "name key").WithCause(err)
+		}
+		if req.AttemptID != "" {
+			// An earlier call of this attempt whose answer was lost left its key: nobody has its
+			// key_ref, so it goes (under the device lock, no other call can be using it).
+			if err := os.Remove(d.keyPath(ref)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return sdk.Internal(sdk.ReasonDeviceError, "remove the key of an earlier call of this attempt").WithCause(err)
+			}
 		}
 		keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 		if err := writeNew(d.keyPath(ref), keyPEM, 0o600); err != nil {
@@ -410,7 +422,8 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	// Link fails if path exists, unlike rename: an object name is never reused.
+	// Link fails if path exists, unlike rename: an object is never overwritten (a repeated attempt
+	// removes its earlier key first).
 	return os.Link(tmp.Name(), path)
 }
 

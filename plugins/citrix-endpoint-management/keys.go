@@ -59,6 +59,14 @@ func (p *Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRReque
 		return sdk.CSR{}, err
 	}
 	keyID := newKeyID()
+	if req.AttemptID != "" {
+		// The same key ID for every call of this attempt: what an earlier call whose answer was
+		// lost parked is found and removed before the new key is parked.
+		keyID = sdk.AttemptTag(req.AttemptID, keyIDLen)
+		if err := s.removeParked(ctx, keyID); err != nil {
+			return sdk.CSR{}, err
+		}
+	}
 	placeholder, err := selfSigned(key, "certfleet-key-"+keyID)
 	if err != nil {
 		return sdk.CSR{}, sdk.Internal(sdk.ReasonDeviceError, "placeholder certificate").WithCause(err)
@@ -279,6 +287,25 @@ func decryptKey(b *pem.Block, password string) (crypto.Signer, error) {
 }
 
 // remove deletes entries by id.
+// removeParked removes the entries parking keyID's key: nobody holds their key_ref.
+func (s *session) removeParked(ctx context.Context, keyID string) error {
+	tb, err := s.table(ctx)
+	if err != nil {
+		return err
+	}
+	var ids []xms.Int
+	for _, r := range tb {
+		if r.parked && r.keyID == keyID {
+			ids = append(ids, r.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	s.log.Info("removing the key an earlier call of this attempt parked", "key_ref", keyRefPrefix+keyID)
+	return s.remove(ctx, ids...)
+}
+
 func (s *session) remove(ctx context.Context, ids ...xms.Int) error {
 	plain := make([]int64, len(ids))
 	for i, id := range ids {

@@ -123,15 +123,18 @@ func parseTag(desc string) (role, name, keyID string, parked bool) {
 	return role, name, keyID, false
 }
 
+// keyIDLen is the length of a key ID: 16 hex digits.
+const keyIDLen = 16
+
 func newKeyID() string {
-	b := make([]byte, 8)
+	b := make([]byte, keyIDLen/2)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
 
 func keyIDOf(keyRef string) (string, bool) {
 	id, ok := strings.CutPrefix(keyRef, keyRefPrefix)
-	if !ok || len(id) != 16 {
+	if !ok || len(id) != keyIDLen {
 		return "", false
 	}
 	if _, err := hex.DecodeString(id); err != nil {

@@ -39,8 +39,15 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 	}
 	err = withSession(ctx, t, func(s *session) error {
 		for attempt := 1; ; attempt++ {
-			base := newBaseName(req.NameHint)
+			base := newBaseName(req.NameHint, req.AttemptID)
 			keyFile, csrFile := sslFile(base, ".key"), sslFile(base, ".csr")
+			if req.AttemptID != "" {
+				// The files of an earlier call of this attempt whose answer was lost: nobody has
+				// their key_ref (no certkey can use them yet), so they go first.
+				if err := s.removeEarlierAttempt(ctx, csrFile, keyFile); err != nil {
+					return err
+				}
+			}
 			var err error
 			if curve == "" {
 				err = s.c.CreateRSAKey(ctx, keyFile, req.KeySpec.Bits)
@@ -120,6 +127,20 @@ func (s *session) makeCSR(ctx context.Context, r nitro.CertReq, keyFile, csrFile
 		return "", sdk.Internal(sdk.ReasonDeviceError, "CSR %s from the appliance", csrFile).WithCause(err)
 	}
 	return string(data), nil
+}
+
+// removeEarlierAttempt deletes the files an earlier GenerateCSR of the same attempt made.
+func (s *session) removeEarlierAttempt(ctx context.Context, files ...string) error {
+	for _, f := range files {
+		existed, err := s.c.DeleteFile(ctx, f)
+		if err != nil {
+			return s.fail(ctx, "remove "+f+", left by an earlier call of this attempt", err)
+		}
+		if existed {
+			sdk.Logger(ctx).Info("removed a file an earlier call of this attempt left", "file", f)
+		}
+	}
+	return nil
 }
 
 // removeQuietly deletes files after a failed call, even when ctx has ended; failures are logged.

@@ -269,15 +269,22 @@ func orDefault(p string) string {
 
 var nameUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 
+// maxBaseHint is how much of a hint goes into a base name.
+const maxBaseHint = 14
+
 // newBaseName is <hint>-<base36 seconds><6 hex>: unique per call, at most 28 chars, valid as a
-// certkey name and a file name.
-func newBaseName(hint string) string {
+// certkey name and a file name. For an attempt (CSRRequest.AttemptID) it is <hint>-<12 hex of the
+// attempt> (sdk.AttemptName), the same on every call of the attempt; both match madeName.
+func newBaseName(hint, attemptID string) string {
 	h := strings.Trim(nameUnsafe.ReplaceAllString(hint, "-"), "-_")
 	if h == "" || !isAlnum(h[0]) {
 		h = "cf" + h
 	}
-	if len(h) > 14 {
-		h = strings.TrimRight(h[:14], "-_")
+	if attemptID != "" {
+		return sdk.AttemptName(h, "-", attemptID, maxBaseHint+1+sdk.AttemptTagLen)
+	}
+	if len(h) > maxBaseHint {
+		h = strings.TrimRight(h[:maxBaseHint], "-_")
 	}
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)

@@ -41,11 +41,16 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 		if err := d.requireActive(ctx); err != nil {
 			return err
 		}
-		base, err := baseName(req.NameHint, time.Now())
+		base, err := csrBaseName(req, time.Now())
 		if err != nil {
 			return sdk.Internal(sdk.ReasonDeviceError, "make an object name").WithCause(err)
 		}
 		keyPath := "/" + d.partition + "/" + base + ".key"
+		if req.AttemptID != "" {
+			if err := d.removeEarlierAttempt(ctx, keyPath); err != nil {
+				return err
+			}
+		}
 		keyBody["name"], keyBody["partition"] = base+".key", d.partition
 		var pass []byte
 		var opts []icontrol.Option
@@ -298,6 +303,28 @@ func firstLine(s string) string {
 }
 
 // removeKey deletes a key made by a call that then failed, so it does not linger.
+// removeEarlierAttempt deletes what an earlier GenerateCSR of the same attempt made for keyPath
+// (its answer was lost, so nobody has its key_ref): the PCI key profile and placeholder
+// certificates first, as they refer to the key, then the CSR and the key.
+func (d *device) removeEarlierAttempt(ctx context.Context, keyPath string) error {
+	leaf := pciCertPath(keyPath)
+	for _, p := range []string{
+		icontrol.ObjectPath(icontrol.PathClientSSL, keyProfilePath(keyPath)),
+		icontrol.ObjectPath(icontrol.PathFileCert, leaf), icontrol.ObjectPath(icontrol.PathFileCert, chainPath(leaf)),
+		icontrol.ObjectPath(icontrol.PathFileCSR, csrPath(keyPath)), icontrol.ObjectPath(icontrol.PathFileKey, keyPath),
+	} {
+		err := d.c.Send(ctx, http.MethodDelete, p, nil, nil)
+		if icontrol.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return d.deviceError(ctx, "remove "+p+", left by an earlier call of this attempt", err)
+		}
+		sdk.Logger(ctx).Info("removed an object an earlier call of this attempt made", "path", p)
+	}
+	return nil
+}
+
 func (d *device) removeKey(ctx context.Context, keyPath string) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logoutTimeout)
 	defer cancel()

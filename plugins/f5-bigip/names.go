@@ -48,8 +48,21 @@ func splitPath(path string) (partition, name string) {
 	return parts[0], parts[1]
 }
 
-// baseName makes the stem of a new key's objects: "<hint>_<yymmddHHMMSS>_<6 hex>".
-func baseName(hint string, now time.Time) (string, error) {
+// maxBaseHint is how much of a hint goes into a base name.
+const maxBaseHint = 48
+
+// csrBaseName is the stem of the objects of one GenerateCSR call: for an attempt
+// (CSRRequest.AttemptID) always "<hint>_<12 hex of the attempt>" (sdk.AttemptName), so a call
+// repeated after its answer was lost finds the objects the first call made; without one, baseName.
+func csrBaseName(req sdk.CSRRequest, now time.Time) (string, error) {
+	if req.AttemptID == "" {
+		return baseName(req.NameHint, now)
+	}
+	return sdk.AttemptName(cleanHint(req.NameHint), "_", req.AttemptID, maxBaseHint+1+sdk.AttemptTagLen), nil
+}
+
+// cleanHint keeps what an object name allows from a hint; never empty.
+func cleanHint(hint string) string {
 	clean := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.' {
 			return r
@@ -57,12 +70,18 @@ func baseName(hint string, now time.Time) (string, error) {
 		return '_'
 	}, hint)
 	clean = strings.TrimLeft(clean, ".-")
-	if len(clean) > 48 {
-		clean = clean[:48]
+	if len(clean) > maxBaseHint {
+		clean = clean[:maxBaseHint]
 	}
 	if clean == "" {
 		clean = "certfleet"
 	}
+	return clean
+}
+
+// baseName makes the stem of a new key's objects: "<hint>_<yymmddHHMMSS>_<6 hex>".
+func baseName(hint string, now time.Time) (string, error) {
+	clean := cleanHint(hint)
 	var b [3]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err

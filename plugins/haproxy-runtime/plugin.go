@@ -191,22 +191,48 @@ func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertifi
 	return out, nil
 }
 
-// newStoreName is a new unique store name from a hint.
-func newStoreName(hint string) (string, error) {
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
+// maxStoreHint is how much of a hint goes into a store name.
+const maxStoreHint = 40
+
+// newStoreName names the store of one GenerateCSR call. For an attempt (CSRRequest.AttemptID) it
+// is always the same name, so a call repeated after its answer was lost finds the store the first
+// call made; without one, a new unique name on every call.
+func newStoreName(hint, attemptID string) (string, error) {
 	clean := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
 			return r
 		}
 		return '-'
 	}, strings.ToLower(hint))
-	if len(clean) > 40 {
-		clean = clean[:40]
+	if attemptID != "" {
+		return storePrefix + sdk.AttemptName(clean, "-", attemptID, maxStoreHint+1+sdk.AttemptTagLen) + ".pem", nil
+	}
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	if len(clean) > maxStoreHint {
+		clean = clean[:maxStoreHint]
 	}
 	return storePrefix + clean + "-" + hex.EncodeToString(b) + ".pem", nil
+}
+
+// removeEarlierAttempt removes the store an earlier GenerateCSR of the same attempt made (its
+// answer was lost, so nobody has its key_ref), with the transaction it may have left open.
+func (c *client) removeEarlierAttempt(ctx context.Context, store string) error {
+	c.abortIfOurs(ctx, store)
+	removed, reason, err := c.deleteStore(ctx, store)
+	if err != nil {
+		return err
+	}
+	if removed {
+		sdk.Logger(ctx).Info("removed the store an earlier call of this attempt made", "store", store)
+		return nil
+	}
+	if reason == store+" not found" {
+		return nil
+	}
+	return sdk.FailedPrecondition(sdk.ReasonDeviceError, "the store %s of an earlier call of this attempt cannot be removed: %s", store, reason)
 }
 
 // GenerateCSR makes the key here, builds the CSR, and parks the key on HAProxy at once: a new
@@ -247,7 +273,7 @@ func (p *Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRReque
 	if err != nil {
 		return sdk.CSR{}, sdk.Internal(sdk.ReasonDeviceError, "encode the key").WithCause(err)
 	}
-	store, err := newStoreName(req.NameHint)
+	store, err := newStoreName(req.NameHint, req.AttemptID)
 	if err != nil {
 		return sdk.CSR{}, sdk.Internal(sdk.ReasonDeviceError, "store name").WithCause(err)
 	}
@@ -256,6 +282,11 @@ func (p *Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRReque
 		return sdk.CSR{}, err
 	}
 	defer unlock()
+	if req.AttemptID != "" {
+		if err := c.removeEarlierAttempt(ctx, store); err != nil {
+			return sdk.CSR{}, err
+		}
+	}
 	if err := c.newStore(ctx, store); err != nil {
 		return sdk.CSR{}, err
 	}

@@ -39,9 +39,14 @@ func (p *Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRReque
 	}
 	var out sdk.CSR
 	err := p.withDevice(ctx, t, func(d *device) error {
-		name, err := newCertName(req.NameHint, d.vsys.nameLimit(), time.Now())
+		name, err := csrCertName(req, d.vsys.nameLimit())
 		if err != nil {
 			return sdk.Internal(sdk.ReasonDeviceError, "make a certificate name").WithCause(err)
+		}
+		if req.AttemptID != "" {
+			if err := d.removeEarlierAttempt(ctx, name); err != nil {
+				return err
+			}
 		}
 		if _, err := d.client.Op(ctx, generateCommand(name, req, d.digestFor(req.KeySpec))); err != nil {
 			// Without an answer the device may have made the entry anyway; with an error
@@ -237,6 +242,26 @@ func sameSet(a, b []string) bool {
 
 // discardNew removes a half-made entry after a failed GenerateCSR, wherever it landed; best
 // effort, even when ctx has ended.
+// removeEarlierAttempt deletes the entry (key pair and pending certificate) an earlier GenerateCSR
+// of the same attempt made: its answer was lost, so nobody has its key_ref.
+func (d *device) removeEarlierAttempt(ctx context.Context, name string) error {
+	for _, loc := range d.searchLocations() {
+		xp, err := d.entryXPath(loc.xpath()+"/certificate", name)
+		if err != nil {
+			return err
+		}
+		err = d.client.Delete(ctx, xp)
+		if notFound(err) {
+			continue
+		}
+		if err != nil {
+			return d.fail(ctx, err, "remove certificate %s, left by an earlier call of this attempt", name)
+		}
+		sdk.Logger(ctx).Info("removed the entry an earlier call of this attempt made", "certificate", name, "location", loc.String())
+	}
+	return nil
+}
+
 func (d *device) discardNew(ctx context.Context, name string) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()

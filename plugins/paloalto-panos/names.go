@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"strings"
 	"time"
+
+	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
 // Certificate names are at most 63 characters on a firewall and 31 on Panorama (Keyfactor's
@@ -56,6 +58,20 @@ func newCertName(hint string, limit int, now time.Time) (string, error) {
 		base = truncate("certfleet", limit-len(suffix))
 	}
 	return base + suffix, nil
+}
+
+// csrCertName names the entry of one GenerateCSR call: for an attempt (CSRRequest.AttemptID)
+// always <hint>-<12 hex of the attempt> (sdk.AttemptName), so a call repeated after its answer was
+// lost finds the entry the first call made; without one, newCertName.
+func csrCertName(req sdk.CSRRequest, limit int) (string, error) {
+	if req.AttemptID == "" {
+		return newCertName(req.NameHint, limit, time.Now())
+	}
+	hint := sanitize(req.NameHint)
+	if hint == "" {
+		hint = "certfleet"
+	}
+	return sdk.AttemptName(hint, "-", req.AttemptID, limit), nil
 }
 
 // caCertName names a CA certificate of a chain: ca-<common name>-<fingerprint prefix>, so the

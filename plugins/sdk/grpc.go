@@ -108,7 +108,7 @@ func (s *grpcServer) GenerateCSR(ctx context.Context, req *devicev1.GenerateCSRR
 	ctx = s.callContext(ctx, "GenerateCSR", req.Target)
 	csr, err := s.impl.GenerateCSR(ctx, targetFromProto(req.Target), CSRRequest{
 		NameHint: req.NameHint, KeySpec: keySpecFromProto(req.KeySpec),
-		Subject: subjectFromProto(req.Subject), SANs: sansFromProto(req.Sans),
+		Subject: subjectFromProto(req.Subject), SANs: sansFromProto(req.Sans), AttemptID: req.AttemptId,
 	})
 	if err != nil {
 		return nil, result(ctx, err)
@@ -227,7 +227,7 @@ func (c *grpcClient) GenerateCSR(ctx context.Context, t Target, req CSRRequest) 
 	}
 	resp, err := c.client.GenerateCSR(ctx, &devicev1.GenerateCSRRequest{
 		Target: pt, NameHint: req.NameHint, KeySpec: keySpecToProto(req.KeySpec),
-		Subject: subjectToProto(req.Subject), Sans: sansToProto(req.SANs),
+		Subject: subjectToProto(req.Subject), Sans: sansToProto(req.SANs), AttemptId: req.AttemptID,
 	})
 	if err != nil {
 		return CSR{}, AsError(err)

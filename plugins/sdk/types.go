@@ -203,11 +203,17 @@ type DeviceCertificate struct {
 
 // CSRRequest asks for a new key pair and a CSR.
 type CSRRequest struct {
-	// NameHint is a stable name for the certificate; the plugin builds new unique object names from it.
+	// NameHint is a stable name for the certificate; the plugin builds the object names from it.
 	NameHint string
 	KeySpec  KeySpec
 	Subject  Subject
 	SANs     SANs
+	// AttemptID identifies this key request; the core sends the same one again when the answer
+	// of an earlier call was lost. When set, name the objects made for the key
+	// AttemptName(NameHint, sep, AttemptID, limit) (or with AttemptTag), and first remove what an
+	// earlier call of the same attempt left (or reuse its key), so that one attempt never leaves
+	// more than one key on the device. Empty (an older core): new names on every call.
+	AttemptID string
 }
 
 // CSR is a certificate signing request made on the device.

@@ -11,11 +11,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/certfleet/certfleet/plugins/sdk"
+	"google.golang.org/grpc/codes"
 )
 
 // Version of the plugin: the version its release build stamps, or its module's version (see
@@ -137,22 +139,35 @@ func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertifi
 	return out, nil
 }
 
-// newName is a new unique object name from a hint.
-func newName(prefix, hint string) (string, error) {
+// keyName names the key of one GenerateCSR call. For an attempt (CSRRequest.AttemptID) it is
+// always the same name, so a call repeated after its answer was lost finds the key the first
+// call made; without one, a new name on every call.
+func keyName(req sdk.CSRRequest) (string, error) {
+	if req.AttemptID != "" {
+		return "k-" + sdk.AttemptName(cleanHint(req.NameHint), "-", req.AttemptID, maxHint+1+sdk.AttemptTagLen), nil
+	}
 	b := make([]byte, 4)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
+	return "k-" + cleanHint(req.NameHint) + "-" + hex.EncodeToString(b), nil
+}
+
+// maxHint is how much of a hint goes into an object name.
+const maxHint = 40
+
+// cleanHint keeps what the device allows in a name from a hint.
+func cleanHint(hint string) string {
 	clean := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
 			return r
 		}
 		return '-'
 	}, strings.ToLower(hint))
-	if len(clean) > 40 {
-		clean = clean[:40]
+	if len(clean) > maxHint {
+		clean = clean[:maxHint]
 	}
-	return prefix + clean + "-" + hex.EncodeToString(b), nil
+	return clean
 }
 
 // GenerateCSR asks the device for a new key and a CSR.
@@ -172,9 +187,16 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 	if err != nil {
 		return sdk.CSR{}, err
 	}
-	name, err := newName("k-", req.NameHint)
+	name, err := keyName(req)
 	if err != nil {
 		return sdk.CSR{}, sdk.Internal(sdk.ReasonDeviceError, "key name").WithCause(err)
+	}
+	if req.AttemptID != "" {
+		// An earlier call of this attempt whose answer was lost may have made the key: nobody
+		// has its key_ref, so remove it before making the new one.
+		if err := c.do(ctx, "DELETE", "/v1/keys/"+url.PathEscape(name), nil, nil); err != nil && sdk.CodeOf(err) != codes.NotFound {
+			return sdk.CSR{}, err
+		}
 	}
 	typ := "rsa"
 	if req.KeySpec.Type == sdk.KeyTypeECDSA {

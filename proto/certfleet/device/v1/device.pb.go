@@ -1225,11 +1225,20 @@ type GenerateCSRRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Target *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
 	// A stable name for the certificate (from the core's configuration), used to build unique
-	// object names. The plugin makes a new key and new names on every call.
-	NameHint      string           `protobuf:"bytes,2,opt,name=name_hint,json=nameHint,proto3" json:"name_hint,omitempty"`
-	KeySpec       *KeySpec         `protobuf:"bytes,3,opt,name=key_spec,json=keySpec,proto3" json:"key_spec,omitempty"`
-	Subject       *Subject         `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
-	Sans          *SubjectAltNames `protobuf:"bytes,5,opt,name=sans,proto3" json:"sans,omitempty"`
+	// object names. Without an attempt_id the plugin makes a new key and new names on every call.
+	NameHint string           `protobuf:"bytes,2,opt,name=name_hint,json=nameHint,proto3" json:"name_hint,omitempty"`
+	KeySpec  *KeySpec         `protobuf:"bytes,3,opt,name=key_spec,json=keySpec,proto3" json:"key_spec,omitempty"`
+	Subject  *Subject         `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	Sans     *SubjectAltNames `protobuf:"bytes,5,opt,name=sans,proto3" json:"sans,omitempty"`
+	// The identity of this key request, chosen by the core (from its operation's ID) and recorded
+	// before the call: when a call's answer is lost (the plugin or the core died, a deadline
+	// passed), the core calls again with the same attempt_id. When it is set, the plugin names the
+	// objects it creates for the key deterministically from name_hint and attempt_id (within the
+	// device's name rules; the SDK's AttemptName builds such a name), and before answering removes
+	// what an earlier call with the same attempt_id left on the device (or reuses that key, where
+	// the device can make a CSR from an existing key), so that one attempt never leaves more than
+	// one key on the device. Empty: the old behaviour, new names on every call.
+	AttemptId     string `protobuf:"bytes,6,opt,name=attempt_id,json=attemptId,proto3" json:"attempt_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1297,6 +1306,13 @@ func (x *GenerateCSRRequest) GetSans() *SubjectAltNames {
 		return x.Sans
 	}
 	return nil
+}
+
+func (x *GenerateCSRRequest) GetAttemptId() string {
+	if x != nil {
+		return x.AttemptId
+	}
+	return ""
 }
 
 type GenerateCSRResponse struct {
@@ -2418,13 +2434,15 @@ const file_certfleet_device_v1_device_proto_rawDesc = "" +
 	"\x05is_ca\x18\f \x01(\bR\x04isCa\x12\x19\n" +
 	"\bcert_pem\x18\r \x01(\tR\acertPem\"_\n" +
 	"\x11InventoryResponse\x12J\n" +
-	"\fcertificates\x18\x01 \x03(\v2&.certfleet.device.v1.DeviceCertificateR\fcertificates\"\x91\x02\n" +
+	"\fcertificates\x18\x01 \x03(\v2&.certfleet.device.v1.DeviceCertificateR\fcertificates\"\xb0\x02\n" +
 	"\x12GenerateCSRRequest\x123\n" +
 	"\x06target\x18\x01 \x01(\v2\x1b.certfleet.device.v1.TargetR\x06target\x12\x1b\n" +
 	"\tname_hint\x18\x02 \x01(\tR\bnameHint\x127\n" +
 	"\bkey_spec\x18\x03 \x01(\v2\x1c.certfleet.device.v1.KeySpecR\akeySpec\x126\n" +
 	"\asubject\x18\x04 \x01(\v2\x1c.certfleet.device.v1.SubjectR\asubject\x128\n" +
-	"\x04sans\x18\x05 \x01(\v2$.certfleet.device.v1.SubjectAltNamesR\x04sans\"G\n" +
+	"\x04sans\x18\x05 \x01(\v2$.certfleet.device.v1.SubjectAltNamesR\x04sans\x12\x1d\n" +
+	"\n" +
+	"attempt_id\x18\x06 \x01(\tR\tattemptId\"G\n" +
 	"\x13GenerateCSRResponse\x12\x17\n" +
 	"\acsr_pem\x18\x01 \x01(\tR\x06csrPem\x12\x17\n" +
 	"\akey_ref\x18\x02 \x01(\tR\x06keyRef\"\xb6\x01\n" +
