@@ -40,10 +40,11 @@ func TestMain(m *testing.M) {
 	conformance.Main(m, "github.com/certfleet/certfleet/plugins/sdk/conformance/internal/brokenpemdir/cmd/certfleet-plugin-brokenpemdir", &brokenPath)
 }
 
-// newChecks are the checks added for issue 21; every other check was in the suite before.
+// newChecks are the checks added for issue 21, and GenerateCSRRetried (attempt_id); every other
+// check was in the suite before.
 var newChecks = []string{
 	"ImportCertIdempotent", "CleanupIdempotent", "ConcurrentCertificates", "BindErrorLeavesDeviceUnchanged",
-	"RollbackOfPartialBind", "InventoryAfterCommit", "DeadlineEveryCall",
+	"RollbackOfPartialBind", "InventoryAfterCommit", "DeadlineEveryCall", "GenerateCSRRetried",
 }
 
 func TestEachNewCheckCatchesItsBrokenPlugin(t *testing.T) {
@@ -59,6 +60,7 @@ func TestEachNewCheckCatchesItsBrokenPlugin(t *testing.T) {
 		{brokenpemdir.RollbackSnapshotsAll, "RollbackOfPartialBind"},
 		{brokenpemdir.InventoryStagedOnly, "InventoryAfterCommit"},
 		{brokenpemdir.IgnoresDeadline, "DeadlineEveryCall"},
+		{brokenpemdir.IgnoresAttemptID, "GenerateCSRRetried"},
 	}
 	for _, c := range cases {
 		name := c.mode
@@ -174,7 +176,7 @@ func TestUnsupportedFeaturesAreSkippedWithReason(t *testing.T) {
 			t.Errorf("%s: %s %v, want skipped with the reason (%s unsupported)", check, r.Outcome, r.Messages, feature)
 		}
 	}
-	for _, check := range []string{"ImportCertIdempotent", "ConcurrentCertificates", "BindErrorLeavesDeviceUnchanged",
+	for _, check := range []string{"GenerateCSRRetried", "ImportCertIdempotent", "ConcurrentCertificates", "BindErrorLeavesDeviceUnchanged",
 		"InventoryAfterCommit", "DeadlineEveryCall", "DeadlineEveryCall/Bind", "DeadlineEveryCall/ImportCert"} {
 		if outcome[check].Outcome != conformance.Passed {
 			t.Errorf("%s: %s %v, want passed: no feature skips it", check, outcome[check].Outcome, outcome[check].Messages)

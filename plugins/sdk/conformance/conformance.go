@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"slices"
@@ -166,6 +167,7 @@ func runChecks(t T, cfg Config) {
 	t.Run("GenerateCSR", s.testGenerateCSR)
 	t.Run("ImportCert", s.testImportCert)
 	t.Run("BindCommitRollbackCleanup", s.testLifecycle)
+	t.Run("GenerateCSRRetried", s.testGenerateCSRRetried)
 	t.Run("ImportCertIdempotent", s.testImportIdempotent)
 	t.Run("CleanupIdempotent", s.testCleanupIdempotent)
 	t.Run("ConcurrentCertificates", s.testConcurrentCertificates)
@@ -271,8 +273,9 @@ func (s *suite) keySpecs() []sdk.KeySpec {
 func (s *suite) csrRequest(hint string, spec sdk.KeySpec) sdk.CSRRequest {
 	host := fmt.Sprintf("%s-%d.conformance.example", hint, time.Now().UnixNano()%1e9)
 	req := sdk.CSRRequest{
-		NameHint: hint,
-		KeySpec:  spec,
+		NameHint:  hint,
+		AttemptID: newAttemptID(),
+		KeySpec:   spec,
 		Subject: sdk.Subject{
 			CommonName: host, Organization: "certfleet test", OrganizationalUnit: "conformance",
 			Locality: "Leeds", State: "West Yorkshire", Country: "GB",
@@ -283,6 +286,13 @@ func (s *suite) csrRequest(hint string, spec sdk.KeySpec) sdk.CSRRequest {
 		req.SANs.IPAddresses = []string{"192.0.2.10"}
 	}
 	return req
+}
+
+// newAttemptID is a new attempt ID, as the core gives each operation (24 hex digits).
+func newAttemptID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func sorted(in []string) []string {
@@ -343,23 +353,43 @@ func (s *suite) testGenerateCSR(t T) {
 				t.Fatalf("GenerateCSR: %v", err)
 			}
 			a := checkCSR(t, req, first)
-			second, err := s.p.GenerateCSR(s.ctx(t), s.cfg.Target, req)
-			if err != nil {
-				t.Fatalf("second GenerateCSR with the same request: %v", err)
-			}
-			b := checkCSR(t, req, second)
-			if sdk.PublicKeysEqual(a.PublicKey, b.PublicKey) {
-				t.Error("two GenerateCSR calls returned the same key: every call must make a new key pair")
-			}
-			if first.KeyRef == second.KeyRef {
-				t.Errorf("two GenerateCSR calls returned the same key_ref %q", first.KeyRef)
-			}
+			// The next key request for the same certificate: a new operation, a new attempt.
+			next := req
+			next.AttemptID = newAttemptID()
+			s.expectNewKey(t, a, first, next)
 		})
 	}
+	t.Run("WithoutAttemptID", func(t T) {
+		// A core older than attempt_id sends none: every call makes a new key under new names.
+		req := s.csrRequest("csr-noattempt", s.keySpecs()[0])
+		req.AttemptID = ""
+		first, err := s.p.GenerateCSR(s.ctx(t), s.cfg.Target, req)
+		if err != nil {
+			t.Fatalf("GenerateCSR: %v", err)
+		}
+		s.expectNewKey(t, checkCSR(t, req, first), first, req)
+	})
 	t.Run("InvalidKeySpec", func(t T) {
 		_, err := s.p.GenerateCSR(s.ctx(t), s.cfg.Target, s.csrRequest("bad", sdk.KeySpec{Type: sdk.KeyTypeRSA, Bits: 1024}))
 		wantCode(t, "GenerateCSR with RSA-1024", err, codes.InvalidArgument)
 	})
+}
+
+// expectNewKey asks for req's key and checks it is a new key pair under a new key_ref, not the
+// one of first (made by an earlier call with another attempt ID, or none).
+func (s *suite) expectNewKey(t T, a *x509.CertificateRequest, first sdk.CSR, req sdk.CSRRequest) {
+	t.Helper()
+	second, err := s.p.GenerateCSR(s.ctx(t), s.cfg.Target, req)
+	if err != nil {
+		t.Fatalf("second GenerateCSR for the same certificate: %v", err)
+	}
+	b := checkCSR(t, req, second)
+	if sdk.PublicKeysEqual(a.PublicKey, b.PublicKey) {
+		t.Error("two GenerateCSR calls returned the same key: every key request must make a new key pair")
+	}
+	if first.KeyRef == second.KeyRef {
+		t.Errorf("two GenerateCSR calls returned the same key_ref %q", first.KeyRef)
+	}
 }
 
 // issued is a certificate the suite made and imported.

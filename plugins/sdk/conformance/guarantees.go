@@ -17,6 +17,62 @@ import (
 // concurrentCertificates is how many certificates the concurrency check enrolls at once.
 const concurrentCertificates = 4
 
+// testGenerateCSRRetried: a run that dies during GenerateCSR, or loses its answer, has recorded no
+// key_ref; on resume the core calls GenerateCSR again with the same attempt_id. The device must then
+// hold at most one key of that attempt: the second call reused the first call's key (same key_ref,
+// same public key) or removed it, so that a certificate for the first call's key can no longer be
+// imported anywhere the first answer pointed. The second answer must work as any other.
+func (s *suite) testGenerateCSRRetried(t T) {
+	req := s.csrRequest("attempt-twice", s.keySpecs()[0])
+	first, err := s.p.GenerateCSR(s.ctx(t), s.cfg.Target, req)
+	if err != nil {
+		t.Fatalf("GenerateCSR: %v", err)
+	}
+	second, err := s.p.GenerateCSR(s.ctx(t), s.cfg.Target, req)
+	if err != nil {
+		t.Fatalf("GenerateCSR again with the same attempt_id (a resumed run whose first answer was lost does this): %v", err)
+	}
+	firstCSR, secondCSR := checkCSR(t, req, first), checkCSR(t, req, second)
+	if sdk.PublicKeysEqual(firstCSR.PublicKey, secondCSR.PublicKey) {
+		if first.KeyRef != second.KeyRef {
+			t.Errorf("GenerateCSR again with the same attempt_id reused the key under key_ref %q, the first call %q: one key, one reference", second.KeyRef, first.KeyRef)
+		}
+	} else {
+		// The first call's key must be gone: nothing may install a certificate for it.
+		stale, err := s.ca.SignCSR(first.PEM, 30*24*time.Hour)
+		if err != nil {
+			t.Fatalf("sign the first CSR: %v", err)
+		}
+		res, err := s.p.ImportCert(s.ctx(t), s.cfg.Target, sdk.ImportRequest{KeyRef: first.KeyRef, CertPEM: sdk.EncodeCertificatePEM(stale),
+			ChainPEM: s.ca.ChainPEM(), NameHint: req.NameHint})
+		if err == nil {
+			s.cleanupQuietly(t, sdk.ObjectRef{CertRef: res.CertRef, KeyRef: first.KeyRef})
+			t.Fatalf("after GenerateCSR was called twice with one attempt_id, the first call's key (key_ref %q) is still on the device (a certificate for it was imported as %s): a lost answer leaves a key nobody records", first.KeyRef, res.CertRef)
+		}
+		wantCode(t, "ImportCert of a certificate for the key the first call of the attempt made", err, codes.NotFound, codes.InvalidArgument, codes.FailedPrecondition)
+	}
+	cert, err := s.ca.SignCSR(second.PEM, 30*24*time.Hour)
+	if err != nil {
+		t.Fatalf("sign the second CSR: %v", err)
+	}
+	res, err := s.p.ImportCert(s.ctx(t), s.cfg.Target, sdk.ImportRequest{KeyRef: second.KeyRef, CertPEM: sdk.EncodeCertificatePEM(cert),
+		ChainPEM: s.ca.ChainPEM(), NameHint: req.NameHint})
+	if err != nil {
+		t.Fatalf("ImportCert against the key of the repeated GenerateCSR: %v", err)
+	}
+	s.cleanupQuietly(t, sdk.ObjectRef{CertRef: res.CertRef, KeyRef: second.KeyRef})
+}
+
+// cleanupQuietly removes what a check made, when the plugin can; the check's verdict is made.
+func (s *suite) cleanupQuietly(t T, o sdk.ObjectRef) {
+	if !s.cfg.supports(FeatureCleanup) {
+		return
+	}
+	if _, err := s.p.Cleanup(s.ctx(t), s.cfg.Target, []sdk.ObjectRef{o}); err != nil {
+		t.Logf("could not remove %+v after the check: %v", o, err)
+	}
+}
+
 // testImportIdempotent: a run that dies after ImportCert but before recording its answer calls it
 // again with the same request on resume. The second call must succeed with the same cert_ref, and
 // the device must hold the certificate once.

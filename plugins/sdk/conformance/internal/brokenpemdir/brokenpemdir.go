@@ -39,6 +39,10 @@ const (
 	InventoryStagedOnly = "inventory-staged-only"
 	// IgnoresDeadline: ImportCert, Bind, Rollback and Cleanup run on without the caller's deadline.
 	IgnoresDeadline = "ignores-deadline"
+	// IgnoresAttemptID: GenerateCSR makes new names on every call whatever the attempt_id, as a
+	// plugin written before the field does, so a call repeated after a lost answer leaves the
+	// first call's key behind.
+	IgnoresAttemptID = "ignores-attempt-id"
 	// LacksRollbackAndCleanup is not a break: pemdir as a plugin for a device that cannot roll
 	// back or clean up would be, declaring both unsupported in Info and answering Unimplemented.
 	// The suite must skip the checks of those features, with the reason, and fail nothing.
@@ -74,8 +78,12 @@ func (p *Plugin) callCtx(ctx context.Context) context.Context {
 	return ctx
 }
 
-// GenerateCSR remembers the last key for SharedKeySlot.
+// GenerateCSR remembers the last key for SharedKeySlot, and drops the attempt ID for
+// IgnoresAttemptID.
 func (p *Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest) (sdk.CSR, error) {
+	if p.mode == IgnoresAttemptID {
+		req.AttemptID = ""
+	}
 	csr, err := p.Plugin.GenerateCSR(ctx, t, req)
 	if err == nil && p.mode == SharedKeySlot {
 		p.mu.Lock()
