@@ -261,3 +261,49 @@ func TestTransactionLeftByADeadPluginIsAborted(t *testing.T) {
 		t.Errorf("transaction %s still open", txn)
 	}
 }
+
+// TestRepeatedAttemptLeavesOneStore: a plugin killed inside GenerateCSR, after it made the store
+// and opened the transaction that loads the key, answers nobody; the core calls again with the
+// same attempt ID. The second call ends the open transaction, removes that store and parks a new
+// key, so HAProxy holds one store for the attempt, the one the second answer names.
+func TestRepeatedAttemptLeavesOneStore(t *testing.T) {
+	sim := startSim(t, haproxysim.Options{})
+	p := haproxyruntime.New()
+	req := csrRequest("retried")
+	req.AttemptID = "0123456789abcdef01234567"
+	lost, err := p.GenerateCSR(ctx(t), sim.Target(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lost call was killed between "set ssl cert" and "commit ssl cert" of its store.
+	if got := raw(t, sim, "set ssl cert "+lost.KeyRef, selfSigned(t, "half-loaded")); !strings.Contains(got, "Transaction created") {
+		t.Fatal(got)
+	}
+	again, err := p.GenerateCSR(ctx(t), sim.Target(), req)
+	if err != nil {
+		t.Fatalf("GenerateCSR again with the same attempt ID: %v", err)
+	}
+	var ours []string
+	for _, name := range storeNames(sim) {
+		if strings.HasPrefix(name, "certfleet/retried") {
+			ours = append(ours, name)
+		}
+	}
+	if len(ours) != 1 || ours[0] != again.KeyRef {
+		t.Fatalf("stores of the attempt %v, want only %s", ours, again.KeyRef)
+	}
+	if got := sim.Transaction(); got != "" {
+		t.Errorf("transaction %q left open", got)
+	}
+	csr, _ := sdk.ParseCSRPEM(again.PEM)
+	for _, st := range sim.Stores() {
+		if st.Name == again.KeyRef && (st.Key == nil || !sdk.PublicKeysEqual(st.Key.Public(), csr.PublicKey)) {
+			t.Errorf("store %s does not hold the key of the second CSR", st.Name)
+		}
+	}
+	other := req
+	other.AttemptID = "another-attempt"
+	if next, err := p.GenerateCSR(ctx(t), sim.Target(), other); err != nil || next.KeyRef == again.KeyRef {
+		t.Fatalf("another attempt: %v, key_ref %q: want a new store", err, next.KeyRef)
+	}
+}
