@@ -340,3 +340,54 @@ func TestKeyNeverLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatedAttemptLeavesOneParkedKey: GenerateCSR parks its key on the server at once; when the
+// answer is lost the core calls again with the same attempt ID. The second call removes the entry
+// the first parked, so the server holds one parked key for the attempt: the second CSR's, under
+// the second answer's key_ref; the first key_ref takes no certificate.
+func TestRepeatedAttemptLeavesOneParkedKey(t *testing.T) {
+	cfg := cemsim.DefaultConfig()
+	sim := startSim(t, cfg)
+	p, _ := launch(t)
+	tgt := target(sim, cfg)
+	req := sdk.CSRRequest{NameHint: "retried", AttemptID: "0123456789abcdef01234567", KeySpec: sdk.KeySpec{Type: sdk.KeyTypeRSA, Bits: 2048},
+		Subject: sdk.Subject{CommonName: "retried.example.test", Organization: "certfleet test", Country: "GB"},
+		SANs:    sdk.SANs{DNSNames: []string{"retried.example.test"}}}
+	lost, err := p.GenerateCSR(ctxFor(t), tgt, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := p.GenerateCSR(ctxFor(t), tgt, req)
+	if err != nil {
+		t.Fatalf("GenerateCSR again with the same attempt ID: %v", err)
+	}
+	csr, err := sdk.ParseCSRPEM(again.PEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parked []cemsim.Entry
+	for _, e := range sim.Entries() {
+		if strings.HasPrefix(e.Description, "certfleet key ") && strings.Contains(e.Description, " retried ") {
+			parked = append(parked, e)
+		}
+	}
+	if len(parked) != 1 || !parked[0].HasKey || !sdk.PublicKeysEqual(parked[0].Key.Public(), csr.PublicKey) {
+		t.Fatalf("parked entries of the attempt: %d (%+v), want one holding the second CSR's key", len(parked), parked)
+	}
+	ca := newCA(t)
+	stale, err := ca.SignCSR(lost.PEM, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.ImportCert(ctxFor(t), tgt, sdk.ImportRequest{KeyRef: lost.KeyRef, CertPEM: sdk.EncodeCertificatePEM(stale), ChainPEM: ca.ChainPEM(), NameHint: "retried"})
+	if err == nil {
+		t.Fatal("a certificate for the first call's key was imported: that key is still on the server")
+	}
+	cert, err := ca.SignCSR(again.PEM, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ImportCert(ctxFor(t), tgt, sdk.ImportRequest{KeyRef: again.KeyRef, CertPEM: sdk.EncodeCertificatePEM(cert), ChainPEM: ca.ChainPEM(), NameHint: "retried"}); err != nil {
+		t.Fatalf("ImportCert for the second answer: %v", err)
+	}
+}
