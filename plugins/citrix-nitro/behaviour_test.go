@@ -377,3 +377,45 @@ func TestConcurrentDevices(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatedAttemptLeavesOneKey: a plugin killed after GenerateCSR made the key and CSR files
+// answers nobody; the core calls again with the same attempt ID. The second call deletes the
+// files the first left and makes new ones under the same names, so the appliance holds one key
+// for the attempt, the second CSR's, and a certificate for the first key is refused.
+func TestRepeatedAttemptLeavesOneKey(t *testing.T) {
+	e := newEnv(t, nitrosim.DefaultConfig(), nil)
+	req := sdk.CSRRequest{NameHint: "retried", AttemptID: "0123456789abcdef01234567", KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
+		Subject: sdk.Subject{CommonName: "retried.example.com", Organization: "Example", Country: "GB", State: "Yorkshire"},
+		SANs:    sdk.SANs{DNSNames: []string{"retried.example.com"}}}
+	lost, err := e.p.GenerateCSR(e.ctx, e.tgt, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.p.GenerateCSR(e.ctx, e.tgt, req)
+	if err != nil {
+		t.Fatalf("GenerateCSR again with the same attempt ID: %v", err)
+	}
+	var keys []string
+	for _, f := range e.sim.Files("") {
+		if strings.HasPrefix(f, "/nsconfig/ssl/retried") && strings.HasSuffix(f, ".key") {
+			keys = append(keys, f)
+		}
+	}
+	if len(keys) != 1 || keys[0] != "/nsconfig/ssl/"+again.KeyRef+".key" {
+		t.Fatalf("key files of the attempt %v, want only %s.key", keys, again.KeyRef)
+	}
+	stale, err := e.ca.SignCSR(lost.PEM, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.ImportCert(e.ctx, e.tgt, sdk.ImportRequest{KeyRef: lost.KeyRef, CertPEM: sdk.EncodeCertificatePEM(stale), ChainPEM: e.ca.ChainPEM()}); err == nil {
+		t.Fatal("a certificate for the first call's key was installed: that key is still on the appliance")
+	}
+	cert, err := e.ca.SignCSR(again.PEM, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.ImportCert(e.ctx, e.tgt, sdk.ImportRequest{KeyRef: again.KeyRef, CertPEM: sdk.EncodeCertificatePEM(cert), ChainPEM: e.ca.ChainPEM()}); err != nil {
+		t.Fatalf("ImportCert for the second answer: %v", err)
+	}
+}
