@@ -725,3 +725,48 @@ func TestDecryptionRuleBinding(t *testing.T) {
 		t.Error("binding decryption rules changed what web-tls serves")
 	}
 }
+
+// TestRepeatedAttemptLeavesOneEntry: a plugin killed after "request certificate generate" made the
+// entry answers nobody; the core calls again with the same attempt ID. The second call deletes the
+// entry the first made and generates it again under the same name, so the firewall holds one
+// key pair for the attempt, the second CSR's, and a certificate for the first key is refused.
+func TestRepeatedAttemptLeavesOneEntry(t *testing.T) {
+	t.Parallel()
+	sim := startSim(t, nil)
+	tgt := targetFor(sim, passwordCreds, nil)
+	p := paloaltopanos.New()
+	ca := newCA(t)
+	req := csrRequest("retried.example")
+	req.AttemptID = "0123456789abcdef01234567"
+	lost, err := p.GenerateCSR(ctxT(t), tgt, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := p.GenerateCSR(ctxT(t), tgt, req)
+	if err != nil {
+		t.Fatalf("GenerateCSR again with the same attempt ID: %v", err)
+	}
+	var ours []string
+	for _, n := range sim.CertificateNames(false) {
+		if strings.HasPrefix(n, "retried-example") {
+			ours = append(ours, n)
+		}
+	}
+	if len(ours) != 1 || ours[0] != again.KeyRef {
+		t.Fatalf("entries of the attempt %v, want only %s", ours, again.KeyRef)
+	}
+	stale, err := ca.SignCSR(lost.PEM, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ImportCert(ctxT(t), tgt, sdk.ImportRequest{KeyRef: lost.KeyRef, CertPEM: sdk.EncodeCertificatePEM(stale), ChainPEM: ca.ChainPEM(), NameHint: req.NameHint}); err == nil {
+		t.Fatal("a certificate for the first call's key was imported: that key is still on the firewall")
+	}
+	cert, err := ca.SignCSR(again.PEM, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ImportCert(ctxT(t), tgt, sdk.ImportRequest{KeyRef: again.KeyRef, CertPEM: sdk.EncodeCertificatePEM(cert), ChainPEM: ca.ChainPEM(), NameHint: req.NameHint}); err != nil {
+		t.Fatalf("ImportCert for the second answer: %v", err)
+	}
+}
