@@ -3,6 +3,7 @@ package f5bigip_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -403,5 +404,66 @@ func TestSlowDeviceHitsDeadline(t *testing.T) {
 	sim.SetLatency(0)
 	if _, err := p.Inventory(ctxFor(t), target(sim)); err != nil {
 		t.Fatalf("Inventory after the device recovered: %v", err)
+	}
+}
+
+// TestRepeatedAttemptLeavesOneKey: a plugin killed after GenerateCSR made the key (and, in PCI
+// mode, its placeholder certificate and key profile) answers nobody; the core calls again with the
+// same attempt ID. In PCI mode the second call removes what the first made (the key's passphrase
+// is gone) and makes it again under the same names, so a certificate for the first key is refused;
+// without PCI mode it makes the CSR again from the first key, under the same key_ref. Either way
+// the BIG-IP holds one key for the attempt, the second CSR's.
+func TestRepeatedAttemptLeavesOneKey(t *testing.T) {
+	for _, pci := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pci_mode=%v", pci), func(t *testing.T) {
+			t.Parallel()
+			sim := startSim(t, bigipsim.DefaultConfig())
+			p, _ := launch(t, "info")
+			ca := testCA(t)
+			tgt := target(sim)
+			tgt.Options = sdk.Options{"sync_device_group": "dg_failover", "pci_mode": pci}
+			req := sdk.CSRRequest{NameHint: "retried", AttemptID: "0123456789abcdef01234567", KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
+				Subject: sdk.Subject{CommonName: "retried.example.com", Organization: "certfleet test", Country: "GB"},
+				SANs:    sdk.SANs{DNSNames: []string{"retried.example.com"}}}
+			lost, err := p.GenerateCSR(ctxFor(t), tgt, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := p.GenerateCSR(ctxFor(t), tgt, req)
+			if err != nil {
+				t.Fatalf("GenerateCSR again with the same attempt ID: %v", err)
+			}
+			keyPath, _, _ := strings.Cut(again.KeyRef, "#")
+			var keys []string
+			for _, k := range sim.KeyPaths() {
+				if strings.HasPrefix(k, "/Common/retried") {
+					keys = append(keys, k)
+				}
+			}
+			if len(keys) != 1 || keys[0] != keyPath {
+				t.Fatalf("keys of the attempt %v, want only %s", keys, keyPath)
+			}
+			if _, _, ok := sim.ProfileSettings(strings.TrimSuffix(keyPath, ".key") + "_clientssl"); ok != pci {
+				t.Errorf("key profile of the attempt exists: %v, want %v", ok, pci)
+			}
+			if pci {
+				stale, err := ca.SignCSR(lost.PEM, 24*time.Hour)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := p.ImportCert(ctxFor(t), tgt, sdk.ImportRequest{KeyRef: lost.KeyRef, CertPEM: sdk.EncodeCertificatePEM(stale), ChainPEM: ca.ChainPEM(), NameHint: "retried"}); err == nil {
+					t.Fatal("a certificate for the first call's key was imported: that key is still on the BIG-IP")
+				}
+			} else if again.KeyRef != lost.KeyRef {
+				t.Fatalf("without PCI mode the key was not reused: key_ref %s, first %s", again.KeyRef, lost.KeyRef)
+			}
+			cert, err := ca.SignCSR(again.PEM, 24*time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.ImportCert(ctxFor(t), tgt, sdk.ImportRequest{KeyRef: again.KeyRef, CertPEM: sdk.EncodeCertificatePEM(cert), ChainPEM: ca.ChainPEM(), NameHint: "retried"}); err != nil {
+				t.Fatalf("ImportCert for the second answer: %v", err)
+			}
+		})
 	}
 }
