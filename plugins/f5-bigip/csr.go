@@ -46,15 +46,16 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 			return sdk.Internal(sdk.ReasonDeviceError, "make an object name").WithCause(err)
 		}
 		keyPath := "/" + d.partition + "/" + base + ".key"
+		reuse := false
 		if req.AttemptID != "" {
-			if err := d.removeEarlierAttempt(ctx, keyPath); err != nil {
+			if reuse, err = d.clearEarlierAttempt(ctx, keyPath); err != nil {
 				return err
 			}
 		}
 		keyBody["name"], keyBody["partition"] = base+".key", d.partition
 		var pass []byte
 		var opts []icontrol.Option
-		if d.pci {
+		if d.pci && !reuse {
 			if pass, err = newPassphrase(); err != nil {
 				return sdk.Internal(sdk.ReasonDeviceError, "make a passphrase").WithCause(err)
 			}
@@ -65,13 +66,17 @@ func (*Plugin) GenerateCSR(ctx context.Context, t sdk.Target, req sdk.CSRRequest
 			opts = secretOpts(pass)
 		}
 		log := sdk.Logger(ctx)
-		log.Debug("creating key on the device", "key", keyPath, "spec", req.KeySpec.String(), "pci_mode", d.pci)
-		if err := d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoKey, keyBody, nil, opts...); err != nil {
-			if !isAPIError(err) {
-				// No answer (timeout, cancel, network): the key may exist; do not leave it behind.
-				d.removeKey(ctx, keyPath)
+		if reuse {
+			log.Info("making the CSR from the key an earlier call of this attempt made", "key", keyPath)
+		} else {
+			log.Debug("creating key on the device", "key", keyPath, "spec", req.KeySpec.String(), "pci_mode", d.pci)
+			if err := d.c.Send(ctx, http.MethodPost, icontrol.PathCryptoKey, keyBody, nil, opts...); err != nil {
+				if !isAPIError(err) {
+					// No answer (timeout, cancel, network): the key may exist; do not leave it behind.
+					d.removeKey(ctx, keyPath)
+				}
+				return d.deviceError(ctx, "create key "+keyPath, err)
 			}
-			return d.deviceError(ctx, "create key "+keyPath, err)
 		}
 		if d.pci {
 			if err := d.checkProtected(ctx, keyPath); err != nil {
@@ -303,16 +308,35 @@ func firstLine(s string) string {
 }
 
 // removeKey deletes a key made by a call that then failed, so it does not linger.
-// removeEarlierAttempt deletes what an earlier GenerateCSR of the same attempt made for keyPath
-// (its answer was lost, so nobody has its key_ref): the PCI key profile and placeholder
+// clearEarlierAttempt deals with what an earlier GenerateCSR of the same attempt made for keyPath
+// (its answer was lost, so nobody has its key_ref). Outside PCI mode an unprotected key there is
+// reused: only its CSR goes, and the CSR is made again from the key (reference "Step B: create the
+// CSR from the existing key"), so the key_ref of both calls is the same. Otherwise (a PCI key,
+// whose passphrase died with the call) everything goes: the key profile and placeholder
 // certificates first, as they refer to the key, then the CSR and the key.
-func (d *device) removeEarlierAttempt(ctx context.Context, keyPath string) error {
+func (d *device) clearEarlierAttempt(ctx context.Context, keyPath string) (reuse bool, err error) {
+	csr := icontrol.ObjectPath(icontrol.PathFileCSR, csrPath(keyPath))
+	if !d.pci {
+		var key icontrol.Key
+		err := d.c.Get(ctx, icontrol.ObjectPath(icontrol.PathFileKey, keyPath), &key)
+		switch {
+		case err == nil && key.SecurityType != "password":
+			return true, d.removeAttemptObjects(ctx, csr)
+		case err != nil && !icontrol.IsNotFound(err):
+			return false, d.deviceError(ctx, "read key "+keyPath+", left by an earlier call of this attempt", err)
+		}
+	}
 	leaf := pciCertPath(keyPath)
-	for _, p := range []string{
+	return false, d.removeAttemptObjects(ctx,
 		icontrol.ObjectPath(icontrol.PathClientSSL, keyProfilePath(keyPath)),
 		icontrol.ObjectPath(icontrol.PathFileCert, leaf), icontrol.ObjectPath(icontrol.PathFileCert, chainPath(leaf)),
-		icontrol.ObjectPath(icontrol.PathFileCSR, csrPath(keyPath)), icontrol.ObjectPath(icontrol.PathFileKey, keyPath),
-	} {
+		csr, icontrol.ObjectPath(icontrol.PathFileKey, keyPath))
+}
+
+// removeAttemptObjects deletes objects an earlier call of this attempt left, in order; absent
+// ones are fine.
+func (d *device) removeAttemptObjects(ctx context.Context, paths ...string) error {
+	for _, p := range paths {
 		err := d.c.Send(ctx, http.MethodDelete, p, nil, nil)
 		if icontrol.IsNotFound(err) {
 			continue
