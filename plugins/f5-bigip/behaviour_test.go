@@ -418,7 +418,12 @@ func TestRepeatedAttemptLeavesOneKey(t *testing.T) {
 		t.Run(fmt.Sprintf("pci_mode=%v", pci), func(t *testing.T) {
 			t.Parallel()
 			sim := startSim(t, bigipsim.DefaultConfig())
-			p, _ := launch(t, "info")
+			p, log := launch(t, "trace")
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Log(log.String())
+				}
+			})
 			ca := testCA(t)
 			tgt := target(sim)
 			tgt.Options = sdk.Options{"sync_device_group": "dg_failover", "pci_mode": pci}
