@@ -4,47 +4,79 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
 // errSummary refuses to save a deployment read without its PEM bodies: saving it would erase them.
 var errSummary = errors.New("the deployment was read without its PEM bodies (DeploymentSummaries): read it whole (Deployment) before saving it")
 
-// encodeDeployment splits d into its record (JSON, without the PEM bodies) and the PEM bodies,
-// which are kept in columns of their own so that planning reads the records alone.
-func encodeDeployment(d Deployment) (data, certPEM, chainPEM string, err error) {
+// deploymentColumnsVersion is the migration that put a deployment's record in columns.
+const deploymentColumnsVersion = 5
+
+// encodeDeployment returns the PEM bodies of d, which are kept in columns of their own so that
+// planning reads the records alone (deploymentValues are the record's columns).
+func encodeDeployment(d Deployment) (certPEM, chainPEM string, err error) {
 	if d.Summary {
-		return "", "", "", errSummary
+		return "", "", errSummary
 	}
 	chain, err := json.Marshal(d.ChainPEM)
 	if err != nil {
-		return "", "", "", err
+		return "", "", err
 	}
-	certPEM = d.CertPEM
-	d.CertPEM, d.ChainPEM = "", nil
-	record, err := json.Marshal(d)
-	if err != nil {
-		return "", "", "", err
-	}
-	return string(record), certPEM, string(chain), nil
+	return d.CertPEM, string(chain), nil
 }
 
-// decodeDeployment reads a record; with certPEM nil the PEM bodies were not read and the result
-// is marked a summary.
-func decodeDeployment(data string, certPEM *string, chainPEM string) (Deployment, error) {
+// selectDeployments reads the deployments' certificate and record columns, and their PEM bodies
+// when whole; where, if any, follows.
+func selectDeployments(whole bool, where string) string {
+	q := "SELECT certificate, " + strings.Join(deploymentColumns, ", ")
+	if whole {
+		q += ", cert_pem, chain_pem"
+	}
+	q += " FROM deployments"
+	if where != "" {
+		q += " WHERE " + where
+	}
+	return q
+}
+
+// upsertDeployment writes a deployment's row; placeholder(i) is the dialect's i-th parameter
+// (from 1). Its parameters are deploymentArgs'. data, the JSON record of migrations 1 to 4, is
+// left empty.
+func upsertDeployment(placeholder func(i int) string) string {
+	cols := append([]string{"certificate", "not_after", "cert_pem", "chain_pem", "ca_check_due"}, deploymentColumns...)
+	params := make([]string, len(cols))
+	updates := make([]string, 0, len(cols)-1)
+	for i, c := range cols {
+		params[i] = placeholder(i + 1)
+		if i > 0 {
+			updates = append(updates, c+" = excluded."+c)
+		}
+	}
+	return "INSERT INTO deployments(data, " + strings.Join(cols, ", ") + ") VALUES ('{}', " + strings.Join(params, ", ") +
+		") ON CONFLICT(certificate) DO UPDATE SET data = '{}', " + strings.Join(updates, ", ")
+}
+
+// deploymentArgs are upsertDeployment's parameters for d; notAfter and caCheckDue are the
+// dialect's forms of those columns.
+func deploymentArgs(d Deployment, notAfter, caCheckDue any) ([]any, error) {
+	certPEM, chainPEM, err := encodeDeployment(d)
+	if err != nil {
+		return nil, err
+	}
+	values, err := deploymentValues(d)
+	if err != nil {
+		return nil, err
+	}
+	return append([]any{d.Certificate, notAfter, certPEM, chainPEM, caCheckDue}, values...), nil
+}
+
+// legacyDeployment decodes the JSON record of a deployment stored before migration 5.
+func legacyDeployment(data string) (Deployment, error) {
 	var d Deployment
-	if err := json.Unmarshal([]byte(data), &d); err != nil {
-		return Deployment{}, err
-	}
-	if certPEM == nil {
-		d.Summary = true
-		return d, nil
-	}
-	d.CertPEM = *certPEM
-	if err := json.Unmarshal([]byte(chainPEM), &d.ChainPEM); err != nil {
-		return Deployment{}, err
-	}
-	return d, nil
+	err := json.Unmarshal([]byte(data), &d)
+	return d, err
 }
 
 // rowScanner is what both stores' query results offer (database/sql's and pgx's rows).
@@ -54,27 +86,20 @@ type rowScanner interface {
 	Err() error
 }
 
-// scanDeployments reads rows of (certificate, data) or, when whole, (certificate, data,
-// cert_pem, chain_pem) and calls add with each certificate and its decoded deployment.
+// scanDeployments reads the rows of a selectDeployments query and calls add with each
+// certificate and its deployment.
 func scanDeployments(rows rowScanner, whole bool, add func(certificate string, d Deployment)) error {
+	var r deploymentRecord
+	dest := r.targets(whole)
 	for rows.Next() {
-		var name, data, certPEM, chainPEM string
-		dest := []any{&name, &data}
-		if whole {
-			dest = append(dest, &certPEM, &chainPEM)
-		}
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
-		pem := &certPEM
-		if !whole {
-			pem = nil
-		}
-		d, err := decodeDeployment(data, pem, chainPEM)
+		d, err := r.deployment(whole)
 		if err != nil {
-			return fmt.Errorf("decode deployment of %s: %w", name, err)
+			return fmt.Errorf("decode deployment of %s: %w", r.certificate, err)
 		}
-		add(name, d)
+		add(r.certificate, d)
 	}
 	return rows.Err()
 }

@@ -85,6 +85,36 @@ var pgMigrations = []string{
 	UPDATE deployments SET ca_check_due = '0001-01-01 00:00:00+00'
 		WHERE (data::jsonb ->> 'OrderRef') <> '' AND NOT (data::jsonb ->> 'Revoked')::boolean;
 	CREATE INDEX deployments_ca_check_due ON deployments(ca_check_due);`,
+	// 5: the twin of SQLite's: a deployment's record in plain columns, flags as booleans.
+	`ALTER TABLE deployments ADD COLUMN device TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN issuer TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN cert_ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN key_ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN chain_refs TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN order_ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN serial TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN not_before TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN not_after_text TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN spec_hash TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN bindings TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN deployed_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN revocation_checked_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN revoked BOOLEAN NOT NULL DEFAULT false;
+	ALTER TABLE deployments ADD COLUMN renewal_window_start TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_window_end TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_info_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_info_retry_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN adopted BOOLEAN NOT NULL DEFAULT false;
+	ALTER TABLE deployments ADD COLUMN rebinds BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE deployments ADD COLUMN last_rebind_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN served BOOLEAN NOT NULL DEFAULT false;
+	ALTER TABLE deployments ADD COLUMN served_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN served_ok BOOLEAN NOT NULL DEFAULT false;
+	ALTER TABLE deployments ADD COLUMN served_detail TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN served_endpoints TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN ca_check_due_at TEXT NOT NULL DEFAULT '';`,
 }
 
 // Postgres is the Store shared by several certfleet instances. It needs an ordinary role that may
@@ -156,6 +186,11 @@ func (s *Postgres) migrate(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, pgMigrations[v-1]); err != nil {
 				return fmt.Errorf("migration %d: %w", v, err)
 			}
+			if v == deploymentColumnsVersion {
+				if err := pgFillDeploymentColumns(ctx, tx); err != nil {
+					return fmt.Errorf("migration %d: %w", v, err)
+				}
+			}
 			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES ($1, now())`, v); err != nil {
 				return fmt.Errorf("migration %d: %w", v, err)
 			}
@@ -209,31 +244,38 @@ func (s *Postgres) Lock(ctx context.Context) (func(), error) {
 	}, nil
 }
 
+var (
+	pgDeployment       = selectDeployments(true, "certificate = $1")
+	pgDeployments      = selectDeployments(true, "")
+	pgSummaries        = selectDeployments(false, "")
+	pgDueCAChecks      = selectDeployments(true, "ca_check_due <= $1 OR ca_check_due > $2")
+	pgUpsertDeployment = upsertDeployment(func(i int) string { return fmt.Sprintf("$%d", i) })
+)
+
 // Deployment returns the deployment of a certificate, with its PEM bodies.
 func (s *Postgres) Deployment(ctx context.Context, certificate string) (Deployment, bool, error) {
-	var data, certPEM, chainPEM string
-	err := s.pool.QueryRow(ctx, `SELECT data, cert_pem, chain_pem FROM deployments WHERE certificate = $1`, certificate).Scan(&data, &certPEM, &chainPEM)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Deployment{}, false, nil
-	}
+	rows, err := s.pool.Query(ctx, pgDeployment, certificate)
 	if err != nil {
 		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
 	}
-	d, err := decodeDeployment(data, &certPEM, chainPEM)
-	if err != nil {
-		return Deployment{}, false, fmt.Errorf("decode deployment of %s: %w", certificate, err)
+	defer rows.Close()
+	var d Deployment
+	found := false
+	if err := scanDeployments(rows, true, func(_ string, got Deployment) { d, found = got, true }); err != nil {
+		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
 	}
-	return d, true, nil
+	return d, found, nil
 }
 
 // Deployments returns every deployment, by certificate, with their PEM bodies.
 func (s *Postgres) Deployments(ctx context.Context) (map[string]Deployment, error) {
-	return s.deployments(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments`, true)
+	return s.deployments(ctx, pgDeployments, true)
 }
 
-// DeploymentSummaries returns every deployment without its PEM bodies.
+// DeploymentSummaries returns every deployment without its PEM bodies, from the record columns
+// alone.
 func (s *Postgres) DeploymentSummaries(ctx context.Context) (map[string]Deployment, error) {
-	return s.deployments(ctx, `SELECT certificate, data FROM deployments`, false)
+	return s.deployments(ctx, pgSummaries, false)
 }
 
 func (s *Postgres) deployments(ctx context.Context, query string, whole bool) (map[string]Deployment, error) {
@@ -250,15 +292,49 @@ func (s *Postgres) deployments(ctx context.Context, query string, whole bool) (m
 }
 
 func pgSaveDeployment(ctx context.Context, tx pgx.Tx, d Deployment) error {
-	data, certPEM, chainPEM, err := encodeDeployment(d)
+	args, err := deploymentArgs(d, d.NotAfter.UTC(), pgCACheckDue(d))
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data,
-			cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem, ca_check_due = excluded.ca_check_due`,
-		d.Certificate, d.NotAfter.UTC(), data, certPEM, chainPEM, pgCACheckDue(d))
+	_, err = tx.Exec(ctx, pgUpsertDeployment, args...)
 	return err
+}
+
+// pgFillDeploymentColumns is SQLite's fillDeploymentColumns: the JSON records of the
+// deployments recorded before migration 5 into its columns.
+func pgFillDeploymentColumns(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments`)
+	if err != nil {
+		return err
+	}
+	var ds []Deployment
+	for rows.Next() {
+		var name, data, certPEM, chainPEM string
+		if err := rows.Scan(&name, &data, &certPEM, &chainPEM); err != nil {
+			rows.Close()
+			return err
+		}
+		d, err := legacyDeployment(data)
+		if err == nil {
+			err = json.Unmarshal([]byte(chainPEM), &d.ChainPEM)
+		}
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("decode deployment of %s: %w", name, err)
+		}
+		d.Certificate, d.CertPEM = name, certPEM
+		ds = append(ds, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if err := pgSaveDeployment(ctx, tx, d); err != nil {
+			return fmt.Errorf("deployment of %s: %w", d.Certificate, err)
+		}
+	}
+	return nil
 }
 
 // pgCACheckDue is the ca_check_due column of d: NULL when there is nothing to ask the CA.
@@ -290,7 +366,7 @@ func (s *Postgres) SaveDeployments(ctx context.Context, ds []Deployment) error {
 // deployments_ca_check_due index.
 func (s *Postgres) DueCAChecks(ctx context.Context, now, horizon time.Time) ([]Deployment, error) {
 	// Whole, with the PEM bodies, as in SQLite.
-	rows, err := s.pool.Query(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments WHERE ca_check_due <= $1 OR ca_check_due > $2`, now.UTC(), horizon.UTC())
+	rows, err := s.pool.Query(ctx, pgDueCAChecks, now.UTC(), horizon.UTC())
 	if err != nil {
 		return nil, fmt.Errorf("read the CA checks due: %w", err)
 	}

@@ -77,6 +77,37 @@ var migrations = []string{
 	CREATE INDEX results_by_run ON results(run_id);`,
 	// 4: the CA-check schedule (Deployment.CACheckDueAt, read by DueCAChecks).
 	caCheckScheduleMigration,
+	// 5: a deployment's record in plain columns (columns.go) instead of the JSON in data, so that
+	// reading every deployment decodes no JSON; fillDeploymentColumns moves the recorded ones.
+	`ALTER TABLE deployments ADD COLUMN device TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN issuer TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN cert_ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN key_ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN chain_refs TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN order_ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN serial TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN not_before TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN not_after_text TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN spec_hash TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN bindings TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN deployed_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN revocation_checked_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE deployments ADD COLUMN renewal_window_start TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_window_end TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_info_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_info_retry_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE deployments ADD COLUMN rebinds INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE deployments ADD COLUMN last_rebind_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN served INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE deployments ADD COLUMN served_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN served_ok INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE deployments ADD COLUMN served_detail TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN served_endpoints TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN ca_check_due_at TEXT NOT NULL DEFAULT '';`,
 }
 
 // caCheckScheduleMigration adds the indexed schedule of the CA checks: when each deployment's
@@ -195,6 +226,11 @@ func (s *SQLite) migrate(ctx context.Context) (err error) {
 		if _, err := conn.ExecContext(ctx, migrations[v-1]); err != nil {
 			return fmt.Errorf("migration %d: %w", v, err)
 		}
+		if v == deploymentColumnsVersion {
+			if err := fillDeploymentColumns(ctx, conn); err != nil {
+				return fmt.Errorf("migration %d: %w", v, err)
+			}
+		}
 		if _, err := conn.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, now()); err != nil {
 			return fmt.Errorf("migration %d: %w", v, err)
 		}
@@ -258,56 +294,107 @@ func (s *SQLite) Lock(ctx context.Context) (func(), error) {
 	return func() { _ = fl.Unlock() }, nil
 }
 
+var (
+	sqliteDeployment       = selectDeployments(true, "certificate = ?")
+	sqliteDeployments      = selectDeployments(true, "")
+	sqliteSummaries        = selectDeployments(false, "")
+	sqliteDueCAChecks      = selectDeployments(true, "ca_check_due <= ? OR ca_check_due > ?")
+	sqliteUpsertDeployment = upsertDeployment(func(int) string { return "?" })
+	sqliteCountDeployments = `SELECT COUNT(*) FROM deployments`
+)
+
 // Deployment returns the deployment of a certificate, with its PEM bodies.
 func (s *SQLite) Deployment(ctx context.Context, certificate string) (Deployment, bool, error) {
-	var data, certPEM, chainPEM string
-	err := s.db.QueryRowContext(ctx, `SELECT data, cert_pem, chain_pem FROM deployments WHERE certificate = ?`, certificate).Scan(&data, &certPEM, &chainPEM)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Deployment{}, false, nil
-	}
+	rows, err := s.db.QueryContext(ctx, sqliteDeployment, certificate)
 	if err != nil {
 		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
 	}
-	d, err := decodeDeployment(data, &certPEM, chainPEM)
-	if err != nil {
-		return Deployment{}, false, fmt.Errorf("decode deployment of %s: %w", certificate, err)
+	defer rows.Close()
+	var d Deployment
+	found := false
+	if err := scanDeployments(rows, true, func(_ string, got Deployment) { d, found = got, true }); err != nil {
+		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
 	}
-	return d, true, nil
+	return d, found, nil
 }
 
 // Deployments returns every deployment, by certificate, with their PEM bodies.
 func (s *SQLite) Deployments(ctx context.Context) (map[string]Deployment, error) {
-	return s.deployments(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments`, true)
+	return s.deployments(ctx, sqliteDeployments, true)
 }
 
-// DeploymentSummaries returns every deployment without its PEM bodies.
+// DeploymentSummaries returns every deployment without its PEM bodies, from the record columns
+// alone.
 func (s *SQLite) DeploymentSummaries(ctx context.Context) (map[string]Deployment, error) {
-	return s.deployments(ctx, `SELECT certificate, data FROM deployments`, false)
+	return s.deployments(ctx, sqliteSummaries, false)
 }
 
 func (s *SQLite) deployments(ctx context.Context, query string, whole bool) (map[string]Deployment, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, sqliteCountDeployments).Scan(&n); err != nil {
+		return nil, fmt.Errorf("read deployments: %w", err)
+	}
 	rows, err := s.db.QueryContext(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("read deployments: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]Deployment{}
+	out := make(map[string]Deployment, n)
 	if err := scanDeployments(rows, whole, func(name string, d Deployment) { out[name] = d }); err != nil {
 		return nil, fmt.Errorf("read deployments: %w", err)
 	}
 	return out, nil
 }
 
-func saveDeployment(ctx context.Context, tx *sql.Tx, d Deployment) error {
-	data, certPEM, chainPEM, err := encodeDeployment(d)
+// execer is what saveDeployment writes through: a transaction, or the migration's connection.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func saveDeployment(ctx context.Context, tx execer, d Deployment) error {
+	args, err := deploymentArgs(d, d.NotAfter.UTC().Format(timeFormat), caCheckDue(d))
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data,
-			cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem, ca_check_due = excluded.ca_check_due`,
-		d.Certificate, d.NotAfter.UTC().Format(timeFormat), data, certPEM, chainPEM, caCheckDue(d))
+	_, err = tx.ExecContext(ctx, sqliteUpsertDeployment, args...)
 	return err
+}
+
+// fillDeploymentColumns moves the JSON records of the deployments recorded before migration 5
+// into its columns, in the migration's transaction.
+func fillDeploymentColumns(ctx context.Context, conn *sql.Conn) error {
+	rows, err := conn.QueryContext(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments`)
+	if err != nil {
+		return err
+	}
+	var ds []Deployment
+	for rows.Next() {
+		var name, data, certPEM, chainPEM string
+		if err := rows.Scan(&name, &data, &certPEM, &chainPEM); err != nil {
+			rows.Close()
+			return err
+		}
+		d, err := legacyDeployment(data)
+		if err == nil {
+			err = json.Unmarshal([]byte(chainPEM), &d.ChainPEM)
+		}
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("decode deployment of %s: %w", name, err)
+		}
+		d.Certificate, d.CertPEM = name, certPEM
+		ds = append(ds, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if err := saveDeployment(ctx, conn, d); err != nil {
+			return fmt.Errorf("deployment of %s: %w", d.Certificate, err)
+		}
+	}
+	return nil
 }
 
 // SaveDeployments records ds in one transaction.
@@ -331,8 +418,7 @@ func (s *SQLite) SaveDeployments(ctx context.Context, ds []Deployment) error {
 func (s *SQLite) DueCAChecks(ctx context.Context, now, horizon time.Time) ([]Deployment, error) {
 	// Whole, with the PEM bodies: an ACME certificate's renewal information is asked by its
 	// serial and issuer, and the checked deployment is saved back.
-	rows, err := s.db.QueryContext(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments WHERE ca_check_due <= ? OR ca_check_due > ?`,
-		now.UTC().Format(dueFormat), horizon.UTC().Format(dueFormat))
+	rows, err := s.db.QueryContext(ctx, sqliteDueCAChecks, now.UTC().Format(dueFormat), horizon.UTC().Format(dueFormat))
 	if err != nil {
 		return nil, fmt.Errorf("read the CA checks due: %w", err)
 	}
