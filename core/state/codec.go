@@ -11,11 +11,13 @@ import (
 // errSummary refuses to save a deployment read without its PEM bodies: saving it would erase them.
 var errSummary = errors.New("the deployment was read without its PEM bodies (DeploymentSummaries): read it whole (Deployment) before saving it")
 
-// deploymentColumnsVersion is the migration that put a deployment's record in columns.
+// deploymentColumnsVersion is the migration that put a deployment's record in columns and its
+// PEM bodies in deployment_pems; after its SQL, the records are moved out of the JSON
+// (fillDeploymentColumns), and the next migration drops the old columns.
 const deploymentColumnsVersion = 5
 
-// encodeDeployment returns the PEM bodies of d, which are kept in columns of their own so that
-// planning reads the records alone (deploymentValues are the record's columns).
+// encodeDeployment returns the PEM bodies of d, which are kept in a table of their own
+// (deployment_pems) so that planning and status read the records alone, never a page of PEM.
 func encodeDeployment(d Deployment) (certPEM, chainPEM string, err error) {
 	if d.Summary {
 		return "", "", errSummary
@@ -28,24 +30,29 @@ func encodeDeployment(d Deployment) (certPEM, chainPEM string, err error) {
 }
 
 // selectDeployments reads the deployments' certificate and record columns, and their PEM bodies
-// when whole; where, if any, follows.
+// (from deployment_pems) when whole; where, if any, follows, naming the deployments d.
 func selectDeployments(whole bool, where string) string {
-	q := "SELECT certificate, " + strings.Join(deploymentColumns, ", ")
+	q := "SELECT d.certificate, d." + strings.Join(deploymentColumns, ", d.")
 	if whole {
-		q += ", cert_pem, chain_pem"
+		q += ", COALESCE(p.cert_pem, ''), COALESCE(p.chain_pem, 'null') FROM deployments d LEFT JOIN deployment_pems p ON p.certificate = d.certificate"
+	} else {
+		q += " FROM deployments d"
 	}
-	q += " FROM deployments"
 	if where != "" {
 		q += " WHERE " + where
 	}
 	return q
 }
 
-// upsertDeployment writes a deployment's row; placeholder(i) is the dialect's i-th parameter
-// (from 1). Its parameters are deploymentArgs'. data, the JSON record of migrations 1 to 4, is
-// left empty.
-func upsertDeployment(placeholder func(i int) string) string {
-	cols := append([]string{"certificate", "not_after", "cert_pem", "chain_pem", "ca_check_due"}, deploymentColumns...)
+// deploymentWrites are the statements that record a deployment, in a dialect: its record and
+// schedule (parameters: deploymentArgs' record), its PEM bodies (deploymentArgs' pems), and the
+// record alone of a row that exists (the record then the certificate, for migration 5).
+type deploymentWrites struct {
+	record, pems, update string
+}
+
+func newDeploymentWrites(placeholder func(i int) string) deploymentWrites {
+	cols := append([]string{"certificate", "not_after", "ca_check_due"}, deploymentColumns...)
 	params := make([]string, len(cols))
 	updates := make([]string, 0, len(cols)-1)
 	for i, c := range cols {
@@ -54,29 +61,40 @@ func upsertDeployment(placeholder func(i int) string) string {
 			updates = append(updates, c+" = excluded."+c)
 		}
 	}
-	return "INSERT INTO deployments(data, " + strings.Join(cols, ", ") + ") VALUES ('{}', " + strings.Join(params, ", ") +
-		") ON CONFLICT(certificate) DO UPDATE SET data = '{}', " + strings.Join(updates, ", ")
+	sets := make([]string, len(deploymentColumns))
+	for i, c := range deploymentColumns {
+		sets[i] = c + " = " + placeholder(i+1)
+	}
+	return deploymentWrites{
+		record: "INSERT INTO deployments(" + strings.Join(cols, ", ") + ") VALUES (" + strings.Join(params, ", ") +
+			") ON CONFLICT(certificate) DO UPDATE SET " + strings.Join(updates, ", "),
+		pems: "INSERT INTO deployment_pems(certificate, cert_pem, chain_pem) VALUES (" + placeholder(1) + ", " + placeholder(2) + ", " + placeholder(3) +
+			") ON CONFLICT(certificate) DO UPDATE SET cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem",
+		update: "UPDATE deployments SET " + strings.Join(sets, ", ") + " WHERE certificate = " + placeholder(len(deploymentColumns)+1),
+	}
 }
 
-// deploymentArgs are upsertDeployment's parameters for d; notAfter and caCheckDue are the
-// dialect's forms of those columns.
-func deploymentArgs(d Deployment, notAfter, caCheckDue any) ([]any, error) {
+// deploymentArgs are the parameters of deploymentWrites' record and pems for d; notAfter and
+// caCheckDue are the dialect's forms of those columns.
+func deploymentArgs(d Deployment, notAfter, caCheckDue any) (record, pems []any, err error) {
 	certPEM, chainPEM, err := encodeDeployment(d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	values, err := deploymentValues(d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return append([]any{d.Certificate, notAfter, certPEM, chainPEM, caCheckDue}, values...), nil
+	return append([]any{d.Certificate, notAfter, caCheckDue}, values...), []any{d.Certificate, certPEM, chainPEM}, nil
 }
 
-// legacyDeployment decodes the JSON record of a deployment stored before migration 5.
-func legacyDeployment(data string) (Deployment, error) {
+// legacyRecordValues are the record columns of a deployment stored, before migration 5, as JSON.
+func legacyRecordValues(data string) ([]any, error) {
 	var d Deployment
-	err := json.Unmarshal([]byte(data), &d)
-	return d, err
+	if err := json.Unmarshal([]byte(data), &d); err != nil {
+		return nil, err
+	}
+	return deploymentValues(d)
 }
 
 // rowScanner is what both stores' query results offer (database/sql's and pgx's rows).

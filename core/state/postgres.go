@@ -85,7 +85,8 @@ var pgMigrations = []string{
 	UPDATE deployments SET ca_check_due = '0001-01-01 00:00:00+00'
 		WHERE (data::jsonb ->> 'OrderRef') <> '' AND NOT (data::jsonb ->> 'Revoked')::boolean;
 	CREATE INDEX deployments_ca_check_due ON deployments(ca_check_due);`,
-	// 5: the twin of SQLite's: a deployment's record in plain columns, flags as booleans.
+	// 5: the twin of SQLite's: a deployment's record in plain columns (flags as booleans), its
+	// PEM bodies in deployment_pems; pgFillDeploymentColumns then moves the recorded ones.
 	`ALTER TABLE deployments ADD COLUMN device TEXT NOT NULL DEFAULT '';
 	ALTER TABLE deployments ADD COLUMN issuer TEXT NOT NULL DEFAULT '';
 	ALTER TABLE deployments ADD COLUMN cert_ref TEXT NOT NULL DEFAULT '';
@@ -114,7 +115,15 @@ var pgMigrations = []string{
 	ALTER TABLE deployments ADD COLUMN served_ok BOOLEAN NOT NULL DEFAULT false;
 	ALTER TABLE deployments ADD COLUMN served_detail TEXT NOT NULL DEFAULT '';
 	ALTER TABLE deployments ADD COLUMN served_endpoints TEXT NOT NULL DEFAULT '';
-	ALTER TABLE deployments ADD COLUMN ca_check_due_at TEXT NOT NULL DEFAULT '';`,
+	ALTER TABLE deployments ADD COLUMN ca_check_due_at TEXT NOT NULL DEFAULT '';
+	CREATE TABLE deployment_pems (
+		certificate TEXT PRIMARY KEY,
+		cert_pem    TEXT NOT NULL,
+		chain_pem   TEXT NOT NULL
+	);
+	INSERT INTO deployment_pems(certificate, cert_pem, chain_pem) SELECT certificate, cert_pem, chain_pem FROM deployments;`,
+	// 6: the columns migration 5 emptied.
+	`ALTER TABLE deployments DROP COLUMN data, DROP COLUMN cert_pem, DROP COLUMN chain_pem;`,
 }
 
 // Postgres is the Store shared by several certfleet instances. It needs an ordinary role that may
@@ -245,11 +254,11 @@ func (s *Postgres) Lock(ctx context.Context) (func(), error) {
 }
 
 var (
-	pgDeployment       = selectDeployments(true, "certificate = $1")
-	pgDeployments      = selectDeployments(true, "")
-	pgSummaries        = selectDeployments(false, "")
-	pgDueCAChecks      = selectDeployments(true, "ca_check_due <= $1 OR ca_check_due > $2")
-	pgUpsertDeployment = upsertDeployment(func(i int) string { return fmt.Sprintf("$%d", i) })
+	pgDeployment  = selectDeployments(true, "d.certificate = $1")
+	pgDeployments = selectDeployments(true, "")
+	pgSummaries   = selectDeployments(false, "")
+	pgDueCAChecks = selectDeployments(true, "d.ca_check_due <= $1 OR d.ca_check_due > $2")
+	pgWrites      = newDeploymentWrites(func(i int) string { return fmt.Sprintf("$%d", i) })
 )
 
 // Deployment returns the deployment of a certificate, with its PEM bodies.
@@ -292,46 +301,44 @@ func (s *Postgres) deployments(ctx context.Context, query string, whole bool) (m
 }
 
 func pgSaveDeployment(ctx context.Context, tx pgx.Tx, d Deployment) error {
-	args, err := deploymentArgs(d, d.NotAfter.UTC(), pgCACheckDue(d))
+	record, pems, err := deploymentArgs(d, d.NotAfter.UTC(), pgCACheckDue(d))
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, pgUpsertDeployment, args...)
+	if _, err := tx.Exec(ctx, pgWrites.record, record...); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, pgWrites.pems, pems...)
 	return err
 }
 
 // pgFillDeploymentColumns is SQLite's fillDeploymentColumns: the JSON records of the
 // deployments recorded before migration 5 into its columns.
 func pgFillDeploymentColumns(ctx context.Context, tx pgx.Tx) error {
-	rows, err := tx.Query(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments`)
+	rows, err := tx.Query(ctx, `SELECT certificate, data FROM deployments`)
 	if err != nil {
 		return err
 	}
-	var ds []Deployment
+	var names, records []string
 	for rows.Next() {
-		var name, data, certPEM, chainPEM string
-		if err := rows.Scan(&name, &data, &certPEM, &chainPEM); err != nil {
+		var name, data string
+		if err := rows.Scan(&name, &data); err != nil {
 			rows.Close()
 			return err
 		}
-		d, err := legacyDeployment(data)
-		if err == nil {
-			err = json.Unmarshal([]byte(chainPEM), &d.ChainPEM)
-		}
-		if err != nil {
-			rows.Close()
-			return fmt.Errorf("decode deployment of %s: %w", name, err)
-		}
-		d.Certificate, d.CertPEM = name, certPEM
-		ds = append(ds, d)
+		names, records = append(names, name), append(records, data)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	for _, d := range ds {
-		if err := pgSaveDeployment(ctx, tx, d); err != nil {
-			return fmt.Errorf("deployment of %s: %w", d.Certificate, err)
+	for i, name := range names {
+		values, err := legacyRecordValues(records[i])
+		if err == nil {
+			_, err = tx.Exec(ctx, pgWrites.update, append(values, name)...)
+		}
+		if err != nil {
+			return fmt.Errorf("deployment of %s: %w", name, err)
 		}
 	}
 	return nil
@@ -390,6 +397,9 @@ func (s *Postgres) SaveDeployment(ctx context.Context, d Deployment) error {
 // stays.
 func (s *Postgres) DeleteDeployment(ctx context.Context, certificate string) error {
 	err := s.fenced(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM deployment_pems WHERE certificate = $1`, certificate); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `DELETE FROM deployments WHERE certificate = $1`, certificate)
 		return err
 	})

@@ -77,8 +77,9 @@ var migrations = []string{
 	CREATE INDEX results_by_run ON results(run_id);`,
 	// 4: the CA-check schedule (Deployment.CACheckDueAt, read by DueCAChecks).
 	caCheckScheduleMigration,
-	// 5: a deployment's record in plain columns (columns.go) instead of the JSON in data, so that
-	// reading every deployment decodes no JSON; fillDeploymentColumns moves the recorded ones.
+	// 5: a deployment's record in plain columns (columns.go) instead of the JSON in data, and its
+	// PEM bodies in a table of their own, so that reading every deployment decodes no JSON and
+	// reads no page of PEM; fillDeploymentColumns then moves the recorded ones.
 	`ALTER TABLE deployments ADD COLUMN device TEXT NOT NULL DEFAULT '';
 	ALTER TABLE deployments ADD COLUMN issuer TEXT NOT NULL DEFAULT '';
 	ALTER TABLE deployments ADD COLUMN cert_ref TEXT NOT NULL DEFAULT '';
@@ -107,7 +108,17 @@ var migrations = []string{
 	ALTER TABLE deployments ADD COLUMN served_ok INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE deployments ADD COLUMN served_detail TEXT NOT NULL DEFAULT '';
 	ALTER TABLE deployments ADD COLUMN served_endpoints TEXT NOT NULL DEFAULT '';
-	ALTER TABLE deployments ADD COLUMN ca_check_due_at TEXT NOT NULL DEFAULT '';`,
+	ALTER TABLE deployments ADD COLUMN ca_check_due_at TEXT NOT NULL DEFAULT '';
+	CREATE TABLE deployment_pems (
+		certificate TEXT PRIMARY KEY,
+		cert_pem    TEXT NOT NULL,
+		chain_pem   TEXT NOT NULL
+	);
+	INSERT INTO deployment_pems(certificate, cert_pem, chain_pem) SELECT certificate, cert_pem, chain_pem FROM deployments;`,
+	// 6: the columns migration 5 emptied.
+	`ALTER TABLE deployments DROP COLUMN data;
+	ALTER TABLE deployments DROP COLUMN cert_pem;
+	ALTER TABLE deployments DROP COLUMN chain_pem;`,
 }
 
 // caCheckScheduleMigration adds the indexed schedule of the CA checks: when each deployment's
@@ -295,11 +306,11 @@ func (s *SQLite) Lock(ctx context.Context) (func(), error) {
 }
 
 var (
-	sqliteDeployment       = selectDeployments(true, "certificate = ?")
+	sqliteDeployment       = selectDeployments(true, "d.certificate = ?")
 	sqliteDeployments      = selectDeployments(true, "")
 	sqliteSummaries        = selectDeployments(false, "")
-	sqliteDueCAChecks      = selectDeployments(true, "ca_check_due <= ? OR ca_check_due > ?")
-	sqliteUpsertDeployment = upsertDeployment(func(int) string { return "?" })
+	sqliteDueCAChecks      = selectDeployments(true, "d.ca_check_due <= ? OR d.ca_check_due > ?")
+	sqliteWrites           = newDeploymentWrites(func(int) string { return "?" })
 	sqliteCountDeployments = `SELECT COUNT(*) FROM deployments`
 )
 
@@ -352,56 +363,68 @@ type execer interface {
 }
 
 func saveDeployment(ctx context.Context, tx execer, d Deployment) error {
-	args, err := deploymentArgs(d, d.NotAfter.UTC().Format(timeFormat), caCheckDue(d))
+	record, pems, err := deploymentArgs(d, d.NotAfter.UTC().Format(timeFormat), caCheckDue(d))
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, sqliteUpsertDeployment, args...)
+	if _, err := tx.ExecContext(ctx, sqliteWrites.record, record...); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, sqliteWrites.pems, pems...)
 	return err
 }
 
 // fillDeploymentColumns moves the JSON records of the deployments recorded before migration 5
 // into its columns, in the migration's transaction.
 func fillDeploymentColumns(ctx context.Context, conn *sql.Conn) error {
-	rows, err := conn.QueryContext(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments`)
+	rows, err := conn.QueryContext(ctx, `SELECT certificate, data FROM deployments`)
 	if err != nil {
 		return err
 	}
-	var ds []Deployment
+	var names, records []string
 	for rows.Next() {
-		var name, data, certPEM, chainPEM string
-		if err := rows.Scan(&name, &data, &certPEM, &chainPEM); err != nil {
+		var name, data string
+		if err := rows.Scan(&name, &data); err != nil {
 			rows.Close()
 			return err
 		}
-		d, err := legacyDeployment(data)
-		if err == nil {
-			err = json.Unmarshal([]byte(chainPEM), &d.ChainPEM)
-		}
-		if err != nil {
-			rows.Close()
-			return fmt.Errorf("decode deployment of %s: %w", name, err)
-		}
-		d.Certificate, d.CertPEM = name, certPEM
-		ds = append(ds, d)
+		names, records = append(names, name), append(records, data)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	for _, d := range ds {
-		if err := saveDeployment(ctx, conn, d); err != nil {
-			return fmt.Errorf("deployment of %s: %w", d.Certificate, err)
+	update, err := conn.PrepareContext(ctx, sqliteWrites.update)
+	if err != nil {
+		return err
+	}
+	defer update.Close()
+	for i, name := range names {
+		values, err := legacyRecordValues(records[i])
+		if err == nil {
+			_, err = update.ExecContext(ctx, append(values, name)...)
+		}
+		if err != nil {
+			return fmt.Errorf("deployment of %s: %w", name, err)
 		}
 	}
 	return nil
 }
 
-// SaveDeployments records ds in one transaction.
+// SaveDeployments records ds in one transaction, each statement prepared once.
 func (s *SQLite) SaveDeployments(ctx context.Context, ds []Deployment) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var w execer = tx
+		if len(ds) > 1 {
+			p, err := prepared(ctx, tx, sqliteWrites.record, sqliteWrites.pems)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			w = p
+		}
 		for _, d := range ds {
-			if err := saveDeployment(ctx, tx, d); err != nil {
+			if err := saveDeployment(ctx, w, d); err != nil {
 				return fmt.Errorf("%s: %w", d.Certificate, err)
 			}
 		}
@@ -440,10 +463,47 @@ func (s *SQLite) SaveDeployment(ctx context.Context, d Deployment) error {
 
 // DeleteDeployment forgets a certificate's deployment; its run history stays.
 func (s *SQLite) DeleteDeployment(ctx context.Context, certificate string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM deployments WHERE certificate = ?`, certificate); err != nil {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM deployment_pems WHERE certificate = ?`, certificate); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM deployments WHERE certificate = ?`, certificate)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("delete deployment of %s: %w", certificate, err)
 	}
 	return nil
+}
+
+// preparedSet is statements prepared in a transaction, executed by their text (an execer).
+type preparedSet map[string]*sql.Stmt
+
+func prepared(ctx context.Context, tx *sql.Tx, queries ...string) (preparedSet, error) {
+	p := preparedSet{}
+	for _, q := range queries {
+		st, err := tx.PrepareContext(ctx, q)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p[q] = st
+	}
+	return p, nil
+}
+
+func (p preparedSet) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, ok := p[query]
+	if !ok {
+		return nil, fmt.Errorf("statement not prepared: %s", query)
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (p preparedSet) Close() {
+	for _, st := range p {
+		st.Close()
+	}
 }
 
 func scanOperation(data string) (*Operation, error) {
