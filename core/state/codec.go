@@ -143,14 +143,17 @@ func resultRecord(r Result) (string, error) {
 	return string(b), err
 }
 
-// resultOf decodes a stored result of run runID that finished at finished.
+// resultOf decodes a stored result of run runID that finished at finished. The run and time
+// come from their columns, so the record is decoded once, without Result.UnmarshalJSON's second
+// look for the old names of those two fields.
 func resultOf(data string, runID int64, finished time.Time) (Result, error) {
-	var r Result
+	type record Result // without UnmarshalJSON
+	var r record
 	if err := json.Unmarshal([]byte(data), &r); err != nil {
 		return Result{}, err
 	}
 	r.RunID, r.FinishedAt = runID, finished
-	return r, nil
+	return Result(r), nil
 }
 
 // span is a stored result row: the same result from run first to run last.
