@@ -215,8 +215,8 @@ func TestMigration3KeepsRecordedData(t *testing.T) {
 	}
 	// The record holds no PEM (it is in deployment_pems).
 	var n int
-	if err := s.db.QueryRow(`SELECT COUNT(*) FROM deployments d WHERE d.certificate = 'www' AND instr(CAST((SELECT group_concat(value) FROM json_each(json_array(`+
-		strings.Join(deploymentColumns, ", ")+`))) AS TEXT), 'LEAF') > 0`).Scan(&n); err != nil || n != 0 {
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM deployments d WHERE d.certificate = 'www' AND instr(CAST((SELECT group_concat(value) FROM json_each(json_array(` +
+		strings.Join(deploymentColumns, ", ") + `))) AS TEXT), 'LEAF') > 0`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the record still holds the PEM: %d %v", n, err)
 	}
 	last, err := s.LastResults(ctx)
