@@ -134,36 +134,45 @@ type Retention struct {
 // certificate's result changes daily, whatever the number of runs a day.
 var DefaultRetention = Retention{MaxAge: 30 * 24 * time.Hour}
 
-// resultRecord is the stored form of a result: its run and time live in columns (run_id to
-// last_run_id, finished_at to last_finished_at), so that the same result in consecutive runs is
-// one row.
-func resultRecord(r Result) (string, error) {
-	r.RunID, r.FinishedAt = 0, time.Time{}
-	b, err := json.Marshal(r)
-	return string(b), err
+// resultColumnsVersion is the migration that put a result's record in columns (resultFields)
+// instead of JSON.
+const resultColumnsVersion = 7
+
+// resultFields are the stored form of a result, in the columns of resultColumns: its run and
+// time live in columns of their own (run_id to last_run_id, finished_at to last_finished_at), so
+// that the same result in consecutive runs is one row.
+type resultFields struct {
+	device, action, reason, outcome, err, step string
 }
 
-// resultOf decodes a stored result of run runID that finished at finished. The run and time
-// come from their columns, so the record is decoded once, without Result.UnmarshalJSON's second
-// look for the old names of those two fields.
-func resultOf(data string, runID int64, finished time.Time) (Result, error) {
-	type record Result // without UnmarshalJSON
-	var r record
-	if err := json.Unmarshal([]byte(data), &r); err != nil {
-		return Result{}, err
-	}
-	r.RunID, r.FinishedAt = runID, finished
-	return Result(r), nil
+const resultColumns = "device, action, reason, outcome, error, step"
+
+func fieldsOf(r Result) resultFields {
+	return resultFields{device: r.Device, action: r.Action, reason: r.Reason, outcome: string(r.Outcome), err: r.Error, step: string(r.Step)}
+}
+
+func (f resultFields) values() []any {
+	return []any{f.device, f.action, f.reason, f.outcome, f.err, f.step}
+}
+
+func (f *resultFields) targets() []any {
+	return []any{&f.device, &f.action, &f.reason, &f.outcome, &f.err, &f.step}
+}
+
+// result is the result of certificate in run runID, finished at finished.
+func (f resultFields) result(certificate string, runID int64, finished time.Time) Result {
+	return Result{RunID: runID, Certificate: certificate, Device: f.device, Action: f.action, Reason: f.reason,
+		Outcome: Outcome(f.outcome), Error: f.err, Step: Step(f.step), FinishedAt: finished}
 }
 
 // span is a stored result row: the same result from run first to run last.
 type span struct {
 	first, last     int64
 	firstAt, lastAt time.Time
-	data            string
-	// certificate and latest are set on rows to be written.
-	certificate string
-	latest      bool
+	rec             resultFields
+	certificate     string
+	// latest is set on rows to be written.
+	latest bool
 }
 
 // recordPlan is what RecordResults writes, decided from the results and the stored latest rows.
@@ -189,34 +198,21 @@ func planRecords(rs []Result, latest map[string]span, prev func(run int64) (int6
 	extended := map[string]int64{} // stored rows extended, to which run
 	extendedAt := map[string]time.Time{}
 	fresh := map[string]*span{} // the newest row of this batch, by certificate
-	// The stored form of each certificate's previous result in the batch: results of consecutive
-	// runs are mostly the same, and comparing is cheaper than encoding.
-	seen := map[string]Result{}
-	seenData := map[string]string{}
 	for _, r := range rs {
 		if r.FinishedAt.IsZero() {
 			r.FinishedAt = time.Now().UTC()
 		}
-		key := r
-		key.RunID, key.FinishedAt = 0, time.Time{}
-		data, ok := seenData[r.Certificate]
-		if !ok || seen[r.Certificate] != key {
-			var err error
-			if data, err = resultRecord(r); err != nil {
-				return plan, err
-			}
-			seen[r.Certificate], seenData[r.Certificate] = key, data
-		}
+		rec := fieldsOf(r)
 		p, err := prev(r.RunID)
 		if err != nil {
 			return plan, err
 		}
 		if f := fresh[r.Certificate]; f != nil {
-			if f.data == data && f.last == p {
+			if f.rec == rec && f.last == p {
 				f.last, f.lastAt = r.RunID, r.FinishedAt
 				continue
 			}
-		} else if l, ok := latest[r.Certificate]; ok && l.data == data && l.last == p && p != 0 {
+		} else if l, ok := latest[r.Certificate]; ok && l.rec == rec && l.last == p && p != 0 {
 			l.last = r.RunID
 			latest[r.Certificate] = l
 			extended[r.Certificate], extendedAt[r.Certificate] = r.RunID, r.FinishedAt
@@ -225,7 +221,7 @@ func planRecords(rs []Result, latest map[string]span, prev func(run int64) (int6
 		if _, ok := latest[r.Certificate]; ok && fresh[r.Certificate] == nil {
 			plan.retire = append(plan.retire, r.Certificate)
 		}
-		row := &span{first: r.RunID, last: r.RunID, firstAt: r.FinishedAt, lastAt: r.FinishedAt, data: data, certificate: r.Certificate}
+		row := &span{first: r.RunID, last: r.RunID, firstAt: r.FinishedAt, lastAt: r.FinishedAt, rec: rec, certificate: r.Certificate}
 		plan.rows = append(plan.rows, row)
 		fresh[r.Certificate] = row
 	}
@@ -262,11 +258,7 @@ func (sp span) expand(out []RunHistory, index map[int64]int) error {
 		case at.IsZero():
 			at = out[i].StartedAt
 		}
-		r, err := resultOf(sp.data, id, at)
-		if err != nil {
-			return err
-		}
-		out[i].Results = append(out[i].Results, r)
+		out[i].Results = append(out[i].Results, sp.rec.result(sp.certificate, id, at))
 	}
 	return nil
 }

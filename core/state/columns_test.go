@@ -275,3 +275,95 @@ func containsAll(s string, parts ...string) bool {
 	}
 	return true
 }
+
+// TestMigration7MovesResultsIntoColumns opens states at schema version 6 holding results in the
+// JSON form, under both names results were recorded with, and reads every field back.
+func TestMigration7MovesResultsIntoColumns(t *testing.T) {
+	ctx := context.Background()
+	records := []string{
+		`{"RunID":1,"Certificate":"www","Device":"lb1","Action":"renew","Reason":"expires in 3 days","Outcome":"failed","Error":"CA said no","Step":"submitted","FinishedAt":"2026-01-01T00:00:30Z"}`,
+		`{"certificate":"www","device":"lb1","action":"none","outcome":"unchanged"}`,
+	}
+	want := []Result{
+		{RunID: 1, Certificate: "www", Device: "lb1", Action: "renew", Reason: "expires in 3 days", Outcome: OutcomeFailed, Error: "CA said no", Step: StepSubmitted},
+		{RunID: 2, Certificate: "www", Device: "lb1", Action: "none", Outcome: OutcomeUnchanged},
+	}
+	check := func(t *testing.T, s interface {
+		Store
+		History(ctx context.Context, certificate string, limit int) ([]RunHistory, error)
+	}) {
+		t.Helper()
+		hist, err := s.History(ctx, "www", 10)
+		if err != nil || len(hist) != 2 {
+			t.Fatalf("history: %+v %v", hist, err)
+		}
+		for i, h := range []RunHistory{hist[1], hist[0]} {
+			got := h.Results[0]
+			got.FinishedAt = time.Time{}
+			if got != want[i] {
+				t.Errorf("run %d: %+v, want %+v", i+1, got, want[i])
+			}
+		}
+		last, err := s.LastResults(ctx)
+		if got := last["www"]; err != nil || got.RunID != 2 || got.Outcome != OutcomeUnchanged || got.Device != "lb1" {
+			t.Errorf("last result: %+v %v", got, err)
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "state.db")
+		db, err := sql.Open("sqlite", "file:"+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stmts := []string{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`}
+		for v := 1; v < resultColumnsVersion; v++ {
+			stmts = append(stmts, migrations[v-1], fmt.Sprintf(`INSERT INTO schema_migrations VALUES (%d, '2026-01-01T00:00:00Z')`, v))
+		}
+		stmts = append(stmts, `INSERT INTO runs VALUES (1, '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'ok', 0), (2, '2026-01-02T00:00:00Z', '2026-01-02T00:01:00Z', 'ok', 0)`)
+		for i, r := range records {
+			stmts = append(stmts, fmt.Sprintf(`INSERT INTO results(run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES (%d, 'www', '2026-01-0%dT00:00:30Z', '%s', %d, '2026-01-0%dT00:00:30Z', %d)`,
+				i+1, i+1, r, i+1, i+1, i))
+		}
+		for _, q := range stmts {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		db.Close()
+		s, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		check(t, s)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := pgtest.DSN(t)
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stmts := []string{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)`}
+		for v := 1; v < resultColumnsVersion; v++ {
+			stmts = append(stmts, pgMigrations[v-1], fmt.Sprintf(`INSERT INTO schema_migrations VALUES (%d, now())`, v))
+		}
+		stmts = append(stmts, `INSERT INTO runs VALUES (1, '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'ok', false), (2, '2026-01-02T00:00:00Z', '2026-01-02T00:01:00Z', 'ok', false)`)
+		for i, r := range records {
+			stmts = append(stmts, fmt.Sprintf(`INSERT INTO results(run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES (%d, 'www', '2026-01-0%dT00:00:30Z', '%s', %d, '2026-01-0%dT00:00:30Z', %v)`,
+				i+1, i+1, r, i+1, i+1, i == 1))
+		}
+		stmts = append(stmts, `SELECT setval(pg_get_serial_sequence('runs', 'id'), 3, false)`)
+		for _, q := range stmts {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		conn.Close(ctx)
+		s, err := OpenPostgres(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		check(t, s)
+	})
+}

@@ -66,10 +66,11 @@ func CopyToPostgres(ctx context.Context, from *SQLite, to *Postgres) (CopyCounts
 		}); err != nil {
 			return fmt.Errorf("runs: %w", err)
 		}
-		if err := copyRows(ctx, from, `SELECT rowid, run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest FROM results ORDER BY rowid`, 8, func(v []any) error {
+		if err := copyRows(ctx, from, `SELECT rowid, run_id, certificate, finished_at, last_run_id, last_finished_at, latest, `+resultColumns+` FROM results ORDER BY rowid`, 13, func(v []any) error {
 			n.Results++
-			_, err := tx.Exec(ctx, `INSERT INTO results(id, run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-				v[0], v[1], v[2], parseTime(v[3]), v[4], v[5], parseTime(v[6]), v[7].(int64) == 1)
+			_, err := tx.Exec(ctx, `INSERT INTO results(id, run_id, certificate, finished_at, last_run_id, last_finished_at, latest, `+resultColumns+`)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+				v[0], v[1], v[2], parseTime(v[3]), v[4], parseTime(v[5]), v[6].(int64) == 1, v[7], v[8], v[9], v[10], v[11], v[12])
 			return err
 		}); err != nil {
 			return fmt.Errorf("results: %w", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -124,6 +125,21 @@ var pgMigrations = []string{
 	INSERT INTO deployment_pems(certificate, cert_pem, chain_pem) SELECT certificate, cert_pem, chain_pem FROM deployments;`,
 	// 6: the columns migration 5 emptied.
 	`ALTER TABLE deployments DROP COLUMN data, DROP COLUMN cert_pem, DROP COLUMN chain_pem;`,
+	// 7: the twin of SQLite's: a result's record in plain columns.
+	`ALTER TABLE results ADD COLUMN device TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN action TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN outcome TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN error TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN step TEXT NOT NULL DEFAULT '';
+	UPDATE results SET
+		device = COALESCE(data::jsonb ->> 'device', data::jsonb ->> 'Device', ''),
+		action = COALESCE(data::jsonb ->> 'action', data::jsonb ->> 'Action', ''),
+		reason = COALESCE(data::jsonb ->> 'reason', data::jsonb ->> 'Reason', ''),
+		outcome = COALESCE(data::jsonb ->> 'outcome', data::jsonb ->> 'Outcome', ''),
+		error = COALESCE(data::jsonb ->> 'error', data::jsonb ->> 'Error', ''),
+		step = COALESCE(data::jsonb ->> 'step', data::jsonb ->> 'Step', '');
+	ALTER TABLE results DROP COLUMN data;`,
 }
 
 // Postgres is the Store shared by several certfleet instances. It needs an ordinary role that may
@@ -591,14 +607,14 @@ func (s *Postgres) RecordResults(ctx context.Context, rs []Result) error {
 			names[i] = r.Certificate
 		}
 		latest := map[string]span{}
-		rows, err := tx.Query(ctx, `SELECT certificate, last_run_id, data FROM results WHERE latest AND certificate = ANY($1)`, names)
+		rows, err := tx.Query(ctx, `SELECT certificate, last_run_id, `+resultColumns+` FROM results WHERE latest AND certificate = ANY($1)`, names)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
 			var name string
 			var sp span
-			if err := rows.Scan(&name, &sp.last, &sp.data); err != nil {
+			if err := rows.Scan(append([]any{&name, &sp.last}, sp.rec.targets()...)...); err != nil {
 				rows.Close()
 				return err
 			}
@@ -635,9 +651,10 @@ func (s *Postgres) RecordResults(ctx context.Context, rs []Result) error {
 		if len(plan.rows) > 0 {
 			rows := make([][]any, len(plan.rows))
 			for i, row := range plan.rows {
-				rows[i] = []any{row.first, row.certificate, row.firstAt.UTC(), row.data, row.last, row.lastAt.UTC(), row.latest}
+				rows[i] = append([]any{row.first, row.certificate, row.firstAt.UTC(), row.last, row.lastAt.UTC(), row.latest}, row.rec.values()...)
 			}
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results"}, []string{"run_id", "certificate", "finished_at", "data", "last_run_id", "last_finished_at", "latest"}, pgx.CopyFromRows(rows)); err != nil {
+			columns := append([]string{"run_id", "certificate", "finished_at", "last_run_id", "last_finished_at", "latest"}, strings.Split(resultColumns, ", ")...)
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results"}, columns, pgx.CopyFromRows(rows)); err != nil {
 				return err
 			}
 		}
@@ -651,24 +668,22 @@ func (s *Postgres) RecordResults(ctx context.Context, rs []Result) error {
 
 // LastResults returns the newest result of each certificate, from the rows marked latest.
 func (s *Postgres) LastResults(ctx context.Context) (map[string]Result, error) {
-	rows, err := s.pool.Query(ctx, `SELECT last_run_id, last_finished_at, data FROM results WHERE latest`)
+	rows, err := s.pool.Query(ctx, `SELECT certificate, last_run_id, last_finished_at, `+resultColumns+` FROM results WHERE latest`)
 	if err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]Result{}
+	var name string
+	var run int64
+	var at time.Time
+	var rec resultFields
+	dest := append([]any{&name, &run, &at}, rec.targets()...)
 	for rows.Next() {
-		var run int64
-		var at time.Time
-		var data string
-		if err := rows.Scan(&run, &at, &data); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read results: %w", err)
 		}
-		r, err := resultOf(data, run, at.UTC())
-		if err != nil {
-			return nil, fmt.Errorf("decode result: %w", err)
-		}
-		out[r.Certificate] = r
+		out[name] = rec.result(name, run, at.UTC())
 	}
 	return out, rows.Err()
 }

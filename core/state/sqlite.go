@@ -119,6 +119,23 @@ var migrations = []string{
 	`ALTER TABLE deployments DROP COLUMN data;
 	ALTER TABLE deployments DROP COLUMN cert_pem;
 	ALTER TABLE deployments DROP COLUMN chain_pem;`,
+	// 7: a result's record in plain columns instead of the JSON in data (read in either of the
+	// names results were recorded under: snake_case, or the Go field names before), so that
+	// status decodes no JSON.
+	`ALTER TABLE results ADD COLUMN device TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN action TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN outcome TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN error TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN step TEXT NOT NULL DEFAULT '';
+	UPDATE results SET
+		device = COALESCE(json_extract(data, '$.device'), json_extract(data, '$.Device'), ''),
+		action = COALESCE(json_extract(data, '$.action'), json_extract(data, '$.Action'), ''),
+		reason = COALESCE(json_extract(data, '$.reason'), json_extract(data, '$.Reason'), ''),
+		outcome = COALESCE(json_extract(data, '$.outcome'), json_extract(data, '$.Outcome'), ''),
+		error = COALESCE(json_extract(data, '$.error'), json_extract(data, '$.Error'), ''),
+		step = COALESCE(json_extract(data, '$.step'), json_extract(data, '$.Step'), '');
+	ALTER TABLE results DROP COLUMN data;`,
 }
 
 // caCheckScheduleMigration adds the indexed schedule of the CA checks: when each deployment's
@@ -727,14 +744,14 @@ func (s *SQLite) RecordResults(ctx context.Context, rs []Result) error {
 		if len(plan.rows) == 0 {
 			return nil
 		}
-		add, err := tx.PrepareContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+		add, err := tx.PrepareContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, last_run_id, last_finished_at, latest, `+resultColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer add.Close()
 		for _, row := range plan.rows {
-			if _, err := add.ExecContext(ctx, row.first, row.certificate, row.firstAt.UTC().Format(timeFormat), row.data,
-				row.last, row.lastAt.UTC().Format(timeFormat), row.latest); err != nil {
+			args := append([]any{row.first, row.certificate, row.firstAt.UTC().Format(timeFormat), row.last, row.lastAt.UTC().Format(timeFormat), row.latest}, row.rec.values()...)
+			if _, err := add.ExecContext(ctx, args...); err != nil {
 				return fmt.Errorf("%s: %w", row.certificate, err)
 			}
 		}
@@ -755,7 +772,7 @@ func latestRecords(ctx context.Context, tx *sql.Tx, rs []Result) (map[string]spa
 		for rows.Next() {
 			var name string
 			var sp span
-			if err := rows.Scan(&name, &sp.first, &sp.last, &sp.data); err != nil {
+			if err := rows.Scan(append([]any{&name, &sp.first, &sp.last}, sp.rec.targets()...)...); err != nil {
 				return err
 			}
 			out[name] = sp
@@ -763,14 +780,14 @@ func latestRecords(ctx context.Context, tx *sql.Tx, rs []Result) (map[string]spa
 		return rows.Err()
 	}
 	if len(rs) > 64 {
-		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, data FROM results WHERE latest = 1`)
+		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, `+resultColumns+` FROM results WHERE latest = 1`)
 		if err != nil {
 			return nil, err
 		}
 		return out, scan(rows)
 	}
 	for _, r := range rs {
-		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, data FROM results WHERE latest = 1 AND certificate = ?`, r.Certificate)
+		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, `+resultColumns+` FROM results WHERE latest = 1 AND certificate = ?`, r.Certificate)
 		if err != nil {
 			return nil, err
 		}
@@ -783,24 +800,22 @@ func latestRecords(ctx context.Context, tx *sql.Tx, rs []Result) (map[string]spa
 
 // LastResults returns the newest result of each certificate, from the rows marked latest.
 func (s *SQLite) LastResults(ctx context.Context) (map[string]Result, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT last_run_id, last_finished_at, data FROM results WHERE latest = 1`)
+	rows, err := s.db.QueryContext(ctx, `SELECT certificate, last_run_id, last_finished_at, `+resultColumns+` FROM results WHERE latest = 1`)
 	if err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]Result{}
+	var name, at string
+	var run int64
+	var rec resultFields
+	dest := append([]any{&name, &run, &at}, rec.targets()...)
 	for rows.Next() {
-		var run int64
-		var at, data string
-		if err := rows.Scan(&run, &at, &data); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read results: %w", err)
 		}
 		finished, _ := time.Parse(timeFormat, at)
-		r, err := resultOf(data, run, finished)
-		if err != nil {
-			return nil, fmt.Errorf("decode result: %w", err)
-		}
-		out[r.Certificate] = r
+		out[name] = rec.result(name, run, finished)
 	}
 	return out, rows.Err()
 }
