@@ -115,10 +115,48 @@ var migrations = []string{
 		chain_pem   TEXT NOT NULL
 	);
 	INSERT INTO deployment_pems(certificate, cert_pem, chain_pem) SELECT certificate, cert_pem, chain_pem FROM deployments;`,
-	// 6: the columns migration 5 emptied.
-	`ALTER TABLE deployments DROP COLUMN data;
-	ALTER TABLE deployments DROP COLUMN cert_pem;
-	ALTER TABLE deployments DROP COLUMN chain_pem;`,
+	// 6: the columns migration 5 emptied, dropped by making the table anew: dropping them in place
+	// would leave each row alone on the page its PEM bodies filled, and reading the deployments
+	// would read as many pages as there are deployments.
+	`CREATE TABLE deployments_v6 (
+		certificate  TEXT PRIMARY KEY,
+		not_after    TEXT NOT NULL,
+		ca_check_due TEXT,
+		device TEXT NOT NULL DEFAULT '',
+		issuer TEXT NOT NULL DEFAULT '',
+		cert_ref TEXT NOT NULL DEFAULT '',
+		key_ref TEXT NOT NULL DEFAULT '',
+		chain_refs TEXT NOT NULL DEFAULT '',
+		order_ref TEXT NOT NULL DEFAULT '',
+		serial TEXT NOT NULL DEFAULT '',
+		fingerprint TEXT NOT NULL DEFAULT '',
+		not_before TEXT NOT NULL DEFAULT '',
+		not_after_text TEXT NOT NULL DEFAULT '',
+		spec_hash TEXT NOT NULL DEFAULT '',
+		bindings TEXT NOT NULL DEFAULT '',
+		deployed_at TEXT NOT NULL DEFAULT '',
+		revocation_checked_at TEXT NOT NULL DEFAULT '',
+		revoked INTEGER NOT NULL DEFAULT 0,
+		renewal_window_start TEXT NOT NULL DEFAULT '',
+		renewal_window_end TEXT NOT NULL DEFAULT '',
+		renewal_info_at TEXT NOT NULL DEFAULT '',
+		renewal_at TEXT NOT NULL DEFAULT '',
+		renewal_info_retry_at TEXT NOT NULL DEFAULT '',
+		adopted INTEGER NOT NULL DEFAULT 0,
+		rebinds INTEGER NOT NULL DEFAULT 0,
+		last_rebind_at TEXT NOT NULL DEFAULT '',
+		served INTEGER NOT NULL DEFAULT 0,
+		served_at TEXT NOT NULL DEFAULT '',
+		served_ok INTEGER NOT NULL DEFAULT 0,
+		served_detail TEXT NOT NULL DEFAULT '',
+		served_endpoints TEXT NOT NULL DEFAULT '',
+		ca_check_due_at TEXT NOT NULL DEFAULT ''
+	);
+	INSERT INTO deployments_v6(certificate, not_after, ca_check_due, device, issuer, cert_ref, key_ref, chain_refs, order_ref, serial, fingerprint, not_before, not_after_text, spec_hash, bindings, deployed_at, revocation_checked_at, revoked, renewal_window_start, renewal_window_end, renewal_info_at, renewal_at, renewal_info_retry_at, adopted, rebinds, last_rebind_at, served, served_at, served_ok, served_detail, served_endpoints, ca_check_due_at)
+		SELECT certificate, not_after, ca_check_due, device, issuer, cert_ref, key_ref, chain_refs, order_ref, serial, fingerprint, not_before, not_after_text, spec_hash, bindings, deployed_at, revocation_checked_at, revoked, renewal_window_start, renewal_window_end, renewal_info_at, renewal_at, renewal_info_retry_at, adopted, rebinds, last_rebind_at, served, served_at, served_ok, served_detail, served_endpoints, ca_check_due_at FROM deployments;
+	DROP TABLE deployments;
+	ALTER TABLE deployments_v6 RENAME TO deployments;
+	CREATE INDEX deployments_ca_check_due ON deployments(ca_check_due);`,
 	// 7: a result's record in plain columns instead of the JSON in data (read in either of the
 	// names results were recorded under: snake_case, or the Go field names before), so that
 	// status decodes no JSON.
