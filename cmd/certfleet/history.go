@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"strings"
@@ -89,7 +90,9 @@ func historyCommand() *cli.Command {
 	}
 }
 
-func printHistory(w io.Writer, runs []historyRun) error {
+// printHistory writes the runs through one buffer (a run of a large fleet is thousands of lines).
+func printHistory(dst io.Writer, runs []historyRun) error {
+	w := bufio.NewWriterSize(dst, 64<<10)
 	for i, r := range runs {
 		if i > 0 {
 			fmt.Fprintln(w)
@@ -124,5 +127,5 @@ func printHistory(w io.Writer, runs []historyRun) error {
 			return err
 		}
 	}
-	return nil
+	return w.Flush()
 }

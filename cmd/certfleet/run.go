@@ -179,58 +179,6 @@ func printReport(w io.Writer, r engine.Report) error {
 	return err
 }
 
-func statusCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "status",
-		Usage: "show every certificate: device, expiry, days left, last outcome, next action (from the state database only: no secret, no plugin, no device)",
-		Flags: []cli.Flag{outputFlag()},
-		Action: func(c *cli.Context) error {
-			if err := checkOutputFlag(c); err != nil {
-				return err
-			}
-			view, err := openStateView(c)
-			if err != nil {
-				return err
-			}
-			defer view.close()
-			rows, err := view.engine.Status(c.Context)
-			if err != nil {
-				return err
-			}
-			if c.String("output") == "json" {
-				return writeJSON(c, rows)
-			}
-			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CERTIFICATE\tDEVICE\tNOT AFTER\tDAYS LEFT\tLAST OUTCOME\tSERVED\tNEXT ACTION")
-			for _, r := range rows {
-				notAfter, left := "-", "-"
-				if !r.NotAfter.IsZero() {
-					notAfter = r.NotAfter.UTC().Format("2006-01-02 15:04")
-				}
-				if r.DaysLeft != nil {
-					left = fmt.Sprint(*r.DaysLeft)
-				}
-				outcome := r.LastOutcome
-				if outcome == "" {
-					outcome = "-"
-				}
-				if r.LastError != "" {
-					outcome += " (" + r.LastError + ")"
-				}
-				served := "-"
-				if r.Served != nil {
-					served = "ok " + r.Served.At.UTC().Format("2006-01-02 15:04")
-					if !r.Served.OK {
-						served = "FAILED " + r.Served.At.UTC().Format("2006-01-02 15:04") + ": " + r.Served.Detail
-					}
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Certificate, r.Device, notAfter, left, outcome, served, r.NextAction)
-			}
-			return tw.Flush()
-		},
-	}
-}
-
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))

@@ -210,8 +210,10 @@ func (l *loader) references(file string, n, enc *yaml.Node, key string, errs *Er
 		}
 	case yaml.ScalarNode:
 		pos := Position{File: file, Line: n.Line}
-		unescaped := strings.ReplaceAll(n.Value, "$${", "")
-		refs := reference.FindAllStringSubmatch(unescaped, -1)
+		var refs [][]string
+		if strings.Contains(n.Value, "${") { // most values hold none: no regexp for them
+			refs = reference.FindAllStringSubmatch(strings.ReplaceAll(n.Value, "$${", ""), -1)
+		}
 		bad := false
 		for _, m := range refs {
 			if !refForm.MatchString(m[1]) {

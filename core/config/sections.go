@@ -46,6 +46,9 @@ func (w *walker) renewal(n *yaml.Node, path string) renewal {
 	return renewal{before: d, set: true}
 }
 
+// curveBits are the curve names bits may hold, and their sizes.
+var curveBits = map[string]int{"p-256": 256, "p-384": 384, "p-521": 521, "prime256v1": 256, "secp384r1": 384, "secp521r1": 521}
+
 // keySpec decodes key: {type, bits}; bits may be a curve name for ecdsa.
 func (w *walker) keySpec(n *yaml.Node, path string) (sdk.KeySpec, bool) {
 	var spec sdk.KeySpec
@@ -68,8 +71,7 @@ func (w *walker) keySpec(n *yaml.Node, path string) (sdk.KeySpec, bool) {
 			if !w.scalar(n, p, "a key size") {
 				return
 			}
-			curves := map[string]int{"p-256": 256, "p-384": 384, "p-521": 521, "prime256v1": 256, "secp384r1": 384, "secp521r1": 521}
-			if c, ok := curves[strings.ToLower(n.Value)]; ok {
+			if c, ok := curveBits[strings.ToLower(n.Value)]; ok {
 				spec.Bits = c
 			} else if b, err := strconv.Atoi(n.Value); err == nil {
 				spec.Bits = b
@@ -112,7 +114,7 @@ func (w *walker) subject(n *yaml.Node, path string) sdk.Subject {
 		"state":               func(n *yaml.Node, p string) { s.State = w.str(n, p) },
 		"country": func(n *yaml.Node, p string) {
 			s.Country = w.str(n, p)
-			if s.Country != "" && !regexp.MustCompile(`^[A-Z]{2}$`).MatchString(s.Country) {
+			if s.Country != "" && !countryCode.MatchString(s.Country) {
 				w.errs.add(w.pos(n), p, "an ISO 3166 two-letter code in capitals, e.g. GB", "%q is not a country code", s.Country)
 			}
 		},
@@ -367,31 +369,48 @@ func (w *walker) acme(name string, n *yaml.Node, path string) *acme.Config {
 	return &c
 }
 
-var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+var (
+	pluginName     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	deviceKeys     = newKeySet("plugin", "address", "tls", "credentials", "options", "concurrency", "allow_plain_http", "site")
+	credentialKeys = newKeySet("username", "password", "api_key", "token")
+	countryCode    = regexp.MustCompile(`^[A-Z]{2}$`)
+)
 
 func (w *walker) device(name string, k, n *yaml.Node, path string, perDevice int) *Device {
 	d := &Device{Name: name, Position: w.pos(k), Concurrency: perDevice, Options: sdk.Options{}}
-	w.object(n, path, fields{
-		"plugin": func(n *yaml.Node, p string) {
+	w.objectOf(n, path, deviceKeys, func(key string, n *yaml.Node, p string) {
+		switch key {
+		case "plugin":
 			d.Plugin = w.str(n, p)
 			if d.Plugin != "" && !pluginName.MatchString(d.Plugin) {
 				w.errs.add(w.pos(n), p, "lower-case letters, digits and '-', as in certfleet-plugin-<name>", "%q is not a plugin name", d.Plugin)
 			}
-		},
-		"address": func(n *yaml.Node, p string) { d.Address = w.str(n, p) },
-		"tls":     func(n *yaml.Node, p string) { d.TLS = w.tls(n, p) },
-		"credentials": func(n *yaml.Node, p string) {
-			w.object(n, p, fields{
-				"username": func(n *yaml.Node, p string) { d.Credentials.Username = w.str(n, p) },
-				"password": func(n *yaml.Node, p string) { d.Credentials.Password = w.str(n, p) },
-				"api_key":  func(n *yaml.Node, p string) { d.Credentials.APIKey = w.str(n, p) },
-				"token":    func(n *yaml.Node, p string) { d.Credentials.Token = w.str(n, p) },
+		case "address":
+			d.Address = w.str(n, p)
+		case "tls":
+			d.TLS = w.tls(n, p)
+		case "credentials":
+			w.objectOf(n, p, credentialKeys, func(key string, n *yaml.Node, p string) {
+				switch key {
+				case "username":
+					d.Credentials.Username = w.str(n, p)
+				case "password":
+					d.Credentials.Password = w.str(n, p)
+				case "api_key":
+					d.Credentials.APIKey = w.str(n, p)
+				case "token":
+					d.Credentials.Token = w.str(n, p)
+				}
 			})
-		},
-		"options":          func(n *yaml.Node, p string) { d.Options = sdk.Options(w.freeMap(n, p)) },
-		"concurrency":      func(n *yaml.Node, p string) { d.Concurrency = w.positive(n, p) },
-		"allow_plain_http": func(n *yaml.Node, p string) { d.AllowPlainHTTP = w.boolean(n, p) },
-		"site":             func(n *yaml.Node, p string) { d.Site = w.str(n, p) },
+		case "options":
+			d.Options = sdk.Options(w.freeMap(n, p))
+		case "concurrency":
+			d.Concurrency = w.positive(n, p)
+		case "allow_plain_http":
+			d.AllowPlainHTTP = w.boolean(n, p)
+		case "site":
+			d.Site = w.str(n, p)
+		}
 	})
 	if strings.HasPrefix(strings.ToLower(d.Address), "http://") && !d.AllowPlainHTTP {
 		w.errs.add(w.pos(k), join(path, "address"), "use https://, or set "+join(path, "allow_plain_http")+": true to accept that the device's credentials cross the network unencrypted",
@@ -414,64 +433,96 @@ func (w *walker) device(name string, k, n *yaml.Node, path string, perDevice int
 
 // rawCertificate is a certificate as written, before defaults.
 type rawCertificate struct {
-	w        *walker
-	path     string
-	node     *yaml.Node
-	cert     *Certificate
-	key      sdk.KeySpec
-	keySet   bool
-	keyBad   bool
-	renew    renewal
-	subject  sdk.Subject
-	fieldPos map[string]*yaml.Node
+	w       *walker
+	path    string
+	node    *yaml.Node
+	cert    *Certificate
+	key     sdk.KeySpec
+	keySet  bool
+	keyBad  bool
+	renew   renewal
+	subject sdk.Subject
+	// deviceNode and issuerNode are where device and issuer were set, if they were.
+	deviceNode, issuerNode *yaml.Node
 }
 
+var (
+	certificateKeys = newKeySet("device", "issuer", "subject", "sans", "key", "renew_before", "bindings", "issuer_options",
+		"enabled", "cleanup_adopted", "verify", "on_verify_failure")
+	sansKeys = newKeySet("dns", "ip", "email")
+)
+
 func (w *walker) certificate(name string, k, n *yaml.Node, path string) *rawCertificate {
-	rc := &rawCertificate{w: w, path: path, node: k, fieldPos: map[string]*yaml.Node{},
-		cert: &Certificate{Name: name, Position: w.pos(k), Enabled: true}}
+	rc := &rawCertificate{w: w, path: path, node: k, cert: &Certificate{Name: name, Position: w.pos(k), Enabled: true}}
 	c := rc.cert
-	w.object(n, path, fields{
-		"device": func(n *yaml.Node, p string) { c.Device = w.str(n, p); rc.fieldPos["device"] = n },
-		"issuer": func(n *yaml.Node, p string) { c.Issuer = w.str(n, p); rc.fieldPos["issuer"] = n },
-		"subject": func(n *yaml.Node, p string) {
+	w.objectOf(n, path, certificateKeys, func(key string, n *yaml.Node, p string) {
+		switch key {
+		case "device":
+			c.Device, rc.deviceNode = w.str(n, p), n
+		case "issuer":
+			c.Issuer, rc.issuerNode = w.str(n, p), n
+		case "subject":
 			rc.subject = w.subject(n, p)
-		},
-		"sans": func(n *yaml.Node, p string) {
-			w.object(n, p, fields{
-				"dns":   func(n *yaml.Node, p string) { c.SANs.DNSNames = w.dnsNames(n, p) },
-				"ip":    func(n *yaml.Node, p string) { c.SANs.IPAddresses = w.ips(n, p) },
-				"email": func(n *yaml.Node, p string) { c.SANs.EmailAddresses = w.emails(n, p) },
+		case "sans":
+			w.objectOf(n, p, sansKeys, func(key string, n *yaml.Node, p string) {
+				switch key {
+				case "dns":
+					c.SANs.DNSNames = w.dnsNames(n, p)
+				case "ip":
+					c.SANs.IPAddresses = w.ips(n, p)
+				case "email":
+					c.SANs.EmailAddresses = w.emails(n, p)
+				}
 			})
-		},
-		"key": func(n *yaml.Node, p string) {
+		case "key":
 			rc.key, rc.keySet = w.keySpec(n, p)
 			rc.keyBad = !rc.keySet
-		},
-		"renew_before":      func(n *yaml.Node, p string) { rc.renew = w.renewal(n, p) },
-		"bindings":          func(n *yaml.Node, p string) { w.bindings(c, n, p) },
-		"issuer_options":    func(n *yaml.Node, p string) { c.IssuerOptions = w.writtenMap(n, p) },
-		"enabled":           func(n *yaml.Node, p string) { c.Enabled = w.boolean(n, p) },
-		"cleanup_adopted":   func(n *yaml.Node, p string) { c.CleanupAdopted = w.boolean(n, p) },
-		"verify":            func(n *yaml.Node, p string) { c.Verify = w.verifyEndpoint(n, p) },
-		"on_verify_failure": func(n *yaml.Node, p string) { c.OnVerifyFailure = w.onVerifyFailure(n, p) },
+		case "renew_before":
+			rc.renew = w.renewal(n, p)
+		case "bindings":
+			w.bindings(c, n, p)
+		case "issuer_options":
+			c.IssuerOptions = w.writtenMap(n, p)
+		case "enabled":
+			c.Enabled = w.boolean(n, p)
+		case "cleanup_adopted":
+			c.CleanupAdopted = w.boolean(n, p)
+		case "verify":
+			c.Verify = w.verifyEndpoint(n, p)
+		case "on_verify_failure":
+			c.OnVerifyFailure = w.onVerifyFailure(n, p)
+		}
 	})
 	return rc
 }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// dnsLabel reports whether l is a label of a host name: ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$.
+func dnsLabel(l string) bool {
+	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(l); i++ {
+		if c := l[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func validDNSName(s string) bool {
 	s = strings.ToLower(strings.TrimSuffix(s, "."))
 	if s == "" || len(s) > 253 {
 		return false
 	}
-	labels := strings.Split(s, ".")
-	for i, l := range labels {
-		if l == "*" && i == 0 && len(labels) > 2 {
-			continue
-		}
-		if !dnsLabel.MatchString(l) {
+	labels := strings.Count(s, ".") + 1
+	for i := 0; s != ""; i++ {
+		l, rest, _ := strings.Cut(s, ".")
+		if !(l == "*" && i == 0 && labels > 2) && !dnsLabel(l) {
 			return false
+		}
+		s = rest
+		if s == "" && i+1 < labels {
+			return false // a trailing empty label
 		}
 	}
 	return true
@@ -522,19 +573,27 @@ func (w *walker) emails(n *yaml.Node, path string) []string {
 	return list
 }
 
+var bindingKeys = newKeySet("kind", "name", "sni", "options")
+
 func (w *walker) bindings(c *Certificate, n *yaml.Node, path string) {
 	if n.Kind != yaml.SequenceNode {
 		w.errs.add(w.pos(n), path, "a list of {kind, name}", "must be a list, not %s", kindName(n))
 		return
 	}
 	for i, item := range n.Content {
-		p := fmt.Sprintf("%s[%d]", path, i)
+		p := path + "[" + strconv.Itoa(i) + "]"
 		var b sdk.Binding
-		w.object(item, p, fields{
-			"kind":    func(n *yaml.Node, p string) { b.Kind = w.str(n, p) },
-			"name":    func(n *yaml.Node, p string) { b.Name = w.str(n, p) },
-			"sni":     func(n *yaml.Node, p string) { b.SNI = w.boolean(n, p) },
-			"options": func(n *yaml.Node, p string) { b.Options = sdk.Options(w.freeMap(n, p)) },
+		w.objectOf(item, p, bindingKeys, func(key string, n *yaml.Node, p string) {
+			switch key {
+			case "kind":
+				b.Kind = w.str(n, p)
+			case "name":
+				b.Name = w.str(n, p)
+			case "sni":
+				b.SNI = w.boolean(n, p)
+			case "options":
+				b.Options = sdk.Options(w.freeMap(n, p))
+			}
 		})
 		if b.Kind == "" {
 			w.errs.add(w.pos(item), join(p, "kind"), "the binding kind the device's plugin declares (certfleet plugins inspect NAME)", "is missing")
@@ -620,13 +679,13 @@ func (rc *rawCertificate) finish(d *defaultsSection, cfg *Config, errs *Errors) 
 	if c.Device == "" {
 		errs.add(c.Position, join(rc.path, "device"), "the name of a device under devices:", "is missing")
 	} else if _, ok := cfg.Devices[c.Device]; !ok {
-		errs.add(w.pos(rc.fieldPos["device"]), join(rc.path, "device"), "known devices: "+strings.Join(sortedKeys(cfg.Devices), ", "), "device %q is not defined", c.Device)
+		errs.add(w.pos(rc.deviceNode), join(rc.path, "device"), "known devices: "+strings.Join(sortedKeys(cfg.Devices), ", "), "device %q is not defined", c.Device)
 	}
 	if c.Issuer == "" {
 		errs.add(c.Position, join(rc.path, "issuer"), "set issuer here or defaults.issuer", "is missing")
 	} else if _, ok := cfg.Issuers[c.Issuer]; !ok {
 		at := c.Position
-		if n := rc.fieldPos["issuer"]; n != nil {
+		if n := rc.issuerNode; n != nil {
 			at = w.pos(n)
 		}
 		errs.add(at, join(rc.path, "issuer"), "known issuers: "+strings.Join(sortedKeys(cfg.Issuers), ", "), "issuer %q is not defined", c.Issuer)

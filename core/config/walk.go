@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,6 +63,33 @@ func kindName(n *yaml.Node) string {
 
 // object walks a mapping, calling the decoder of each key and reporting unknown or repeated keys.
 func (w *walker) object(n *yaml.Node, path string, f fields) {
+	w.walkObject(n, path, func(key string) bool { _, ok := f[key]; return ok }, f.names, func(key string, v *yaml.Node, p string) { f[key](v, p) })
+}
+
+// keySet is the keys a mapping decoded by a switch may hold (objectOf), sorted as hints list them.
+type keySet []string
+
+func newKeySet(keys ...string) keySet {
+	sort.Strings(keys)
+	return keySet(keys)
+}
+
+func (k keySet) has(key string) bool {
+	for _, known := range k {
+		if known == key {
+			return true
+		}
+	}
+	return false
+}
+
+// objectOf is object with one decoder for every key of keys (a switch): for the mappings repeated
+// for every certificate, which would otherwise build a map of closures each.
+func (w *walker) objectOf(n *yaml.Node, path string, keys keySet, dec func(key string, v *yaml.Node, path string)) {
+	w.walkObject(n, path, keys.has, func() []string { return keys }, dec)
+}
+
+func (w *walker) walkObject(n *yaml.Node, path string, known func(key string) bool, names func() []string, dec func(key string, v *yaml.Node, path string)) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return
 	}
@@ -71,26 +97,34 @@ func (w *walker) object(n *yaml.Node, path string, f fields) {
 		w.errs.add(w.pos(n), path, "", "must be a mapping, not %s", kindName(n))
 		return
 	}
-	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		p := join(path, k.Value)
-		if seen[k.Value] {
+		if setBefore(n, i) {
 			w.errs.add(w.pos(k), p, "remove one of them", "is set twice")
 			continue
 		}
-		seen[k.Value] = true
-		dec, ok := f[k.Value]
-		if !ok {
-			hint := "known fields: " + strings.Join(f.names(), ", ")
-			if s := suggest(k.Value, f.names()); s != "" {
+		if !known(k.Value) {
+			hint := "known fields: " + strings.Join(names(), ", ")
+			if s := suggest(k.Value, names()); s != "" {
 				hint = fmt.Sprintf("did you mean %q?", s)
 			}
 			w.errs.add(w.pos(k), p, hint, "unknown field %q", k.Value)
 			continue
 		}
-		dec(v, p)
+		dec(k.Value, v, p)
 	}
+}
+
+// setBefore reports whether the key at i of mapping n came earlier in it (objects hold a few keys:
+// comparing is cheaper than a set).
+func setBefore(n *yaml.Node, i int) bool {
+	for j := 0; j < i; j += 2 {
+		if n.Content[j].Value == n.Content[i].Value {
+			return true
+		}
+	}
+	return false
 }
 
 // entries walks a mapping of names to objects (issuers, devices, certificates).
@@ -111,7 +145,7 @@ func (w *walker) entries(n *yaml.Node, path string, each func(name string, key, 
 			continue
 		}
 		seen[k.Value] = true
-		if !validName.MatchString(k.Value) {
+		if !validEntryName(k.Value) {
 			w.errs.add(w.pos(k), p, "use letters, digits, '.', '_' and '-'", "name %q is not allowed", k.Value)
 			continue
 		}
@@ -119,7 +153,21 @@ func (w *walker) entries(n *yaml.Node, path string, each func(name string, key, 
 	}
 }
 
-var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+// validEntryName reports whether s is an allowed name of an issuer, device or certificate:
+// ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$.
+func validEntryName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func (w *walker) scalar(n *yaml.Node, path, want string) bool {
 	if n.Kind != yaml.ScalarNode {

@@ -4,47 +4,97 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
 // errSummary refuses to save a deployment read without its PEM bodies: saving it would erase them.
 var errSummary = errors.New("the deployment was read without its PEM bodies (DeploymentSummaries): read it whole (Deployment) before saving it")
 
-// encodeDeployment splits d into its record (JSON, without the PEM bodies) and the PEM bodies,
-// which are kept in columns of their own so that planning reads the records alone.
-func encodeDeployment(d Deployment) (data, certPEM, chainPEM string, err error) {
+// deploymentColumnsVersion is the migration that put a deployment's record in columns and its
+// PEM bodies in deployment_pems; after its SQL, the records are moved out of the JSON
+// (fillDeploymentColumns), and the next migration drops the old columns.
+const deploymentColumnsVersion = 5
+
+// encodeDeployment returns the PEM bodies of d, which are kept in a table of their own
+// (deployment_pems) so that planning and status read the records alone, never a page of PEM.
+func encodeDeployment(d Deployment) (certPEM, chainPEM string, err error) {
 	if d.Summary {
-		return "", "", "", errSummary
+		return "", "", errSummary
 	}
 	chain, err := json.Marshal(d.ChainPEM)
 	if err != nil {
-		return "", "", "", err
+		return "", "", err
 	}
-	certPEM = d.CertPEM
-	d.CertPEM, d.ChainPEM = "", nil
-	record, err := json.Marshal(d)
-	if err != nil {
-		return "", "", "", err
-	}
-	return string(record), certPEM, string(chain), nil
+	return d.CertPEM, string(chain), nil
 }
 
-// decodeDeployment reads a record; with certPEM nil the PEM bodies were not read and the result
-// is marked a summary.
-func decodeDeployment(data string, certPEM *string, chainPEM string) (Deployment, error) {
+// selectDeployments reads the deployments' certificate and record columns, and their PEM bodies
+// (from deployment_pems) when whole; where, if any, follows, naming the deployments d.
+func selectDeployments(whole bool, where string) string {
+	q := "SELECT d.certificate, d." + strings.Join(deploymentColumns, ", d.")
+	if whole {
+		q += ", COALESCE(p.cert_pem, ''), COALESCE(p.chain_pem, 'null') FROM deployments d LEFT JOIN deployment_pems p ON p.certificate = d.certificate"
+	} else {
+		q += " FROM deployments d"
+	}
+	if where != "" {
+		q += " WHERE " + where
+	}
+	return q
+}
+
+// deploymentWrites are the statements that record a deployment, in a dialect: its record and
+// schedule (parameters: deploymentArgs' record), its PEM bodies (deploymentArgs' pems), and the
+// record alone of a row that exists (the record then the certificate, for migration 5).
+type deploymentWrites struct {
+	record, pems, update string
+}
+
+func newDeploymentWrites(placeholder func(i int) string) deploymentWrites {
+	cols := append([]string{"certificate", "not_after", "ca_check_due"}, deploymentColumns...)
+	params := make([]string, len(cols))
+	updates := make([]string, 0, len(cols)-1)
+	for i, c := range cols {
+		params[i] = placeholder(i + 1)
+		if i > 0 {
+			updates = append(updates, c+" = excluded."+c)
+		}
+	}
+	sets := make([]string, len(deploymentColumns))
+	for i, c := range deploymentColumns {
+		sets[i] = c + " = " + placeholder(i+1)
+	}
+	return deploymentWrites{
+		record: "INSERT INTO deployments(" + strings.Join(cols, ", ") + ") VALUES (" + strings.Join(params, ", ") +
+			") ON CONFLICT(certificate) DO UPDATE SET " + strings.Join(updates, ", "),
+		pems: "INSERT INTO deployment_pems(certificate, cert_pem, chain_pem) VALUES (" + placeholder(1) + ", " + placeholder(2) + ", " + placeholder(3) +
+			") ON CONFLICT(certificate) DO UPDATE SET cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem",
+		update: "UPDATE deployments SET " + strings.Join(sets, ", ") + " WHERE certificate = " + placeholder(len(deploymentColumns)+1),
+	}
+}
+
+// deploymentArgs are the parameters of deploymentWrites' record and pems for d; notAfter and
+// caCheckDue are the dialect's forms of those columns.
+func deploymentArgs(d Deployment, notAfter, caCheckDue any) (record, pems []any, err error) {
+	certPEM, chainPEM, err := encodeDeployment(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	values, err := deploymentValues(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append([]any{d.Certificate, notAfter, caCheckDue}, values...), []any{d.Certificate, certPEM, chainPEM}, nil
+}
+
+// legacyRecordValues are the record columns of a deployment stored, before migration 5, as JSON.
+func legacyRecordValues(data string) ([]any, error) {
 	var d Deployment
 	if err := json.Unmarshal([]byte(data), &d); err != nil {
-		return Deployment{}, err
+		return nil, err
 	}
-	if certPEM == nil {
-		d.Summary = true
-		return d, nil
-	}
-	d.CertPEM = *certPEM
-	if err := json.Unmarshal([]byte(chainPEM), &d.ChainPEM); err != nil {
-		return Deployment{}, err
-	}
-	return d, nil
+	return deploymentValues(d)
 }
 
 // rowScanner is what both stores' query results offer (database/sql's and pgx's rows).
@@ -54,27 +104,20 @@ type rowScanner interface {
 	Err() error
 }
 
-// scanDeployments reads rows of (certificate, data) or, when whole, (certificate, data,
-// cert_pem, chain_pem) and calls add with each certificate and its decoded deployment.
+// scanDeployments reads the rows of a selectDeployments query and calls add with each
+// certificate and its deployment.
 func scanDeployments(rows rowScanner, whole bool, add func(certificate string, d Deployment)) error {
+	var r deploymentRecord
+	dest := r.targets(whole)
 	for rows.Next() {
-		var name, data, certPEM, chainPEM string
-		dest := []any{&name, &data}
-		if whole {
-			dest = append(dest, &certPEM, &chainPEM)
-		}
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
-		pem := &certPEM
-		if !whole {
-			pem = nil
-		}
-		d, err := decodeDeployment(data, pem, chainPEM)
+		d, err := r.deployment(whole)
 		if err != nil {
-			return fmt.Errorf("decode deployment of %s: %w", name, err)
+			return fmt.Errorf("decode deployment of %s: %w", r.certificate, err)
 		}
-		add(name, d)
+		add(r.certificate, d)
 	}
 	return rows.Err()
 }
@@ -91,33 +134,45 @@ type Retention struct {
 // certificate's result changes daily, whatever the number of runs a day.
 var DefaultRetention = Retention{MaxAge: 30 * 24 * time.Hour}
 
-// resultRecord is the stored form of a result: its run and time live in columns (run_id to
-// last_run_id, finished_at to last_finished_at), so that the same result in consecutive runs is
-// one row.
-func resultRecord(r Result) (string, error) {
-	r.RunID, r.FinishedAt = 0, time.Time{}
-	b, err := json.Marshal(r)
-	return string(b), err
+// resultColumnsVersion is the migration that put a result's record in columns (resultFields)
+// instead of JSON.
+const resultColumnsVersion = 7
+
+// resultFields are the stored form of a result, in the columns of resultColumns: its run and
+// time live in columns of their own (run_id to last_run_id, finished_at to last_finished_at), so
+// that the same result in consecutive runs is one row.
+type resultFields struct {
+	device, action, reason, outcome, err, step string
 }
 
-// resultOf decodes a stored result of run runID that finished at finished.
-func resultOf(data string, runID int64, finished time.Time) (Result, error) {
-	var r Result
-	if err := json.Unmarshal([]byte(data), &r); err != nil {
-		return Result{}, err
-	}
-	r.RunID, r.FinishedAt = runID, finished
-	return r, nil
+const resultColumns = "device, action, reason, outcome, error, step"
+
+func fieldsOf(r Result) resultFields {
+	return resultFields{device: r.Device, action: r.Action, reason: r.Reason, outcome: string(r.Outcome), err: r.Error, step: string(r.Step)}
+}
+
+func (f resultFields) values() []any {
+	return []any{f.device, f.action, f.reason, f.outcome, f.err, f.step}
+}
+
+func (f *resultFields) targets() []any {
+	return []any{&f.device, &f.action, &f.reason, &f.outcome, &f.err, &f.step}
+}
+
+// result is the result of certificate in run runID, finished at finished.
+func (f resultFields) result(certificate string, runID int64, finished time.Time) Result {
+	return Result{RunID: runID, Certificate: certificate, Device: f.device, Action: f.action, Reason: f.reason,
+		Outcome: Outcome(f.outcome), Error: f.err, Step: Step(f.step), FinishedAt: finished}
 }
 
 // span is a stored result row: the same result from run first to run last.
 type span struct {
 	first, last     int64
 	firstAt, lastAt time.Time
-	data            string
-	// certificate and latest are set on rows to be written.
-	certificate string
-	latest      bool
+	rec             resultFields
+	certificate     string
+	// latest is set on rows to be written.
+	latest bool
 }
 
 // recordPlan is what RecordResults writes, decided from the results and the stored latest rows.
@@ -143,34 +198,21 @@ func planRecords(rs []Result, latest map[string]span, prev func(run int64) (int6
 	extended := map[string]int64{} // stored rows extended, to which run
 	extendedAt := map[string]time.Time{}
 	fresh := map[string]*span{} // the newest row of this batch, by certificate
-	// The stored form of each certificate's previous result in the batch: results of consecutive
-	// runs are mostly the same, and comparing is cheaper than encoding.
-	seen := map[string]Result{}
-	seenData := map[string]string{}
 	for _, r := range rs {
 		if r.FinishedAt.IsZero() {
 			r.FinishedAt = time.Now().UTC()
 		}
-		key := r
-		key.RunID, key.FinishedAt = 0, time.Time{}
-		data, ok := seenData[r.Certificate]
-		if !ok || seen[r.Certificate] != key {
-			var err error
-			if data, err = resultRecord(r); err != nil {
-				return plan, err
-			}
-			seen[r.Certificate], seenData[r.Certificate] = key, data
-		}
+		rec := fieldsOf(r)
 		p, err := prev(r.RunID)
 		if err != nil {
 			return plan, err
 		}
 		if f := fresh[r.Certificate]; f != nil {
-			if f.data == data && f.last == p {
+			if f.rec == rec && f.last == p {
 				f.last, f.lastAt = r.RunID, r.FinishedAt
 				continue
 			}
-		} else if l, ok := latest[r.Certificate]; ok && l.data == data && l.last == p && p != 0 {
+		} else if l, ok := latest[r.Certificate]; ok && l.rec == rec && l.last == p && p != 0 {
 			l.last = r.RunID
 			latest[r.Certificate] = l
 			extended[r.Certificate], extendedAt[r.Certificate] = r.RunID, r.FinishedAt
@@ -179,7 +221,7 @@ func planRecords(rs []Result, latest map[string]span, prev func(run int64) (int6
 		if _, ok := latest[r.Certificate]; ok && fresh[r.Certificate] == nil {
 			plan.retire = append(plan.retire, r.Certificate)
 		}
-		row := &span{first: r.RunID, last: r.RunID, firstAt: r.FinishedAt, lastAt: r.FinishedAt, data: data, certificate: r.Certificate}
+		row := &span{first: r.RunID, last: r.RunID, firstAt: r.FinishedAt, lastAt: r.FinishedAt, rec: rec, certificate: r.Certificate}
 		plan.rows = append(plan.rows, row)
 		fresh[r.Certificate] = row
 	}
@@ -216,11 +258,7 @@ func (sp span) expand(out []RunHistory, index map[int64]int) error {
 		case at.IsZero():
 			at = out[i].StartedAt
 		}
-		r, err := resultOf(sp.data, id, at)
-		if err != nil {
-			return err
-		}
-		out[i].Results = append(out[i].Results, r)
+		out[i].Results = append(out[i].Results, sp.rec.result(sp.certificate, id, at))
 	}
 	return nil
 }

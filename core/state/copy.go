@@ -43,20 +43,7 @@ func CopyToPostgres(ctx context.Context, from *SQLite, to *Postgres) (CopyCounts
 		if used {
 			return errors.New("the PostgreSQL state is not empty: copying into it would mix two fleets' records (use a new database or schema)")
 		}
-		if err := copyRows(ctx, from, `SELECT certificate, not_after, data, cert_pem, chain_pem, ca_check_due FROM deployments`, 6, func(v []any) error {
-			n.Deployments++
-			var due *time.Time // NULL: nothing to ask the CA
-			if s, ok := v[5].(string); ok {
-				t, err := time.Parse(dueFormat, s)
-				if err != nil {
-					return fmt.Errorf("%v: ca_check_due %q: %w", v[0], s, err)
-				}
-				due = &t
-			}
-			_, err := tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES ($1, $2, $3, $4, $5, $6)`,
-				v[0], parseTime(v[1]), v[2], v[3], v[4], due)
-			return err
-		}); err != nil {
+		if err := copyDeployments(ctx, from, tx, &n); err != nil {
 			return fmt.Errorf("deployments: %w", err)
 		}
 		if err := copyRows(ctx, from, `SELECT id, certificate, step, open, started_at, updated_at, data FROM operations`, 7, func(v []any) error {
@@ -79,10 +66,11 @@ func CopyToPostgres(ctx context.Context, from *SQLite, to *Postgres) (CopyCounts
 		}); err != nil {
 			return fmt.Errorf("runs: %w", err)
 		}
-		if err := copyRows(ctx, from, `SELECT rowid, run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest FROM results ORDER BY rowid`, 8, func(v []any) error {
+		if err := copyRows(ctx, from, `SELECT rowid, run_id, certificate, finished_at, last_run_id, last_finished_at, latest, `+resultColumns+` FROM results ORDER BY rowid`, 13, func(v []any) error {
 			n.Results++
-			_, err := tx.Exec(ctx, `INSERT INTO results(id, run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-				v[0], v[1], v[2], parseTime(v[3]), v[4], v[5], parseTime(v[6]), v[7].(int64) == 1)
+			_, err := tx.Exec(ctx, `INSERT INTO results(id, run_id, certificate, finished_at, last_run_id, last_finished_at, latest, `+resultColumns+`)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+				v[0], v[1], v[2], parseTime(v[3]), v[4], parseTime(v[5]), v[6].(int64) == 1, v[7], v[8], v[9], v[10], v[11], v[12])
 			return err
 		}); err != nil {
 			return fmt.Errorf("results: %w", err)
@@ -106,6 +94,23 @@ func CopyToPostgres(ctx context.Context, from *SQLite, to *Postgres) (CopyCounts
 		return CopyCounts{}, fmt.Errorf("copy the state into PostgreSQL: %w", err)
 	}
 	return n, nil
+}
+
+// copyDeployments copies the deployments whole, each read and written by its store's own code.
+func copyDeployments(ctx context.Context, from *SQLite, tx pgx.Tx, n *CopyCounts) error {
+	rows, err := from.db.QueryContext(ctx, sqliteDeployments)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var saveErr error
+	err = scanDeployments(rows, true, func(_ string, d Deployment) {
+		if saveErr == nil {
+			n.Deployments++
+			saveErr = pgSaveDeployment(ctx, tx, d)
+		}
+	})
+	return errors.Join(err, saveErr)
 }
 
 // copyRows reads query's rows from SQLite and hands each to put.

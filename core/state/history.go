@@ -58,7 +58,7 @@ func (s *SQLite) History(ctx context.Context, certificate string, limit int) ([]
 		lo, hi = min(lo, h.ID), max(hi, h.ID)
 	}
 	// A row holds the same result of consecutive runs, run_id to last_run_id.
-	q = `SELECT run_id, last_run_id, finished_at, last_finished_at, data FROM results WHERE last_run_id >= ? AND run_id <= ?`
+	q = `SELECT certificate, run_id, last_run_id, finished_at, last_finished_at, ` + resultColumns + ` FROM results WHERE last_run_id >= ? AND run_id <= ?`
 	args = []any{lo, hi}
 	if certificate != "" {
 		q += ` AND certificate = ?`
@@ -73,7 +73,7 @@ func (s *SQLite) History(ctx context.Context, certificate string, limit int) ([]
 	for res.Next() {
 		var sp span
 		var firstAt, lastAt string
-		if err := res.Scan(&sp.first, &sp.last, &firstAt, &lastAt, &sp.data); err != nil {
+		if err := res.Scan(append([]any{&sp.certificate, &sp.first, &sp.last, &firstAt, &lastAt}, sp.rec.targets()...)...); err != nil {
 			return nil, fmt.Errorf("read results: %w", err)
 		}
 		sp.firstAt, _ = time.Parse(timeFormat, firstAt)

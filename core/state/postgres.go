@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -85,6 +86,60 @@ var pgMigrations = []string{
 	UPDATE deployments SET ca_check_due = '0001-01-01 00:00:00+00'
 		WHERE (data::jsonb ->> 'OrderRef') <> '' AND NOT (data::jsonb ->> 'Revoked')::boolean;
 	CREATE INDEX deployments_ca_check_due ON deployments(ca_check_due);`,
+	// 5: the twin of SQLite's: a deployment's record in plain columns (flags as booleans), its
+	// PEM bodies in deployment_pems; pgFillDeploymentColumns then moves the recorded ones.
+	`ALTER TABLE deployments ADD COLUMN device TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN issuer TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN cert_ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN key_ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN chain_refs TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN order_ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN serial TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN not_before TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN not_after_text TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN spec_hash TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN bindings TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN deployed_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN revocation_checked_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN revoked BOOLEAN NOT NULL DEFAULT false;
+	ALTER TABLE deployments ADD COLUMN renewal_window_start TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_window_end TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_info_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_info_retry_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN adopted BOOLEAN NOT NULL DEFAULT false;
+	ALTER TABLE deployments ADD COLUMN rebinds BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE deployments ADD COLUMN last_rebind_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN served BOOLEAN NOT NULL DEFAULT false;
+	ALTER TABLE deployments ADD COLUMN served_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN served_ok BOOLEAN NOT NULL DEFAULT false;
+	ALTER TABLE deployments ADD COLUMN served_detail TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN served_endpoints TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN ca_check_due_at TEXT NOT NULL DEFAULT '';
+	CREATE TABLE deployment_pems (
+		certificate TEXT PRIMARY KEY,
+		cert_pem    TEXT NOT NULL,
+		chain_pem   TEXT NOT NULL
+	);
+	INSERT INTO deployment_pems(certificate, cert_pem, chain_pem) SELECT certificate, cert_pem, chain_pem FROM deployments;`,
+	// 6: the columns migration 5 emptied.
+	`ALTER TABLE deployments DROP COLUMN data, DROP COLUMN cert_pem, DROP COLUMN chain_pem;`,
+	// 7: the twin of SQLite's: a result's record in plain columns.
+	`ALTER TABLE results ADD COLUMN device TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN action TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN outcome TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN error TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN step TEXT NOT NULL DEFAULT '';
+	UPDATE results SET
+		device = COALESCE(data::jsonb ->> 'device', data::jsonb ->> 'Device', ''),
+		action = COALESCE(data::jsonb ->> 'action', data::jsonb ->> 'Action', ''),
+		reason = COALESCE(data::jsonb ->> 'reason', data::jsonb ->> 'Reason', ''),
+		outcome = COALESCE(data::jsonb ->> 'outcome', data::jsonb ->> 'Outcome', ''),
+		error = COALESCE(data::jsonb ->> 'error', data::jsonb ->> 'Error', ''),
+		step = COALESCE(data::jsonb ->> 'step', data::jsonb ->> 'Step', '');
+	ALTER TABLE results DROP COLUMN data;`,
 }
 
 // Postgres is the Store shared by several certfleet instances. It needs an ordinary role that may
@@ -156,6 +211,11 @@ func (s *Postgres) migrate(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, pgMigrations[v-1]); err != nil {
 				return fmt.Errorf("migration %d: %w", v, err)
 			}
+			if v == deploymentColumnsVersion {
+				if err := pgFillDeploymentColumns(ctx, tx); err != nil {
+					return fmt.Errorf("migration %d: %w", v, err)
+				}
+			}
 			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES ($1, now())`, v); err != nil {
 				return fmt.Errorf("migration %d: %w", v, err)
 			}
@@ -209,31 +269,38 @@ func (s *Postgres) Lock(ctx context.Context) (func(), error) {
 	}, nil
 }
 
+var (
+	pgDeployment  = selectDeployments(true, "d.certificate = $1")
+	pgDeployments = selectDeployments(true, "")
+	pgSummaries   = selectDeployments(false, "")
+	pgDueCAChecks = selectDeployments(true, "d.ca_check_due <= $1 OR d.ca_check_due > $2")
+	pgWrites      = newDeploymentWrites(func(i int) string { return fmt.Sprintf("$%d", i) })
+)
+
 // Deployment returns the deployment of a certificate, with its PEM bodies.
 func (s *Postgres) Deployment(ctx context.Context, certificate string) (Deployment, bool, error) {
-	var data, certPEM, chainPEM string
-	err := s.pool.QueryRow(ctx, `SELECT data, cert_pem, chain_pem FROM deployments WHERE certificate = $1`, certificate).Scan(&data, &certPEM, &chainPEM)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Deployment{}, false, nil
-	}
+	rows, err := s.pool.Query(ctx, pgDeployment, certificate)
 	if err != nil {
 		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
 	}
-	d, err := decodeDeployment(data, &certPEM, chainPEM)
-	if err != nil {
-		return Deployment{}, false, fmt.Errorf("decode deployment of %s: %w", certificate, err)
+	defer rows.Close()
+	var d Deployment
+	found := false
+	if err := scanDeployments(rows, true, func(_ string, got Deployment) { d, found = got, true }); err != nil {
+		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
 	}
-	return d, true, nil
+	return d, found, nil
 }
 
 // Deployments returns every deployment, by certificate, with their PEM bodies.
 func (s *Postgres) Deployments(ctx context.Context) (map[string]Deployment, error) {
-	return s.deployments(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments`, true)
+	return s.deployments(ctx, pgDeployments, true)
 }
 
-// DeploymentSummaries returns every deployment without its PEM bodies.
+// DeploymentSummaries returns every deployment without its PEM bodies, from the record columns
+// alone.
 func (s *Postgres) DeploymentSummaries(ctx context.Context) (map[string]Deployment, error) {
-	return s.deployments(ctx, `SELECT certificate, data FROM deployments`, false)
+	return s.deployments(ctx, pgSummaries, false)
 }
 
 func (s *Postgres) deployments(ctx context.Context, query string, whole bool) (map[string]Deployment, error) {
@@ -250,15 +317,47 @@ func (s *Postgres) deployments(ctx context.Context, query string, whole bool) (m
 }
 
 func pgSaveDeployment(ctx context.Context, tx pgx.Tx, d Deployment) error {
-	data, certPEM, chainPEM, err := encodeDeployment(d)
+	record, pems, err := deploymentArgs(d, d.NotAfter.UTC(), pgCACheckDue(d))
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data,
-			cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem, ca_check_due = excluded.ca_check_due`,
-		d.Certificate, d.NotAfter.UTC(), data, certPEM, chainPEM, pgCACheckDue(d))
+	if _, err := tx.Exec(ctx, pgWrites.record, record...); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, pgWrites.pems, pems...)
 	return err
+}
+
+// pgFillDeploymentColumns is SQLite's fillDeploymentColumns: the JSON records of the
+// deployments recorded before migration 5 into its columns.
+func pgFillDeploymentColumns(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `SELECT certificate, data FROM deployments`)
+	if err != nil {
+		return err
+	}
+	var names, records []string
+	for rows.Next() {
+		var name, data string
+		if err := rows.Scan(&name, &data); err != nil {
+			rows.Close()
+			return err
+		}
+		names, records = append(names, name), append(records, data)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i, name := range names {
+		values, err := legacyRecordValues(records[i])
+		if err == nil {
+			_, err = tx.Exec(ctx, pgWrites.update, append(values, name)...)
+		}
+		if err != nil {
+			return fmt.Errorf("deployment of %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // pgCACheckDue is the ca_check_due column of d: NULL when there is nothing to ask the CA.
@@ -290,7 +389,7 @@ func (s *Postgres) SaveDeployments(ctx context.Context, ds []Deployment) error {
 // deployments_ca_check_due index.
 func (s *Postgres) DueCAChecks(ctx context.Context, now, horizon time.Time) ([]Deployment, error) {
 	// Whole, with the PEM bodies, as in SQLite.
-	rows, err := s.pool.Query(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments WHERE ca_check_due <= $1 OR ca_check_due > $2`, now.UTC(), horizon.UTC())
+	rows, err := s.pool.Query(ctx, pgDueCAChecks, now.UTC(), horizon.UTC())
 	if err != nil {
 		return nil, fmt.Errorf("read the CA checks due: %w", err)
 	}
@@ -314,6 +413,9 @@ func (s *Postgres) SaveDeployment(ctx context.Context, d Deployment) error {
 // stays.
 func (s *Postgres) DeleteDeployment(ctx context.Context, certificate string) error {
 	err := s.fenced(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM deployment_pems WHERE certificate = $1`, certificate); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `DELETE FROM deployments WHERE certificate = $1`, certificate)
 		return err
 	})
@@ -505,14 +607,14 @@ func (s *Postgres) RecordResults(ctx context.Context, rs []Result) error {
 			names[i] = r.Certificate
 		}
 		latest := map[string]span{}
-		rows, err := tx.Query(ctx, `SELECT certificate, last_run_id, data FROM results WHERE latest AND certificate = ANY($1)`, names)
+		rows, err := tx.Query(ctx, `SELECT certificate, last_run_id, `+resultColumns+` FROM results WHERE latest AND certificate = ANY($1)`, names)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
 			var name string
 			var sp span
-			if err := rows.Scan(&name, &sp.last, &sp.data); err != nil {
+			if err := rows.Scan(append([]any{&name, &sp.last}, sp.rec.targets()...)...); err != nil {
 				rows.Close()
 				return err
 			}
@@ -549,9 +651,10 @@ func (s *Postgres) RecordResults(ctx context.Context, rs []Result) error {
 		if len(plan.rows) > 0 {
 			rows := make([][]any, len(plan.rows))
 			for i, row := range plan.rows {
-				rows[i] = []any{row.first, row.certificate, row.firstAt.UTC(), row.data, row.last, row.lastAt.UTC(), row.latest}
+				rows[i] = append([]any{row.first, row.certificate, row.firstAt.UTC(), row.last, row.lastAt.UTC(), row.latest}, row.rec.values()...)
 			}
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results"}, []string{"run_id", "certificate", "finished_at", "data", "last_run_id", "last_finished_at", "latest"}, pgx.CopyFromRows(rows)); err != nil {
+			columns := append([]string{"run_id", "certificate", "finished_at", "last_run_id", "last_finished_at", "latest"}, strings.Split(resultColumns, ", ")...)
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results"}, columns, pgx.CopyFromRows(rows)); err != nil {
 				return err
 			}
 		}
@@ -565,24 +668,22 @@ func (s *Postgres) RecordResults(ctx context.Context, rs []Result) error {
 
 // LastResults returns the newest result of each certificate, from the rows marked latest.
 func (s *Postgres) LastResults(ctx context.Context) (map[string]Result, error) {
-	rows, err := s.pool.Query(ctx, `SELECT last_run_id, last_finished_at, data FROM results WHERE latest`)
+	rows, err := s.pool.Query(ctx, `SELECT certificate, last_run_id, last_finished_at, `+resultColumns+` FROM results WHERE latest`)
 	if err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]Result{}
+	var name string
+	var run int64
+	var at time.Time
+	var rec resultFields
+	dest := append([]any{&name, &run, &at}, rec.targets()...)
 	for rows.Next() {
-		var run int64
-		var at time.Time
-		var data string
-		if err := rows.Scan(&run, &at, &data); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read results: %w", err)
 		}
-		r, err := resultOf(data, run, at.UTC())
-		if err != nil {
-			return nil, fmt.Errorf("decode result: %w", err)
-		}
-		out[r.Certificate] = r
+		out[name] = rec.result(name, run, at.UTC())
 	}
 	return out, rows.Err()
 }

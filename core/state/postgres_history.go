@@ -47,7 +47,7 @@ func (s *Postgres) History(ctx context.Context, certificate string, limit int) (
 	for _, id := range ids {
 		lo, hi = min(lo, id), max(hi, id)
 	}
-	res, err := s.pool.Query(ctx, `SELECT run_id, last_run_id, finished_at, last_finished_at, data FROM results
+	res, err := s.pool.Query(ctx, `SELECT certificate, run_id, last_run_id, finished_at, last_finished_at, `+resultColumns+` FROM results
 		WHERE last_run_id >= $1 AND run_id <= $2 AND ($3 = '' OR certificate = $3) ORDER BY certificate, id`, lo, hi, certificate)
 	if err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
@@ -55,7 +55,7 @@ func (s *Postgres) History(ctx context.Context, certificate string, limit int) (
 	defer res.Close()
 	for res.Next() {
 		var sp span
-		if err := res.Scan(&sp.first, &sp.last, &sp.firstAt, &sp.lastAt, &sp.data); err != nil {
+		if err := res.Scan(append([]any{&sp.certificate, &sp.first, &sp.last, &sp.firstAt, &sp.lastAt}, sp.rec.targets()...)...); err != nil {
 			return nil, fmt.Errorf("read results: %w", err)
 		}
 		sp.firstAt, sp.lastAt = sp.firstAt.UTC(), sp.lastAt.UTC()

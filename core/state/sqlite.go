@@ -77,6 +77,103 @@ var migrations = []string{
 	CREATE INDEX results_by_run ON results(run_id);`,
 	// 4: the CA-check schedule (Deployment.CACheckDueAt, read by DueCAChecks).
 	caCheckScheduleMigration,
+	// 5: a deployment's record in plain columns (columns.go) instead of the JSON in data, and its
+	// PEM bodies in a table of their own, so that reading every deployment decodes no JSON and
+	// reads no page of PEM; fillDeploymentColumns then moves the recorded ones.
+	`ALTER TABLE deployments ADD COLUMN device TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN issuer TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN cert_ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN key_ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN chain_refs TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN order_ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN serial TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN not_before TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN not_after_text TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN spec_hash TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN bindings TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN deployed_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN revocation_checked_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE deployments ADD COLUMN renewal_window_start TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_window_end TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_info_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN renewal_info_retry_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE deployments ADD COLUMN rebinds INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE deployments ADD COLUMN last_rebind_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN served INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE deployments ADD COLUMN served_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN served_ok INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE deployments ADD COLUMN served_detail TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN served_endpoints TEXT NOT NULL DEFAULT '';
+	ALTER TABLE deployments ADD COLUMN ca_check_due_at TEXT NOT NULL DEFAULT '';
+	CREATE TABLE deployment_pems (
+		certificate TEXT PRIMARY KEY,
+		cert_pem    TEXT NOT NULL,
+		chain_pem   TEXT NOT NULL
+	);
+	INSERT INTO deployment_pems(certificate, cert_pem, chain_pem) SELECT certificate, cert_pem, chain_pem FROM deployments;`,
+	// 6: the columns migration 5 emptied, dropped by making the table anew: dropping them in place
+	// would leave each row alone on the page its PEM bodies filled, and reading the deployments
+	// would read as many pages as there are deployments.
+	`CREATE TABLE deployments_v6 (
+		certificate  TEXT PRIMARY KEY,
+		not_after    TEXT NOT NULL,
+		ca_check_due TEXT,
+		device TEXT NOT NULL DEFAULT '',
+		issuer TEXT NOT NULL DEFAULT '',
+		cert_ref TEXT NOT NULL DEFAULT '',
+		key_ref TEXT NOT NULL DEFAULT '',
+		chain_refs TEXT NOT NULL DEFAULT '',
+		order_ref TEXT NOT NULL DEFAULT '',
+		serial TEXT NOT NULL DEFAULT '',
+		fingerprint TEXT NOT NULL DEFAULT '',
+		not_before TEXT NOT NULL DEFAULT '',
+		not_after_text TEXT NOT NULL DEFAULT '',
+		spec_hash TEXT NOT NULL DEFAULT '',
+		bindings TEXT NOT NULL DEFAULT '',
+		deployed_at TEXT NOT NULL DEFAULT '',
+		revocation_checked_at TEXT NOT NULL DEFAULT '',
+		revoked INTEGER NOT NULL DEFAULT 0,
+		renewal_window_start TEXT NOT NULL DEFAULT '',
+		renewal_window_end TEXT NOT NULL DEFAULT '',
+		renewal_info_at TEXT NOT NULL DEFAULT '',
+		renewal_at TEXT NOT NULL DEFAULT '',
+		renewal_info_retry_at TEXT NOT NULL DEFAULT '',
+		adopted INTEGER NOT NULL DEFAULT 0,
+		rebinds INTEGER NOT NULL DEFAULT 0,
+		last_rebind_at TEXT NOT NULL DEFAULT '',
+		served INTEGER NOT NULL DEFAULT 0,
+		served_at TEXT NOT NULL DEFAULT '',
+		served_ok INTEGER NOT NULL DEFAULT 0,
+		served_detail TEXT NOT NULL DEFAULT '',
+		served_endpoints TEXT NOT NULL DEFAULT '',
+		ca_check_due_at TEXT NOT NULL DEFAULT ''
+	);
+	INSERT INTO deployments_v6(certificate, not_after, ca_check_due, device, issuer, cert_ref, key_ref, chain_refs, order_ref, serial, fingerprint, not_before, not_after_text, spec_hash, bindings, deployed_at, revocation_checked_at, revoked, renewal_window_start, renewal_window_end, renewal_info_at, renewal_at, renewal_info_retry_at, adopted, rebinds, last_rebind_at, served, served_at, served_ok, served_detail, served_endpoints, ca_check_due_at)
+		SELECT certificate, not_after, ca_check_due, device, issuer, cert_ref, key_ref, chain_refs, order_ref, serial, fingerprint, not_before, not_after_text, spec_hash, bindings, deployed_at, revocation_checked_at, revoked, renewal_window_start, renewal_window_end, renewal_info_at, renewal_at, renewal_info_retry_at, adopted, rebinds, last_rebind_at, served, served_at, served_ok, served_detail, served_endpoints, ca_check_due_at FROM deployments;
+	DROP TABLE deployments;
+	ALTER TABLE deployments_v6 RENAME TO deployments;
+	CREATE INDEX deployments_ca_check_due ON deployments(ca_check_due);`,
+	// 7: a result's record in plain columns instead of the JSON in data (read in either of the
+	// names results were recorded under: snake_case, or the Go field names before), so that
+	// status decodes no JSON.
+	`ALTER TABLE results ADD COLUMN device TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN action TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN outcome TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN error TEXT NOT NULL DEFAULT '';
+	ALTER TABLE results ADD COLUMN step TEXT NOT NULL DEFAULT '';
+	UPDATE results SET
+		device = COALESCE(json_extract(data, '$.device'), json_extract(data, '$.Device'), ''),
+		action = COALESCE(json_extract(data, '$.action'), json_extract(data, '$.Action'), ''),
+		reason = COALESCE(json_extract(data, '$.reason'), json_extract(data, '$.Reason'), ''),
+		outcome = COALESCE(json_extract(data, '$.outcome'), json_extract(data, '$.Outcome'), ''),
+		error = COALESCE(json_extract(data, '$.error'), json_extract(data, '$.Error'), ''),
+		step = COALESCE(json_extract(data, '$.step'), json_extract(data, '$.Step'), '');
+	ALTER TABLE results DROP COLUMN data;`,
 }
 
 // caCheckScheduleMigration adds the indexed schedule of the CA checks: when each deployment's
@@ -195,6 +292,11 @@ func (s *SQLite) migrate(ctx context.Context) (err error) {
 		if _, err := conn.ExecContext(ctx, migrations[v-1]); err != nil {
 			return fmt.Errorf("migration %d: %w", v, err)
 		}
+		if v == deploymentColumnsVersion {
+			if err := fillDeploymentColumns(ctx, conn); err != nil {
+				return fmt.Errorf("migration %d: %w", v, err)
+			}
+		}
 		if _, err := conn.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, now()); err != nil {
 			return fmt.Errorf("migration %d: %w", v, err)
 		}
@@ -258,63 +360,126 @@ func (s *SQLite) Lock(ctx context.Context) (func(), error) {
 	return func() { _ = fl.Unlock() }, nil
 }
 
+var (
+	sqliteDeployment       = selectDeployments(true, "d.certificate = ?")
+	sqliteDeployments      = selectDeployments(true, "")
+	sqliteSummaries        = selectDeployments(false, "")
+	sqliteDueCAChecks      = selectDeployments(true, "d.ca_check_due <= ? OR d.ca_check_due > ?")
+	sqliteWrites           = newDeploymentWrites(func(int) string { return "?" })
+	sqliteCountDeployments = `SELECT COUNT(*) FROM deployments`
+)
+
 // Deployment returns the deployment of a certificate, with its PEM bodies.
 func (s *SQLite) Deployment(ctx context.Context, certificate string) (Deployment, bool, error) {
-	var data, certPEM, chainPEM string
-	err := s.db.QueryRowContext(ctx, `SELECT data, cert_pem, chain_pem FROM deployments WHERE certificate = ?`, certificate).Scan(&data, &certPEM, &chainPEM)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Deployment{}, false, nil
-	}
+	rows, err := s.db.QueryContext(ctx, sqliteDeployment, certificate)
 	if err != nil {
 		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
 	}
-	d, err := decodeDeployment(data, &certPEM, chainPEM)
-	if err != nil {
-		return Deployment{}, false, fmt.Errorf("decode deployment of %s: %w", certificate, err)
+	defer rows.Close()
+	var d Deployment
+	found := false
+	if err := scanDeployments(rows, true, func(_ string, got Deployment) { d, found = got, true }); err != nil {
+		return Deployment{}, false, fmt.Errorf("read deployment of %s: %w", certificate, err)
 	}
-	return d, true, nil
+	return d, found, nil
 }
 
 // Deployments returns every deployment, by certificate, with their PEM bodies.
 func (s *SQLite) Deployments(ctx context.Context) (map[string]Deployment, error) {
-	return s.deployments(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments`, true)
+	return s.deployments(ctx, sqliteDeployments, true)
 }
 
-// DeploymentSummaries returns every deployment without its PEM bodies.
+// DeploymentSummaries returns every deployment without its PEM bodies, from the record columns
+// alone.
 func (s *SQLite) DeploymentSummaries(ctx context.Context) (map[string]Deployment, error) {
-	return s.deployments(ctx, `SELECT certificate, data FROM deployments`, false)
+	return s.deployments(ctx, sqliteSummaries, false)
 }
 
 func (s *SQLite) deployments(ctx context.Context, query string, whole bool) (map[string]Deployment, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, sqliteCountDeployments).Scan(&n); err != nil {
+		return nil, fmt.Errorf("read deployments: %w", err)
+	}
 	rows, err := s.db.QueryContext(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("read deployments: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]Deployment{}
+	out := make(map[string]Deployment, n)
 	if err := scanDeployments(rows, whole, func(name string, d Deployment) { out[name] = d }); err != nil {
 		return nil, fmt.Errorf("read deployments: %w", err)
 	}
 	return out, nil
 }
 
-func saveDeployment(ctx context.Context, tx *sql.Tx, d Deployment) error {
-	data, certPEM, chainPEM, err := encodeDeployment(d)
+// execer is what saveDeployment writes through: a transaction, or the migration's connection.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func saveDeployment(ctx context.Context, tx execer, d Deployment) error {
+	record, pems, err := deploymentArgs(d, d.NotAfter.UTC().Format(timeFormat), caCheckDue(d))
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT(certificate) DO UPDATE SET not_after = excluded.not_after, data = excluded.data,
-			cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem, ca_check_due = excluded.ca_check_due`,
-		d.Certificate, d.NotAfter.UTC().Format(timeFormat), data, certPEM, chainPEM, caCheckDue(d))
+	if _, err := tx.ExecContext(ctx, sqliteWrites.record, record...); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, sqliteWrites.pems, pems...)
 	return err
 }
 
-// SaveDeployments records ds in one transaction.
+// fillDeploymentColumns moves the JSON records of the deployments recorded before migration 5
+// into its columns, in the migration's transaction.
+func fillDeploymentColumns(ctx context.Context, conn *sql.Conn) error {
+	rows, err := conn.QueryContext(ctx, `SELECT certificate, data FROM deployments`)
+	if err != nil {
+		return err
+	}
+	var names, records []string
+	for rows.Next() {
+		var name, data string
+		if err := rows.Scan(&name, &data); err != nil {
+			rows.Close()
+			return err
+		}
+		names, records = append(names, name), append(records, data)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	update, err := conn.PrepareContext(ctx, sqliteWrites.update)
+	if err != nil {
+		return err
+	}
+	defer update.Close()
+	for i, name := range names {
+		values, err := legacyRecordValues(records[i])
+		if err == nil {
+			_, err = update.ExecContext(ctx, append(values, name)...)
+		}
+		if err != nil {
+			return fmt.Errorf("deployment of %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// SaveDeployments records ds in one transaction, each statement prepared once.
 func (s *SQLite) SaveDeployments(ctx context.Context, ds []Deployment) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var w execer = tx
+		if len(ds) > 1 {
+			p, err := prepared(ctx, tx, sqliteWrites.record, sqliteWrites.pems)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			w = p
+		}
 		for _, d := range ds {
-			if err := saveDeployment(ctx, tx, d); err != nil {
+			if err := saveDeployment(ctx, w, d); err != nil {
 				return fmt.Errorf("%s: %w", d.Certificate, err)
 			}
 		}
@@ -331,8 +496,7 @@ func (s *SQLite) SaveDeployments(ctx context.Context, ds []Deployment) error {
 func (s *SQLite) DueCAChecks(ctx context.Context, now, horizon time.Time) ([]Deployment, error) {
 	// Whole, with the PEM bodies: an ACME certificate's renewal information is asked by its
 	// serial and issuer, and the checked deployment is saved back.
-	rows, err := s.db.QueryContext(ctx, `SELECT certificate, data, cert_pem, chain_pem FROM deployments WHERE ca_check_due <= ? OR ca_check_due > ?`,
-		now.UTC().Format(dueFormat), horizon.UTC().Format(dueFormat))
+	rows, err := s.db.QueryContext(ctx, sqliteDueCAChecks, now.UTC().Format(dueFormat), horizon.UTC().Format(dueFormat))
 	if err != nil {
 		return nil, fmt.Errorf("read the CA checks due: %w", err)
 	}
@@ -354,10 +518,47 @@ func (s *SQLite) SaveDeployment(ctx context.Context, d Deployment) error {
 
 // DeleteDeployment forgets a certificate's deployment; its run history stays.
 func (s *SQLite) DeleteDeployment(ctx context.Context, certificate string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM deployments WHERE certificate = ?`, certificate); err != nil {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM deployment_pems WHERE certificate = ?`, certificate); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM deployments WHERE certificate = ?`, certificate)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("delete deployment of %s: %w", certificate, err)
 	}
 	return nil
+}
+
+// preparedSet is statements prepared in a transaction, executed by their text (an execer).
+type preparedSet map[string]*sql.Stmt
+
+func prepared(ctx context.Context, tx *sql.Tx, queries ...string) (preparedSet, error) {
+	p := preparedSet{}
+	for _, q := range queries {
+		st, err := tx.PrepareContext(ctx, q)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p[q] = st
+	}
+	return p, nil
+}
+
+func (p preparedSet) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, ok := p[query]
+	if !ok {
+		return nil, fmt.Errorf("statement not prepared: %s", query)
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (p preparedSet) Close() {
+	for _, st := range p {
+		st.Close()
+	}
 }
 
 func scanOperation(data string) (*Operation, error) {
@@ -581,14 +782,14 @@ func (s *SQLite) RecordResults(ctx context.Context, rs []Result) error {
 		if len(plan.rows) == 0 {
 			return nil
 		}
-		add, err := tx.PrepareContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+		add, err := tx.PrepareContext(ctx, `INSERT INTO results(run_id, certificate, finished_at, last_run_id, last_finished_at, latest, `+resultColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer add.Close()
 		for _, row := range plan.rows {
-			if _, err := add.ExecContext(ctx, row.first, row.certificate, row.firstAt.UTC().Format(timeFormat), row.data,
-				row.last, row.lastAt.UTC().Format(timeFormat), row.latest); err != nil {
+			args := append([]any{row.first, row.certificate, row.firstAt.UTC().Format(timeFormat), row.last, row.lastAt.UTC().Format(timeFormat), row.latest}, row.rec.values()...)
+			if _, err := add.ExecContext(ctx, args...); err != nil {
 				return fmt.Errorf("%s: %w", row.certificate, err)
 			}
 		}
@@ -609,7 +810,7 @@ func latestRecords(ctx context.Context, tx *sql.Tx, rs []Result) (map[string]spa
 		for rows.Next() {
 			var name string
 			var sp span
-			if err := rows.Scan(&name, &sp.first, &sp.last, &sp.data); err != nil {
+			if err := rows.Scan(append([]any{&name, &sp.first, &sp.last}, sp.rec.targets()...)...); err != nil {
 				return err
 			}
 			out[name] = sp
@@ -617,14 +818,14 @@ func latestRecords(ctx context.Context, tx *sql.Tx, rs []Result) (map[string]spa
 		return rows.Err()
 	}
 	if len(rs) > 64 {
-		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, data FROM results WHERE latest = 1`)
+		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, `+resultColumns+` FROM results WHERE latest = 1`)
 		if err != nil {
 			return nil, err
 		}
 		return out, scan(rows)
 	}
 	for _, r := range rs {
-		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, data FROM results WHERE latest = 1 AND certificate = ?`, r.Certificate)
+		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, `+resultColumns+` FROM results WHERE latest = 1 AND certificate = ?`, r.Certificate)
 		if err != nil {
 			return nil, err
 		}
@@ -637,24 +838,22 @@ func latestRecords(ctx context.Context, tx *sql.Tx, rs []Result) (map[string]spa
 
 // LastResults returns the newest result of each certificate, from the rows marked latest.
 func (s *SQLite) LastResults(ctx context.Context) (map[string]Result, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT last_run_id, last_finished_at, data FROM results WHERE latest = 1`)
+	rows, err := s.db.QueryContext(ctx, `SELECT certificate, last_run_id, last_finished_at, `+resultColumns+` FROM results WHERE latest = 1`)
 	if err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]Result{}
+	var name, at string
+	var run int64
+	var rec resultFields
+	dest := append([]any{&name, &run, &at}, rec.targets()...)
 	for rows.Next() {
-		var run int64
-		var at, data string
-		if err := rows.Scan(&run, &at, &data); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read results: %w", err)
 		}
 		finished, _ := time.Parse(timeFormat, at)
-		r, err := resultOf(data, run, finished)
-		if err != nil {
-			return nil, fmt.Errorf("decode result: %w", err)
-		}
-		out[r.Certificate] = r
+		out[name] = rec.result(name, run, finished)
 	}
 	return out, rows.Err()
 }
