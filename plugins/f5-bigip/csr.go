@@ -307,7 +307,6 @@ func firstLine(s string) string {
 	return line
 }
 
-// removeKey deletes a key made by a call that then failed, so it does not linger.
 // clearEarlierAttempt deals with what an earlier GenerateCSR of the same attempt made for keyPath
 // (its answer was lost, so nobody has its key_ref). Outside PCI mode an unprotected key there is
 // reused: only its CSR goes, and the CSR is made again from the key (reference "Step B: create the
@@ -349,6 +348,7 @@ func (d *device) removeAttemptObjects(ctx context.Context, paths ...string) erro
 	return nil
 }
 
+// removeKey deletes a key made by a call that then failed, so it does not linger.
 func (d *device) removeKey(ctx context.Context, keyPath string) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logoutTimeout)
 	defer cancel()

@@ -240,8 +240,6 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(norm(a), norm(b))
 }
 
-// discardNew removes a half-made entry after a failed GenerateCSR, wherever it landed; best
-// effort, even when ctx has ended.
 // removeEarlierAttempt deletes the entry (key pair and pending certificate) an earlier GenerateCSR
 // of the same attempt made: its answer was lost, so nobody has its key_ref.
 func (d *device) removeEarlierAttempt(ctx context.Context, name string) error {
@@ -262,6 +260,8 @@ func (d *device) removeEarlierAttempt(ctx context.Context, name string) error {
 	return nil
 }
 
+// discardNew removes a half-made entry after a failed GenerateCSR, wherever it landed; best
+// effort, even when ctx has ended.
 func (d *device) discardNew(ctx context.Context, name string) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
