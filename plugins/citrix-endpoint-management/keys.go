@@ -286,7 +286,6 @@ func decryptKey(b *pem.Block, password string) (crypto.Signer, error) {
 	return signer, nil
 }
 
-// remove deletes entries by id.
 // removeParked removes the entries parking keyID's key: nobody holds their key_ref.
 func (s *session) removeParked(ctx context.Context, keyID string) error {
 	tb, err := s.table(ctx)
@@ -306,6 +305,7 @@ func (s *session) removeParked(ctx context.Context, keyID string) error {
 	return s.remove(ctx, ids...)
 }
 
+// remove deletes entries by id.
 func (s *session) remove(ctx context.Context, ids ...xms.Int) error {
 	plain := make([]int64, len(ids))
 	for i, id := range ids {
