@@ -26,6 +26,14 @@ type acmeResult struct {
 
 func (r acmeResult) wall() time.Duration { return median(r.walls) }
 
+// acmeSimArgs start certfleet-sim's Pebble validating challenges for real, the same for every
+// tool: certfleet answers DNS-01 (its only challenge: a network device serves no HTTP-01) through
+// the simulator's RFC 2136 DNS server, certbot and lego answer HTTP-01 with their own standalone
+// listener on the loopback port Pebble's VA fetches from.
+func (b *bench) acmeSimArgs() []string {
+	return []string{"--ca", "acme", "--acme-challenges", "--acme-va-sleep", strconv.Itoa(b.o.vaSleep)}
+}
+
 // acme enrolls the certificates through certfleet against Pebble with the default limits and
 // one at a time, and (-peers) has certbot and lego issue as many, one process per certificate
 // as from cron, against a Pebble set up the same way.
@@ -44,8 +52,8 @@ func (b *bench) acme(ctx context.Context) error {
 	for _, mode := range modes {
 		res := acmeResult{name: mode.name}
 		for rep := 1; rep <= b.o.slowN; rep++ {
-			s, err := b.startSim(ctx, "acme", "--ca", "acme", "--vendors", "pemdir", "--devices", strconv.Itoa(sz.acmeDevices),
-				"--certs-per-device", strconv.Itoa(sz.acmePerDevice))
+			s, err := b.startSim(ctx, "acme", append(b.acmeSimArgs(), "--vendors", "pemdir", "--devices", strconv.Itoa(sz.acmeDevices),
+				"--certs-per-device", strconv.Itoa(sz.acmePerDevice))...)
 			if err != nil {
 				return err
 			}
@@ -83,37 +91,45 @@ type peer struct {
 	version []string
 	// issue is the command for one certificate with its own new ECDSA P-256 key.
 	issue func(a acmeAccount, dir, domain string) *exec.Cmd
+	// challenge says how the peer answers challenges, for the table.
+	challenge string
 }
 
 // acmeAccount is what a client needs to reach the simulator's Pebble.
 type acmeAccount struct {
 	directory, kid, hmac, caBundle string
+	// http01Port is where Pebble's VA fetches HTTP-01 tokens on 127.0.0.1.
+	http01Port int
 }
 
 var peers = []peer{
-	{name: "certbot", version: []string{"--version"}, issue: func(a acmeAccount, dir, domain string) *exec.Cmd {
-		// The names are pre-validated at this Pebble, so no challenge is offered: the manual
-		// authenticator with a no-op hook only satisfies certbot's need for an authenticator.
-		cmd := exec.Command("certbot", "certonly", "--non-interactive", "--agree-tos", "-m", "ops@example.test", "--no-eff-email",
-			"--server", a.directory, "--eab-kid", a.kid, "--eab-hmac-key", a.hmac,
-			"--config-dir", filepath.Join(dir, "etc"), "--work-dir", filepath.Join(dir, "work"), "--logs-dir", filepath.Join(dir, "logs"),
-			"--key-type", "ecdsa", "--elliptic-curve", "secp256r1",
-			"--manual", "--manual-auth-hook", "true", "--preferred-challenges", "http", "-d", domain)
-		cmd.Env = append(os.Environ(), "REQUESTS_CA_BUNDLE="+a.caBundle)
-		return cmd
-	}},
-	{name: "lego", version: []string{"--version"}, issue: func(a acmeAccount, dir, domain string) *exec.Cmd {
-		// --http.webroot: nothing listens, and no challenge is offered anyway (see certbot).
-		cmd := exec.Command("lego", "--accept-tos", "--email", "ops@example.test", "--server", a.directory,
-			"--eab", "--kid", a.kid, "--hmac", a.hmac, "--key-type", "ec256", "--path", dir,
-			"--http", "--http.webroot", filepath.Join(dir, "webroot"), "--domains", domain, "run")
-		cmd.Env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+a.caBundle)
-		return cmd
-	}},
+	{name: "certbot", version: []string{"--version"}, challenge: "HTTP-01, --standalone on 127.0.0.1",
+		issue: func(a acmeAccount, dir, domain string) *exec.Cmd {
+			// certbot's standalone authenticator serves the token itself (certbot
+			// documentation, "Standalone": --http-01-port, --http-01-address).
+			cmd := exec.Command("certbot", "certonly", "--non-interactive", "--agree-tos", "-m", "ops@example.test", "--no-eff-email",
+				"--server", a.directory, "--eab-kid", a.kid, "--eab-hmac-key", a.hmac,
+				"--config-dir", filepath.Join(dir, "etc"), "--work-dir", filepath.Join(dir, "work"), "--logs-dir", filepath.Join(dir, "logs"),
+				"--key-type", "ecdsa", "--elliptic-curve", "secp256r1",
+				"--standalone", "--preferred-challenges", "http", "--http-01-address", "127.0.0.1", "--http-01-port", strconv.Itoa(a.http01Port),
+				"-d", domain)
+			cmd.Env = append(os.Environ(), "REQUESTS_CA_BUNDLE="+a.caBundle)
+			return cmd
+		}},
+	{name: "lego", version: []string{"--version"}, challenge: "HTTP-01, --http on 127.0.0.1",
+		issue: func(a acmeAccount, dir, domain string) *exec.Cmd {
+			// lego's own HTTP server answers HTTP-01 (lego CLI documentation: --http,
+			// --http.port "interface:port").
+			cmd := exec.Command("lego", "--accept-tos", "--email", "ops@example.test", "--server", a.directory,
+				"--eab", "--kid", a.kid, "--hmac", a.hmac, "--key-type", "ec256", "--path", dir,
+				"--http", "--http.port", fmt.Sprintf("127.0.0.1:%d", a.http01Port), "--domains", domain, "run")
+			cmd.Env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+a.caBundle)
+			return cmd
+		}},
 }
 
 func (b *bench) acmePeers(ctx context.Context, certs int) ([]acmeResult, error) {
-	s, err := b.startSim(ctx, "acme-peers", "--ca", "acme", "--vendors", "", "--devices", "0")
+	s, err := b.startSim(ctx, "acme-peers", append(b.acmeSimArgs(), "--vendors", "", "--devices", "0")...)
 	if err != nil {
 		return nil, err
 	}
@@ -131,10 +147,10 @@ func (b *bench) acmePeers(ctx context.Context, certs int) ([]acmeResult, error) 
 			out = append(out, res)
 			continue
 		}
-		res.name = version + ", sequential (one process per certificate)"
+		res.name = version + ", sequential (one process per certificate; " + p.challenge + ")"
 		for rep := 1; rep <= b.o.slowN; rep++ {
 			dir := filepath.Join(s.dir, fmt.Sprintf("%s-%d", p.name, rep))
-			if err := os.MkdirAll(filepath.Join(dir, "webroot"), 0o700); err != nil {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return nil, err
 			}
 			// The account is registered by a first certificate outside the timing, as a cron job
@@ -230,12 +246,17 @@ func (s *sim) acmeAccount() (acmeAccount, error) {
 	if a.kid == "" || a.hmac == "" {
 		return a, errors.New("certfleet-sim's ACME configuration has no EAB key id or HMAC key")
 	}
+	if s.desc.CA.Challenges == nil || s.desc.CA.Challenges.HTTP01Port == 0 {
+		return a, errors.New("certfleet-sim's Pebble validates no challenge (started without --acme-challenges)")
+	}
+	a.http01Port = s.desc.CA.Challenges.HTTP01Port
 	return a, nil
 }
 
 func (b *bench) printACME(rs []acmeResult, certs int, settings []string) {
 	b.section("%d ACME certificates against one Pebble, ECDSA P-256 keys made by each tool; median of %d (load average %s)", certs, b.o.slowN, loadAverage())
-	fmt.Fprintf(b.out, "Pebble (embedded in certfleet-sim, no latency): %s\n\n", strings.Join(settings, "; "))
+	fmt.Fprintf(b.out, "Pebble (embedded in certfleet-sim, no latency, the same for every tool): %s\n", strings.Join(settings, "; "))
+	fmt.Fprintf(b.out, "certfleet answers DNS-01 through lego's rfc2136 provider (dns.propagation_check: resolvers, the simulator's DNS); certbot and lego answer HTTP-01\n\n")
 	rows := [][]string{{"tool", "wall", "per certificate"}}
 	for _, r := range rs {
 		if r.missing != "" {
