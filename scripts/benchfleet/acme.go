@@ -20,6 +20,9 @@ import (
 type acmeResult struct {
 	name  string
 	walls []time.Duration
+	// cpus are the client's own CPU time (user + system, its child processes included: the
+	// plugins for certfleet), per repetition; not the simulator's.
+	cpus []time.Duration
 	// missing says why a peer has no figure.
 	missing string
 }
@@ -63,6 +66,7 @@ func (b *bench) acme(ctx context.Context) error {
 				var m measurement
 				m, err = s.certfleet(ctx, cfg, "run")
 				res.walls = append(res.walls, m.wall)
+				res.cpus = append(res.cpus, m.cpu)
 				b.progress("acme: %s: %d certificates in %s", mode.name, certs, secs(m.wall))
 			}
 			s.stop()
@@ -160,14 +164,20 @@ func (b *bench) acmePeers(ctx context.Context, certs int) ([]acmeResult, error) 
 				break
 			}
 			start := time.Now()
+			var cpu time.Duration
 			for i := 1; i <= certs && err == nil; i++ {
-				err = runPeer(ctx, p.issue(acct, dir, fmt.Sprintf("site%03d.%s-%d.example.test", i, p.name, rep)))
+				cmd := p.issue(acct, dir, fmt.Sprintf("site%03d.%s-%d.example.test", i, p.name, rep))
+				err = runPeer(ctx, cmd)
+				if cmd.ProcessState != nil {
+					cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+				}
 			}
 			if err != nil {
 				res.missing = fmt.Sprintf("%s failed: %v", p.name, err)
 				break
 			}
 			res.walls = append(res.walls, time.Since(start))
+			res.cpus = append(res.cpus, cpu)
 			b.progress("acme: %s: %d certificates in %s", version, certs, secs(time.Since(start)))
 		}
 		out = append(out, res)
@@ -257,13 +267,13 @@ func (b *bench) printACME(rs []acmeResult, certs int, settings []string) {
 	b.section("%d ACME certificates against one Pebble, ECDSA P-256 keys made by each tool; median of %d (load average %s)", certs, b.o.slowN, loadAverage())
 	fmt.Fprintf(b.out, "Pebble (embedded in certfleet-sim, no latency, the same for every tool): %s\n", strings.Join(settings, "; "))
 	fmt.Fprintf(b.out, "certfleet answers DNS-01 through lego's rfc2136 provider (dns.propagation_check: resolvers, the simulator's DNS); certbot and lego answer HTTP-01\n\n")
-	rows := [][]string{{"tool", "wall", "per certificate"}}
+	rows := [][]string{{"tool", "wall", "per certificate", "client CPU"}}
 	for _, r := range rs {
 		if r.missing != "" {
-			rows = append(rows, []string{r.name, r.missing, ""})
+			rows = append(rows, []string{r.name, r.missing, "", ""})
 			continue
 		}
-		rows = append(rows, []string{r.name, secs(r.wall()), fmt.Sprintf("%.3f s", r.wall().Seconds()/float64(certs))})
+		rows = append(rows, []string{r.name, secs(r.wall()), fmt.Sprintf("%.3f s", r.wall().Seconds()/float64(certs)), secs(median(r.cpus))})
 	}
 	table(b.out, rows)
 	defaults, sequential := rs[0], rs[1]

@@ -70,6 +70,11 @@ type Issuer struct {
 	// answer the same challenges or race to finalize.
 	ordersMu sync.Mutex
 	orders   map[string]*orderLock
+
+	// records are the DNS-01 records this process published and has not removed yet, by
+	// authorization URL: they stay until the CA has decided, across Collects.
+	recordsMu sync.Mutex
+	records   map[string]presentedRecord
 }
 
 type orderLock struct {

@@ -91,7 +91,9 @@ type DNSConfig struct {
 type Timeouts struct {
 	// HTTP bounds one request to the CA (default 30 s).
 	HTTP time.Duration `yaml:"http"`
-	// Validation bounds waiting for the CA to validate answered challenges (default 2 min).
+	// Validation bounds waiting for the CA to validate answered challenges (default 2 min),
+	// counted from when this process published the records. Collect itself waits at most a
+	// second for the verdict; the engine collects again later, holding no slot.
 	Validation time.Duration `yaml:"validation"`
 	// PollInterval, when set, is the least wait between polls of an order or an authorization
 	// when the CA gives no longer Retry-After. Zero (the default): an adaptive schedule, from

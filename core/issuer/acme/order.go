@@ -138,6 +138,11 @@ func (i *Issuer) drive(ctx context.Context, core *api.Core, obs *callObserver, r
 		case legoacme.StatusPending:
 			if !authorized {
 				if err := i.authorize(ctx, core, obs, order.Authorizations); err != nil {
+					var wait *errAuthzPending
+					if errors.As(err, &wait) {
+						// The CA is validating: collect again later, holding nothing.
+						return i.pending(wait.retryAfter), nil
+					}
 					return issuer.Result{}, err
 				}
 				authorized = true

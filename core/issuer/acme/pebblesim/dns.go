@@ -41,6 +41,7 @@ type DNS struct {
 	txt     map[string][]string // lower-case FQDN → values
 	updates map[string]int      // lower-case FQDN → accepted updates touching it
 	dropped map[string]bool     // names whose updates are acknowledged but not applied (fault)
+	txtWait time.Duration       // delay before every TXT answer (fault)
 	servers []*dns.Server
 }
 
@@ -120,6 +121,14 @@ func (s *DNS) DropUpdatesFor(name string) {
 	s.dropped[strings.ToLower(dns.Fqdn(name))] = true
 }
 
+// DelayTXTAnswers makes every TXT answer wait d (a slow or distant name server), so that a CA's
+// DNS-01 validation takes at least d.
+func (s *DNS) DelayTXTAnswers(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.txtWait = d
+}
+
 // UpdateCount is how many accepted updates touched name.
 func (s *DNS) UpdateCount(name string) int {
 	s.mu.Lock()
@@ -184,6 +193,10 @@ func (s *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	case q.Qtype == dns.TypeA && !challenge:
 		m.Answer = append(m.Answer, &dns.A{Hdr: hdr(dns.TypeA), A: net.IPv4(127, 0, 0, 1)})
 	case q.Qtype == dns.TypeTXT:
+		s.mu.Lock()
+		wait := s.txtWait
+		s.mu.Unlock()
+		time.Sleep(wait)
 		for _, v := range s.Records(name) {
 			m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr(dns.TypeTXT), Txt: []string{v}})
 		}
