@@ -145,6 +145,14 @@ func (i *Issuer) drive(ctx context.Context, core *api.Core, obs *callObserver, r
 			}
 			return issuer.Result{}, classify("get order", err)
 		}
+		if order.Status != legoacme.StatusPending {
+			// The CA has decided on every authorization: no DNS-01 record of this order is
+			// needed any more (the order may have become ready before this process saw an
+			// authorization valid).
+			for _, u := range order.Authorizations {
+				i.cleanUpRecord(ctx, u)
+			}
+		}
 		switch order.Status {
 		case legoacme.StatusPending:
 			if !authorized {
