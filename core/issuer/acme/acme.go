@@ -111,6 +111,10 @@ var (
 	_ issuer.RenewalAdvisor = (*Issuer)(nil)
 )
 
+// maxIdleConnsPerCA is how many idle connections to the CA are kept for reuse: more than any
+// sensible per-issuer concurrency.
+const maxIdleConnsPerCA = 32
+
 // Option adjusts an Issuer.
 type Option func(*Issuer)
 
@@ -150,6 +154,11 @@ func New(cfg Config, store AccountStore, opts ...Option) (*Issuer, error) {
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.TLSClientConfig = tlsCfg
+	// Every request goes to the one CA host. net/http keeps only 2 idle connections per host
+	// by default (DefaultMaxIdleConnsPerHost), so with more calls in flight (the engine's
+	// per-issuer concurrency, 4 by default) connections were closed after use and each new
+	// one paid a TLS handshake; keep as many as are used at once.
+	base.MaxIdleConnsPerHost = maxIdleConnsPerCA
 
 	i := &Issuer{
 		cfg:       cfg,
