@@ -17,7 +17,7 @@ func startCA(w *world, o options) error {
 }
 
 func startPebble(w *world, o options) error {
-	p, err := pebblesim.Start(pebblesim.Config{ValidityDays: 90, Latency: o.latency})
+	p, err := pebblesim.Start(pebblesim.Config{ValidityDays: 90, Latency: o.latency, Challenges: o.acmeChallenges, VASleep: o.acmeVASleep})
 	if err != nil {
 		return err
 	}
@@ -40,7 +40,21 @@ func startPebble(w *world, o options) error {
       eab: {key_id: %s, hmac_key: "${env:CERTFLEET_SIM_EAB_HMAC}"}
       contact: ops@example.test
       tls: {ca_bundle: %s}`, p.DirectoryURL(), kid, bundle)
-	w.info.CA = caInfo{Type: "acme", URL: p.DirectoryURL(), Settings: pebblesim.Settings()}
+	w.info.CA = caInfo{Type: "acme", URL: p.DirectoryURL(), Settings: p.Settings()}
+	if d := p.DNS(); d != nil {
+		// DNS-01 through lego's rfc2136 provider, signed with the simulator's TSIG key. The
+		// simulated server is the zone's only name server, on a port other than 53, so the
+		// propagation check asks it as the resolver (propagation_check: resolvers).
+		key, secret := d.TSIG()
+		w.env["CERTFLEET_SIM_TSIG_SECRET"] = secret
+		w.issuer += fmt.Sprintf(`
+      dns:
+        provider: rfc2136
+        settings: {nameserver: "%s", tsig_algorithm: %s, tsig_key: %s, tsig_secret: "${env:CERTFLEET_SIM_TSIG_SECRET}"}
+        resolvers: ["%s"]
+        propagation_check: resolvers`, d.Addr(), pebblesim.TSIGAlgorithm, key, d.Addr())
+		w.info.CA.Challenges = &challengeInfo{DNSServer: d.Addr(), TSIGKey: key, TSIGAlgorithm: pebblesim.TSIGAlgorithm, HTTP01Port: p.HTTP01Port()}
+	}
 	w.info.RootsPEM = append(w.info.RootsPEM, root)
 	return nil
 }

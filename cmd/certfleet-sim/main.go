@@ -45,6 +45,9 @@ type options struct {
 	// scmPendingCollects: collects an SCM order answers "pending" before it is issued.
 	scmPendingCollects int
 	pemdirAccessLog    string
+	// acmeChallenges: Pebble validates DNS-01/HTTP-01 for real instead of pre-validating names.
+	acmeChallenges bool
+	acmeVASleep    int
 }
 
 // knownVendors are the simulated device kinds, in the order they are started.
@@ -62,6 +65,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&vendors, "vendors", strings.Join(knownVendors, ","), "simulated device kinds to start: "+strings.Join(knownVendors, ", "))
 	fs.DurationVar(&o.latency, "latency", 0, "latency added to every simulated CA and device call (pemdir devices through the plugin's call_delay option)")
 	fs.IntVar(&o.scmPendingCollects, "scm-pending-collects", scmsim.DefaultConfig().PendingCollects, "with --ca scm, how many collects answer \"pending\" before an order is issued (0: issued at the first collect)")
+	fs.BoolVar(&o.acmeChallenges, "acme-challenges", false, "with --ca acme, Pebble validates challenges for real (DNS-01 through the simulator's RFC 2136 DNS server on loopback, HTTP-01 on a loopback port) instead of treating every name as pre-validated (as a Sectigo ACME account with validated domains does)")
+	fs.IntVar(&o.acmeVASleep, "acme-va-sleep", 0, "with --acme-challenges, Pebble's random sleep before each validation, at most this many seconds minus one (PEBBLE_VA_SLEEPTIME; Pebble's default is 5); 0: none (PEBBLE_VA_NOSLEEP=1)")
 	fs.StringVar(&o.pemdirAccessLog, "pemdir-access-log", "", "file name inside each pemdir directory where the plugin logs every call (its access_log option)")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the JSON description here too, once everything listens (for scripts)")
 	if err := fs.Parse(args); err != nil {
@@ -76,8 +81,14 @@ func parseFlags(args []string) (options, error) {
 	if o.scmAPI != "admin" && o.scmAPI != "enrollment" {
 		return o, fmt.Errorf("--scm-api %q: use admin or enrollment", o.scmAPI)
 	}
-	if o.latency < 0 || o.scmPendingCollects < 0 {
-		return o, errors.New("--latency and --scm-pending-collects must not be negative")
+	if o.latency < 0 || o.scmPendingCollects < 0 || o.acmeVASleep < 0 {
+		return o, errors.New("--latency, --scm-pending-collects and --acme-va-sleep must not be negative")
+	}
+	if (o.acmeChallenges || o.acmeVASleep > 0) && o.ca != "acme" {
+		return o, errors.New("--acme-challenges and --acme-va-sleep need --ca acme")
+	}
+	if o.acmeVASleep > 0 && !o.acmeChallenges {
+		return o, errors.New("--acme-va-sleep needs --acme-challenges (without challenges Pebble validates nothing)")
 	}
 	if o.devices < 0 || o.certsPerDevice < 1 {
 		return o, errors.New("--devices must be 0 or more and --certs-per-device 1 or more")
@@ -135,6 +146,18 @@ type caInfo struct {
 	URL  string `json:"url"`
 	// Settings of the simulated CA that a benchmark note cites (Pebble's knobs).
 	Settings []string `json:"settings,omitempty"`
+	// Challenges is how other ACME clients answer challenges at this CA (--acme-challenges).
+	Challenges *challengeInfo `json:"challenges,omitempty"`
+}
+
+// challengeInfo is where challenges are answered: the DNS server Pebble's VA asks, which takes
+// RFC 2136 updates signed with the TSIG key (its secret in Env as CERTFLEET_SIM_TSIG_SECRET),
+// and the loopback port Pebble's VA fetches HTTP-01 tokens from.
+type challengeInfo struct {
+	DNSServer     string `json:"dns_server"`
+	TSIGKey       string `json:"tsig_key"`
+	TSIGAlgorithm string `json:"tsig_algorithm"`
+	HTTP01Port    int    `json:"http01_port"`
 }
 
 type deviceInfo struct {

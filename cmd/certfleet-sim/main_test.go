@@ -73,3 +73,42 @@ func TestNegativeLatencyRefused(t *testing.T) {
 }
 
 func readUnder(dir, name string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, name)) }
+
+// TestACMEChallengesConfigured: with --acme-challenges the issuer answers DNS-01 through the
+// simulator's DNS (rfc2136, its TSIG secret only by reference), and the description says where
+// other clients answer challenges.
+func TestACMEChallengesConfigured(t *testing.T) {
+	o, err := parseFlags([]string{"--out", t.TempDir(), "--ca", "acme", "--acme-challenges", "--vendors", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{out: o.out, env: map[string]string{}}
+	defer w.close()
+	if err := startCA(w, o); err != nil {
+		t.Fatal(err)
+	}
+	ch := w.info.CA.Challenges
+	if ch == nil || ch.DNSServer == "" || ch.HTTP01Port == 0 || ch.TSIGKey == "" {
+		t.Fatalf("description without challenge endpoints: %+v", ch)
+	}
+	secret := w.env["CERTFLEET_SIM_TSIG_SECRET"]
+	for _, want := range []string{"provider: rfc2136", `nameserver: "` + ch.DNSServer + `"`, "${env:CERTFLEET_SIM_TSIG_SECRET}", "propagation_check: resolvers"} {
+		if !strings.Contains(w.issuer, want) {
+			t.Errorf("issuer YAML lacks %q:\n%s", want, w.issuer)
+		}
+	}
+	if secret == "" || strings.Contains(w.issuer, secret) {
+		t.Errorf("TSIG secret missing from the environment or written into the configuration")
+	}
+	if !strings.Contains(strings.Join(w.info.CA.Settings, "; "), "PEBBLE_VA_NOSLEEP=1") {
+		t.Errorf("settings do not say the VA does not sleep: %v", w.info.CA.Settings)
+	}
+}
+
+func TestACMEChallengeFlagsNeedACME(t *testing.T) {
+	for _, args := range [][]string{{"--ca", "scm", "--acme-challenges"}, {"--ca", "acme", "--acme-va-sleep", "3"}, {"--ca", "acme", "--acme-challenges", "--acme-va-sleep", "-1"}} {
+		if _, err := parseFlags(append([]string{"--out", t.TempDir()}, args...)); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}

@@ -20,11 +20,22 @@ import (
 type acmeResult struct {
 	name  string
 	walls []time.Duration
+	// cpus are the client's own CPU time (user + system, its child processes included: the
+	// plugins for certfleet), per repetition; not the simulator's.
+	cpus []time.Duration
 	// missing says why a peer has no figure.
 	missing string
 }
 
 func (r acmeResult) wall() time.Duration { return median(r.walls) }
+
+// acmeSimArgs start certfleet-sim's Pebble validating challenges for real, the same for every
+// tool: certfleet answers DNS-01 (its only challenge: a network device serves no HTTP-01) through
+// the simulator's RFC 2136 DNS server, certbot and lego answer HTTP-01 with their own standalone
+// listener on the loopback port Pebble's VA fetches from.
+func (b *bench) acmeSimArgs() []string {
+	return []string{"--ca", "acme", "--acme-challenges", "--acme-va-sleep", strconv.Itoa(b.o.vaSleep)}
+}
 
 // acme enrolls the certificates through certfleet against Pebble with the default limits and
 // one at a time, and (-peers) has certbot and lego issue as many, one process per certificate
@@ -44,8 +55,8 @@ func (b *bench) acme(ctx context.Context) error {
 	for _, mode := range modes {
 		res := acmeResult{name: mode.name}
 		for rep := 1; rep <= b.o.slowN; rep++ {
-			s, err := b.startSim(ctx, "acme", "--ca", "acme", "--vendors", "pemdir", "--devices", strconv.Itoa(sz.acmeDevices),
-				"--certs-per-device", strconv.Itoa(sz.acmePerDevice))
+			s, err := b.startSim(ctx, "acme", append(b.acmeSimArgs(), "--vendors", "pemdir", "--devices", strconv.Itoa(sz.acmeDevices),
+				"--certs-per-device", strconv.Itoa(sz.acmePerDevice))...)
 			if err != nil {
 				return err
 			}
@@ -55,6 +66,7 @@ func (b *bench) acme(ctx context.Context) error {
 				var m measurement
 				m, err = s.certfleet(ctx, cfg, "run")
 				res.walls = append(res.walls, m.wall)
+				res.cpus = append(res.cpus, m.cpu)
 				b.progress("acme: %s: %d certificates in %s", mode.name, certs, secs(m.wall))
 			}
 			s.stop()
@@ -83,37 +95,45 @@ type peer struct {
 	version []string
 	// issue is the command for one certificate with its own new ECDSA P-256 key.
 	issue func(a acmeAccount, dir, domain string) *exec.Cmd
+	// challenge says how the peer answers challenges, for the table.
+	challenge string
 }
 
 // acmeAccount is what a client needs to reach the simulator's Pebble.
 type acmeAccount struct {
 	directory, kid, hmac, caBundle string
+	// http01Port is where Pebble's VA fetches HTTP-01 tokens on 127.0.0.1.
+	http01Port int
 }
 
 var peers = []peer{
-	{name: "certbot", version: []string{"--version"}, issue: func(a acmeAccount, dir, domain string) *exec.Cmd {
-		// The names are pre-validated at this Pebble, so no challenge is offered: the manual
-		// authenticator with a no-op hook only satisfies certbot's need for an authenticator.
-		cmd := exec.Command("certbot", "certonly", "--non-interactive", "--agree-tos", "-m", "ops@example.test", "--no-eff-email",
-			"--server", a.directory, "--eab-kid", a.kid, "--eab-hmac-key", a.hmac,
-			"--config-dir", filepath.Join(dir, "etc"), "--work-dir", filepath.Join(dir, "work"), "--logs-dir", filepath.Join(dir, "logs"),
-			"--key-type", "ecdsa", "--elliptic-curve", "secp256r1",
-			"--manual", "--manual-auth-hook", "true", "--preferred-challenges", "http", "-d", domain)
-		cmd.Env = append(os.Environ(), "REQUESTS_CA_BUNDLE="+a.caBundle)
-		return cmd
-	}},
-	{name: "lego", version: []string{"--version"}, issue: func(a acmeAccount, dir, domain string) *exec.Cmd {
-		// --http.webroot: nothing listens, and no challenge is offered anyway (see certbot).
-		cmd := exec.Command("lego", "--accept-tos", "--email", "ops@example.test", "--server", a.directory,
-			"--eab", "--kid", a.kid, "--hmac", a.hmac, "--key-type", "ec256", "--path", dir,
-			"--http", "--http.webroot", filepath.Join(dir, "webroot"), "--domains", domain, "run")
-		cmd.Env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+a.caBundle)
-		return cmd
-	}},
+	{name: "certbot", version: []string{"--version"}, challenge: "HTTP-01, --standalone on 127.0.0.1",
+		issue: func(a acmeAccount, dir, domain string) *exec.Cmd {
+			// certbot's standalone authenticator serves the token itself (certbot
+			// documentation, "Standalone": --http-01-port, --http-01-address).
+			cmd := exec.Command("certbot", "certonly", "--non-interactive", "--agree-tos", "-m", "ops@example.test", "--no-eff-email",
+				"--server", a.directory, "--eab-kid", a.kid, "--eab-hmac-key", a.hmac,
+				"--config-dir", filepath.Join(dir, "etc"), "--work-dir", filepath.Join(dir, "work"), "--logs-dir", filepath.Join(dir, "logs"),
+				"--key-type", "ecdsa", "--elliptic-curve", "secp256r1",
+				"--standalone", "--preferred-challenges", "http", "--http-01-address", "127.0.0.1", "--http-01-port", strconv.Itoa(a.http01Port),
+				"-d", domain)
+			cmd.Env = append(os.Environ(), "REQUESTS_CA_BUNDLE="+a.caBundle)
+			return cmd
+		}},
+	{name: "lego", version: []string{"--version"}, challenge: "HTTP-01, --http on 127.0.0.1",
+		issue: func(a acmeAccount, dir, domain string) *exec.Cmd {
+			// lego's own HTTP server answers HTTP-01 (lego CLI documentation: --http,
+			// --http.port "interface:port").
+			cmd := exec.Command("lego", "--accept-tos", "--email", "ops@example.test", "--server", a.directory,
+				"--eab", "--kid", a.kid, "--hmac", a.hmac, "--key-type", "ec256", "--path", dir,
+				"--http", "--http.port", fmt.Sprintf("127.0.0.1:%d", a.http01Port), "--domains", domain, "run")
+			cmd.Env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+a.caBundle)
+			return cmd
+		}},
 }
 
 func (b *bench) acmePeers(ctx context.Context, certs int) ([]acmeResult, error) {
-	s, err := b.startSim(ctx, "acme-peers", "--ca", "acme", "--vendors", "", "--devices", "0")
+	s, err := b.startSim(ctx, "acme-peers", append(b.acmeSimArgs(), "--vendors", "", "--devices", "0")...)
 	if err != nil {
 		return nil, err
 	}
@@ -131,10 +151,10 @@ func (b *bench) acmePeers(ctx context.Context, certs int) ([]acmeResult, error) 
 			out = append(out, res)
 			continue
 		}
-		res.name = version + ", sequential (one process per certificate)"
+		res.name = version + ", sequential (one process per certificate; " + p.challenge + ")"
 		for rep := 1; rep <= b.o.slowN; rep++ {
 			dir := filepath.Join(s.dir, fmt.Sprintf("%s-%d", p.name, rep))
-			if err := os.MkdirAll(filepath.Join(dir, "webroot"), 0o700); err != nil {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return nil, err
 			}
 			// The account is registered by a first certificate outside the timing, as a cron job
@@ -144,14 +164,20 @@ func (b *bench) acmePeers(ctx context.Context, certs int) ([]acmeResult, error) 
 				break
 			}
 			start := time.Now()
+			var cpu time.Duration
 			for i := 1; i <= certs && err == nil; i++ {
-				err = runPeer(ctx, p.issue(acct, dir, fmt.Sprintf("site%03d.%s-%d.example.test", i, p.name, rep)))
+				cmd := p.issue(acct, dir, fmt.Sprintf("site%03d.%s-%d.example.test", i, p.name, rep))
+				err = runPeer(ctx, cmd)
+				if cmd.ProcessState != nil {
+					cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+				}
 			}
 			if err != nil {
 				res.missing = fmt.Sprintf("%s failed: %v", p.name, err)
 				break
 			}
 			res.walls = append(res.walls, time.Since(start))
+			res.cpus = append(res.cpus, cpu)
 			b.progress("acme: %s: %d certificates in %s", version, certs, secs(time.Since(start)))
 		}
 		out = append(out, res)
@@ -230,19 +256,24 @@ func (s *sim) acmeAccount() (acmeAccount, error) {
 	if a.kid == "" || a.hmac == "" {
 		return a, errors.New("certfleet-sim's ACME configuration has no EAB key id or HMAC key")
 	}
+	if s.desc.CA.Challenges == nil || s.desc.CA.Challenges.HTTP01Port == 0 {
+		return a, errors.New("certfleet-sim's Pebble validates no challenge (started without --acme-challenges)")
+	}
+	a.http01Port = s.desc.CA.Challenges.HTTP01Port
 	return a, nil
 }
 
 func (b *bench) printACME(rs []acmeResult, certs int, settings []string) {
 	b.section("%d ACME certificates against one Pebble, ECDSA P-256 keys made by each tool; median of %d (load average %s)", certs, b.o.slowN, loadAverage())
-	fmt.Fprintf(b.out, "Pebble (embedded in certfleet-sim, no latency): %s\n\n", strings.Join(settings, "; "))
-	rows := [][]string{{"tool", "wall", "per certificate"}}
+	fmt.Fprintf(b.out, "Pebble (embedded in certfleet-sim, no latency, the same for every tool): %s\n", strings.Join(settings, "; "))
+	fmt.Fprintf(b.out, "certfleet answers DNS-01 through lego's rfc2136 provider (dns.propagation_check: resolvers, the simulator's DNS); certbot and lego answer HTTP-01\n\n")
+	rows := [][]string{{"tool", "wall", "per certificate", "client CPU"}}
 	for _, r := range rs {
 		if r.missing != "" {
-			rows = append(rows, []string{r.name, r.missing, ""})
+			rows = append(rows, []string{r.name, r.missing, "", ""})
 			continue
 		}
-		rows = append(rows, []string{r.name, secs(r.wall()), fmt.Sprintf("%.3f s", r.wall().Seconds()/float64(certs))})
+		rows = append(rows, []string{r.name, secs(r.wall()), fmt.Sprintf("%.3f s", r.wall().Seconds()/float64(certs)), secs(median(r.cpus))})
 	}
 	table(b.out, rows)
 	defaults, sequential := rs[0], rs[1]

@@ -47,13 +47,15 @@ func main() {
 
 // options are the command line.
 type options struct {
-	bin      string
-	work     string
-	keep     bool
-	n        int
-	slowN    int
-	quick    bool
-	peers    bool
+	bin   string
+	work  string
+	keep  bool
+	n     int
+	slowN int
+	quick bool
+	peers bool
+	// vaSleep is Pebble's random validation sleep limit (certfleet-sim --acme-va-sleep).
+	vaSleep  int
 	sections map[string]bool
 	sizes    sizes
 }
@@ -87,12 +89,16 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.slowN, "slow-n", 1, "repetitions of the slow sections (a run against 50 ms latency, the ACME runs); each builds a fresh world")
 	fs.BoolVar(&o.quick, "quick", false, "small worlds: a smoke run of every section (figures not comparable with the issue's)")
 	fs.BoolVar(&o.peers, "peers", false, "also time sequential certbot and lego (installed with apt-get when missing) against the same Pebble")
+	fs.IntVar(&o.vaSleep, "acme-va-sleep", 0, "Pebble's random sleep before each validation, up to this many seconds minus one (PEBBLE_VA_SLEEPTIME; Pebble's own default is 5); 0: PEBBLE_VA_NOSLEEP=1")
 	fs.StringVar(&only, "only", strings.Join(allSections, ","), "sections to run: "+strings.Join(allSections, ", "))
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if o.n < 1 || o.slowN < 1 {
 		return o, errors.New("-n and -slow-n must be 1 or more")
+	}
+	if o.vaSleep < 0 {
+		return o, errors.New("-acme-va-sleep must not be negative")
 	}
 	for _, s := range strings.Split(only, ",") {
 		s = strings.TrimSpace(s)
@@ -203,6 +209,11 @@ type description struct {
 		Type     string   `json:"type"`
 		URL      string   `json:"url"`
 		Settings []string `json:"settings"`
+		// Challenges: where challenges are answered (certfleet-sim --acme-challenges).
+		Challenges *struct {
+			DNSServer  string `json:"dns_server"`
+			HTTP01Port int    `json:"http01_port"`
+		} `json:"challenges"`
 	} `json:"ca"`
 	Devices []struct {
 		Name    string `json:"name"`

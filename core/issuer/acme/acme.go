@@ -70,6 +70,11 @@ type Issuer struct {
 	// answer the same challenges or race to finalize.
 	ordersMu sync.Mutex
 	orders   map[string]*orderLock
+
+	// records are the DNS-01 records this process published and has not removed yet, by
+	// authorization URL: they stay until the CA has decided, across Collects.
+	recordsMu sync.Mutex
+	records   map[string]presentedRecord
 }
 
 type orderLock struct {
@@ -105,6 +110,10 @@ var (
 	_ issuer.Issuer         = (*Issuer)(nil)
 	_ issuer.RenewalAdvisor = (*Issuer)(nil)
 )
+
+// maxIdleConnsPerCA is how many idle connections to the CA are kept for reuse: more than any
+// sensible per-issuer concurrency.
+const maxIdleConnsPerCA = 32
 
 // Option adjusts an Issuer.
 type Option func(*Issuer)
@@ -145,6 +154,11 @@ func New(cfg Config, store AccountStore, opts ...Option) (*Issuer, error) {
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.TLSClientConfig = tlsCfg
+	// Every request goes to the one CA host. net/http keeps only 2 idle connections per host
+	// by default (DefaultMaxIdleConnsPerHost), so with more calls in flight (the engine's
+	// per-issuer concurrency, 4 by default) connections were closed after use and each new
+	// one paid a TLS handshake; keep as many as are used at once.
+	base.MaxIdleConnsPerHost = maxIdleConnsPerCA
 
 	i := &Issuer{
 		cfg:       cfg,

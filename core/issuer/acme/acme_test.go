@@ -255,8 +255,8 @@ func TestIssueFromCSR(t *testing.T) {
 	}
 	// Both challenges were answered through DNS and the records removed afterwards.
 	for _, n := range names {
-		if dnsServer.updateCount("_acme-challenge."+n) < 2 || len(dnsServer.records("_acme-challenge."+n)) != 0 {
-			t.Fatalf("DNS-01 record for %s: %d updates, %v left", n, dnsServer.updateCount("_acme-challenge."+n), dnsServer.records("_acme-challenge."+n))
+		if dnsServer.UpdateCount("_acme-challenge."+n) < 2 || len(dnsServer.Records("_acme-challenge."+n)) != 0 {
+			t.Fatalf("DNS-01 record for %s: %d updates, %v left", n, dnsServer.UpdateCount("_acme-challenge."+n), dnsServer.Records("_acme-challenge."+n))
 		}
 	}
 
@@ -683,13 +683,13 @@ func TestValidAuthorizationsNeedNoChallenge(t *testing.T) {
 	names := testNames(t, 2)
 	req, _ := request(t, names, nil, nil)
 	issue(t, ctx, iss, req)
-	updates, answers := dnsServer.updateCount("_acme-challenge."+names[0]), p.wire.postsTo("/chalZ/")
+	updates, answers := dnsServer.UpdateCount("_acme-challenge."+names[0]), p.wire.postsTo("/chalZ/")
 
 	// Pebble hands out the same valid authorizations (as a CA with pre-validated domains does):
 	// no DNS record, no challenge.
 	req2, _ := request(t, names, nil, nil)
 	issue(t, ctx, iss, req2)
-	if dnsServer.updateCount("_acme-challenge."+names[0]) != updates || p.wire.postsTo("/chalZ/") != answers {
+	if dnsServer.UpdateCount("_acme-challenge."+names[0]) != updates || p.wire.postsTo("/chalZ/") != answers {
 		t.Fatal("valid authorizations were answered again")
 	}
 }
@@ -744,7 +744,7 @@ func TestFailedValidationFailsTheOrder(t *testing.T) {
 	cfg.DNS.PropagationCheck = PropagationNone
 	iss := newIssuer(t, cfg, NewMemoryAccountStore())
 	names := testNames(t, 1)
-	dnsServer.dropUpdatesFor("_acme-challenge." + names[0])
+	dnsServer.DropUpdatesFor("_acme-challenge." + names[0])
 	req, _ := request(t, names, nil, nil)
 	ref, err := iss.Submit(ctx, req)
 	if err != nil {
@@ -785,7 +785,7 @@ func TestPropagationChecks(t *testing.T) {
 		cfg.DNS.PollingInterval = 50 * time.Millisecond
 		iss := newIssuer(t, cfg, NewMemoryAccountStore())
 		names := testNames(t, 1)
-		dnsServer.dropUpdatesFor("_acme-challenge." + names[0])
+		dnsServer.DropUpdatesFor("_acme-challenge." + names[0])
 		req, _ := request(t, names, nil, nil)
 		ctx := testContext(t)
 		ref, err := iss.Submit(ctx, req)
@@ -981,7 +981,7 @@ func TestDNSThroughHTTPAPIWithWildcard(t *testing.T) {
 		}
 		switch r.URL.Path {
 		case "/present", "/cleanup":
-			n := dnsServer.setTXT(msg.FQDN, msg.Value, r.URL.Path == "/cleanup")
+			n := dnsServer.SetTXT(msg.FQDN, msg.Value, r.URL.Path == "/cleanup")
 			mu.Lock()
 			maxValues = max(maxValues, n)
 			mu.Unlock()
@@ -1010,7 +1010,7 @@ func TestDNSThroughHTTPAPIWithWildcard(t *testing.T) {
 	if maxValues != 2 {
 		t.Fatalf("_acme-challenge.%s held at most %d values, want both challenges at once", base, maxValues)
 	}
-	if left := dnsServer.records("_acme-challenge." + base); len(left) != 0 {
+	if left := dnsServer.Records("_acme-challenge." + base); len(left) != 0 {
 		t.Fatalf("records left: %v", left)
 	}
 }

@@ -91,12 +91,15 @@ type DNSConfig struct {
 type Timeouts struct {
 	// HTTP bounds one request to the CA (default 30 s).
 	HTTP time.Duration `yaml:"http"`
-	// Validation bounds waiting for the CA to validate answered challenges (default 2 min).
+	// Validation bounds waiting for the CA to validate answered challenges (default 2 min),
+	// counted from when this process published the records. Collect itself waits at most a
+	// second for the verdict; the engine collects again later, holding no slot.
 	Validation time.Duration `yaml:"validation"`
 	// PollInterval, when set, is the least wait between polls of an order or an authorization
-	// when the CA gives no longer Retry-After. Zero (the default): an adaptive schedule, from
-	// 250 ms doubling up to 30 s for orders (the engine's) and up to 5 s for authorizations.
-	// Collect never waits for a processing order: the engine collects again, holding no slot.
+	// when the CA gives no longer Retry-After. Zero (the default): Collect looks again at
+	// answered challenges and at a just-finalized order from 50 ms on, for at most 200 ms, and
+	// otherwise answers Pending; the engine then collects again on its own schedule (from
+	// 250 ms doubling up to 30 s), holding no slot meanwhile.
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// Issuance is read and ignored: Collect no longer waits for a processing order. It stays
 	// so that a configuration written for an older certfleet still loads.

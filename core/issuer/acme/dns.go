@@ -159,6 +159,32 @@ func SetProviderResolvers(nameservers []string, timeout time.Duration) {
 	dns01.SetDefaultClient(dns01.NewClient(&dns01.Options{RecursiveNameservers: nameservers, Timeout: timeout}))
 }
 
+var (
+	providerResolversMu sync.Mutex
+	providerResolvers   []string
+)
+
+// useProviderResolvers adds an issuer's dns.resolvers to the nameservers lego's providers ask
+// for their own recursive queries (the CNAME of every _acme-challenge name, in
+// dns01.GetChallengeInfo, which a provider's Present calls too). Without it those queries go
+// to /etc/resolv.conf even when the configuration names the resolvers to use, and every
+// challenge waits on a resolver the user did not choose. lego keeps one process-wide list, so
+// the resolvers of all issuers are asked, in the order configured.
+func useProviderResolvers(resolvers []string) {
+	providerResolversMu.Lock()
+	defer providerResolversMu.Unlock()
+	added := false
+	for _, r := range resolvers {
+		if !slices.Contains(providerResolvers, r) {
+			providerResolvers = append(providerResolvers, r)
+			added = true
+		}
+	}
+	if added {
+		SetProviderResolvers(slices.Clone(providerResolvers), 0)
+	}
+}
+
 // dnsSolver answers DNS-01 with one provider and checks the records are visible.
 type dnsSolver struct {
 	provider  challenge.Provider
@@ -195,6 +221,9 @@ func newDNSSolver(issuerName string, cfg DNSConfig) (*dnsSolver, error) {
 			r = net.JoinHostPort(strings.Trim(r, "[]"), "53")
 		}
 		s.resolvers = append(s.resolvers, r)
+	}
+	if len(s.resolvers) > 0 {
+		useProviderResolvers(s.resolvers)
 	}
 	return s, nil
 }

@@ -119,6 +119,13 @@ func (i *Issuer) Collect(ctx context.Context, ref issuer.OrderRef) (issuer.Resul
 	return res, withRateLimitWait(obs, err)
 }
 
+// issuanceWaitInCollect bounds how long Collect looks again at an order it has just finalized
+// when the CA gave no Retry-After, holding the CA account's slot: CAs usually issue within
+// moments of the finalize (Pebble within milliseconds), and without it the order waits for the
+// engine's next collect, whose schedule has grown while the challenges were validated (with
+// Pebble's default VA sleep: 7.8 s after a finalize, measured; see docs/performance.md).
+const issuanceWaitInCollect = 200 * time.Millisecond
+
 // orderFailure means the order will never issue.
 type orderFailure struct{ msg string }
 
@@ -126,6 +133,10 @@ func (f *orderFailure) Error() string { return f.msg }
 
 func (i *Issuer) drive(ctx context.Context, core *api.Core, obs *callObserver, r orderRef, csr *x509.CertificateRequest) (issuer.Result, error) {
 	authorized, finalized := false, false
+	// After a finalize the CA gave no Retry-After for, the order is looked at again a few times
+	// within a short time (see issuanceWaitInCollect) before Collect answers Pending.
+	var quickUntil time.Time
+	quick := issuer.NewPollSchedule(max(authzPollFirst, i.timeouts.PollInterval), authzPollMax)
 	for {
 		order, err := core.Orders.Get(ctx, r.OrderURL)
 		if err != nil {
@@ -134,10 +145,23 @@ func (i *Issuer) drive(ctx context.Context, core *api.Core, obs *callObserver, r
 			}
 			return issuer.Result{}, classify("get order", err)
 		}
+		if order.Status != legoacme.StatusPending {
+			// The CA has decided on every authorization: no DNS-01 record of this order is
+			// needed any more (the order may have become ready before this process saw an
+			// authorization valid).
+			for _, u := range order.Authorizations {
+				i.cleanUpRecord(ctx, u)
+			}
+		}
 		switch order.Status {
 		case legoacme.StatusPending:
 			if !authorized {
 				if err := i.authorize(ctx, core, obs, order.Authorizations); err != nil {
+					var wait *errAuthzPending
+					if errors.As(err, &wait) {
+						// The CA is validating: collect again later, holding nothing.
+						return i.pending(wait.retryAfter), nil
+					}
 					return issuer.Result{}, err
 				}
 				authorized = true
@@ -157,8 +181,26 @@ func (i *Issuer) drive(ctx context.Context, core *api.Core, obs *callObserver, r
 				continue
 			}
 			// The answer to finalize says when to look again.
-			return i.pending(obs.retryAfterFor(order.Finalize)), nil
+			if ra := max(obs.retryAfterFor(order.Finalize), i.timeouts.PollInterval); ra > 0 {
+				return i.pending(ra), nil
+			}
+			quickUntil = time.Now().Add(issuanceWaitInCollect)
+			if wait := quick.NextBackOff(); time.Now().Add(wait).Before(quickUntil) {
+				if err := sleepCtx(ctx, wait); err != nil {
+					return issuer.Result{}, classify("wait for issuance", err)
+				}
+				continue
+			}
+			return i.pending(0), nil
 		case legoacme.StatusProcessing:
+			if ra := obs.retryAfterFor(r.OrderURL); ra == 0 && !quickUntil.IsZero() {
+				if wait := quick.NextBackOff(); time.Now().Add(wait).Before(quickUntil) {
+					if err := sleepCtx(ctx, wait); err != nil {
+						return issuer.Result{}, classify("wait for issuance", err)
+					}
+					continue
+				}
+			}
 		case legoacme.StatusValid:
 			return i.download(ctx, core, order.Certificate, r, csr)
 		case legoacme.StatusInvalid:

@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 	// lego's providers resolve through this (CNAME following, zone lookup): the test zone only.
 	SetProviderResolvers([]string{dnsServer.addr}, 2*time.Second)
 	code := m.Run()
-	dnsServer.close()
+	dnsServer.Close()
 	os.Exit(code)
 }
 

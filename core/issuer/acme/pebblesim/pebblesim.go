@@ -1,8 +1,10 @@
 // Package pebblesim runs Let's Encrypt's Pebble ACME test server in-process (its wfe, ca, va and
 // db packages, the same code the pebble binary runs) behind a real HTTPS listener on loopback,
-// with External Account Binding required and every authorization valid without a challenge, as
-// a Sectigo ACME account with pre-validated domains behaves. certfleet-sim and the engine's
-// end-to-end tests use it as their ACME CA.
+// with External Account Binding required. By default every authorization is valid without a
+// challenge, as a Sectigo ACME account with pre-validated domains behaves; with
+// Config.Challenges, Pebble's VA validates HTTP-01 and DNS-01 for real against a DNS server of
+// the simulator's own on loopback (see DNS), as Let's Encrypt does. certfleet-sim and the
+// engine's end-to-end tests use it as their ACME CA.
 package pebblesim
 
 import (
@@ -21,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,6 +52,21 @@ type Config struct {
 	NoRenewalInfo bool
 	// Latency delays every request, as a distant CA does (see SetLatency).
 	Latency time.Duration
+	// Challenges makes Pebble validate the challenges clients answer (RFC 8555 §8) instead of
+	// treating every name as pre-validated: its VA asks the simulator's DNS server (Server.DNS)
+	// for DNS-01 TXT records and for the addresses of names (all 127.0.0.1), and fetches
+	// HTTP-01 tokens from HTTP01Port. This is Pebble's "-dnsserver" flag and "httpPort" setting
+	// (Pebble README, "DNS Server" and "Default validation ports").
+	Challenges bool
+	// HTTP01Port is where Pebble's VA fetches HTTP-01 tokens (Pebble's httpPort, default 5002
+	// in its test configuration); 0: a free loopback port is picked (see Server.HTTP01Port).
+	HTTP01Port int
+	// VASleep is, with Challenges, the limit of the random sleep Pebble's VA takes before each
+	// validation attempt: PEBBLE_VA_SLEEPTIME, a sleep of rand.Intn(VASleep) whole seconds in
+	// each of its 3 concurrent attempts (va.performValidation; Pebble's default is 5). Zero
+	// sets PEBBLE_VA_NOSLEEP=1, Pebble's documented switch for "testing at full speed" (Pebble
+	// README, "Testing at full speed").
+	VASleep int
 }
 
 // Server is a running Pebble.
@@ -62,6 +80,9 @@ type Server struct {
 	eabHMAC  string
 	orders   atomic.Int64
 	closing  sync.Once
+	dns      *DNS
+	httpPort int
+	settings []string
 
 	renewalInfoGets atomic.Int64
 	requests        atomic.Int64
@@ -73,25 +94,45 @@ type Server struct {
 	limitedOrders   int
 }
 
-// pebbleEnv are the knobs Pebble reads from its environment: no challenge is validated (the
-// names count as pre-validated), no random sleep before validation, no nonce rejected at random,
-// authorizations reused.
-func pebbleEnv() map[string]string {
-	return map[string]string{"PEBBLE_VA_ALWAYS_VALID": "1", "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "100"}
+// pebbleEnv are the knobs Pebble reads from its environment (Pebble README: "Testing at full
+// speed", "Skipping Validation", "Invalid Anti-Replay Nonce Errors", "Valid Authorization
+// Reuse"). Always: no nonce rejected at random (Pebble rejects 5 % by default to exercise
+// clients' badNonce retries; no production CA does), valid authorizations always reused (Let's
+// Encrypt reuses them for 30 days; Pebble 50 % of the time by default). Pre-validated: no
+// challenge is validated. With challenges: the VA's random sleep per cfg.VASleep.
+func pebbleEnv(cfg Config) map[string]string {
+	env := map[string]string{"PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "100"}
+	switch {
+	case !cfg.Challenges:
+		env["PEBBLE_VA_ALWAYS_VALID"], env["PEBBLE_VA_NOSLEEP"] = "1", "1"
+	case cfg.VASleep <= 0:
+		env["PEBBLE_VA_NOSLEEP"] = "1"
+	default:
+		env["PEBBLE_VA_SLEEPTIME"] = strconv.Itoa(cfg.VASleep)
+	}
+	return env
+}
+
+// settings describe how this Pebble differs from a stock one, for benchmark notes that must
+// cite the CA's settings.
+func settings(cfg Config, httpPort int) []string {
+	env := pebbleEnv(cfg)
+	out := make([]string, 0, len(env)+4)
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, k+"="+env[k])
+	}
+	out = append(out, "External Account Binding required", "no Retry-After sent (Pebble's retryAfter authz/order 0)")
+	if cfg.Challenges {
+		out = append(out, fmt.Sprintf("challenges validated for real: DNS-01 and HTTP-01 (httpPort %d) against the simulator's DNS on loopback (-dnsserver)", httpPort))
+	} else {
+		out = append(out, "authorizations marked valid when the order is created (no challenge to answer)")
+	}
+	return append(out, "issuing chain ECDSA; orders finalized by Pebble's own asynchronous issuance")
 }
 
 // Settings describe how this Pebble differs from a stock one, for benchmark notes that must
 // cite the CA's settings.
-func Settings() []string {
-	env := pebbleEnv()
-	out := make([]string, 0, len(env)+3)
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		out = append(out, k+"="+env[k])
-	}
-	return append(out, "External Account Binding required",
-		"authorizations marked valid when the order is created (no challenge to answer)",
-		"issuing chain ECDSA; orders finalized by Pebble's own asynchronous issuance")
-}
+func (s *Server) Settings() []string { return slices.Clone(s.settings) }
 
 // envMu: Pebble reads its knobs from the environment while its parts are built.
 var envMu sync.Mutex
@@ -109,22 +150,40 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s := &Server{}
+	resolver := ""
+	if cfg.Challenges {
+		if s.dns, err = StartDNS(); err != nil {
+			return nil, err
+		}
+		resolver = s.dns.Addr()
+		s.httpPort = cfg.HTTP01Port
+		if s.httpPort == 0 {
+			if s.httpPort, err = freePort(); err != nil {
+				s.dns.Close()
+				return nil, err
+			}
+		}
+	}
 	store := db.NewMemoryStore()
 	profiles := map[string]ca.Profile{"default": {Description: "certfleet-sim default"}}
 	if cfg.ValidityDays > 0 {
 		profiles["default"] = ca.Profile{Description: "certfleet-sim default", ValidityPeriod: uint64(cfg.ValidityDays) * 24 * 3600}
 	}
 	envMu.Lock()
-	restore := setEnv(pebbleEnv())
+	restore := setEnv(pebbleEnv(cfg))
 	pca := ca.New(logger, store, "", "ecdsa", 0, 1, profiles)
-	pva := va.New(logger, 0, 0, false, "", store)
+	// TLS-ALPN-01 goes to port 443 of 127.0.0.1 (Pebble's tlsPort); no client here answers it.
+	pva := va.New(logger, s.httpPort, 443, false, resolver, store)
 	front := wfe.New(logger, store, pva, pca, []string{"pebble.letsencrypt.org"}, false, true, 0, 0)
 	restore()
 	envMu.Unlock()
 
-	s := &Server{store: store, tlsCA: caPEM, mgmt: front.ManagementHandler(),
-		eabKID: "certfleet-sim", eabHMAC: base64.RawURLEncoding.EncodeToString(randomBytes(32))}
+	s.store, s.tlsCA, s.mgmt = store, caPEM, front.ManagementHandler()
+	s.eabKID, s.eabHMAC = "certfleet-sim", base64.RawURLEncoding.EncodeToString(randomBytes(32))
+	s.settings = settings(cfg, s.httpPort)
 	if err := store.AddExternalAccountKeyByID(s.eabKID, s.eabHMAC); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("pebble EAB key: %w", err)
 	}
 	s.latency.Store(int64(cfg.Latency))
@@ -153,8 +212,10 @@ func Start(cfg Config) (*Server, error) {
 				return
 			}
 			s.orders.Add(1)
-			s.newOrder(acmeHandler, w, r)
-			return
+			if !cfg.Challenges {
+				s.newOrder(acmeHandler, w, r)
+				return
+			}
 		}
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/renewalInfo/") {
 			s.renewalInfoGets.Add(1)
@@ -163,6 +224,7 @@ func Start(cfg Config) (*Server, error) {
 	}))
 	s.listener, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		s.Close()
 		return nil, fmt.Errorf("pebble listen %s: %w", cfg.Addr, err)
 	}
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
@@ -354,9 +416,33 @@ func (s *Server) Revoked(cert *x509.Certificate) bool {
 	return s.store.GetRevokedCertificateBySerial(cert.SerialNumber) != nil
 }
 
+// DNS is the simulator's DNS server Pebble's VA asks (nil without Config.Challenges).
+func (s *Server) DNS() *DNS { return s.dns }
+
+// HTTP01Port is where Pebble's VA fetches HTTP-01 tokens on 127.0.0.1 (0 without
+// Config.Challenges).
+func (s *Server) HTTP01Port() int { return s.httpPort }
+
 // Close stops the server.
 func (s *Server) Close() {
-	s.closing.Do(func() { _ = s.srv.Close() })
+	s.closing.Do(func() {
+		if s.srv != nil {
+			_ = s.srv.Close()
+		}
+		if s.dns != nil {
+			s.dns.Close()
+		}
+	})
+}
+
+// freePort finds a TCP port free on 127.0.0.1 for the HTTP-01 listener a client starts later.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free port for HTTP-01: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 type recorder struct {
