@@ -154,55 +154,62 @@ func (e *Engine) loadWhole(ctx context.Context, items []PlanItem) error {
 
 // planFrom plans certs from the recorded deployments and open operations given.
 func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, po PlanOptions) Plan {
-	devices := map[string]bool{}
-	for _, c := range certs {
-		devices[c.Device] = true
-	}
-	invs := e.inventories(ctx, devices)
-	plan := Plan{InventoryCalls: len(invs), Items: make([]PlanItem, 0, len(certs))}
+	plan := Plan{Items: make([]PlanItem, len(certs))}
 	now := e.opts.Now()
-	for _, c := range certs {
-		item := PlanItem{Certificate: c.Name, Device: c.Device, Issuer: c.Issuer, cert: c}
-		if d, ok := deployments[c.Name]; ok {
-			item.deployment = &d
-			item.NotAfter = d.NotAfter
+	plan.InventoryCalls = e.inventories(ctx, certs, func(idx []int, inv inventory) {
+		for _, i := range idx {
+			plan.Items[i] = e.planItem(certs[i], deployments, ops, inv, po, now)
 		}
-		item.op = ops[c.Name]
-		inv := invs[c.Device]
-		switch {
-		case item.op != nil:
-			item.Action, item.Step = ActionResume, item.op.Step
-			item.Reason = fmt.Sprintf("%s interrupted after step %q", item.op.Action, item.op.Step)
-			if item.op.LastError != "" {
-				item.Reason += ": " + item.op.LastError
-			}
-			if now.Before(item.op.RetryNotBefore) {
-				item.Reason = fmt.Sprintf("%s held until %s by the CA's Retry-After: %s", item.op.Action,
-					item.op.RetryNotBefore.UTC().Format(time.RFC3339), item.op.LastError)
-			}
-		case inv.err != nil:
-			item.Action, item.Error = ActionUnknown, e.opts.Redact(inv.err.Error())
-			item.Reason = "device could not be inspected"
-		case item.deployment == nil && !po.NoAdopt && planAdoption(&item, inv, po.Force, now):
-		default:
-			item.Action, item.Reason = decide(c, item.deployment, inv, po.Force, now)
-			if item.Action == ActionUnknown {
-				item.Error, item.Reason = item.Reason, "the renewal policy cannot act"
-			}
-		}
-		plan.Items = append(plan.Items, item)
-	}
+	})
 	e.preflightItems(ctx, plan.Items)
 	return plan
 }
 
-// inventories asks each device once for what it holds, a few devices at a time.
-func (e *Engine) inventories(ctx context.Context, devices map[string]bool) map[string]inventory {
-	out := make(map[string]inventory, len(devices))
-	var mu sync.Mutex
+// planItem decides the action for one certificate, given what its device holds.
+func (e *Engine) planItem(c Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, inv inventory, po PlanOptions, now time.Time) PlanItem {
+	item := PlanItem{Certificate: c.Name, Device: c.Device, Issuer: c.Issuer, cert: c}
+	if d, ok := deployments[c.Name]; ok {
+		item.deployment = &d
+		item.NotAfter = d.NotAfter
+	}
+	item.op = ops[c.Name]
+	switch {
+	case item.op != nil:
+		item.Action, item.Step = ActionResume, item.op.Step
+		item.Reason = fmt.Sprintf("%s interrupted after step %q", item.op.Action, item.op.Step)
+		if item.op.LastError != "" {
+			item.Reason += ": " + item.op.LastError
+		}
+		if now.Before(item.op.RetryNotBefore) {
+			item.Reason = fmt.Sprintf("%s held until %s by the CA's Retry-After: %s", item.op.Action,
+				item.op.RetryNotBefore.UTC().Format(time.RFC3339), item.op.LastError)
+		}
+	case inv.err != nil:
+		item.Action, item.Error = ActionUnknown, e.opts.Redact(inv.err.Error())
+		item.Reason = "device could not be inspected"
+	case item.deployment == nil && !po.NoAdopt && planAdoption(&item, inv, po.Force, now):
+	default:
+		item.Action, item.Reason = decide(c, item.deployment, inv, po.Force, now)
+		if item.Action == ActionUnknown {
+			item.Error, item.Reason = item.Reason, "the renewal policy cannot act"
+		}
+	}
+	return item
+}
+
+// inventories asks each device of certs once for what it holds, a few devices at a time, and
+// hands each answer to use with the indexes (in certs) of the device's certificates as soon as
+// it arrives; it returns the number of devices asked. An answer is dropped once used: a fleet's
+// inventories are never all held at once. use is called from several goroutines at once, each
+// time with other indexes.
+func (e *Engine) inventories(ctx context.Context, certs []Certificate, use func(idx []int, inv inventory)) int {
+	byDevice := map[string][]int{}
+	for i, c := range certs {
+		byDevice[c.Device] = append(byDevice[c.Device], i)
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, e.opts.Workers)
-	for name := range devices {
+	for name, idx := range byDevice {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -213,13 +220,11 @@ func (e *Engine) inventories(ctx context.Context, devices map[string]bool) map[s
 				inv = e.inventory(ctx, name)
 				release(sem)
 			}
-			mu.Lock()
-			out[name] = inv
-			mu.Unlock()
+			use(idx, inv)
 		}()
 	}
 	wg.Wait()
-	return out
+	return len(byDevice)
 }
 
 func (e *Engine) inventory(ctx context.Context, deviceName string) inventory {

@@ -135,7 +135,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	}
 
 	// Certificates with nothing to do are recorded together, in one transaction.
-	var settled []state.Result
+	settled := make([]state.Result, 0, len(plan.Items))
 	byDevice := map[string][]PlanItem{}
 	for _, it := range plan.Items {
 		if r, ok := e.settle(ctx, it); ok {
@@ -148,7 +148,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	if err := e.opts.Store.RecordResults(ctx, settled); err != nil {
 		return report, err
 	}
-	report.Results = append(report.Results, settled...)
+	report.Results = settled
 	var wg sync.WaitGroup
 	for devRank, name := range deviceOrder(byDevice) {
 		wg.Add(1)
