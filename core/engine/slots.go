@@ -25,8 +25,10 @@ type slots struct {
 	mu      sync.Mutex
 	workers int // free workers
 	pools   map[string]*pool
-	// queued are the pools with calls waiting: the only ones dispatch looks at.
-	queued map[*pool]struct{}
+	// queued are the pools with calls waiting, those whose calls need a worker apart: dispatch
+	// looks only at them, and at the worker pools only while a worker is free (a run's plan
+	// queues an Inventory on every device at once).
+	queued, queuedWorker map[*pool]struct{}
 }
 
 // pool is the slots of one device or CA account.
@@ -38,7 +40,7 @@ type pool struct {
 }
 
 func newSlots(workers int) *slots {
-	return &slots{workers: workers, pools: map[string]*pool{}, queued: map[*pool]struct{}{}}
+	return &slots{workers: workers, pools: map[string]*pool{}, queued: map[*pool]struct{}{}, queuedWorker: map[*pool]struct{}{}}
 }
 
 // acquire waits until a slot of the pool named key (size slots; worker: a worker too; both fixed
@@ -58,7 +60,7 @@ func (s *slots) acquire(ctx context.Context, stop <-chan struct{}, key string, s
 	}
 	w := &waiter{rank: r, ready: make(chan struct{})}
 	heap.Push(&p.waiting, w)
-	s.queued[p] = struct{}{}
+	s.queuedOf(p)[p] = struct{}{}
 	s.dispatchLocked()
 	s.mu.Unlock()
 	release = func() { s.release(p) }
@@ -77,7 +79,7 @@ func (s *slots) acquire(ctx context.Context, stop <-chan struct{}, key string, s
 		if !granted {
 			heap.Remove(&p.waiting, w.index)
 			if len(p.waiting) == 0 {
-				delete(s.queued, p)
+				delete(s.queuedOf(p), p)
 			}
 		}
 		s.mu.Unlock()
@@ -98,24 +100,35 @@ func (s *slots) release(p *pool) {
 	s.mu.Unlock()
 }
 
+// queuedOf is the set of queued pools p belongs in.
+func (s *slots) queuedOf(p *pool) map[*pool]struct{} {
+	if p.worker {
+		return s.queuedWorker
+	}
+	return s.queued
+}
+
 // dispatchLocked starts the best-ranked waiting calls for as long as any can start.
 func (s *slots) dispatchLocked() {
 	for {
 		var best *pool
-		for p := range s.queued {
-			if p.free == 0 || (p.worker && s.workers == 0) {
-				continue
+		consider := func(queued map[*pool]struct{}) {
+			for p := range queued {
+				if p.free > 0 && (best == nil || p.waiting[0].rank.before(best.waiting[0].rank)) {
+					best = p
+				}
 			}
-			if best == nil || p.waiting[0].rank.before(best.waiting[0].rank) {
-				best = p
-			}
+		}
+		consider(s.queued)
+		if s.workers > 0 {
+			consider(s.queuedWorker)
 		}
 		if best == nil {
 			return
 		}
 		w := heap.Pop(&best.waiting).(*waiter)
 		if len(best.waiting) == 0 {
-			delete(s.queued, best)
+			delete(s.queuedOf(best), best)
 		}
 		best.free--
 		if best.worker {

@@ -30,8 +30,10 @@ func TestSlotsStartTheBestRankedCallFirst(t *testing.T) {
 		for {
 			s.mu.Lock()
 			waiting := 0
-			for p := range s.queued {
-				waiting += len(p.waiting)
+			for _, queued := range []map[*pool]struct{}{s.queued, s.queuedWorker} {
+				for p := range queued {
+					waiting += len(p.waiting)
+				}
 			}
 			s.mu.Unlock()
 			if waiting == n {
@@ -74,8 +76,8 @@ func TestSlotsGiveUpCleanly(t *testing.T) {
 	holding()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.workers != 1 || len(s.queued) != 0 || s.pools["device\x00a"].free != 1 || s.pools["device\x00b"].free != 1 {
-		t.Fatalf("after the waits ended: %d workers free, %d pools queued", s.workers, len(s.queued))
+	if s.workers != 1 || len(s.queued)+len(s.queuedWorker) != 0 || s.pools["device\x00a"].free != 1 || s.pools["device\x00b"].free != 1 {
+		t.Fatalf("after the waits ended: %d workers free, %d pools queued", s.workers, len(s.queued)+len(s.queuedWorker))
 	}
 }
 
