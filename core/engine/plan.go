@@ -172,8 +172,12 @@ func (e *Engine) planDevice(ctx context.Context, device string, plan *Plan, cert
 // planItem decides the action for one certificate, given what its device holds.
 func (e *Engine) planItem(c Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, inv inventory, po PlanOptions, now time.Time) PlanItem {
 	item := PlanItem{Certificate: c.Name, Device: c.Device, Issuer: c.Issuer, cert: c}
-	if d, ok := deployments[c.Name]; ok {
-		item.deployment = &d
+	// The deployment is decided on in place and kept on the item only when the item is worked
+	// on: a fleet's steady-state plan is mostly "nothing to do", whose copy nobody reads again.
+	d, deployed := deployments[c.Name]
+	var recorded *state.Deployment
+	if deployed {
+		recorded = &d
 		item.NotAfter = d.NotAfter
 	}
 	item.op = ops[c.Name]
@@ -191,12 +195,16 @@ func (e *Engine) planItem(c Certificate, deployments map[string]state.Deployment
 	case inv.err != nil:
 		item.Action, item.Error = ActionUnknown, e.opts.Redact(inv.err.Error())
 		item.Reason = "device could not be inspected"
-	case item.deployment == nil && !po.NoAdopt && planAdoption(&item, inv, po.Force, now):
+	case !deployed && !po.NoAdopt && planAdoption(&item, inv, po.Force, now):
 	default:
-		item.Action, item.Reason = decide(c, item.deployment, inv, po.Force, now)
+		item.Action, item.Reason = decide(c, recorded, inv, po.Force, now)
 		if item.Action == ActionUnknown {
 			item.Error, item.Reason = item.Reason, "the renewal policy cannot act"
 		}
+	}
+	if deployed && item.Action != ActionNone {
+		kept := d
+		item.deployment = &kept
 	}
 	return item
 }
