@@ -151,7 +151,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 		for _, it := range items {
 			if err := e.loadWhole(ctx, it); err != nil {
 				done = append(done, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action),
-					Reason: it.Reason, Outcome: state.OutcomeFailed, Error: fmt.Sprintf("read the recorded deployment: %v", err)})
+					Reason: it.Reason, Outcome: state.OutcomeFailed, Error: e.opts.Redact(fmt.Sprintf("read the recorded deployment: %v", err))})
 				continue
 			}
 			if r, ok := e.settle(ctx, *it); ok {
