@@ -59,7 +59,12 @@ func runOutcome(report engine.Report, runErr error) string {
 //
 // failLevel is the level of each failed certificate's log line: the daemon logs it as an error;
 // the run command shows it in its output and keeps the log line for the file.
-func finishRun(ctx context.Context, env *environment, report engine.Report, runErr error, started time.Time, failLevel hclog.Level) []notify.Failure {
+//
+// withMetrics says whether the per-certificate gauges are read by anyone (the daemon's /metrics,
+// the run command's --metrics-file): they are built from a read of the whole state (a status),
+// which costs as much as a steady-state run's own work on a large fleet, so a run without a
+// metrics file and without notification channels does not read it.
+func finishRun(ctx context.Context, env *environment, report engine.Report, runErr error, started time.Time, failLevel hclog.Level, withMetrics bool) []notify.Failure {
 	now := time.Now()
 	outcome := runOutcome(report, runErr)
 	env.metrics.ObserveRun(outcome, now.Sub(started), now)
@@ -73,12 +78,16 @@ func finishRun(ctx context.Context, env *environment, report engine.Report, runE
 	env.log.Info("run finished", "run", report.RunID, "outcome", outcome, "took", now.Sub(started).Round(time.Millisecond),
 		"deployed", counts[state.OutcomeDeployed], "unchanged", counts[state.OutcomeUnchanged],
 		"pending", counts[state.OutcomePending], "failed", counts[state.OutcomeFailed])
+	notifying := env.notifier != nil && len(env.notifier.Channels) > 0 && len(report.Results) > 0
+	if !withMetrics && !notifying {
+		return nil
+	}
 	status, err := updateCertificateMetrics(ctx, env)
 	if err != nil {
 		env.log.Warn("cannot read the state for metrics and notifications", "error", err)
 		return nil
 	}
-	if env.notifier == nil || len(env.notifier.Channels) == 0 || len(report.Results) == 0 {
+	if !notifying {
 		return nil
 	}
 	host, _ := os.Hostname()

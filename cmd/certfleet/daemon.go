@@ -161,7 +161,7 @@ func (d *daemon) run(stop <-chan struct{}) {
 	started := time.Now()
 	d.log.Info("scheduled run starting")
 	report, err := env.engine.Run(d.runCtx, engine.RunOptions{Stop: stop})
-	finishRun(d.runCtx, env, report, err, started, hclog.Error)
+	finishRun(d.runCtx, env, report, err, started, hclog.Error, true)
 	if err != nil {
 		d.log.Error("the run ended with an error", "error", env.redactor.Redact(err.Error()))
 	}

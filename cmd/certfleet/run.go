@@ -68,8 +68,8 @@ func planExit(plan engine.Plan) error {
 }
 
 func printPlan(w io.Writer, plan engine.Plan) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CERTIFICATE\tDEVICE\tISSUER\tACTION\tREASON")
+	tw := &table{rows: make([][]string, 0, len(plan.Items)+1)}
+	tw.row("CERTIFICATE", "DEVICE", "ISSUER", "ACTION", "REASON")
 	due := 0
 	for _, it := range plan.Items {
 		reason := it.Reason
@@ -79,9 +79,9 @@ func printPlan(w io.Writer, plan engine.Plan) error {
 		if it.Action != engine.ActionNone {
 			due++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", it.Certificate, it.Device, it.Issuer, it.Action, reason)
+		tw.row(it.Certificate, it.Device, it.Issuer, string(it.Action), reason)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := tw.write(w); err != nil {
 		return err
 	}
 	if _, err := fmt.Fprintf(w, "\n%d of %d certificates need action (%d devices inspected)\n", due, len(plan.Items), plan.InventoryCalls); err != nil {
@@ -123,7 +123,7 @@ func runCommand() *cli.Command {
 			report, runErr := env.engine.Run(signals.ctx, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run"), NoAdopt: c.Bool("no-adopt"), Stop: signals.stop})
 			var notifyFailed []notify.Failure
 			if !c.Bool("dry-run") {
-				notifyFailed = finishRun(signals.ctx, env, report, runErr, started, hclog.Info)
+				notifyFailed = finishRun(signals.ctx, env, report, runErr, started, hclog.Info, c.String("metrics-file") != "")
 				writeMetricsFile(c, env)
 			}
 			if errors.Is(runErr, state.ErrLocked) {
@@ -155,8 +155,8 @@ func runCommand() *cli.Command {
 }
 
 func printReport(w io.Writer, r engine.Report) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CERTIFICATE\tDEVICE\tACTION\tOUTCOME\tDETAIL")
+	tw := &table{rows: make([][]string, 0, len(r.Results)+1)}
+	tw.row("CERTIFICATE", "DEVICE", "ACTION", "OUTCOME", "DETAIL")
 	counts := map[state.Outcome]int{}
 	for _, res := range r.Results {
 		counts[res.Outcome]++
@@ -164,9 +164,9 @@ func printReport(w io.Writer, r engine.Report) error {
 		if res.Error != "" {
 			detail = res.Error
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", res.Certificate, res.Device, res.Action, res.Outcome, detail)
+		tw.row(res.Certificate, res.Device, res.Action, string(res.Outcome), detail)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := tw.write(w); err != nil {
 		return err
 	}
 	var parts []string

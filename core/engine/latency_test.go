@@ -37,6 +37,8 @@ type slowDevices struct {
 	firstCSR time.Time
 	// events, when set, gets "Commit <device>" for each commit.
 	events *eventLog
+	// order is every call as "<call> <device>", in the order they ended.
+	order []string
 }
 
 // eventLog is the order in which things happened, across devices and CAs.
@@ -77,6 +79,7 @@ func (s *slowDevices) call(ctx context.Context, device, name string, f func() er
 	s.mu.Lock()
 	s.busy[device] += time.Since(started)
 	s.calls[device] = append(s.calls[device], name)
+	s.order = append(s.order, name+" "+device)
 	if name == "GenerateCSR" && s.firstCSR.IsZero() {
 		s.firstCSR = started
 	}

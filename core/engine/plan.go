@@ -85,141 +85,170 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	return e.planOf(ctx, certs, deployments, po)
-}
-
-// planRun is Run's plan: the deployments are read once, without their PEM bodies, brought up to
-// date with what the CA says (revocation, ARI), and planned.
-func (e *Engine) planRun(ctx context.Context, po PlanOptions) (Plan, error) {
-	certs, err := e.selected(po.Names)
-	if err != nil {
-		return Plan{}, err
-	}
-	deployments, err := e.opts.Store.DeploymentSummaries(ctx)
-	if err != nil {
-		return Plan{}, err
-	}
-	if e.opts.RevocationCheckInterval >= 0 {
-		updated, err := e.refreshCAView(ctx, certs)
-		if err != nil {
-			return Plan{}, err
-		}
-		for name, d := range updated {
-			deployments[name] = d
-		}
-	}
-	return e.planOf(ctx, certs, deployments, po)
-}
-
-// planOf plans certs from deployments (summaries or whole), and lists the retired certificates
-// when the whole configuration is planned.
-func (e *Engine) planOf(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment, po PlanOptions) (Plan, error) {
 	ops, err := e.opts.Store.OpenOperations(ctx)
 	if err != nil {
 		return Plan{}, err
 	}
-	plan := e.planFrom(ctx, certs, deployments, ops, po)
-	if err := e.loadWhole(ctx, plan.Items); err != nil {
-		return plan, err
-	}
+	plan := e.planFrom(ctx, certs, deployments, ops, po, 0)
 	if len(po.Names) == 0 {
 		plan.Retired = e.retiredFrom(deployments, ops)
 	}
 	return plan, nil
 }
 
-// loadWhole reads, for the items that will be worked on, the deployment with its PEM bodies (a
+// runInputs reads what Run plans from: the selected certificates, the deployments (once, without
+// their PEM bodies) brought up to date with what the CA says (revocation, ARI), and the open
+// operations.
+func (e *Engine) runInputs(ctx context.Context, po PlanOptions) ([]Certificate, map[string]state.Deployment, map[string]*state.Operation, error) {
+	certs, err := e.selected(po.Names)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	deployments, err := e.opts.Store.DeploymentSummaries(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if e.opts.RevocationCheckInterval >= 0 {
+		updated, err := e.refreshCAView(ctx, certs)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for name, d := range updated {
+			deployments[name] = d
+		}
+	}
+	ops, err := e.opts.Store.OpenOperations(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return certs, deployments, ops, nil
+}
+
+// loadWhole reads, for an item that will be worked on, the deployment with its PEM bodies (a
 // renewal sends the previous certificate to the CA; a deployment is saved again): the plan was
 // made from summaries, and the others never need them.
-func (e *Engine) loadWhole(ctx context.Context, items []PlanItem) error {
-	for i := range items {
-		it := &items[i]
-		if it.deployment == nil || !it.deployment.Summary {
-			continue
-		}
-		switch it.Action {
-		case ActionNone, ActionUnknown, ActionBlocked, ActionAdopt:
-			continue
-		}
-		d, ok, err := e.opts.Store.Deployment(ctx, it.Certificate)
-		if err != nil {
-			return err
-		}
-		if ok {
-			it.deployment = &d
-		}
+func (e *Engine) loadWhole(ctx context.Context, it *PlanItem) error {
+	if it.deployment == nil || !it.deployment.Summary {
+		return nil
+	}
+	switch it.Action {
+	case ActionNone, ActionUnknown, ActionBlocked, ActionAdopt:
+		return nil
+	}
+	d, ok, err := e.opts.Store.Deployment(ctx, it.Certificate)
+	if err != nil {
+		return err
+	}
+	if ok {
+		it.deployment = &d
 	}
 	return nil
 }
 
-// planFrom plans certs from the recorded deployments and open operations given.
-func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, po PlanOptions) Plan {
-	devices := map[string]bool{}
-	for _, c := range certs {
-		devices[c.Device] = true
-	}
-	invs := e.inventories(ctx, devices)
-	plan := Plan{InventoryCalls: len(invs), Items: make([]PlanItem, 0, len(certs))}
-	now := e.opts.Now()
-	for _, c := range certs {
-		item := PlanItem{Certificate: c.Name, Device: c.Device, Issuer: c.Issuer, cert: c}
-		if d, ok := deployments[c.Name]; ok {
-			item.deployment = &d
-			item.NotAfter = d.NotAfter
-		}
-		item.op = ops[c.Name]
-		inv := invs[c.Device]
-		switch {
-		case item.op != nil:
-			item.Action, item.Step = ActionResume, item.op.Step
-			item.Reason = fmt.Sprintf("%s interrupted after step %q", item.op.Action, item.op.Step)
-			if item.op.LastError != "" {
-				item.Reason += ": " + item.op.LastError
-			}
-			if now.Before(item.op.RetryNotBefore) {
-				item.Reason = fmt.Sprintf("%s held until %s by the CA's Retry-After: %s", item.op.Action,
-					item.op.RetryNotBefore.UTC().Format(time.RFC3339), item.op.LastError)
-			}
-		case inv.err != nil:
-			item.Action, item.Error = ActionUnknown, e.opts.Redact(inv.err.Error())
-			item.Reason = "device could not be inspected"
-		case item.deployment == nil && !po.NoAdopt && planAdoption(&item, inv, po.Force, now):
-		default:
-			item.Action, item.Reason = decide(c, item.deployment, inv, po.Force, now)
-			if item.Action == ActionUnknown {
-				item.Error, item.Reason = item.Reason, "the renewal policy cannot act"
-			}
-		}
-		plan.Items = append(plan.Items, item)
-	}
-	e.preflightItems(ctx, plan.Items)
+// planFrom plans certs from the recorded deployments and open operations given; the devices'
+// places in the run (their ranks for the slots) start at rankBase.
+func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, po PlanOptions, rankBase int) Plan {
+	plan := Plan{Items: make([]PlanItem, len(certs))}
+	plan.InventoryCalls = e.inventories(ctx, certs, rankBase, func(device string, _ int, idx []int, inv inventory) {
+		e.planDevice(ctx, device, &plan, certs, idx, deployments, ops, inv, po)
+	})
 	return plan
 }
 
-// inventories asks each device once for what it holds, a few devices at a time.
-func (e *Engine) inventories(ctx context.Context, devices map[string]bool) map[string]inventory {
-	out := make(map[string]inventory, len(devices))
-	var mu sync.Mutex
+// planDevice decides the items (at idx in certs and plan.Items) of one device from its inventory,
+// and runs their pre-flight; it returns the device's items.
+func (e *Engine) planDevice(ctx context.Context, device string, plan *Plan, certs []Certificate, idx []int,
+	deployments map[string]state.Deployment, ops map[string]*state.Operation, inv inventory, po PlanOptions) []*PlanItem {
+	now := e.opts.Now()
+	items := make([]*PlanItem, len(idx))
+	for k, i := range idx {
+		plan.Items[i] = e.planItem(certs[i], deployments, ops, inv, po, now)
+		items[k] = &plan.Items[i]
+	}
+	e.preflightDevice(ctx, device, items)
+	return items
+}
+
+// planItem decides the action for one certificate, given what its device holds.
+func (e *Engine) planItem(c Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, inv inventory, po PlanOptions, now time.Time) PlanItem {
+	item := PlanItem{Certificate: c.Name, Device: c.Device, Issuer: c.Issuer, cert: c}
+	// The deployment is decided on in place and kept on the item only when the item is worked
+	// on: a fleet's steady-state plan is mostly "nothing to do", whose copy nobody reads again.
+	d, deployed := deployments[c.Name]
+	var recorded *state.Deployment
+	if deployed {
+		recorded = &d
+		item.NotAfter = d.NotAfter
+	}
+	item.op = ops[c.Name]
+	switch {
+	case item.op != nil:
+		item.Action, item.Step = ActionResume, item.op.Step
+		item.Reason = fmt.Sprintf("%s interrupted after step %q", item.op.Action, item.op.Step)
+		if item.op.LastError != "" {
+			item.Reason += ": " + item.op.LastError
+		}
+		if now.Before(item.op.RetryNotBefore) {
+			item.Reason = fmt.Sprintf("%s held until %s by the CA's Retry-After: %s", item.op.Action,
+				item.op.RetryNotBefore.UTC().Format(time.RFC3339), item.op.LastError)
+		}
+	case inv.err != nil:
+		item.Action, item.Error = ActionUnknown, e.opts.Redact(inv.err.Error())
+		item.Reason = "device could not be inspected"
+	case !deployed && !po.NoAdopt && planAdoption(&item, inv, po.Force, now):
+	default:
+		item.Action, item.Reason = decide(c, recorded, inv, po.Force, now)
+		if item.Action == ActionUnknown {
+			item.Error, item.Reason = item.Reason, "the renewal policy cannot act"
+		}
+	}
+	if deployed && item.Action != ActionNone {
+		kept := d
+		item.deployment = &kept
+	}
+	return item
+}
+
+// inventories asks each device of certs once for what it holds and hands each answer to use as
+// soon as it arrives, with the device's rank and the indexes (in certs) of its certificates; it
+// returns the number of devices asked. An answer is dropped once used: a fleet's inventories are
+// never all held at once.
+//
+// The devices are ranked in the order their first certificate comes in certs, from rankBase on.
+// Each Inventory call, and use with it, holds a worker and a slot of the device (the run's
+// slots), ranked before the work on the same device and after the work on every device ranked
+// before it: a run starts on a device as soon as its inventory is in, the workers go to the
+// devices already being worked first, and the later devices are inventoried as workers come free.
+// use is called from several goroutines at once, each time with another device.
+func (e *Engine) inventories(ctx context.Context, certs []Certificate, rankBase int, use func(device string, devRank int, idx []int, inv inventory)) int {
+	byDevice := map[string][]int{}
+	var order []string
+	for i, c := range certs {
+		if _, seen := byDevice[c.Device]; !seen {
+			order = append(order, c.Device)
+		}
+		byDevice[c.Device] = append(byDevice[c.Device], i)
+	}
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, e.opts.Workers)
-	for name := range devices {
+	for k, name := range order {
+		devRank := rankBase + k
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var inv inventory
-			if err := acquire(ctx, sem); err != nil {
-				inv.err = err
-			} else {
-				inv = e.inventory(ctx, name)
-				release(sem)
+			dev := e.opts.Devices[name]
+			// Waiting for a slot ends with the context only: a plan is read-only, and a run asked to
+			// stop still reports every certificate.
+			release, err := e.slots.acquire(ctx, nil, "device\x00"+name, dev.Concurrency, true, rank{device: devRank, cert: -1})
+			if err != nil {
+				use(name, devRank, byDevice[name], inventory{err: err})
+				return
 			}
-			mu.Lock()
-			out[name] = inv
-			mu.Unlock()
+			defer release()
+			use(name, devRank, byDevice[name], e.inventory(ctx, name))
 		}()
 	}
 	wg.Wait()
-	return out
+	return len(order)
 }
 
 func (e *Engine) inventory(ctx context.Context, deviceName string) inventory {

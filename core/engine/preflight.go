@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/certfleet/certfleet/core/state"
 	"github.com/certfleet/certfleet/plugins/sdk"
@@ -37,47 +36,33 @@ func ordersNext(it PlanItem) bool {
 	return false
 }
 
-// preflightItems runs the pre-flight for the plan items that would place an order, one
-// CheckBindings call per device and key spec, and blocks those that fail it.
-func (e *Engine) preflightItems(ctx context.Context, items []PlanItem) {
-	byDevice := map[string][]int{}
-	for i, it := range items {
-		if ordersNext(it) {
-			byDevice[it.Device] = append(byDevice[it.Device], i)
+// preflightDevice runs the pre-flight for the plan items of one device that would place an
+// order, one CheckBindings call per key spec, and blocks those that fail it.
+func (e *Engine) preflightDevice(ctx context.Context, device string, items []*PlanItem) {
+	var due []*PlanItem
+	for _, it := range items {
+		if ordersNext(*it) {
+			due = append(due, it)
 		}
 	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, e.opts.Workers)
-	for device, idx := range byDevice {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if acquire(ctx, sem) != nil {
-				return
-			}
-			defer release(sem)
-			certs := make([]Certificate, len(idx))
-			for k, i := range idx {
-				certs[k] = items[i].cert
-			}
-			results := e.checkDevice(ctx, device, certs)
-			mu.Lock()
-			defer mu.Unlock()
-			for k, i := range idx {
-				pf := results[k]
-				it := &items[i]
-				if len(pf.problems) > 0 {
-					it.Error = e.opts.Redact("pre-flight: " + strings.Join(pf.problems, "; "))
-					it.Reason = fmt.Sprintf("%s (%s), but nothing is ordered until the pre-flight passes", it.Action, it.Reason)
-					it.Action = ActionBlocked
-				} else if len(pf.notes) > 0 {
-					it.Reason += " (" + strings.Join(pf.notes, "; ") + ")"
-				}
-			}
-		}()
+	if len(due) == 0 {
+		return
 	}
-	wg.Wait()
+	certs := make([]Certificate, len(due))
+	for k, it := range due {
+		certs[k] = it.cert
+	}
+	results := e.checkDevice(ctx, device, certs)
+	for k, it := range due {
+		pf := results[k]
+		if len(pf.problems) > 0 {
+			it.Error = e.opts.Redact("pre-flight: " + strings.Join(pf.problems, "; "))
+			it.Reason = fmt.Sprintf("%s (%s), but nothing is ordered until the pre-flight passes", it.Action, it.Reason)
+			it.Action = ActionBlocked
+		} else if len(pf.notes) > 0 {
+			it.Reason += " (" + strings.Join(pf.notes, "; ") + ")"
+		}
+	}
 }
 
 // checkDevice runs the pre-flight of certs, all on one device: credentials, the key spec and each

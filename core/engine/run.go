@@ -112,7 +112,8 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	}
 	defer unlock()
 	e.stop = ro.Stop
-	plan, err := e.planRun(ctx, PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt})
+	po := PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt}
+	certs, deployments, ops, err := e.runInputs(ctx, po)
 	if err != nil {
 		return Report{}, err
 	}
@@ -120,8 +121,12 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	report := Report{RunID: runID, Plan: plan}
+	report := Report{RunID: runID}
 	var mu sync.Mutex
+	// settled are the certificates with nothing to do on their device, recorded together in one
+	// transaction; worked are the results of the others, each recorded as its device finishes.
+	settled := make([]state.Result, 0, len(certs))
+	var worked []state.Result
 	record := func(r state.Result) {
 		r.RunID = runID
 		r.Error = e.opts.Redact(r.Error)
@@ -130,63 +135,67 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 			e.log.Error("cannot record result", "certificate", r.Certificate, "error", err)
 		}
 		mu.Lock()
-		report.Results = append(report.Results, r)
+		worked = append(worked, r)
 		mu.Unlock()
 	}
 
-	// Certificates with nothing to do are recorded together, in one transaction.
-	var settled []state.Result
-	byDevice := map[string][]PlanItem{}
-	for _, it := range plan.Items {
-		if r, ok := e.settle(ctx, it); ok {
-			r.RunID = runID
-			settled = append(settled, r)
-		} else {
-			byDevice[it.Device] = append(byDevice[it.Device], it)
-		}
-	}
-	if err := e.opts.Store.RecordResults(ctx, settled); err != nil {
-		return report, err
-	}
-	report.Results = append(report.Results, settled...)
+	// Each device is planned as its inventory comes in, and its due certificates are worked on
+	// from then on, while later devices are still being inventoried (see inventories for the
+	// order in which they get the workers).
+	plan := Plan{Items: make([]PlanItem, len(certs))}
 	var wg sync.WaitGroup
-	for devRank, name := range deviceOrder(byDevice) {
+	plan.InventoryCalls = e.inventories(ctx, certs, 0, func(device string, devRank int, idx []int, inv inventory) {
+		items := e.planDevice(ctx, device, &plan, certs, idx, deployments, ops, inv, po)
+		var due []PlanItem
+		var done []state.Result
+		for _, it := range items {
+			if err := e.loadWhole(ctx, it); err != nil {
+				done = append(done, state.Result{RunID: runID, Certificate: it.Certificate, Device: it.Device, Action: string(it.Action),
+					Reason: it.Reason, Outcome: state.OutcomeFailed, Error: e.opts.Redact(fmt.Sprintf("read the recorded deployment: %v", err))})
+				continue
+			}
+			if r, ok := e.settle(ctx, *it); ok {
+				r.RunID = runID
+				done = append(done, r)
+			} else {
+				due = append(due, *it)
+			}
+		}
+		mu.Lock()
+		settled = append(settled, done...)
+		mu.Unlock()
+		if len(due) == 0 {
+			return
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, r := range e.runDevice(ctx, e.opts.Devices[name], byDevice[name], devRank) {
+			for _, r := range e.runDevice(ctx, e.opts.Devices[device], due, devRank) {
 				record(r)
 			}
 		}()
+	})
+	if len(po.Names) == 0 {
+		plan.Retired = e.retiredFrom(deployments, ops)
 	}
+	report.Plan = plan
+	recordErr := e.opts.Store.RecordResults(ctx, settled)
 	wg.Wait()
+	report.Results = append(settled, worked...)
 	sort.Slice(report.Results, func(i, j int) bool { return report.Results[i].Certificate < report.Results[j].Certificate })
 	outcome := "ok"
 	if ctx.Err() != nil || e.stopping() {
 		outcome = "interrupted"
-	} else if report.ExitCode() == ExitFailed {
+	} else if report.ExitCode() == ExitFailed || recordErr != nil {
 		outcome = "failed"
 	}
 	if err := e.opts.Store.FinishRun(context.WithoutCancel(ctx), runID, outcome); err != nil {
 		return report, err
 	}
-	return report, ctx.Err()
-}
-
-// deviceOrder is the order in which devices get the run's slots: those with the fewest due
-// certificates first (then by name), so that as many devices as possible reach their Commit early.
-func deviceOrder(byDevice map[string][]PlanItem) []string {
-	names := make([]string, 0, len(byDevice))
-	for name := range byDevice {
-		names = append(names, name)
+	if recordErr != nil {
+		return report, recordErr
 	}
-	sort.Slice(names, func(i, j int) bool {
-		if a, b := len(byDevice[names[i]]), len(byDevice[names[j]]); a != b {
-			return a < b
-		}
-		return names[i] < names[j]
-	})
-	return names
+	return report, ctx.Err()
 }
 
 // settle records a plan item that needs no work on the device (adopted, unchanged, device not

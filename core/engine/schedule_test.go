@@ -308,6 +308,59 @@ func TestDevicesCommitInTurn(t *testing.T) {
 	t.Logf("the first commit came after %d of %d certificates were issued", issuedBefore, devices*perDevice)
 }
 
+// A run starts on a device as soon as its inventory is in: with one worker, the first device's
+// certificates get their keys before the last device is inventoried (they used to wait until
+// every device had been), and still every device is inventoried once before its work and
+// commits once.
+func TestWorkStartsBeforeEveryDeviceIsInventoried(t *testing.T) {
+	const devices, perDevice = 8, 2
+	_, ca := startSCM(t, 0, 0)
+	dev := newSlowDevices(time.Millisecond)
+	fleet := newSlowFleet(t, devices, perDevice)
+	e := New(Options{
+		Store: openStore(t), Plugins: func(string) (sdk.Plugin, error) { return dev, nil },
+		Issuers: map[string]issuer.Issuer{"ca": ca}, Devices: fleet.devices, Certificates: fleet.certs,
+		Workers: 1,
+	})
+	report, err := e.Run(quietContext(), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Plan.InventoryCalls != devices {
+		t.Fatalf("%d inventories planned for %d devices", report.Plan.InventoryCalls, devices)
+	}
+	for name, o := range outcomes(report) {
+		if o != state.OutcomeDeployed {
+			t.Fatalf("%s: %s (%+v)", name, o, report.Results)
+		}
+	}
+	dev.mu.Lock()
+	order := append([]string(nil), dev.order...)
+	dev.mu.Unlock()
+	firstCSR, lastPlanned := -1, -1
+	inventoried := map[string]bool{}
+	for i, call := range order {
+		name, device, _ := strings.Cut(call, " ")
+		switch {
+		case name == "GenerateCSR" && !inventoried[device]:
+			t.Fatalf("a key was made on %s before its inventory (%v)", device, order)
+		case name == "GenerateCSR" && firstCSR < 0:
+			firstCSR = i
+		case name == "Inventory" && !inventoried[device]:
+			inventoried[device], lastPlanned = true, i
+		}
+	}
+	if firstCSR < 0 || firstCSR > lastPlanned {
+		t.Fatalf("the first key was made at call %d, the last device inventoried at call %d: the work waited for every inventory (%v)", firstCSR, lastPlanned, order)
+	}
+	_, commits := dev.firstCommit()
+	for name := range fleet.devices {
+		if commits[name] != 1 {
+			t.Fatalf("device %s committed %d times; want once (%v)", name, commits[name], commits)
+		}
+	}
+}
+
 // issuers.<name>.concurrency bounds the calls in flight to that CA account, below the default.
 func TestIssuerConcurrencyBoundsCallsInFlight(t *testing.T) {
 	_, ca := startSCM(t, 20*time.Millisecond, 1)

@@ -231,7 +231,9 @@ func (e *Engine) runDeviceNow(ctx context.Context, runID int64, device string, c
 			deployments[name] = d
 		}
 	}
-	plan := e.planFrom(ctx, certs, deployments, ops, po)
+	// Devices claimed earlier go first: each is worked to its Commit before later ones.
+	devRank := int(e.claimed.Add(1))
+	plan := e.planFrom(ctx, certs, deployments, ops, po, devRank)
 	var results []state.Result
 	var due []PlanItem
 	for _, it := range plan.Items {
@@ -242,8 +244,7 @@ func (e *Engine) runDeviceNow(ctx context.Context, runID int64, device string, c
 		}
 	}
 	if len(due) > 0 {
-		// Devices claimed earlier go first: each is worked to its Commit before later ones.
-		results = append(results, e.runDevice(ctx, e.opts.Devices[device], due, int(e.claimed.Add(1)))...)
+		results = append(results, e.runDevice(ctx, e.opts.Devices[device], due, devRank)...)
 	}
 	return plan, results
 }

@@ -25,8 +25,11 @@ type slots struct {
 	mu      sync.Mutex
 	workers int // free workers
 	pools   map[string]*pool
-	// queued are the pools with calls waiting: the only ones dispatch looks at.
+	// queued are the pools of calls that need no worker (CA accounts: a few) with calls waiting;
+	// ready are the pools of calls that need a worker (devices: a run's plan queues an Inventory
+	// on every device at once) with calls waiting and a slot free, best-ranked first call first.
 	queued map[*pool]struct{}
+	ready  readyPools
 }
 
 // pool is the slots of one device or CA account.
@@ -35,10 +38,32 @@ type pool struct {
 	// worker: a call also needs one of the workers.
 	worker  bool
 	waiting waiters
+	// readyIndex is the pool's place in slots.ready, -1 when not there.
+	readyIndex int
 }
 
 func newSlots(workers int) *slots {
 	return &slots{workers: workers, pools: map[string]*pool{}, queued: map[*pool]struct{}{}}
+}
+
+// changedLocked puts p where it belongs after its free slots or its waiting calls changed.
+func (s *slots) changedLocked(p *pool) {
+	if !p.worker {
+		if len(p.waiting) > 0 {
+			s.queued[p] = struct{}{}
+		} else {
+			delete(s.queued, p)
+		}
+		return
+	}
+	switch ready := p.free > 0 && len(p.waiting) > 0; {
+	case ready && p.readyIndex < 0:
+		heap.Push(&s.ready, p)
+	case ready:
+		heap.Fix(&s.ready, p.readyIndex)
+	case p.readyIndex >= 0:
+		heap.Remove(&s.ready, p.readyIndex)
+	}
 }
 
 // acquire waits until a slot of the pool named key (size slots; worker: a worker too; both fixed
@@ -53,12 +78,12 @@ func (s *slots) acquire(ctx context.Context, stop <-chan struct{}, key string, s
 	s.mu.Lock()
 	p := s.pools[key]
 	if p == nil {
-		p = &pool{free: max(size, 1), worker: worker}
+		p = &pool{free: max(size, 1), worker: worker, readyIndex: -1}
 		s.pools[key] = p
 	}
 	w := &waiter{rank: r, ready: make(chan struct{})}
 	heap.Push(&p.waiting, w)
-	s.queued[p] = struct{}{}
+	s.changedLocked(p)
 	s.dispatchLocked()
 	s.mu.Unlock()
 	release = func() { s.release(p) }
@@ -76,9 +101,7 @@ func (s *slots) acquire(ctx context.Context, stop <-chan struct{}, key string, s
 		granted := w.granted
 		if !granted {
 			heap.Remove(&p.waiting, w.index)
-			if len(p.waiting) == 0 {
-				delete(s.queued, p)
-			}
+			s.changedLocked(p)
 		}
 		s.mu.Unlock()
 		if granted {
@@ -94,6 +117,7 @@ func (s *slots) release(p *pool) {
 	if p.worker {
 		s.workers++
 	}
+	s.changedLocked(p)
 	s.dispatchLocked()
 	s.mu.Unlock()
 }
@@ -103,10 +127,12 @@ func (s *slots) dispatchLocked() {
 	for {
 		var best *pool
 		for p := range s.queued {
-			if p.free == 0 || (p.worker && s.workers == 0) {
-				continue
+			if p.free > 0 && (best == nil || p.waiting[0].rank.before(best.waiting[0].rank)) {
+				best = p
 			}
-			if best == nil || p.waiting[0].rank.before(best.waiting[0].rank) {
+		}
+		if s.workers > 0 && len(s.ready) > 0 {
+			if p := s.ready[0]; best == nil || p.waiting[0].rank.before(best.waiting[0].rank) {
 				best = p
 			}
 		}
@@ -114,16 +140,37 @@ func (s *slots) dispatchLocked() {
 			return
 		}
 		w := heap.Pop(&best.waiting).(*waiter)
-		if len(best.waiting) == 0 {
-			delete(s.queued, best)
-		}
 		best.free--
 		if best.worker {
 			s.workers--
 		}
+		s.changedLocked(best)
 		w.granted = true
 		close(w.ready)
 	}
+}
+
+// readyPools is a heap of pools, the one whose first waiting call is best ranked first.
+type readyPools []*pool
+
+func (h readyPools) Len() int           { return len(h) }
+func (h readyPools) Less(i, j int) bool { return h[i].waiting[0].rank.before(h[j].waiting[0].rank) }
+func (h readyPools) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].readyIndex, h[j].readyIndex = i, j
+}
+func (h *readyPools) Push(x any) {
+	p := x.(*pool)
+	p.readyIndex = len(*h)
+	*h = append(*h, p)
+}
+func (h *readyPools) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	p.readyIndex = -1
+	*h = old[:len(old)-1]
+	return p
 }
 
 // waiter is a call waiting for its slots.

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 )
@@ -30,7 +32,7 @@ func TestSlotsStartTheBestRankedCallFirst(t *testing.T) {
 		for {
 			s.mu.Lock()
 			waiting := 0
-			for p := range s.queued {
+			for _, p := range s.pools {
 				waiting += len(p.waiting)
 			}
 			s.mu.Unlock()
@@ -74,8 +76,8 @@ func TestSlotsGiveUpCleanly(t *testing.T) {
 	holding()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.workers != 1 || len(s.queued) != 0 || s.pools["device\x00a"].free != 1 || s.pools["device\x00b"].free != 1 {
-		t.Fatalf("after the waits ended: %d workers free, %d pools queued", s.workers, len(s.queued))
+	if s.workers != 1 || len(s.queued)+len(s.ready) != 0 || s.pools["device\x00a"].free != 1 || s.pools["device\x00b"].free != 1 {
+		t.Fatalf("after the waits ended: %d workers free, %d pools queued", s.workers, len(s.queued)+len(s.ready))
 	}
 }
 
@@ -92,4 +94,56 @@ func TestSlotsCACallsTakeNoWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	release()
+}
+
+// With calls waiting on many devices at once (a run's plan queues an Inventory on every device),
+// they still start strictly best ranked first, whatever the order they came in.
+func TestSlotsManyDevicesStartInRankOrder(t *testing.T) {
+	const devices, perDevice = 12, 4
+	ctx := context.Background()
+	s := newSlots(1)
+	holding, err := s.acquire(ctx, nil, "device\x00held", 1, true, rank{-1, 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ranks []rank
+	for d := 0; d < devices; d++ {
+		for c := 0; c < perDevice; c++ {
+			ranks = append(ranks, rank{device: (d * 7) % devices, cert: c - 1})
+		}
+	}
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(ranks), func(i, j int) { ranks[i], ranks[j] = ranks[j], ranks[i] })
+	started := make(chan rank, len(ranks))
+	for _, r := range ranks {
+		go func() {
+			release, err := s.acquire(ctx, nil, fmt.Sprintf("device\x00%d", r.device), 1, true, r)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			started <- r
+			release()
+		}()
+	}
+	for {
+		s.mu.Lock()
+		waiting := 0
+		for _, p := range s.pools {
+			waiting += len(p.waiting)
+		}
+		s.mu.Unlock()
+		if waiting == len(ranks) {
+			break
+		}
+		runtime.Gosched()
+	}
+	holding()
+	var last rank
+	for i := range ranks {
+		got := <-started
+		if i > 0 && got.before(last) {
+			t.Fatalf("call %d started with rank %v after %v", i, got, last)
+		}
+		last = got
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,6 +67,15 @@ const (
 
 // specHash identifies what a certificate must contain: its subject, names and key. A deployment
 // made for another hash needs reissuing.
+//
+// The hash is of the JSON encoding of
+//
+//	struct{ Subject sdk.Subject; DNS, IP, Email []string; Key sdk.KeySpec }
+//
+// (the names trimmed, lower-cased and sorted), as encoding/json writes it: recorded hashes were
+// made so, and a different byte would renew the whole fleet. The encoding is written here
+// directly (a run hashes every certificate; reflection made it a tenth of a steady-state run's
+// planning); strings that encoding/json would escape are left to it.
 func specHash(c Certificate) string {
 	norm := func(in []string) []string {
 		out := make([]string, 0, len(in))
@@ -75,15 +85,61 @@ func specHash(c Certificate) string {
 		sort.Strings(out)
 		return out
 	}
-	data, _ := json.Marshal(struct {
-		Subject sdk.Subject
-		DNS     []string
-		IP      []string
-		Email   []string
-		Key     sdk.KeySpec
-	}{c.Subject, norm(c.SANs.DNSNames), norm(c.SANs.IPAddresses), norm(c.SANs.EmailAddresses), c.KeySpec})
-	sum := sha256.Sum256(data)
+	b := make([]byte, 0, 256)
+	b = append(b, `{"Subject":{"CommonName":`...)
+	b = appendJSONString(b, c.Subject.CommonName)
+	b = append(b, `,"Organization":`...)
+	b = appendJSONString(b, c.Subject.Organization)
+	b = append(b, `,"OrganizationalUnit":`...)
+	b = appendJSONString(b, c.Subject.OrganizationalUnit)
+	b = append(b, `,"Locality":`...)
+	b = appendJSONString(b, c.Subject.Locality)
+	b = append(b, `,"State":`...)
+	b = appendJSONString(b, c.Subject.State)
+	b = append(b, `,"Country":`...)
+	b = appendJSONString(b, c.Subject.Country)
+	b = append(b, `,"Email":`...)
+	b = appendJSONString(b, c.Subject.Email)
+	b = append(b, `},"DNS":`...)
+	b = appendJSONStrings(b, norm(c.SANs.DNSNames))
+	b = append(b, `,"IP":`...)
+	b = appendJSONStrings(b, norm(c.SANs.IPAddresses))
+	b = append(b, `,"Email":`...)
+	b = appendJSONStrings(b, norm(c.SANs.EmailAddresses))
+	b = append(b, `,"Key":{"Type":`...)
+	b = strconv.AppendInt(b, int64(c.KeySpec.Type), 10)
+	b = append(b, `,"Bits":`...)
+	b = strconv.AppendInt(b, int64(c.KeySpec.Bits), 10)
+	b = append(b, `}}`...)
+	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16])
+}
+
+// appendJSONStrings appends a non-nil list of strings as encoding/json encodes it.
+func appendJSONStrings(b []byte, list []string) []byte {
+	b = append(b, '[')
+	for i, s := range list {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
+}
+
+// appendJSONString appends s as encoding/json encodes it: quoted as is when it is printable
+// ASCII without a quote, backslash or HTML character (all a configuration's names are), else by
+// encoding/json itself.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			data, _ := json.Marshal(s)
+			return append(b, data...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // bindingKey names a binding the way the state records it.

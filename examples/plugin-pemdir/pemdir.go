@@ -248,6 +248,21 @@ func (d *device) liveTargets() (map[string]string, error) {
 	return out, nil
 }
 
+// keyRefOf is the key_ref of the certificate set ref: where its privkey.pem link points (one
+// readlink, where reading the key_ref file next to it costs an open, a stat, reads and a close:
+// an Inventory does this for every certificate on the device), else what its key_ref file says
+// (a set whose link was removed or changed by hand); "" when neither tells.
+func (d *device) keyRefOf(ref string) string {
+	dest, err := os.Readlink(filepath.Join(d.certPath(ref), "privkey.pem"))
+	if err == nil && filepath.Base(filepath.Dir(dest)) == keysDir && strings.HasSuffix(dest, ".key") {
+		return strings.TrimSuffix(filepath.Base(dest), ".key")
+	}
+	if k, err := os.ReadFile(filepath.Join(d.certPath(ref), "key_ref")); err == nil {
+		return strings.TrimSpace(string(k))
+	}
+	return ""
+}
+
 // Inventory lists every certificate in certs/ and the live links pointing at it.
 func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertificate, error) {
 	var out []sdk.DeviceCertificate
@@ -264,7 +279,7 @@ func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertifi
 			if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 				continue
 			}
-			data, err := os.ReadFile(filepath.Join(d.certPath(e.Name()), "cert.pem"))
+			data, err := readFile(filepath.Join(d.certPath(e.Name()), "cert.pem"))
 			if err != nil {
 				sdk.Logger(ctx).Warn("skipping certificate directory without cert.pem", "cert_ref", e.Name())
 				continue
@@ -276,9 +291,7 @@ func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertifi
 			}
 			dc := sdk.Describe(cert)
 			dc.CertRef = e.Name()
-			if keyRef, err := os.ReadFile(filepath.Join(d.certPath(e.Name()), "key_ref")); err == nil {
-				dc.KeyRef = strings.TrimSpace(string(keyRef))
-			}
+			dc.KeyRef = d.keyRefOf(e.Name())
 			for name, ref := range live {
 				if ref == e.Name() {
 					dc.Bindings = append(dc.Bindings, sdk.Binding{Kind: BindingKind, Name: name})
@@ -659,8 +672,8 @@ func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRe
 		}
 		liveKeys := map[string]string{}
 		for name, ref := range live {
-			if k, err := os.ReadFile(filepath.Join(d.certPath(ref), "key_ref")); err == nil {
-				liveKeys[strings.TrimSpace(string(k))] = name
+			if k := d.keyRefOf(ref); k != "" {
+				liveKeys[k] = name
 			}
 		}
 		for _, o := range objects {
