@@ -27,6 +27,7 @@ type loader struct {
 	readFile func(path string) ([]byte, error)
 	resolver Resolver
 	ctx      context.Context
+	onState  func(State)
 }
 
 // LoadOption changes how Load reads.
@@ -40,6 +41,15 @@ func WithFileReader(fn func(path string) ([]byte, error)) LoadOption {
 // WithResolver expands secret references while loading; without it they are only checked.
 func WithResolver(ctx context.Context, r Resolver) LoadOption {
 	return func(l *loader) { l.resolver, l.ctx = r, ctx }
+}
+
+// WithStateFirst calls fn with the state section as soon as every file is parsed, before the
+// rest of the configuration is built and checked, so that a caller can start reading the state
+// database meanwhile. fn is not called when the files (or the state section) already show a
+// problem; Load's result stays the authority: a caller keeps what it started only if Load succeeds
+// with the same State.
+func WithStateFirst(fn func(State)) LoadOption {
+	return func(l *loader) { l.onState = fn }
 }
 
 // raw is what one file defines, before defaults and cross-checks.
@@ -86,6 +96,11 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 		warnings = append(warnings, l.references(f, doc.Content[0], sopsSource(f, data), "", errs)...)
 		if r, ok := splitFile(f, doc.Content[0], errs); ok {
 			raws = append(raws, r)
+		}
+	}
+	if l.onState != nil && errs.Err() == nil {
+		if s, ok := stateFirst(raws); ok {
+			l.onState(s)
 		}
 	}
 	cfg := build(raws, errs, &warnings)
@@ -236,6 +251,33 @@ func (l *loader) references(file string, n, enc *yaml.Node, key string, errs *Er
 		}
 	}
 	return warnings
+}
+
+// stateFirst reads the state section alone, as build will (false: it is defined twice or has a
+// problem, which build reports).
+func stateFirst(raws []raw) (State, bool) {
+	var s State
+	found := false
+	for _, r := range raws {
+		n, ok := r.sections["state"]
+		if !ok {
+			continue
+		}
+		if found {
+			return State{}, false
+		}
+		found = true
+		scratch := &Errors{}
+		w := &walker{file: r.file, errs: scratch}
+		s = w.state(n, w.pos(r.keys["state"]))
+		if scratch.Err() != nil {
+			return State{}, false
+		}
+	}
+	if !found {
+		return State{}, true
+	}
+	return s, true
 }
 
 // build merges the files' sections, applies defaults and checks everything across files.

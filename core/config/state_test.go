@@ -77,3 +77,50 @@ func TestBadStateSections(t *testing.T) {
 		})
 	}
 }
+
+// WithStateFirst hands over the state section Load ends with, before the rest is built, and
+// nothing when the files already show a problem with it.
+func TestStateFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		call  bool
+	}{
+		{"path", map[string]string{"a.yaml": "version: v1\nstate: {path: s/state.db, retention: {max_runs: 5}}\n"}, true},
+		{"none", map[string]string{"a.yaml": "version: v1\n"}, true},
+		{"postgres", map[string]string{"a.yaml": "version: v1\nstate: {driver: postgres, dsn: \"${env:X}\"}\n"}, true},
+		{"other file", map[string]string{"a.yaml": "version: v1\n", "b.yaml": "version: v1\nstate: {path: b.db}\n"}, true},
+		{"twice", map[string]string{"a.yaml": "version: v1\nstate: {path: a.db}\n", "b.yaml": "version: v1\nstate: {path: b.db}\n"}, false},
+		{"bad state", map[string]string{"a.yaml": "version: v1\nstate: {path: a.db, dsn: x}\n"}, false},
+		{"bad yaml", map[string]string{"a.yaml": "version: v1\nstate: {path: a.db}\n", "b.yaml": "version: v1\n  x: [\n"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, body := range tc.files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got *State
+			cfg, _, err := Load(dir, WithStateFirst(func(s State) { got = &s }))
+			if !tc.call {
+				if got != nil {
+					t.Fatalf("called with %+v", *got)
+				}
+				if err == nil {
+					t.Fatal("the configuration loaded")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == nil {
+				t.Fatal("not called")
+			}
+			if got.Path != cfg.State.Path || got.Driver != cfg.State.Driver || got.DSN != cfg.State.DSN {
+				t.Fatalf("early %+v, loaded %+v", *got, cfg.State)
+			}
+		})
+	}
+}
