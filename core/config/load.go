@@ -281,7 +281,7 @@ func stateSection(file string, data []byte) (State, bool) {
 			break
 		}
 		end += nl + 1
-		if end < len(data) && !bytes.ContainsRune([]byte(" \t\r\n#"), rune(data[end])) {
+		if end < len(data) && strings.IndexByte(" \t\r\n#", data[end]) < 0 {
 			break
 		}
 	}
