@@ -62,8 +62,8 @@ func (f flushFunc) Flush() error { return f() }
 
 // loadConfig reads the configuration, decrypting sops files in memory; with resolve, secret
 // references are expanded (and registered with the redactor).
-func loadConfig(ctx context.Context, path string, redactor *secret.Redactor, resolve bool, log hclog.Logger) (*config.Config, error) {
-	opts := []config.LoadOption{config.WithFileReader(func(p string) ([]byte, error) { return secret.ReadFile(ctx, p) })}
+func loadConfig(ctx context.Context, path string, redactor *secret.Redactor, resolve bool, log hclog.Logger, extra ...config.LoadOption) (*config.Config, error) {
+	opts := append([]config.LoadOption{config.WithFileReader(func(p string) ([]byte, error) { return secret.ReadFile(ctx, p) })}, extra...)
 	var resolver *secret.Resolver
 	if resolve {
 		base := path

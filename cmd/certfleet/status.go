@@ -19,13 +19,15 @@ func statusCommand() *cli.Command {
 			if err := checkOutputFlag(c); err != nil {
 				return err
 			}
-			view, err := openStateView(c)
+			view, read, err := openStatusView(c)
 			if err != nil {
 				return err
 			}
 			defer view.close()
-			rows, err := view.engine.Status(c.Context)
-			if err != nil {
+			var rows []engine.StatusRow
+			if read != nil {
+				rows = view.engine.StatusOf(read)
+			} else if rows, err = view.engine.Status(c.Context); err != nil {
 				return err
 			}
 			if c.String("output") == "json" {

@@ -27,6 +27,7 @@ type loader struct {
 	readFile func(path string) ([]byte, error)
 	resolver Resolver
 	ctx      context.Context
+	onState  func(State)
 }
 
 // LoadOption changes how Load reads.
@@ -40,6 +41,16 @@ func WithFileReader(fn func(path string) ([]byte, error)) LoadOption {
 // WithResolver expands secret references while loading; without it they are only checked.
 func WithResolver(ctx context.Context, r Resolver) LoadOption {
 	return func(l *loader) { l.resolver, l.ctx = r, ctx }
+}
+
+// WithStateFirst calls fn once with the state section, as early as it can be known, so that a
+// caller can start reading the state database while the rest of the configuration is parsed,
+// built and checked: as soon as a file is read when its top level has a `state:` line (that
+// section alone is parsed), otherwise once every file is parsed. fn is not called when that
+// section shows a problem, nor after a file fails to parse. It is a hint: Load's result is the
+// authority, and a caller keeps what it started only if Load succeeds with the same State.
+func WithStateFirst(fn func(State)) LoadOption {
+	return func(l *loader) { l.onState = fn }
 }
 
 // raw is what one file defines, before defaults and cross-checks.
@@ -69,6 +80,12 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 			errs.add(Position{File: f}, "", "", "%v", err)
 			continue
 		}
+		if l.onState != nil && errs.Err() == nil {
+			if s, ok := stateSection(f, data); ok {
+				l.onState(s)
+				l.onState = nil
+			}
+		}
 		doc, line, err := parseDocument(data)
 		if err != nil {
 			errs.add(Position{File: f}, "", "fix the YAML syntax", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
@@ -86,6 +103,11 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 		warnings = append(warnings, l.references(f, doc.Content[0], sopsSource(f, data), "", errs)...)
 		if r, ok := splitFile(f, doc.Content[0], errs); ok {
 			raws = append(raws, r)
+		}
+	}
+	if l.onState != nil && errs.Err() == nil {
+		if s, ok := stateFirst(raws); ok {
+			l.onState(s)
 		}
 	}
 	cfg := build(raws, errs, &warnings)
@@ -236,6 +258,72 @@ func (l *loader) references(file string, n, enc *yaml.Node, key string, errs *Er
 		}
 	}
 	return warnings
+}
+
+// stateSection reads the state section of a file's data alone, before the file is parsed: the
+// lines from a `state:` at the start of a line (a top-level key in block style) up to the next
+// line that starts with anything but a space, a tab, a comment or the line's end (false: there is
+// no such line, or it does not read as a state section by itself).
+func stateSection(file string, data []byte) (State, bool) {
+	start := 0
+	if !bytes.HasPrefix(data, []byte("state:")) {
+		i := bytes.Index(data, []byte("\nstate:"))
+		if i < 0 {
+			return State{}, false
+		}
+		start = i + 1
+	}
+	end := start
+	for {
+		nl := bytes.IndexByte(data[end:], '\n')
+		if nl < 0 {
+			end = len(data)
+			break
+		}
+		end += nl + 1
+		if end < len(data) && strings.IndexByte(" \t\r\n#", data[end]) < 0 {
+			break
+		}
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data[start:end], &doc); err != nil || len(doc.Content) != 1 {
+		return State{}, false
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode || len(root.Content) != 2 || root.Content[0].Value != "state" {
+		return State{}, false
+	}
+	scratch := &Errors{}
+	w := &walker{file: file, errs: scratch}
+	s := w.state(root.Content[1], w.pos(root.Content[0]))
+	return s, scratch.Err() == nil
+}
+
+// stateFirst reads the state section alone, as build will (false: it is defined twice or has a
+// problem, which build reports).
+func stateFirst(raws []raw) (State, bool) {
+	var s State
+	found := false
+	for _, r := range raws {
+		n, ok := r.sections["state"]
+		if !ok {
+			continue
+		}
+		if found {
+			return State{}, false
+		}
+		found = true
+		scratch := &Errors{}
+		w := &walker{file: r.file, errs: scratch}
+		s = w.state(n, w.pos(r.keys["state"]))
+		if scratch.Err() != nil {
+			return State{}, false
+		}
+	}
+	if !found {
+		return State{}, true
+	}
+	return s, true
 }
 
 // build merges the files' sections, applies defaults and checks everything across files.

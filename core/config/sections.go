@@ -535,16 +535,16 @@ func (w *walker) dnsNames(n *yaml.Node, path string) []string {
 		if n.Kind == yaml.SequenceNode && i < len(n.Content) {
 			at = n.Content[i]
 		}
-		p := fmt.Sprintf("%s[%d]", path, i)
+		p := func() string { return fmt.Sprintf("%s[%d]", path, i) } // only for a message: most names have none
 		switch {
 		case net.ParseIP(s) != nil:
 			// A CA puts it in a DNS SAN, where no client matches it against an address.
-			w.errs.add(w.pos(at), p, "list IP addresses under sans.ip", "%q is an IP address, not a DNS name", s)
+			w.errs.add(w.pos(at), p(), "list IP addresses under sans.ip", "%q is an IP address, not a DNS name", s)
 		case strings.HasSuffix(s, "."):
 			// CAs refuse the absolute form, and clients compare names without the dot.
-			w.errs.add(w.pos(at), p, fmt.Sprintf("write %q", strings.TrimSuffix(s, ".")), "%q ends with a dot", s)
+			w.errs.add(w.pos(at), p(), fmt.Sprintf("write %q", strings.TrimSuffix(s, ".")), "%q ends with a dot", s)
 		case !validDNSName(s):
-			w.errs.add(w.pos(at), p, "letters, digits and '-' in dot-separated labels; a wildcard only as the whole leftmost label (*.example.com)", "%q is not a valid DNS name", s)
+			w.errs.add(w.pos(at), p(), "letters, digits and '-' in dot-separated labels; a wildcard only as the whole leftmost label (*.example.com)", "%q is not a valid DNS name", s)
 		}
 	}
 	return names

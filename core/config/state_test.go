@@ -77,3 +77,47 @@ func TestBadStateSections(t *testing.T) {
 		})
 	}
 }
+
+// WithStateFirst hands over the state section Load ends with, once, and nothing when the
+// section has a problem; the section is read from its lines before the file is parsed, when it can be.
+func TestStateFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		call  bool // fn is called
+		fails bool // Load fails
+	}{
+		{"path", map[string]string{"a.yaml": "version: v1\nstate: {path: s/state.db, retention: {max_runs: 5}}\n"}, true, false},
+		{"block", map[string]string{"a.yaml": "version: v1\nstate:\n  # where\n\n  path: /var/lib/s.db\n  retention:\n    max_age: 30d\nlogging: {level: info}\n"}, true, false},
+		{"last, no newline", map[string]string{"a.yaml": "version: v1\nstate:\n  path: s.db"}, true, false},
+		{"none", map[string]string{"a.yaml": "version: v1\n"}, true, false},
+		{"flow", map[string]string{"a.yaml": "{version: v1,\nstate: {path: f.db}}\n"}, true, false},
+		{"quoted key", map[string]string{"a.yaml": "version: v1\n\"state\": {path: q.db}\n"}, true, false},
+		{"postgres", map[string]string{"a.yaml": "version: v1\nstate: {driver: postgres, dsn: \"${env:X}\"}\n"}, true, false},
+		{"other file", map[string]string{"a.yaml": "version: v1\n", "b.yaml": "version: v1\nstate: {path: b.db}\n"}, true, false},
+		{"twice", map[string]string{"a.yaml": "version: v1\nstate: {path: a.db}\n", "b.yaml": "version: v1\nstate: {path: b.db}\n"}, true, true},
+		{"bad state", map[string]string{"a.yaml": "version: v1\nstate: {path: a.db, dsn: x}\n"}, false, true},
+		{"bad yaml first", map[string]string{"a.yaml": "version: v1\n  x: [\n", "b.yaml": "version: v1\nstate: {path: a.db}\n"}, false, true},
+		{"bad yaml after", map[string]string{"a.yaml": "version: v1\nstate: {path: a.db}\n", "b.yaml": "version: v1\n  x: [\n"}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, body := range tc.files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got []State
+			cfg, _, err := Load(dir, WithStateFirst(func(s State) { got = append(got, s) }))
+			if (err != nil) != tc.fails {
+				t.Fatalf("error %v", err)
+			}
+			if len(got) != map[bool]int{true: 1}[tc.call] {
+				t.Fatalf("called with %+v", got)
+			}
+			if err == nil && (got[0].Path != cfg.State.Path || got[0].Driver != cfg.State.Driver || got[0].DSN != cfg.State.DSN) {
+				t.Fatalf("early %+v, loaded %+v", got[0], cfg.State)
+			}
+		})
+	}
+}

@@ -30,20 +30,44 @@ type StatusRow struct {
 	Retired bool `json:"retired,omitempty"`
 }
 
+// StatusState is what Status reads from the state database. Reading it needs no configuration,
+// so a caller may read it while the configuration is still being loaded (ReadStatusState).
+type StatusState struct {
+	deployments map[string]state.Deployment
+	ops         map[string]*state.Operation
+	last        map[string]state.Result
+}
+
+// ReadStatusState reads what Status shows from store: deployment summaries, open operations and
+// each certificate's last result.
+func ReadStatusState(ctx context.Context, store state.Store) (*StatusState, error) {
+	deployments, err := store.DeploymentSummaries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ops, err := store.OpenOperations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	last, err := store.LastResults(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &StatusState{deployments: deployments, ops: ops, last: last}, nil
+}
+
 // Status lists every configured certificate with its deployment, last outcome and next action.
 func (e *Engine) Status(ctx context.Context) ([]StatusRow, error) {
-	deployments, err := e.opts.Store.DeploymentSummaries(ctx)
+	st, err := ReadStatusState(ctx, e.opts.Store)
 	if err != nil {
 		return nil, err
 	}
-	ops, err := e.opts.Store.OpenOperations(ctx)
-	if err != nil {
-		return nil, err
-	}
-	last, err := e.opts.Store.LastResults(ctx)
-	if err != nil {
-		return nil, err
-	}
+	return e.StatusOf(st), nil
+}
+
+// StatusOf is Status from what ReadStatusState read from this engine's store.
+func (e *Engine) StatusOf(st *StatusState) []StatusRow {
+	deployments, ops, last := st.deployments, st.ops, st.last
 	now := e.opts.Now()
 	rows := make([]StatusRow, 0, len(e.opts.Certificates))
 	for _, c := range e.opts.Certificates {
@@ -88,7 +112,7 @@ func (e *Engine) Status(ctx context.Context) ([]StatusRow, error) {
 		}
 		rows = append(rows, row)
 	}
-	return rows, nil
+	return rows
 }
 
 // decideFromState applies the renewal policy as if the device held exactly what was deployed.

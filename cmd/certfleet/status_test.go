@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet/core/state"
+)
+
+const statusConfig = `version: v1
+state: {path: %STATE%}
+issuers:
+  sim-ca:
+    type: acme
+    acme: {directory_url: "https://127.0.0.1:14000/dir"}
+devices:
+  web1: {plugin: pemdir, address: /srv/tls}
+certificates:
+  www:
+    device: web1
+    issuer: sim-ca
+    sans: {dns: [www.example.test]}
+    bindings: [{kind: live-link, name: www}]
+%EXTRA%`
+
+// status reads an existing SQLite state while the configuration loads; what it shows is that
+// state, and a configuration with a problem is refused as before.
+func TestStatusReadsStateWhileConfigLoads(t *testing.T) {
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "state", "state.db")
+	ctx := context.Background()
+	s, err := state.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notAfter := time.Date(2031, 5, 6, 7, 8, 0, 0, time.UTC)
+	if err := s.SaveDeployments(ctx, []state.Deployment{{Certificate: "www", Device: "web1", Issuer: "sim-ca", CertRef: "cf-www",
+		Serial: "01", NotBefore: notAfter.Add(-90 * 24 * time.Hour), NotAfter: notAfter, DeployedAt: notAfter.Add(-90 * 24 * time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	cfg := filepath.Join(dir, "certfleet.yaml")
+	body := strings.NewReplacer("%STATE%", dbPath, "%EXTRA%", "").Replace(statusConfig)
+	writeFile(t, cfg, body)
+	code, out, errOut := certfleet(t, "--config", cfg, "status")
+	if code != 0 || !strings.Contains(out, "www") || !strings.Contains(out, "2031-05-06 07:08") {
+		t.Fatalf("status: code %d\n%s\n%s", code, out, errOut)
+	}
+
+	// The state is read early, but the configuration's problem is what status reports.
+	writeFile(t, cfg, strings.NewReplacer("%STATE%", dbPath, "%EXTRA%", "    colour: blue\n").Replace(statusConfig))
+	code, out, errOut = certfleet(t, "--config", cfg, "status")
+	if code != 2 || !strings.Contains(errOut, "colour") || strings.Contains(out, "2031") {
+		t.Fatalf("status of a bad configuration: code %d\n%s\n%s", code, out, errOut)
+	}
+
+	// A state that does not exist yet is made once the configuration is known to be good.
+	fresh := filepath.Join(dir, "fresh", "state.db")
+	writeFile(t, cfg, strings.NewReplacer("%STATE%", fresh, "%EXTRA%", "    colour: blue\n").Replace(statusConfig))
+	if code, _, _ := certfleet(t, "--config", cfg, "status"); code != 2 {
+		t.Fatalf("status of a bad configuration: code %d", code)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Fatalf("a bad configuration's state was made: %v", err)
+	}
+	writeFile(t, cfg, strings.NewReplacer("%STATE%", fresh, "%EXTRA%", "").Replace(statusConfig))
+	code, out, errOut = certfleet(t, "--config", cfg, "status")
+	if code != 0 || !strings.Contains(out, "enroll") {
+		t.Fatalf("status on a new state: code %d\n%s\n%s", code, out, errOut)
+	}
+}
