@@ -149,7 +149,8 @@ func (e *Engine) loadWhole(ctx context.Context, it *PlanItem) error {
 // places in the run (their ranks for the slots) start at rankBase.
 func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, po PlanOptions, rankBase int) Plan {
 	plan := Plan{Items: make([]PlanItem, len(certs))}
-	plan.InventoryCalls = e.inventories(ctx, certs, rankBase, func(device string, _ int, idx []int, inv inventory) {
+	mayAdopt := func(i int) bool { return mayAdopt(certs[i], deployments, ops, po) }
+	plan.InventoryCalls = e.inventories(ctx, certs, rankBase, mayAdopt, func(device string, _ int, idx []int, inv inventory) {
 		e.planDevice(ctx, device, &plan, certs, idx, deployments, ops, inv, po)
 	})
 	return plan
@@ -195,7 +196,7 @@ func (e *Engine) planItem(c Certificate, deployments map[string]state.Deployment
 	case inv.err != nil:
 		item.Action, item.Error = ActionUnknown, e.opts.Redact(inv.err.Error())
 		item.Reason = "device could not be inspected"
-	case !deployed && !po.NoAdopt && planAdoption(&item, inv, po.Force, now):
+	case mayAdopt(c, deployments, ops, po) && planAdoption(&item, inv, po.Force, now):
 	default:
 		item.Action, item.Reason = decide(c, recorded, inv, po.Force, now)
 		if item.Action == ActionUnknown {
@@ -212,7 +213,8 @@ func (e *Engine) planItem(c Certificate, deployments map[string]state.Deployment
 // inventories asks each device of certs once for what it holds and hands each answer to use as
 // soon as it arrives, with the device's rank and the indexes (in certs) of its certificates; it
 // returns the number of devices asked. An answer is dropped once used: a fleet's inventories are
-// never all held at once.
+// never all held at once. A device's answer carries the certificates' bodies only when
+// mayAdopt(i) holds for one of its certificates (see mayAdopt).
 //
 // The devices are ranked in the order their first certificate comes in certs, from rankBase on.
 // Each Inventory call, and use with it, holds a worker and a slot of the device (the run's
@@ -220,7 +222,8 @@ func (e *Engine) planItem(c Certificate, deployments map[string]state.Deployment
 // before it: a run starts on a device as soon as its inventory is in, the workers go to the
 // devices already being worked first, and the later devices are inventoried as workers come free.
 // use is called from several goroutines at once, each time with another device.
-func (e *Engine) inventories(ctx context.Context, certs []Certificate, rankBase int, use func(device string, devRank int, idx []int, inv inventory)) int {
+func (e *Engine) inventories(ctx context.Context, certs []Certificate, rankBase int, mayAdopt func(i int) bool,
+	use func(device string, devRank int, idx []int, inv inventory)) int {
 	byDevice := map[string][]int{}
 	var order []string
 	for i, c := range certs {
@@ -244,14 +247,18 @@ func (e *Engine) inventories(ctx context.Context, certs []Certificate, rankBase 
 				return
 			}
 			defer release()
-			use(name, devRank, byDevice[name], e.inventory(ctx, name))
+			idx := byDevice[name]
+			use(name, devRank, idx, e.inventory(ctx, name, slices.ContainsFunc(idx, mayAdopt)))
 		}()
 	}
 	wg.Wait()
 	return len(order)
 }
 
-func (e *Engine) inventory(ctx context.Context, deviceName string) inventory {
+// inventory asks the device what it holds; withPEM asks for the certificates' bodies too
+// (DeviceCertificate.CertPEM), which only adoption reads: without them an answer is a fraction
+// of the size, and a plugin may save reading or encoding them.
+func (e *Engine) inventory(ctx context.Context, deviceName string, withPEM bool) inventory {
 	dev, ok := e.opts.Devices[deviceName]
 	if !ok {
 		return inventory{err: fmt.Errorf("device %q is not configured", deviceName)}
@@ -262,6 +269,9 @@ func (e *Engine) inventory(ctx context.Context, deviceName string) inventory {
 	}
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
+	if !withPEM {
+		cctx = sdk.WithoutCertPEM(cctx)
+	}
 	list, err := p.Inventory(cctx, dev.Target)
 	if err != nil {
 		return inventory{err: fmt.Errorf("inventory of %s: %w", deviceName, err)}

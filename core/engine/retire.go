@@ -188,7 +188,7 @@ func (e *Engine) cleanupUnbound(ctx context.Context, deviceName string, objects 
 	if !info.Capabilities.SupportsCleanup {
 		return nil, nil, fmt.Errorf("plugin %s cannot remove objects; retire without --cleanup", dev.Plugin)
 	}
-	inv := e.inventory(ctx, deviceName)
+	inv := e.inventory(ctx, deviceName, false)
 	if inv.err != nil {
 		return nil, nil, inv.err
 	}

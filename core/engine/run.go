@@ -144,7 +144,8 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	// order in which they get the workers).
 	plan := Plan{Items: make([]PlanItem, len(certs))}
 	var wg sync.WaitGroup
-	plan.InventoryCalls = e.inventories(ctx, certs, 0, func(device string, devRank int, idx []int, inv inventory) {
+	mayAdopt := func(i int) bool { return mayAdopt(certs[i], deployments, ops, po) }
+	plan.InventoryCalls = e.inventories(ctx, certs, 0, mayAdopt, func(device string, devRank int, idx []int, inv inventory) {
 		items := e.planDevice(ctx, device, &plan, certs, idx, deployments, ops, inv, po)
 		var due []PlanItem
 		var done []state.Result
@@ -827,7 +828,7 @@ func (e *Engine) commit(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 // finish verifies the committed bindings on the device, removes what the new certificates
 // superseded, and records each deployment.
 func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.Info, batch []*work) {
-	inv := e.inventory(ctx, dev.Name)
+	inv := e.inventory(ctx, dev.Name, false)
 	var cleanup []sdk.ObjectRef
 	var verified []*work
 	for _, w := range batch {

@@ -289,7 +289,7 @@ func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertifi
 				sdk.Logger(ctx).Warn("skipping unreadable certificate", "cert_ref", e.Name(), "error", err)
 				continue
 			}
-			dc := sdk.Describe(cert)
+			dc := sdk.DescribeFor(ctx, cert)
 			dc.CertRef = e.Name()
 			dc.KeyRef = d.keyRefOf(e.Name())
 			for name, ref := range live {

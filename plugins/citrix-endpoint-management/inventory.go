@@ -56,7 +56,7 @@ func (p *Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCerti
 		if err != nil {
 			return nil, err
 		}
-		dc := sdk.Describe(cert)
+		dc := sdk.DescribeFor(ctx, cert)
 		dc.CertRef = r.certRef
 		if bool(r.PrivateKey) && r.keyID != "" {
 			dc.KeyRef = keyRefPrefix + r.keyID

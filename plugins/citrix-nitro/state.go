@@ -364,7 +364,7 @@ func (s *session) describe(ctx context.Context, st *deviceState, ref string) (sd
 		cert, _ = sdk.ParseCertificatePEM(string(data))
 	}
 	if cert != nil {
-		dc = sdk.Describe(cert)
+		dc = sdk.DescribeFor(ctx, cert)
 	} else {
 		dc = sdk.DeviceCertificate{Serial: strings.ToLower(strings.TrimLeft(ck.Serial, "0")),
 			Subject: strings.TrimSpace(ck.Subject), Issuer: strings.TrimSpace(ck.Issuer), NotAfter: notAfter(ck, time.Now())}

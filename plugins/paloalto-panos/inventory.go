@@ -62,7 +62,7 @@ func (p *Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCerti
 				sdk.Logger(ctx).Warn("skipping an unreadable certificate", "device", t.Name, "certificate", c.ref(), "error", err)
 				continue
 			}
-			dc := sdk.Describe(cert)
+			dc := sdk.DescribeFor(ctx, cert)
 			dc.CertRef = c.ref()
 			if c.hasKey {
 				dc.KeyRef = c.ref()

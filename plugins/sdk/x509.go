@@ -99,8 +99,11 @@ func Fingerprint(cert *x509.Certificate) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Describe fills a DeviceCertificate's certificate fields from cert; the caller adds refs and bindings.
-func Describe(cert *x509.Certificate) DeviceCertificate {
+// Describe fills a DeviceCertificate's certificate fields from cert; the caller adds refs and
+// bindings. In an Inventory, DescribeFor saves encoding the PEM body when the caller needs none.
+func Describe(cert *x509.Certificate) DeviceCertificate { return describe(cert, true) }
+
+func describe(cert *x509.Certificate, withPEM bool) DeviceCertificate {
 	d := DeviceCertificate{
 		Serial:            hex.EncodeToString(cert.SerialNumber.Bytes()),
 		Subject:           cert.Subject.String(),
@@ -110,7 +113,9 @@ func Describe(cert *x509.Certificate) DeviceCertificate {
 		KeySpec:           KeySpecOf(cert),
 		SHA256Fingerprint: Fingerprint(cert),
 		IsCA:              cert.IsCA,
-		CertPEM:           EncodeCertificatePEM(cert),
+	}
+	if withPEM {
+		d.CertPEM = EncodeCertificatePEM(cert)
 	}
 	d.SANs.DNSNames = append(d.SANs.DNSNames, cert.DNSNames...)
 	for _, ip := range cert.IPAddresses {

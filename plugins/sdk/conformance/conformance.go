@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -435,6 +436,35 @@ func (s *suite) inventory(t T) map[string]sdk.DeviceCertificate {
 	return out
 }
 
+// testInventoryWithoutCertPEM: an Inventory whose caller wants no certificate bodies (what the
+// core asks in the steady state) describes the same certificates as a whole one, without CertPEM.
+func (s *suite) testInventoryWithoutCertPEM(t T, whole map[string]sdk.DeviceCertificate) {
+	certs, err := s.p.Inventory(sdk.WithoutCertPEM(s.ctx(t)), s.cfg.Target)
+	if err != nil {
+		t.Fatalf("Inventory without bodies: %v", err)
+	}
+	if len(certs) != len(whole) {
+		t.Errorf("Inventory without bodies lists %d certificates, a whole one %d", len(certs), len(whole))
+	}
+	byName := func(a, b sdk.Binding) int { return strings.Compare(a.Kind+"/"+a.Name, b.Kind+"/"+b.Name) }
+	for _, got := range certs {
+		if got.CertPEM != "" {
+			t.Errorf("%s: CertPEM sent although the caller asked for none", got.CertRef)
+		}
+		want, ok := whole[got.CertRef]
+		if !ok {
+			t.Errorf("%s is listed only without bodies", got.CertRef)
+			continue
+		}
+		want.CertPEM = ""
+		slices.SortFunc(got.Bindings, byName)
+		slices.SortFunc(want.Bindings, byName)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s without bodies is %+v, whole %+v", got.CertRef, got, want)
+		}
+	}
+}
+
 func (s *suite) testImportCert(t T) {
 	got := s.enroll(t, "import")
 	inv := s.inventory(t)
@@ -457,6 +487,8 @@ func (s *suite) testImportCert(t T) {
 	if dc.KeySpec != sdk.KeySpecOf(got.cert) {
 		t.Errorf("Inventory key spec %v, want %v", dc.KeySpec, sdk.KeySpecOf(got.cert))
 	}
+
+	t.Run("InventoryWithoutCertPEM", func(t T) { s.testInventoryWithoutCertPEM(t, inv) })
 
 	t.Run("RejectsCertificateForAnotherKey", func(t T) {
 		req := s.csrRequest("mismatch", s.keySpecs()[0])

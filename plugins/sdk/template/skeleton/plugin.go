@@ -125,7 +125,7 @@ func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertifi
 		if err != nil {
 			return nil, sdk.Internal(sdk.ReasonDeviceError, "certificate %s on the device", dc.Name).WithCause(err)
 		}
-		d := sdk.Describe(parsed)
+		d := sdk.DescribeFor(ctx, parsed)
 		d.CertRef, d.KeyRef = dc.Name, dc.Key
 		for _, svc := range services {
 			// The staged certificate is what the device serves after the next commit, and what
