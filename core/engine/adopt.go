@@ -107,8 +107,8 @@ func adoptedDeployment(c Certificate, dc sdk.DeviceCertificate, now time.Time) s
 
 // mayAdopt reports whether planning may adopt what c's device holds for c: nothing is recorded
 // for c, no operation is open, and adoption is not turned off. Adoption is the one decision that
-// reads a certificate's body (DeviceCertificate.CertPEM), so a device's Inventory asks for the
-// bodies only when this holds for one of its certificates.
+// reads more of a DeviceCertificate than its cert_ref, fingerprint and bindings, so a device's
+// Inventory asks for more only when this holds for one of its certificates.
 func mayAdopt(c Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, po PlanOptions) bool {
 	_, deployed := deployments[c.Name]
 	return !deployed && ops[c.Name] == nil && !po.NoAdopt

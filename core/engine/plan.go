@@ -213,8 +213,8 @@ func (e *Engine) planItem(c Certificate, deployments map[string]state.Deployment
 // inventories asks each device of certs once for what it holds and hands each answer to use as
 // soon as it arrives, with the device's rank and the indexes (in certs) of its certificates; it
 // returns the number of devices asked. An answer is dropped once used: a fleet's inventories are
-// never all held at once. A device's answer carries the certificates' bodies only when
-// mayAdopt(i) holds for one of its certificates (see mayAdopt).
+// never all held at once. A device is asked for everything it knows of its certificates only
+// when mayAdopt(i) holds for one of them; otherwise for fingerprints and bindings (see inventory).
 //
 // The devices are ranked in the order their first certificate comes in certs, from rankBase on.
 // Each Inventory call, and use with it, holds a worker and a slot of the device (the run's
@@ -255,10 +255,11 @@ func (e *Engine) inventories(ctx context.Context, certs []Certificate, rankBase 
 	return len(order)
 }
 
-// inventory asks the device what it holds; withPEM asks for the certificates' bodies too
-// (DeviceCertificate.CertPEM), which only adoption reads: without them an answer is a fraction
-// of the size, and a plugin may save reading or encoding them.
-func (e *Engine) inventory(ctx context.Context, deviceName string, withPEM bool) inventory {
+// inventory asks the device what it holds. Adoption reads a certificate's every field (names,
+// key, PEM); everything else reads only its cert_ref, fingerprint and bindings, so unless whole
+// the device is asked for those alone: a fraction of the answer, and a plugin may save parsing,
+// encoding and reading key refs.
+func (e *Engine) inventory(ctx context.Context, deviceName string, whole bool) inventory {
 	dev, ok := e.opts.Devices[deviceName]
 	if !ok {
 		return inventory{err: fmt.Errorf("device %q is not configured", deviceName)}
@@ -269,8 +270,8 @@ func (e *Engine) inventory(ctx context.Context, deviceName string, withPEM bool)
 	}
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
-	if !withPEM {
-		cctx = sdk.WithoutCertPEM(cctx)
+	if !whole {
+		cctx = sdk.WithFingerprintsOnly(cctx)
 	}
 	list, err := p.Inventory(cctx, dev.Target)
 	if err != nil {

@@ -266,6 +266,8 @@ func (d *device) keyRefOf(ref string) string {
 // Inventory lists every certificate in certs/ and the live links pointing at it.
 func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertificate, error) {
 	var out []sdk.DeviceCertificate
+	// A caller that reads only fingerprints and bindings saves a readlink per certificate.
+	fingerprintsOnly := sdk.FingerprintsOnly(ctx)
 	err := withLock(ctx, t, "Inventory", false, func(d *device) error {
 		live, err := d.liveTargets()
 		if err != nil {
@@ -291,7 +293,9 @@ func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertifi
 			}
 			dc := sdk.DescribeFor(ctx, cert)
 			dc.CertRef = e.Name()
-			dc.KeyRef = d.keyRefOf(e.Name())
+			if !fingerprintsOnly {
+				dc.KeyRef = d.keyRefOf(e.Name())
+			}
 			for name, ref := range live {
 				if ref == e.Name() {
 					dc.Bindings = append(dc.Bindings, sdk.Binding{Kind: BindingKind, Name: name})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	devicev1 "github.com/certfleet/certfleet/proto/certfleet/device/v1"
 	"google.golang.org/grpc/codes"
@@ -146,7 +147,13 @@ func Internal(reason, format string, args ...any) *Error {
 
 // FromContext turns a context's end into the contract's error, or nil while ctx is live.
 func FromContext(ctx context.Context) *Error {
-	switch ctx.Err() {
+	err := ctx.Err()
+	if deadline, ok := ctx.Deadline(); ok && err == nil && !time.Now().Before(deadline) {
+		// Passed, though ctx's timer has not fired yet: a network call given the same deadline
+		// (a dial's "i/o timeout") can return in between, and its failure is the deadline's.
+		err = context.DeadlineExceeded
+	}
+	switch err {
 	case context.DeadlineExceeded:
 		return newError(codes.DeadlineExceeded, ReasonTimeout, "deadline exceeded")
 	case context.Canceled:

@@ -93,8 +93,8 @@ func (s *grpcServer) CheckTarget(ctx context.Context, req *devicev1.CheckTargetR
 
 func (s *grpcServer) Inventory(ctx context.Context, req *devicev1.InventoryRequest) (*devicev1.InventoryResponse, error) {
 	ctx = s.callContext(ctx, "Inventory", req.Target)
-	if req.OmitCertPem {
-		ctx = WithoutCertPEM(ctx)
+	if req.FingerprintsOnly {
+		ctx = WithFingerprintsOnly(ctx)
 	}
 	certs, err := s.impl.Inventory(ctx, targetFromProto(req.Target))
 	if err != nil {
@@ -102,9 +102,9 @@ func (s *grpcServer) Inventory(ctx context.Context, req *devicev1.InventoryReque
 	}
 	resp := &devicev1.InventoryResponse{Certificates: make([]*devicev1.DeviceCertificate, 0, len(certs))}
 	for _, c := range certs {
-		if req.OmitCertPem {
-			// Bodies the plugin filled anyway are not sent: the caller reads none.
-			c.CertPEM = ""
+		if req.FingerprintsOnly {
+			// What the plugin filled anyway is not sent: the caller reads none of it.
+			c = fingerprintsOnly(c)
 		}
 		resp.Certificates = append(resp.Certificates, deviceCertToProto(c))
 	}
@@ -216,7 +216,7 @@ func (c *grpcClient) Inventory(ctx context.Context, t Target) ([]DeviceCertifica
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.client.Inventory(ctx, &devicev1.InventoryRequest{Target: pt, OmitCertPem: !CertPEMWanted(ctx)})
+	resp, err := c.client.Inventory(ctx, &devicev1.InventoryRequest{Target: pt, FingerprintsOnly: FingerprintsOnly(ctx)})
 	if err != nil {
 		return nil, AsError(err)
 	}

@@ -20,19 +20,20 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 )
 
-// inventoryPlugin lists one certificate, filled whole whatever the caller asked (as a plugin
-// that predates WithoutCertPEM does), and records what the caller wanted.
+// inventoryPlugin lists one certificate, bound at "www", described by describeFn, and records
+// whether the caller asked for fingerprints only.
 type inventoryPlugin struct {
 	Plugin
 	cert       *x509.Certificate
-	wantedPEM  chan bool
+	onlyAsked  chan bool
 	describeFn func(ctx context.Context, cert *x509.Certificate) DeviceCertificate
 }
 
 func (p *inventoryPlugin) Inventory(ctx context.Context, _ Target) ([]DeviceCertificate, error) {
-	p.wantedPEM <- CertPEMWanted(ctx)
+	p.onlyAsked <- FingerprintsOnly(ctx)
 	dc := p.describeFn(ctx, p.cert)
 	dc.CertRef = "www"
+	dc.Bindings = []Binding{{Kind: "live-link", Name: "www"}}
 	return []DeviceCertificate{dc}, nil
 }
 
@@ -72,21 +73,22 @@ func overTheWire(t *testing.T, impl Plugin) Plugin {
 	return &grpcClient{client: devicev1.NewDeviceServiceClient(conn)}
 }
 
-func TestInventoryWithoutCertPEMCrossesTheWire(t *testing.T) {
+func TestInventoryFingerprintsOnlyCrossesTheWire(t *testing.T) {
 	cert := selfSigned(t)
 	whole := Describe(cert)
-	whole.CertRef = "www"
+	whole.CertRef, whole.Bindings = "www", []Binding{{Kind: "live-link", Name: "www"}}
 	// As the wire carries it (empty lists and nil ones are alike there).
 	whole = deviceCertFromProto(deviceCertToProto(whole))
 	for _, tc := range []struct {
 		name     string
 		describe func(context.Context, *x509.Certificate) DeviceCertificate
 	}{
+		// as a plugin that predates the request does
 		{"plugin ignores the request", func(_ context.Context, c *x509.Certificate) DeviceCertificate { return Describe(c) }},
 		{"plugin honours the request", DescribeFor},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			impl := &inventoryPlugin{cert: cert, wantedPEM: make(chan bool, 1), describeFn: tc.describe}
+			impl := &inventoryPlugin{cert: cert, onlyAsked: make(chan bool, 1), describeFn: tc.describe}
 			host := overTheWire(t, impl)
 			ctx := context.Background()
 
@@ -94,38 +96,35 @@ func TestInventoryWithoutCertPEMCrossesTheWire(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if wanted := <-impl.wantedPEM; !wanted {
-				t.Error("a plain Inventory reached the plugin as one without bodies")
+			if <-impl.onlyAsked {
+				t.Error("a plain Inventory reached the plugin as one of fingerprints only")
 			}
 			if len(got) != 1 || !reflect.DeepEqual(got[0], whole) {
 				t.Fatalf("whole inventory %+v, want %+v", got, whole)
 			}
 
-			got, err = host.Inventory(WithoutCertPEM(ctx), Target{Name: "d"})
+			got, err = host.Inventory(WithFingerprintsOnly(ctx), Target{Name: "d"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if wanted := <-impl.wantedPEM; wanted {
-				t.Error("the plugin was not told that the caller wants no bodies")
+			if !<-impl.onlyAsked {
+				t.Error("the plugin was not told that the caller reads fingerprints only")
 			}
-			want := whole
-			want.CertPEM = ""
+			want := DeviceCertificate{CertRef: "www", SHA256Fingerprint: Fingerprint(cert), Bindings: whole.Bindings}
 			if len(got) != 1 || !reflect.DeepEqual(got[0], want) {
-				t.Fatalf("inventory without bodies %+v, want %+v", got, want)
+				t.Fatalf("inventory of fingerprints only %+v, want %+v", got, want)
 			}
 		})
 	}
 }
 
-func TestDescribeForEncodesThePEMOnlyWhenWanted(t *testing.T) {
+func TestDescribeForFillsOnlyTheFingerprintWhenAsked(t *testing.T) {
 	cert := selfSigned(t)
 	if got := DescribeFor(context.Background(), cert); !reflect.DeepEqual(got, Describe(cert)) {
-		t.Errorf("DescribeFor without a request %+v, want Describe's %+v", got, Describe(cert))
+		t.Errorf("DescribeFor of a whole inventory %+v, want Describe's %+v", got, Describe(cert))
 	}
-	got := DescribeFor(WithoutCertPEM(context.Background()), cert)
-	want := Describe(cert)
-	want.CertPEM = ""
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("DescribeFor without bodies %+v, want %+v", got, want)
+	got := DescribeFor(WithFingerprintsOnly(context.Background()), cert)
+	if want := (DeviceCertificate{SHA256Fingerprint: Fingerprint(cert)}); !reflect.DeepEqual(got, want) {
+		t.Errorf("DescribeFor of fingerprints only %+v, want %+v", got, want)
 	}
 }

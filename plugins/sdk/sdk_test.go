@@ -113,3 +113,19 @@ func TestConversionRoundTrip(t *testing.T) {
 		t.Errorf("unrepresentable option: %v", err)
 	}
 }
+
+// timerNotFired is a context whose deadline has passed but whose timer has not fired yet.
+type timerNotFired struct{ context.Context }
+
+func (timerNotFired) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+func TestFromContextCountsAPassedDeadlineBeforeItsTimerFires(t *testing.T) {
+	if err := FromContext(timerNotFired{context.Background()}); err == nil || err.Code != codes.DeadlineExceeded {
+		t.Errorf("FromContext past the deadline: %v, want DeadlineExceeded", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if err := FromContext(ctx); err != nil {
+		t.Errorf("FromContext before the deadline: %v, want nil", err)
+	}
+}

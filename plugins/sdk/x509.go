@@ -100,10 +100,8 @@ func Fingerprint(cert *x509.Certificate) string {
 }
 
 // Describe fills a DeviceCertificate's certificate fields from cert; the caller adds refs and
-// bindings. In an Inventory, DescribeFor saves encoding the PEM body when the caller needs none.
-func Describe(cert *x509.Certificate) DeviceCertificate { return describe(cert, true) }
-
-func describe(cert *x509.Certificate, withPEM bool) DeviceCertificate {
+// bindings. In an Inventory, DescribeFor saves the work when the caller reads only fingerprints.
+func Describe(cert *x509.Certificate) DeviceCertificate {
 	d := DeviceCertificate{
 		Serial:            hex.EncodeToString(cert.SerialNumber.Bytes()),
 		Subject:           cert.Subject.String(),
@@ -113,9 +111,7 @@ func describe(cert *x509.Certificate, withPEM bool) DeviceCertificate {
 		KeySpec:           KeySpecOf(cert),
 		SHA256Fingerprint: Fingerprint(cert),
 		IsCA:              cert.IsCA,
-	}
-	if withPEM {
-		d.CertPEM = EncodeCertificatePEM(cert)
+		CertPEM:           EncodeCertificatePEM(cert),
 	}
 	d.SANs.DNSNames = append(d.SANs.DNSNames, cert.DNSNames...)
 	for _, ip := range cert.IPAddresses {

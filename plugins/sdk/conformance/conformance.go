@@ -436,31 +436,29 @@ func (s *suite) inventory(t T) map[string]sdk.DeviceCertificate {
 	return out
 }
 
-// testInventoryWithoutCertPEM: an Inventory whose caller wants no certificate bodies (what the
-// core asks in the steady state) describes the same certificates as a whole one, without CertPEM.
-func (s *suite) testInventoryWithoutCertPEM(t T, whole map[string]sdk.DeviceCertificate) {
-	certs, err := s.p.Inventory(sdk.WithoutCertPEM(s.ctx(t)), s.cfg.Target)
+// testInventoryFingerprintsOnly: an Inventory whose caller reads only fingerprints (what the
+// core asks in the steady state) lists the same certificates as a whole one, with the same
+// fingerprints and bindings, and nothing else.
+func (s *suite) testInventoryFingerprintsOnly(t T, whole map[string]sdk.DeviceCertificate) {
+	certs, err := s.p.Inventory(sdk.WithFingerprintsOnly(s.ctx(t)), s.cfg.Target)
 	if err != nil {
-		t.Fatalf("Inventory without bodies: %v", err)
+		t.Fatalf("Inventory of fingerprints only: %v", err)
 	}
 	if len(certs) != len(whole) {
-		t.Errorf("Inventory without bodies lists %d certificates, a whole one %d", len(certs), len(whole))
+		t.Errorf("Inventory of fingerprints only lists %d certificates, a whole one %d", len(certs), len(whole))
 	}
 	byName := func(a, b sdk.Binding) int { return strings.Compare(a.Kind+"/"+a.Name, b.Kind+"/"+b.Name) }
 	for _, got := range certs {
-		if got.CertPEM != "" {
-			t.Errorf("%s: CertPEM sent although the caller asked for none", got.CertRef)
-		}
-		want, ok := whole[got.CertRef]
+		w, ok := whole[got.CertRef]
 		if !ok {
-			t.Errorf("%s is listed only without bodies", got.CertRef)
+			t.Errorf("%s is listed only when fingerprints alone are asked for", got.CertRef)
 			continue
 		}
-		want.CertPEM = ""
+		want := sdk.DeviceCertificate{CertRef: w.CertRef, SHA256Fingerprint: w.SHA256Fingerprint, Bindings: slices.Clone(w.Bindings)}
 		slices.SortFunc(got.Bindings, byName)
 		slices.SortFunc(want.Bindings, byName)
 		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%s without bodies is %+v, whole %+v", got.CertRef, got, want)
+			t.Errorf("%s with fingerprints only is %+v, want %+v", got.CertRef, got, want)
 		}
 	}
 }
@@ -488,7 +486,7 @@ func (s *suite) testImportCert(t T) {
 		t.Errorf("Inventory key spec %v, want %v", dc.KeySpec, sdk.KeySpecOf(got.cert))
 	}
 
-	t.Run("InventoryWithoutCertPEM", func(t T) { s.testInventoryWithoutCertPEM(t, inv) })
+	t.Run("InventoryFingerprintsOnly", func(t T) { s.testInventoryFingerprintsOnly(t, inv) })
 
 	t.Run("RejectsCertificateForAnotherKey", func(t T) {
 		req := s.csrRequest("mismatch", s.keySpecs()[0])

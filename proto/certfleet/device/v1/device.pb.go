@@ -988,12 +988,14 @@ func (x *CheckTargetResponse) GetDetails() map[string]string {
 type InventoryRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Target *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
-	// The caller needs no certificate bodies, only the fields that describe them: a plugin may
-	// leave DeviceCertificate.cert_pem empty and save reading or encoding it. Optional for
-	// plugins: one that ignores the field (or predates it) still answers correctly.
-	OmitCertPem   bool `protobuf:"varint,2,opt,name=omit_cert_pem,json=omitCertPem,proto3" json:"omit_cert_pem,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The caller reads only cert_ref, sha256_fingerprint and bindings of each certificate (the core
+	// checking that what it deployed is still there and bound): a plugin may leave the other fields
+	// empty and save the work of filling them (parsing names, encoding PEM, reading key refs). It
+	// must still list the same certificates. Optional for plugins: one that ignores the field (or
+	// predates it) still answers correctly.
+	FingerprintsOnly bool `protobuf:"varint,2,opt,name=fingerprints_only,json=fingerprintsOnly,proto3" json:"fingerprints_only,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *InventoryRequest) Reset() {
@@ -1033,9 +1035,9 @@ func (x *InventoryRequest) GetTarget() *Target {
 	return nil
 }
 
-func (x *InventoryRequest) GetOmitCertPem() bool {
+func (x *InventoryRequest) GetFingerprintsOnly() bool {
 	if x != nil {
-		return x.OmitCertPem
+		return x.FingerprintsOnly
 	}
 	return false
 }
@@ -1061,8 +1063,7 @@ type DeviceCertificate struct {
 	// Where the certificate is bound now.
 	Bindings []*Binding `protobuf:"bytes,11,rep,name=bindings,proto3" json:"bindings,omitempty"`
 	IsCa     bool       `protobuf:"varint,12,opt,name=is_ca,json=isCa,proto3" json:"is_ca,omitempty"`
-	// The certificate itself, when the device gives it out (and InventoryRequest.omit_cert_pem
-	// was not set).
+	// The certificate itself, when the device gives it out.
 	CertPem       string `protobuf:"bytes,13,opt,name=cert_pem,json=certPem,proto3" json:"cert_pem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2426,10 +2427,10 @@ const file_certfleet_device_v1_device_proto_rawDesc = "" +
 	"\adetails\x18\x06 \x03(\v25.certfleet.device.v1.CheckTargetResponse.DetailsEntryR\adetails\x1a:\n" +
 	"\fDetailsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"k\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"t\n" +
 	"\x10InventoryRequest\x123\n" +
-	"\x06target\x18\x01 \x01(\v2\x1b.certfleet.device.v1.TargetR\x06target\x12\"\n" +
-	"\romit_cert_pem\x18\x02 \x01(\bR\vomitCertPem\"\x91\x04\n" +
+	"\x06target\x18\x01 \x01(\v2\x1b.certfleet.device.v1.TargetR\x06target\x12+\n" +
+	"\x11fingerprints_only\x18\x02 \x01(\bR\x10fingerprintsOnly\"\x91\x04\n" +
 	"\x11DeviceCertificate\x12\x19\n" +
 	"\bcert_ref\x18\x01 \x01(\tR\acertRef\x12\x17\n" +
 	"\akey_ref\x18\x02 \x01(\tR\x06keyRef\x12\x16\n" +
