@@ -30,9 +30,14 @@ func encodeDeployment(d Deployment) (certPEM, chainPEM string, err error) {
 }
 
 // selectDeployments reads the deployments' certificate and record columns, and their PEM bodies
-// (from deployment_pems) when whole; where, if any, follows, naming the deployments d.
+// (from deployment_pems) when whole; a summary reads summaryColumns alone. where, if any,
+// follows, naming the deployments d.
 func selectDeployments(whole bool, where string) string {
-	q := "SELECT d.certificate, d." + strings.Join(deploymentColumns, ", d.")
+	columns := summaryColumns
+	if whole {
+		columns = deploymentColumns
+	}
+	q := "SELECT d.certificate, d." + strings.Join(columns, ", d.")
 	if whole {
 		q += ", COALESCE(p.cert_pem, ''), COALESCE(p.chain_pem, 'null') FROM deployments d LEFT JOIN deployment_pems p ON p.certificate = d.certificate"
 	} else {

@@ -23,6 +23,15 @@ var deploymentColumns = []string{
 	"ca_check_due_at",
 }
 
+// summaryColumns are the record's columns a summary reads (DeploymentSummaries): what planning,
+// runs, status and retirement read of a deployment they do not work on. Reading a third of the
+// columns less is a third less of the per-row cost of a fleet's summaries.
+var summaryColumns = []string{
+	"device", "issuer", "cert_ref", "serial", "fingerprint", "not_before", "not_after_text", "spec_hash", "revoked",
+	"renewal_window_start", "renewal_window_end", "renewal_at", "rebinds", "last_rebind_at",
+	"served", "served_at", "served_ok", "served_detail", "served_endpoints",
+}
+
 // deploymentValues are d's record columns, in the order of deploymentColumns.
 func deploymentValues(d Deployment) ([]any, error) {
 	sc := d.ServedCheck
@@ -58,24 +67,34 @@ type deploymentRecord struct {
 	servedAt, servedDetail, servedEndpoints, caCheckDueAt                     string
 	revoked, adopted, served, servedOK                                        bool
 	rebinds                                                                   int64
-	dest                                                                      []any
 }
 
-// targets returns the scan destinations: certificate, the record columns, and the PEM bodies
-// when whole.
+// targets returns the scan destinations of the columns selectDeployments reads: certificate,
+// then the record columns (all of them when whole, else summaryColumns), then the PEM bodies
+// when whole. A column a summary does not read keeps its zero value.
 func (r *deploymentRecord) targets(whole bool) []any {
-	if r.dest == nil {
-		r.dest = []any{&r.certificate,
-			&r.device, &r.issuer, &r.certRef, &r.keyRef, &r.chainRefs, &r.orderRef, &r.serial, &r.fingerprint,
-			&r.notBefore, &r.notAfter, &r.specHash, &r.bindings, &r.deployedAt, &r.revocationCheckedAt, &r.revoked,
-			&r.windowStart, &r.windowEnd, &r.infoAt, &r.renewalAt, &r.infoRetryAt, &r.adopted, &r.rebinds, &r.lastRebindAt,
-			&r.served, &r.servedAt, &r.servedOK, &r.servedDetail, &r.servedEndpoints, &r.caCheckDueAt,
-			&r.certPEM, &r.chainPEM}
+	byColumn := map[string]any{
+		"device": &r.device, "issuer": &r.issuer, "cert_ref": &r.certRef, "key_ref": &r.keyRef, "chain_refs": &r.chainRefs,
+		"order_ref": &r.orderRef, "serial": &r.serial, "fingerprint": &r.fingerprint, "not_before": &r.notBefore,
+		"not_after_text": &r.notAfter, "spec_hash": &r.specHash, "bindings": &r.bindings, "deployed_at": &r.deployedAt,
+		"revocation_checked_at": &r.revocationCheckedAt, "revoked": &r.revoked, "renewal_window_start": &r.windowStart,
+		"renewal_window_end": &r.windowEnd, "renewal_info_at": &r.infoAt, "renewal_at": &r.renewalAt,
+		"renewal_info_retry_at": &r.infoRetryAt, "adopted": &r.adopted, "rebinds": &r.rebinds, "last_rebind_at": &r.lastRebindAt,
+		"served": &r.served, "served_at": &r.servedAt, "served_ok": &r.servedOK, "served_detail": &r.servedDetail,
+		"served_endpoints": &r.servedEndpoints, "ca_check_due_at": &r.caCheckDueAt,
+	}
+	columns := summaryColumns
+	if whole {
+		columns = deploymentColumns
+	}
+	dest := []any{&r.certificate}
+	for _, c := range columns {
+		dest = append(dest, byColumn[c])
 	}
 	if whole {
-		return r.dest
+		dest = append(dest, &r.certPEM, &r.chainPEM)
 	}
-	return r.dest[:len(r.dest)-2]
+	return dest
 }
 
 // deployment decodes the scanned row.

@@ -73,6 +73,14 @@ func sameDeployment(t *testing.T, what string, got, want Deployment) {
 	}
 }
 
+// summaryOf is what a summary of d holds: the fields Deployment.Summary names.
+func summaryOf(d Deployment) Deployment {
+	return Deployment{Certificate: d.Certificate, Device: d.Device, Issuer: d.Issuer, CertRef: d.CertRef, Serial: d.Serial,
+		Fingerprint: d.Fingerprint, NotBefore: d.NotBefore, NotAfter: d.NotAfter, SpecHash: d.SpecHash, Revoked: d.Revoked,
+		RenewalWindowStart: d.RenewalWindowStart, RenewalWindowEnd: d.RenewalWindowEnd, RenewalAt: d.RenewalAt,
+		Rebinds: d.Rebinds, LastRebindAt: d.LastRebindAt, ServedCheck: d.ServedCheck, Summary: true}
+}
+
 func TestDeploymentColumnsKeepEveryField(t *testing.T) {
 	contract(t, func(t *testing.T, s Store, _ func() (Store, error)) {
 		ctx := context.Background()
@@ -99,9 +107,7 @@ func TestDeploymentColumnsKeepEveryField(t *testing.T) {
 			}
 			sameDeployment(t, want.Certificate+" read alone", one, want)
 			sameDeployment(t, want.Certificate+" read with all", all[want.Certificate], want)
-			sum := want
-			sum.CertPEM, sum.ChainPEM, sum.Summary = "", nil, true
-			sameDeployment(t, want.Certificate+" summary", sums[want.Certificate], sum)
+			sameDeployment(t, want.Certificate+" summary", sums[want.Certificate], summaryOf(want))
 		}
 	})
 }

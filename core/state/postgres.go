@@ -297,8 +297,8 @@ func (s *Postgres) Deployments(ctx context.Context) (map[string]Deployment, erro
 	return s.deployments(ctx, pgDeployments, true)
 }
 
-// DeploymentSummaries returns every deployment without its PEM bodies, from the record columns
-// alone.
+// DeploymentSummaries returns every deployment as a summary (see Deployment.Summary): from the
+// record columns it names, without the PEM bodies.
 func (s *Postgres) DeploymentSummaries(ctx context.Context) (map[string]Deployment, error) {
 	return s.deployments(ctx, pgSummaries, false)
 }

@@ -389,8 +389,8 @@ func (s *SQLite) Deployments(ctx context.Context) (map[string]Deployment, error)
 	return s.deployments(ctx, sqliteDeployments, true)
 }
 
-// DeploymentSummaries returns every deployment without its PEM bodies, from the record columns
-// alone.
+// DeploymentSummaries returns every deployment as a summary (see Deployment.Summary): from the
+// record columns it names, without the PEM bodies.
 func (s *SQLite) DeploymentSummaries(ctx context.Context) (map[string]Deployment, error) {
 	return s.deployments(ctx, sqliteSummaries, false)
 }

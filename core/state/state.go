@@ -121,8 +121,11 @@ type Deployment struct {
 	LastRebindAt time.Time `json:",omitzero"`
 	// ServedCheck is the last TLS check of what the bindings serve; nil when never checked.
 	ServedCheck *ServedCheck `json:",omitempty"`
-	// Summary is set on a deployment read without its PEM bodies (CertPEM, ChainPEM empty):
-	// what planning and status need. It cannot be saved; read the deployment whole first.
+	// Summary is set on a deployment read as a summary (DeploymentSummaries): what planning,
+	// status and retirement read of the deployments they do not work on. It has Certificate,
+	// Device, Issuer, CertRef, Serial, Fingerprint, NotBefore, NotAfter, SpecHash, Revoked,
+	// RenewalWindowStart, RenewalWindowEnd, RenewalAt, Rebinds, LastRebindAt and ServedCheck;
+	// every other field is empty. It cannot be saved; read the deployment whole first.
 	Summary bool `json:"-"`
 	// CACheckDueAt is when the CA is next asked about the certificate (revocation status,
 	// renewal information); zero until the engine schedules the first check. Stores keep it in
@@ -219,7 +222,7 @@ type Store interface {
 
 	Deployment(ctx context.Context, certificate string) (Deployment, bool, error)
 	Deployments(ctx context.Context) (map[string]Deployment, error)
-	// DeploymentSummaries returns every deployment without its PEM bodies (marked Summary).
+	// DeploymentSummaries returns every deployment as a summary (see Deployment.Summary).
 	DeploymentSummaries(ctx context.Context) (map[string]Deployment, error)
 	SaveDeployment(ctx context.Context, d Deployment) error
 	// SaveDeployments records many deployments in one transaction.

@@ -26,7 +26,7 @@ func TestDeploymentSummariesLeaveThePEMOut(t *testing.T) {
 			t.Fatal(err)
 		}
 		sum := sums["www"]
-		if !sum.Summary || sum.CertPEM != "" || sum.ChainPEM != nil || sum.Serial != "01" || sum.Bindings[0] != "lb/a" {
+		if !sum.Summary || sum.CertPEM != "" || sum.ChainPEM != nil || sum.Serial != "01" || sum.Bindings != nil {
 			t.Fatalf("summary: %+v", sum)
 		}
 		// A summary saved would erase the PEM bodies: it is refused.
