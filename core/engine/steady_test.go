@@ -129,3 +129,92 @@ func TestARunReadsTheDeploymentsOnceWithoutThePEM(t *testing.T) {
 		t.Fatalf("mail after the CA check: checked %s, PEM %q", mail.RevocationCheckedAt, mail.CertPEM)
 	}
 }
+
+// inventoryAsks records, per Inventory call, whether the core asked for fingerprints only.
+type inventoryAsks struct {
+	sdk.Plugin
+	mu   sync.Mutex
+	asks []bool
+}
+
+func (p *inventoryAsks) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertificate, error) {
+	p.mu.Lock()
+	p.asks = append(p.asks, sdk.FingerprintsOnly(ctx))
+	p.mu.Unlock()
+	return p.Plugin.Inventory(ctx, t)
+}
+
+func (p *inventoryAsks) take() []bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	asks := p.asks
+	p.asks = nil
+	return asks
+}
+
+// TestInventoryAsksForFingerprintsUnlessItMayAdopt: a device whose certificates are all recorded
+// is asked for fingerprints only; one with a certificate that may be adopted is asked for
+// everything, and the adoption (which reads names, key and PEM) still works through a plugin
+// that honours the request.
+func TestInventoryAsksForFingerprintsUnlessItMayAdopt(t *testing.T) {
+	cfg := scmsim.DefaultConfig()
+	_, iss, store, device := scmWorld(t, cfg)
+	plugin := &inventoryAsks{Plugin: pemdir.New()}
+	var certs []Certificate
+	for _, name := range []string{"www", "mail"} {
+		certs = append(certs, Certificate{Name: name, Device: "web1", Issuer: "ca", Subject: sdk.Subject{CommonName: name + ".example.com"},
+			SANs: sdk.SANs{DNSNames: []string{name + ".example.com"}}, KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
+			RenewBefore: 30 * 24 * time.Hour, Bindings: []sdk.Binding{{Kind: pemdir.BindingKind, Name: name}},
+			IssuerOptions: map[string]any{"cert_type": "OV SSL"}})
+	}
+	opts := Options{
+		Store: store, Plugins: func(string) (sdk.Plugin, error) { return plugin, nil },
+		Issuers: map[string]issuer.Issuer{"ca": iss},
+		Devices: map[string]Device{"web1": {Name: "web1", Plugin: "pemdir", Concurrency: 1,
+			Target: sdk.Target{Name: "web1", Address: device, Options: sdk.Options{"links": []any{"www", "mail"}}}}},
+		Certificates: certs, Backoff: 10 * time.Millisecond,
+	}
+	ctx := context.Background()
+	if report, err := New(opts).Run(ctx, RunOptions{}); err != nil || report.ExitCode() != ExitOK {
+		t.Fatalf("first run: %+v %v", report.Results, err)
+	}
+	// Nothing was recorded: the plan's inventory is whole; the one after the commit checks
+	// presence and bindings only.
+	if asks := plugin.take(); len(asks) != 2 || asks[0] || !asks[1] {
+		t.Fatalf("first run asked fingerprints only: %v; want [false true]", asks)
+	}
+
+	plan, err := New(opts).Plan(ctx, PlanOptions{})
+	if err != nil || len(plan.Due()) != 0 {
+		t.Fatalf("steady plan: %+v %v", plan.Items, err)
+	}
+	if asks := plugin.take(); len(asks) != 1 || !asks[0] {
+		t.Fatalf("a steady plan asked fingerprints only: %v; want [true]", asks)
+	}
+
+	// mail is forgotten but still live: it may be adopted, so the device is asked for everything.
+	mail, _, err := store.Deployment(ctx, "mail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.DeleteDeployment(ctx, "mail"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(opts).Plan(ctx, PlanOptions{NoAdopt: true}); err != nil {
+		t.Fatal(err)
+	}
+	if asks := plugin.take(); len(asks) != 1 || !asks[0] {
+		t.Fatalf("a plan that adopts nothing asked fingerprints only: %v; want [true]", asks)
+	}
+	report, err := New(opts).Run(ctx, RunOptions{})
+	if err != nil || report.ExitCode() != ExitOK {
+		t.Fatalf("adopting run: %+v %v", report.Results, err)
+	}
+	if asks := plugin.take(); len(asks) != 1 || asks[0] {
+		t.Fatalf("a run that may adopt asked fingerprints only: %v; want [false]", asks)
+	}
+	adopted, ok, err := store.Deployment(ctx, "mail")
+	if err != nil || !ok || !adopted.Adopted || adopted.Fingerprint != mail.Fingerprint || adopted.CertPEM != mail.CertPEM || adopted.KeyRef != mail.KeyRef {
+		t.Fatalf("adopted mail: %+v %v %v; want the certificate deployed before (%s, key %s)", adopted, ok, err, mail.Fingerprint, mail.KeyRef)
+	}
+}

@@ -92,20 +92,28 @@ func TestInventoryKeyRefs(t *testing.T) {
 
 // BenchmarkInventory is the device side of a fleet's steady-state run: one Inventory of a
 // directory holding ten bound certificates (a 10,000-certificate fleet makes 1,000 of them),
-// in process, without the gRPC transport.
+// in process, without the gRPC transport; whole, and of fingerprints only (what the core asks
+// when it adopts nothing).
 func BenchmarkInventory(b *testing.B) {
 	const certs = 10
 	target, _ := deployedDevice(b, certs)
-	ctx := sdk.WithLogger(context.Background(), hclog.NewNullLogger())
+	base := sdk.WithLogger(context.Background(), hclog.NewNullLogger())
 	p := pemdir.New()
-	b.ReportAllocs()
-	for b.Loop() {
-		list, err := p.Inventory(ctx, target)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(list) != certs {
-			b.Fatalf("%d certificates in the inventory; want %d", len(list), certs)
-		}
+	for _, mode := range []struct {
+		name string
+		ctx  context.Context
+	}{{"whole", base}, {"fingerprints-only", sdk.WithFingerprintsOnly(base)}} {
+		b.Run(mode.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				list, err := p.Inventory(mode.ctx, target)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(list) != certs {
+					b.Fatalf("%d certificates in the inventory; want %d", len(list), certs)
+				}
+			}
+		})
 	}
 }
