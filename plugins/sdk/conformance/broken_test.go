@@ -40,11 +40,11 @@ func TestMain(m *testing.M) {
 	conformance.Main(m, "github.com/certfleet/certfleet/plugins/sdk/conformance/internal/brokenpemdir/cmd/certfleet-plugin-brokenpemdir", &brokenPath)
 }
 
-// newChecks are the checks added for issue 21, and GenerateCSRRetried (attempt_id); every other
-// check was in the suite before.
+// newChecks are the checks added for issue 21, GenerateCSRRetried (attempt_id) and
+// InventoryFingerprintsOnly (issue 24); every other check was in the suite before.
 var newChecks = []string{
 	"ImportCertIdempotent", "CleanupIdempotent", "ConcurrentCertificates", "BindErrorLeavesDeviceUnchanged",
-	"RollbackOfPartialBind", "InventoryAfterCommit", "DeadlineEveryCall", "GenerateCSRRetried",
+	"RollbackOfPartialBind", "InventoryAfterCommit", "DeadlineEveryCall", "GenerateCSRRetried", "InventoryFingerprintsOnly",
 }
 
 func TestEachNewCheckCatchesItsBrokenPlugin(t *testing.T) {
@@ -61,6 +61,7 @@ func TestEachNewCheckCatchesItsBrokenPlugin(t *testing.T) {
 		{brokenpemdir.InventoryStagedOnly, "InventoryAfterCommit"},
 		{brokenpemdir.IgnoresDeadline, "DeadlineEveryCall"},
 		{brokenpemdir.IgnoresAttemptID, "GenerateCSRRetried"},
+		{brokenpemdir.FingerprintsOnlyUnbound, "InventoryFingerprintsOnly"},
 	}
 	for _, c := range cases {
 		name := c.mode
@@ -177,7 +178,7 @@ func TestUnsupportedFeaturesAreSkippedWithReason(t *testing.T) {
 		}
 	}
 	for _, check := range []string{"GenerateCSRRetried", "ImportCertIdempotent", "ConcurrentCertificates", "BindErrorLeavesDeviceUnchanged",
-		"InventoryAfterCommit", "DeadlineEveryCall", "DeadlineEveryCall/Bind", "DeadlineEveryCall/ImportCert"} {
+		"InventoryAfterCommit", "InventoryFingerprintsOnly", "DeadlineEveryCall", "DeadlineEveryCall/Bind", "DeadlineEveryCall/ImportCert"} {
 		if outcome[check].Outcome != conformance.Passed {
 			t.Errorf("%s: %s %v, want passed: no feature skips it", check, outcome[check].Outcome, outcome[check].Messages)
 		}

@@ -37,6 +37,9 @@ const (
 	// InventoryStagedOnly: Inventory shows bindings only while changes are staged (before Commit),
 	// as a plugin reading a candidate configuration would.
 	InventoryStagedOnly = "inventory-staged-only"
+	// FingerprintsOnlyUnbound: an Inventory of fingerprints only leaves the bindings out, as a
+	// plugin that takes "fingerprints only" for "the certificates alone" would.
+	FingerprintsOnlyUnbound = "fingerprints-only-unbound"
 	// IgnoresDeadline: ImportCert, Bind, Rollback and Cleanup run on without the caller's deadline.
 	IgnoresDeadline = "ignores-deadline"
 	// IgnoresAttemptID: GenerateCSR makes new names on every call whatever the attempt_id, as a
@@ -183,9 +186,15 @@ func (p *Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.Object
 	return p.Plugin.Cleanup(p.callCtx(ctx), t, objects)
 }
 
-// Inventory hides committed bindings for InventoryStagedOnly.
+// Inventory hides committed bindings for InventoryStagedOnly, and every binding of an Inventory
+// of fingerprints only for FingerprintsOnlyUnbound.
 func (p *Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertificate, error) {
 	certs, err := p.Plugin.Inventory(ctx, t)
+	if err == nil && p.mode == FingerprintsOnlyUnbound && sdk.FingerprintsOnly(ctx) {
+		for i := range certs {
+			certs[i].Bindings = nil
+		}
+	}
 	if err != nil || p.mode != InventoryStagedOnly {
 		return certs, err
 	}
