@@ -54,8 +54,9 @@ const (
 //   - ip-sans: the IP address in every CSR the suite asks for.
 //
 // The other checks (GenerateCSRRetried, ImportCertIdempotent, ConcurrentCertificates,
-// BindErrorLeavesDeviceUnchanged, InventoryAfterCommit, InventoryFingerprintsOnly, ...) are guarantees of calls every plugin
-// has; no feature skips them (every device can remove, or reuse, a key it made under a known name).
+// BindErrorLeavesDeviceUnchanged, InventoryAfterCommit, InventoryFingerprintsOnly, ...) are
+// guarantees of calls every plugin has; no feature skips them (every device can remove, or reuse,
+// a key it made under a known name).
 var Features = []Feature{FeatureAuthentication, FeatureRollback, FeatureCleanup, FeatureIPSANs}
 
 // ParseFeature reads a feature's name, as a qualification target file gives it.
