@@ -222,7 +222,7 @@ func (l *loader) fromEntry(path string, key [sha256.Size]byte) (*Config, []Warni
 		c.debug("configuration cache entry ignored: it is damaged", "entry", path)
 		return nil, nil, nil, false
 	}
-	d := &cacheDecoder{buf: data[cacheHeaderLen:]}
+	d := newCacheDecoder(data[cacheHeaderLen:])
 	var e cacheEntry
 	for _, v := range []any{&e.deps, &e.state, &e.resolvable} {
 		if err := d.decode(v); err != nil {

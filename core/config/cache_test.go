@@ -401,7 +401,7 @@ func TestCacheDecoderRejectsEveryTruncation(t *testing.T) {
 		t.Fatal(err)
 	}
 	for n := 0; n < len(enc.buf); n++ {
-		d := &cacheDecoder{buf: enc.buf[:n]}
+		d := newCacheDecoder(enc.buf[:n])
 		if err := d.decode(&Config{}); err == nil {
 			t.Fatalf("%d of %d bytes decoded", n, len(enc.buf))
 		}

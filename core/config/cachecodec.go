@@ -173,9 +173,15 @@ func (e *cacheEncoder) value(v reflect.Value) error {
 }
 
 type cacheDecoder struct {
-	buf     []byte
-	off     int
+	buf []byte
+	off int
+	// text is buf as a string: every string decoded is a part of it, not an allocation of its own.
+	text    string
 	strings []string
+}
+
+func newCacheDecoder(buf []byte) *cacheDecoder {
+	return &cacheDecoder{buf: buf, text: string(buf)}
 }
 
 // codecFailure carries a decoding error up through the recursion (recovered in decode).
@@ -226,7 +232,10 @@ func (d *cacheDecoder) str() string {
 		}
 		return d.strings[i-1]
 	}
-	s := string(d.bytes(d.uvarint()))
+	n := d.uvarint()
+	start := d.off
+	d.bytes(n)
+	s := d.text[start:d.off]
 	d.strings = append(d.strings, s)
 	return s
 }
