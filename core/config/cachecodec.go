@@ -21,6 +21,7 @@ var errCodec = errors.New("configuration cache codec")
 var (
 	timeType     = reflect.TypeOf(time.Time{})
 	locationType = reflect.TypeOf((*time.Location)(nil))
+	anyType      = reflect.TypeOf((*any)(nil)).Elem()
 	// dynamicTypes are the types an `any` of a configuration may hold (YAML decoding into an
 	// interface); a position in this list identifies the type in an entry.
 	dynamicTypes = []reflect.Type{
@@ -178,10 +179,49 @@ type cacheDecoder struct {
 	// text is buf as a string: every string decoded is a part of it, not an allocation of its own.
 	text    string
 	strings []string
+	// blocks hold, by type, values allocated a block at a time for pointers to point to: a few
+	// allocations instead of one for each certificate.
+	blocks map[reflect.Type]*valueBlock
+	// spare are map keys and values to decode into, by type, free for reuse.
+	spare map[reflect.Type][]reflect.Value
+}
+
+type valueBlock struct {
+	values reflect.Value // a slice
+	used   int
 }
 
 func newCacheDecoder(buf []byte) *cacheDecoder {
-	return &cacheDecoder{buf: buf, text: string(buf)}
+	return &cacheDecoder{buf: buf, text: string(buf), blocks: map[reflect.Type]*valueBlock{}, spare: map[reflect.Type][]reflect.Value{}}
+}
+
+// cacheBlockLen is how many values of a type a block holds.
+const cacheBlockLen = 256
+
+// newValue returns a settable zero value of type t whose address a pointer may keep.
+func (d *cacheDecoder) newValue(t reflect.Type) reflect.Value {
+	b := d.blocks[t]
+	if b == nil || b.used == b.values.Len() {
+		b = &valueBlock{values: reflect.MakeSlice(reflect.SliceOf(t), cacheBlockLen, cacheBlockLen)}
+		d.blocks[t] = b
+	}
+	b.used++
+	return b.values.Index(b.used - 1)
+}
+
+// temp returns a settable zero value of type t, until release.
+func (d *cacheDecoder) temp(t reflect.Type) reflect.Value {
+	if free := d.spare[t]; len(free) > 0 {
+		v := free[len(free)-1]
+		d.spare[t] = free[:len(free)-1]
+		v.SetZero()
+		return v
+	}
+	return reflect.New(t).Elem()
+}
+
+func (d *cacheDecoder) release(v reflect.Value) {
+	d.spare[v.Type()] = append(d.spare[v.Type()], v)
 }
 
 // codecFailure carries a decoding error up through the recursion (recovered in decode).
@@ -300,11 +340,16 @@ func (d *cacheDecoder) value(v reflect.Value) {
 			v.SetBytes(append([]byte{}, d.bytes(uint64(n))...))
 			return
 		}
-		s := reflect.MakeSlice(t, n, n)
-		for i := 0; i < n; i++ {
-			d.value(s.Index(i))
+		if n == 0 {
+			v.Set(reflect.MakeSlice(t, 0, 0))
+			return
 		}
-		v.Set(s)
+		// Grown in place: the slice's header is v's own, only its array is allocated.
+		v.Grow(n)
+		v.SetLen(n)
+		for i := 0; i < n; i++ {
+			d.value(v.Index(i))
+		}
 	case reflect.Array:
 		for i := 0; i < v.Len(); i++ {
 			d.value(v.Index(i))
@@ -315,7 +360,8 @@ func (d *cacheDecoder) value(v reflect.Value) {
 			return
 		}
 		m := reflect.MakeMapWithSize(t, n)
-		key, elem := reflect.New(t.Key()).Elem(), reflect.New(t.Elem()).Elem()
+		// A map in a value of this map (an `any`) takes other temporaries than these.
+		key, elem := d.temp(t.Key()), d.temp(t.Elem())
 		for i := 0; i < n; i++ {
 			key.SetZero()
 			elem.SetZero()
@@ -323,14 +369,16 @@ func (d *cacheDecoder) value(v reflect.Value) {
 			d.value(elem)
 			m.SetMapIndex(key, elem)
 		}
+		d.release(key)
+		d.release(elem)
 		v.Set(m)
 	case reflect.Pointer:
 		if d.uvarint() == 0 {
 			return
 		}
-		p := reflect.New(t.Elem())
-		d.value(p.Elem())
-		v.Set(p)
+		p := d.newValue(t.Elem())
+		d.value(p)
+		v.Set(p.Addr())
 	case reflect.Interface:
 		i := d.uvarint()
 		if i == 0 {
@@ -338,6 +386,9 @@ func (d *cacheDecoder) value(v reflect.Value) {
 		}
 		if i > uint64(len(dynamicTypes)) {
 			d.fail("dynamic type %d", i)
+		}
+		if t == anyType && v.CanAddr() && d.scalarInto(v.Addr().Interface().(*any), dynamicTypes[i-1]) {
+			return
 		}
 		c := reflect.New(dynamicTypes[i-1]).Elem()
 		d.value(c)
@@ -349,4 +400,27 @@ func (d *cacheDecoder) value(v reflect.Value) {
 	default:
 		d.fail("a %s", t)
 	}
+}
+
+// scalarInto decodes a string, bool, int or float64 straight into *p, without the two
+// allocations reflect takes to put a value into an interface (false: another type).
+func (d *cacheDecoder) scalarInto(p *any, t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.String:
+		*p = d.str()
+	case reflect.Bool:
+		*p = d.bytes(1)[0] == 1
+	case reflect.Int:
+		x, n := binary.Varint(d.buf[d.off:])
+		if n <= 0 {
+			d.fail("truncated at byte %d", d.off)
+		}
+		d.off += n
+		*p = int(x)
+	case reflect.Float64:
+		*p = math.Float64frombits(binary.LittleEndian.Uint64(d.bytes(8)))
+	default:
+		return false
+	}
+	return true
 }
