@@ -52,6 +52,9 @@ var (
 	crcTable   = crc32.MakeTable(crc32.Castagnoli)
 )
 
+// maxEntrySize bounds what is read as an entry (10,000 certificates take about 1.3 MB).
+const maxEntrySize = 256 << 20
+
 // An entry is cacheMagic, the key, a CRC-32C of the payload, then the payload.
 const cacheHeaderLen = 8 + sha256.Size + 4
 
@@ -204,7 +207,7 @@ func (l *loader) loadCached(path string, files []string) (*Config, []Warning, er
 // fromEntry returns Load's result from the entry at path (false: it cannot be used).
 func (l *loader) fromEntry(path string, key [sha256.Size]byte) (*Config, []Warning, error, bool) {
 	c := l.cache
-	data, err := os.ReadFile(path)
+	data, err := boundedfile.Read(path, maxEntrySize)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			c.debug("configuration cache entry not read", "entry", path, "error", err)
