@@ -14,8 +14,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/certfleet/certfleet/core/atomicfile"
 	"github.com/certfleet/certfleet/core/boundedfile"
@@ -272,6 +274,8 @@ func (l *loader) loadAndStore(files []string, raw map[string][]byte, key [sha256
 		e = rec.entry(cfg, warnings[len(rec.warnings):])
 		if serr := storeEntry(path, key, e); serr != nil {
 			l.cache.debug("configuration cache entry not written", "error", serr)
+		} else {
+			pruneEntries(filepath.Dir(path), l.cache.debug)
 		}
 	}
 	if l.resolver == nil {
@@ -353,6 +357,34 @@ func storeEntry(path string, key [sha256.Size]byte, e *cacheEntry) error {
 	out = binary.BigEndian.AppendUint32(out, crc32.Checksum(enc.buf, crcTable))
 	out = append(out, enc.buf...)
 	return atomicfile.Write(path, out, 0o600)
+}
+
+// maxEntries is how many entries (configurations read with one state) a cache directory keeps.
+const maxEntries = 4
+
+// pruneEntries removes all but the newest maxEntries entries of dir: the configuration files of
+// tests or of a --config that moved leave entries nothing reads any more.
+func pruneEntries(dir string, debug func(string, ...any)) {
+	paths, err := filepath.Glob(filepath.Join(dir, "config-*.cache"))
+	if err != nil || len(paths) <= maxEntries {
+		return
+	}
+	type entry struct {
+		path string
+		mod  time.Time
+	}
+	var entries []entry
+	for _, p := range paths {
+		if st, err := os.Stat(p); err == nil {
+			entries = append(entries, entry{p, st.ModTime()})
+		}
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].mod.After(entries[j].mod) })
+	for _, e := range entries[min(maxEntries, len(entries)):] {
+		if err := os.Remove(e.path); err != nil {
+			debug("configuration cache entry not removed", "entry", e.path, "error", err)
+		}
+	}
 }
 
 // resolveEntry resolves an entry's references as Load would have while loading (false: a resolved

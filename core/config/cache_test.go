@@ -475,3 +475,28 @@ func TestCacheGivesStateFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheKeepsFewEntries: a cache directory shared by many configuration paths keeps the newest
+// few entries.
+func TestCacheKeepsFewEntries(t *testing.T) {
+	cacheDir := t.TempDir()
+	opt := WithCache(testCache(cacheDir))
+	body, err := os.ReadFile("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	for i := 0; i < maxEntries+3; i++ {
+		last = filepath.Join(t.TempDir(), "c.yaml")
+		writeFiles(t, filepath.Dir(last), map[string]string{"c.yaml": string(body)})
+		if _, _, err := Load(last, opt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e := entryFiles(t, cacheDir); len(e) != maxEntries {
+		t.Fatalf("%d entries kept: %v", len(e), e)
+	}
+	if r := loadWith(last, nil, opt); r.reads != 0 {
+		t.Error("the newest entry was removed")
+	}
+}
