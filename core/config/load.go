@@ -277,10 +277,12 @@ func (l *loader) references(file string, n, enc *yaml.Node, key string, errs *Er
 			warnings = append(warnings, Warning{Position: pos, Path: key, Message: "a secret is written in the configuration in plain text",
 				Hint: "use ${env:NAME}, ${file:/path} or a sops-encrypted file"})
 		}
-		if l.record != nil && !bad && (len(refs) > 0 || strings.Contains(n.Value, "$${")) {
+		// What a resolver is asked, and (recording) what the cache resolves after a hit.
+		toResolve := !bad && (len(refs) > 0 || strings.Contains(n.Value, "$${"))
+		if l.record != nil && toResolve {
 			l.record.refs = append(l.record.refs, recordedRef{node: n, ref: cachedRef{File: file, Line: n.Line, Key: key, Value: n.Value}})
 		}
-		if l.resolver != nil && !bad && (len(refs) > 0 || strings.Contains(n.Value, "$${")) {
+		if l.resolver != nil && toResolve {
 			v, err := l.resolver.Resolve(l.ctx, n.Value)
 			if err != nil {
 				errs.add(pos, key, "", "%v", err)
