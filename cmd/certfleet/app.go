@@ -43,6 +43,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "pins-file", EnvVars: []string{"CERTFLEET_PINS_FILE"},
 				Usage: "file of pinned plugin checksums (default: plugins.lock.json beside the state database)"},
 			siteFlag(),
+			&cli.BoolFlag{Name: "no-config-cache",
+				Usage: "parse and check the configuration files even when they did not change (also CERTFLEET_CONFIG_CACHE=off); validate always does"},
 		},
 		Before: func(c *cli.Context) error {
 			if err := checkLogFlags(c); err != nil {

@@ -46,7 +46,7 @@ func openView(c *cli.Context, readStatus bool) (*stateView, *engine.StatusState,
 	redactor := secret.NewRedactor()
 	v := &stateView{logs: newProcessLogging(c, redactor)}
 	var early *earlyStatus
-	var opts []config.LoadOption
+	opts := withConfigCache(c, v.logs.Logger())
 	if readStatus {
 		opts = append(opts, config.WithStateFirst(func(s config.State) { early = startEarlyStatus(c.Context, s) }))
 	}

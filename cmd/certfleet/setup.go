@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -85,6 +86,35 @@ func loadConfig(ctx context.Context, path string, redactor *secret.Redactor, res
 	return cfg, err
 }
 
+// withConfigCache is the configuration cache for a command that loads the configuration often
+// (run, plan, status, the daemon's reloads): an entry beside the state database lets a load whose
+// files did not change skip parsing and checking them. --no-config-cache or
+// CERTFLEET_CONFIG_CACHE=off turns it off; validate never uses it.
+func withConfigCache(c *cli.Context, log hclog.Logger) []config.LoadOption {
+	if c.Bool("no-config-cache") || strings.EqualFold(os.Getenv("CERTFLEET_CONFIG_CACHE"), "off") {
+		return nil
+	}
+	return []config.LoadOption{config.WithCache(config.Cache{Version: version, Dir: configCacheDir, Debug: log.Debug})}
+}
+
+// configCacheDir keeps the entries beside the SQLite state database, in a directory only its
+// owner reads, once the state directory exists (a first run makes it); for a PostgreSQL state, in
+// the user's cache directory.
+func configCacheDir(s config.State) string {
+	if s.Driver == config.DriverPostgres {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		return filepath.Join(dir, "certfleet", "config-cache")
+	}
+	stateDir := filepath.Dir(statePathOf(&config.Config{State: s}))
+	if st, err := os.Stat(stateDir); err != nil || !st.IsDir() {
+		return ""
+	}
+	return filepath.Join(stateDir, "config-cache")
+}
+
 // setup builds the environment for plan, run and status.
 func setup(c *cli.Context, progress bool) (*environment, error) {
 	return setupWith(c, setupOptions{progress: progress})
@@ -116,7 +146,7 @@ func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 	if env.metrics == nil {
 		env.metrics = metrics.New(version, false)
 	}
-	cfg, err := loadConfig(ctx, c.String("config"), redactor, true, log)
+	cfg, err := loadConfig(ctx, c.String("config"), redactor, true, log, withConfigCache(c, log)...)
 	if err != nil {
 		env.close()
 		return nil, cli.Exit(redactor.Redact(err.Error()), 2)

@@ -73,3 +73,71 @@ func TestStatusReadsStateWhileConfigLoads(t *testing.T) {
 		t.Fatalf("status on a new state: code %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// status keeps the checked configuration beside the state database and uses it while the files
+// do not change, printing the same warnings; validate, --no-config-cache and
+// CERTFLEET_CONFIG_CACHE=off load in full and leave the cache alone.
+func TestStatusUsesTheConfigurationCache(t *testing.T) {
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "state", "state.db")
+	s, err := state.Open(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	cacheDir := filepath.Join(dir, "state", "config-cache")
+	cfg := filepath.Join(dir, "certfleet.yaml")
+	// A literal password draws a warning on every load.
+	plain := strings.Replace(strings.NewReplacer("%STATE%", dbPath, "%EXTRA%", "").Replace(statusConfig),
+		"address: /srv/tls}", "address: /srv/tls, credentials: {password: hunter22}}", 1)
+	writeFile(t, cfg, plain)
+	entries := func() []string {
+		m, _ := filepath.Glob(filepath.Join(cacheDir, "config-*.cache"))
+		return m
+	}
+	if code, _, errOut := certfleet(t, "--config", cfg, "validate", "--offline"); code != 0 || len(entries()) != 0 {
+		t.Fatalf("validate: code %d, entries %v\n%s", code, entries(), errOut)
+	}
+	for _, off := range [][]string{{"--no-config-cache"}, nil} {
+		if off == nil {
+			t.Setenv("CERTFLEET_CONFIG_CACHE", "off")
+		}
+		if code, _, errOut := certfleet(t, append(append(off, "--config", cfg), "status")...); code != 0 || len(entries()) != 0 {
+			t.Fatalf("status with the cache off (%v): code %d, entries %v\n%s", off, code, entries(), errOut)
+		}
+	}
+	t.Setenv("CERTFLEET_CONFIG_CACHE", "")
+	var first string
+	var written os.FileInfo
+	for i := 0; i < 2; i++ {
+		code, out, errOut := certfleet(t, "--config", cfg, "--log-level", "warn", "status")
+		if code != 0 || !strings.Contains(out, "www") || !strings.Contains(errOut, "plain text") {
+			t.Fatalf("status %d: code %d\n%s\n%s", i, code, out, errOut)
+		}
+		if i == 0 {
+			first = out
+		} else if out != first {
+			t.Errorf("status from the cache shows\n%s\nnot\n%s", out, first)
+		}
+		e := entries()
+		if len(e) != 1 {
+			t.Fatalf("entries after status %d: %v", i, e)
+		}
+		st, err := os.Stat(e[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 && !os.SameFile(st, written) {
+			t.Error("the second status wrote the entry again instead of reading it")
+		}
+		written = st
+	}
+	if st, err := os.Stat(cacheDir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("cache directory: %v %v", st.Mode(), err)
+	}
+	// A change is seen at once.
+	writeFile(t, cfg, strings.Replace(plain, "  www:\n", "  www2:\n", 1))
+	if code, out, errOut := certfleet(t, "--config", cfg, "status"); code != 0 || !strings.Contains(out, "www2") {
+		t.Fatalf("status after a change: code %d\n%s\n%s", code, out, errOut)
+	}
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,9 @@ type loader struct {
 	resolver Resolver
 	ctx      context.Context
 	onState  func(State)
+	cache    *Cache
+	// record, when not nil, collects what a cache entry needs while an unresolved load runs.
+	record *cacheRecord
 }
 
 // LoadOption changes how Load reads.
@@ -71,6 +75,14 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if l.cache != nil {
+		return l.loadCached(path, files)
+	}
+	return l.load(files)
+}
+
+// load parses, builds and checks files.
+func (l *loader) load(files []string) (*Config, []Warning, error) {
 	errs := &Errors{}
 	var warnings []Warning
 	var raws []raw
@@ -79,6 +91,9 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 		if err != nil {
 			errs.add(Position{File: f}, "", "", "%v", err)
 			continue
+		}
+		if l.record != nil {
+			l.record.read(f, data)
 		}
 		if l.onState != nil && errs.Err() == nil {
 			if s, ok := stateSection(f, data); ok {
@@ -101,6 +116,9 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 			continue
 		}
 		warnings = append(warnings, l.references(f, doc.Content[0], sopsSource(f, data), "", errs)...)
+		if l.record != nil {
+			l.record.roots = append(l.record.roots, fileRoot{file: f, root: doc.Content[0]})
+		}
 		if r, ok := splitFile(f, doc.Content[0], errs); ok {
 			raws = append(raws, r)
 		}
@@ -110,9 +128,16 @@ func Load(path string, opts ...LoadOption) (*Config, []Warning, error) {
 			l.onState(s)
 		}
 	}
-	cfg := build(raws, errs, &warnings)
+	var deps *[]cacheDep
+	if l.record != nil {
+		deps = &l.record.deps
+	}
+	cfg := build(raws, errs, &warnings, deps)
 	if err := errs.Err(); err != nil {
 		return nil, warnings, err
+	}
+	if l.record != nil {
+		l.record.warnings = append([]Warning(nil), warnings...)
 	}
 	return cfg, append(warnings, plainHTTPWarnings(cfg)...), nil
 }
@@ -230,6 +255,10 @@ func (l *loader) references(file string, n, enc *yaml.Node, key string, errs *Er
 		for i, c := range n.Content {
 			warnings = append(warnings, l.references(file, c, encIndex(enc, n.Kind, i), key, errs)...)
 		}
+	case yaml.AliasNode:
+		if l.record != nil {
+			l.record.aliases = true // one node may reach several places: see cacheRecord.entry
+		}
 	case yaml.ScalarNode:
 		pos := Position{File: file, Line: n.Line}
 		var refs [][]string
@@ -248,7 +277,12 @@ func (l *loader) references(file string, n, enc *yaml.Node, key string, errs *Er
 			warnings = append(warnings, Warning{Position: pos, Path: key, Message: "a secret is written in the configuration in plain text",
 				Hint: "use ${env:NAME}, ${file:/path} or a sops-encrypted file"})
 		}
-		if l.resolver != nil && !bad && (len(refs) > 0 || strings.Contains(n.Value, "$${")) {
+		// What a resolver is asked, and (recording) what the cache resolves after a hit.
+		toResolve := !bad && (len(refs) > 0 || strings.Contains(n.Value, "$${"))
+		if l.record != nil && toResolve {
+			l.record.refs = append(l.record.refs, recordedRef{node: n, ref: cachedRef{File: file, Line: n.Line, Key: key, Value: n.Value}})
+		}
+		if l.resolver != nil && toResolve {
 			v, err := l.resolver.Resolve(l.ctx, n.Value)
 			if err != nil {
 				errs.add(pos, key, "", "%v", err)
@@ -327,13 +361,14 @@ func stateFirst(raws []raw) (State, bool) {
 }
 
 // build merges the files' sections, applies defaults and checks everything across files.
-func build(raws []raw, errs *Errors, warnings *[]Warning) *Config {
+// deps, when not nil, collects the other files build reads (ca_bundle files).
+func build(raws []raw, errs *Errors, warnings *[]Warning, deps *[]cacheDep) *Config {
 	cfg := &Config{Issuers: map[string]*Issuer{}, Devices: map[string]*Device{}, Certificates: map[string]*Certificate{}}
 	var defaults *defaultsSection
 	single := map[string]Position{}
 	for _, r := range raws {
 		cfg.Files = append(cfg.Files, r.file)
-		w := &walker{file: r.file, errs: errs, warnings: warnings}
+		w := &walker{file: r.file, errs: errs, warnings: warnings, deps: deps}
 		for _, name := range []string{"defaults", "state", "logging", "runtime", "plugins", "daemon", "notifications"} {
 			n, ok := r.sections[name]
 			if !ok {
@@ -378,7 +413,7 @@ func build(raws []raw, errs *Errors, warnings *[]Warning) *Config {
 	applyRuntimeDefaults(cfg)
 	var certs []*rawCertificate
 	for _, r := range raws {
-		w := &walker{file: r.file, errs: errs, warnings: warnings}
+		w := &walker{file: r.file, errs: errs, warnings: warnings, deps: deps}
 		if n, ok := r.sections["issuers"]; ok {
 			w.entries(n, "issuers", func(name string, k, v *yaml.Node, p string) {
 				if prev, dup := cfg.Issuers[name]; dup {
@@ -502,6 +537,9 @@ func (w *walker) tls(n *yaml.Node, path string) TLS {
 				if err != nil {
 					w.errs.add(w.pos(n), p, "give a PEM file path (relative to this file) or inline PEM", "cannot read %s: %v", file, errors.Unwrap(err))
 					return
+				}
+				if w.deps != nil {
+					*w.deps = append(*w.deps, cacheDep{Path: file, Sum: sha256.Sum256(data)})
 				}
 				t.CABundlePEM = string(data)
 			}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,4 +64,37 @@ func BenchmarkLoad10k(b *testing.B) {
 		runtime.KeepAlive(cfg)
 	}
 	b.ReportMetric(held, "held-MiB")
+}
+
+// BenchmarkLoad10kCached loads the configuration of BenchmarkLoad10k from the cache (a hit),
+// resolving its one reference as run does.
+func BenchmarkLoad10kCached(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "certfleet.yaml")
+	body := strings.Replace(fleetYAML(1000, 10000), "acme: {directory_url:", "acme: {eab: {key_id: kid, hmac_key: \"${env:HMAC}\"}, directory_url:", 1)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for _, resolve := range []bool{false, true} {
+		b.Run(map[bool]string{false: "unresolved", true: "resolved"}[resolve], func(b *testing.B) {
+			opts := []LoadOption{WithCache(Cache{Version: "bench", Dir: func(State) string { return filepath.Join(dir, "cache") }})}
+			if resolve {
+				opts = append(opts, WithResolver(context.Background(), mapResolver{"${env:HMAC}": "aGVsbG8"}))
+			}
+			if _, _, err := Load(path, opts...); err != nil { // writes the entry
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				cfg, _, err := Load(path, opts...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(cfg.Certificates) != 10000 {
+					b.Fatalf("%d certificates", len(cfg.Certificates))
+				}
+			}
+		})
+	}
 }

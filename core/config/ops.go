@@ -228,10 +228,7 @@ func (w *walker) webhook(n *yaml.Node, path string) Webhook {
 		"name": func(n *yaml.Node, p string) { h.Name = w.str(n, p) },
 		"url": func(n *yaml.Node, p string) {
 			h.URL = w.str(n, p)
-			if strings.Contains(h.URL, "${") {
-				return // a secret reference, checked when resolved
-			}
-			if u, err := url.Parse(h.URL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			if !webhookURLAccepted(h.URL) {
 				w.errs.add(w.pos(n), p, "an http(s):// URL, or a secret reference such as ${env:SLACK_WEBHOOK_URL}", "%q is not a URL", h.URL)
 			}
 		},
@@ -263,6 +260,16 @@ func (w *walker) webhook(n *yaml.Node, path string) Webhook {
 		h.Name = h.Format + " webhook"
 	}
 	return h
+}
+
+// webhookURLAccepted says whether a webhook url passes the check: an http(s) URL, or text holding
+// a secret reference (checked once resolved).
+func webhookURLAccepted(s string) bool {
+	if strings.Contains(s, "${") {
+		return true
+	}
+	u, err := url.Parse(s)
+	return err == nil && u.Host != "" && (u.Scheme == "https" || u.Scheme == "http")
 }
 
 func (w *walker) email(n *yaml.Node, path string) Email {

@@ -15,7 +15,8 @@ import (
 type walker struct {
 	file     string
 	errs     *Errors
-	warnings *[]Warning // nil: warnings are dropped
+	warnings *[]Warning  // nil: warnings are dropped
+	deps     *[]cacheDep // nil: the files read are not recorded
 }
 
 // warn records something allowed but probably wrong.
