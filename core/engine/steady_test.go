@@ -70,24 +70,8 @@ func TestARunReadsTheDeploymentsOnceWithoutThePEM(t *testing.T) {
 	store := &readCounter{Store: sqlite}
 	store.reset()
 	plugin := pemdir.New()
-	var certs []Certificate
-	for _, name := range []string{"www", "mail"} {
-		certs = append(certs, Certificate{Name: name, Device: "web1", Issuer: "ca", Subject: sdk.Subject{CommonName: name + ".example.com"},
-			SANs: sdk.SANs{DNSNames: []string{name + ".example.com"}}, KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
-			RenewBefore: 30 * 24 * time.Hour, Bindings: []sdk.Binding{{Kind: pemdir.BindingKind, Name: name}},
-			IssuerOptions: map[string]any{"cert_type": "OV SSL"}})
-	}
-	opts := Options{
-		Store: store, Plugins: func(string) (sdk.Plugin, error) { return plugin, nil },
-		Issuers: map[string]issuer.Issuer{"ca": iss},
-		Devices: map[string]Device{"web1": {Name: "web1", Plugin: "pemdir", Concurrency: 1,
-			Target: sdk.Target{Name: "web1", Address: device, Options: sdk.Options{"links": []any{"www", "mail"}}}}},
-		Certificates: certs, Backoff: 10 * time.Millisecond,
-	}
+	opts := twoCertificateWorld(t, store, plugin, iss, device)
 	ctx := context.Background()
-	if report, err := New(opts).Run(ctx, RunOptions{}); err != nil || report.ExitCode() != ExitOK {
-		t.Fatalf("first run: %+v %v", report.Results, err)
-	}
 	before, _, _ := sqlite.Deployment(ctx, "www")
 
 	store.reset()
@@ -160,24 +144,8 @@ func TestInventoryAsksForFingerprintsUnlessItMayAdopt(t *testing.T) {
 	cfg := scmsim.DefaultConfig()
 	_, iss, store, device := scmWorld(t, cfg)
 	plugin := &inventoryAsks{Plugin: pemdir.New()}
-	var certs []Certificate
-	for _, name := range []string{"www", "mail"} {
-		certs = append(certs, Certificate{Name: name, Device: "web1", Issuer: "ca", Subject: sdk.Subject{CommonName: name + ".example.com"},
-			SANs: sdk.SANs{DNSNames: []string{name + ".example.com"}}, KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
-			RenewBefore: 30 * 24 * time.Hour, Bindings: []sdk.Binding{{Kind: pemdir.BindingKind, Name: name}},
-			IssuerOptions: map[string]any{"cert_type": "OV SSL"}})
-	}
-	opts := Options{
-		Store: store, Plugins: func(string) (sdk.Plugin, error) { return plugin, nil },
-		Issuers: map[string]issuer.Issuer{"ca": iss},
-		Devices: map[string]Device{"web1": {Name: "web1", Plugin: "pemdir", Concurrency: 1,
-			Target: sdk.Target{Name: "web1", Address: device, Options: sdk.Options{"links": []any{"www", "mail"}}}}},
-		Certificates: certs, Backoff: 10 * time.Millisecond,
-	}
+	opts := twoCertificateWorld(t, store, plugin, iss, device)
 	ctx := context.Background()
-	if report, err := New(opts).Run(ctx, RunOptions{}); err != nil || report.ExitCode() != ExitOK {
-		t.Fatalf("first run: %+v %v", report.Results, err)
-	}
 	// Nothing was recorded: the plan's inventory is whole; the one after the commit checks
 	// presence and bindings only.
 	if asks := plugin.take(); len(asks) != 2 || asks[0] || !asks[1] {
@@ -217,4 +185,27 @@ func TestInventoryAsksForFingerprintsUnlessItMayAdopt(t *testing.T) {
 	if err != nil || !ok || !adopted.Adopted || adopted.Fingerprint != mail.Fingerprint || adopted.CertPEM != mail.CertPEM || adopted.KeyRef != mail.KeyRef {
 		t.Fatalf("adopted mail: %+v %v %v; want the certificate deployed before (%s, key %s)", adopted, ok, err, mail.Fingerprint, mail.KeyRef)
 	}
+}
+
+// twoCertificateWorld is www and mail on one pemdir device, enrolled by a first run.
+func twoCertificateWorld(t *testing.T, store state.Store, plugin sdk.Plugin, iss issuer.Issuer, device string) Options {
+	t.Helper()
+	var certs []Certificate
+	for _, name := range []string{"www", "mail"} {
+		certs = append(certs, Certificate{Name: name, Device: "web1", Issuer: "ca", Subject: sdk.Subject{CommonName: name + ".example.com"},
+			SANs: sdk.SANs{DNSNames: []string{name + ".example.com"}}, KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
+			RenewBefore: 30 * 24 * time.Hour, Bindings: []sdk.Binding{{Kind: pemdir.BindingKind, Name: name}},
+			IssuerOptions: map[string]any{"cert_type": "OV SSL"}})
+	}
+	opts := Options{
+		Store: store, Plugins: func(string) (sdk.Plugin, error) { return plugin, nil },
+		Issuers: map[string]issuer.Issuer{"ca": iss},
+		Devices: map[string]Device{"web1": {Name: "web1", Plugin: "pemdir", Concurrency: 1,
+			Target: sdk.Target{Name: "web1", Address: device, Options: sdk.Options{"links": []any{"www", "mail"}}}}},
+		Certificates: certs, Backoff: 10 * time.Millisecond,
+	}
+	if report, err := New(opts).Run(context.Background(), RunOptions{}); err != nil || report.ExitCode() != ExitOK {
+		t.Fatalf("first run: %+v %v", report.Results, err)
+	}
+	return opts
 }
