@@ -102,6 +102,38 @@ func legacyRecordValues(data string) ([]any, error) {
 	return deploymentValues(d)
 }
 
+// storedJSONRecord is a deployment as stored before migration 5: its certificate and JSON record.
+type storedJSONRecord struct{ certificate, data string }
+
+// readLegacyRecords reads the (certificate, data) rows of migration 5's query, all of them before
+// the first update: neither store updates while a query's rows are open.
+func readLegacyRecords(rows rowScanner) ([]storedJSONRecord, error) {
+	var out []storedJSONRecord
+	for rows.Next() {
+		var r storedJSONRecord
+		if err := rows.Scan(&r.certificate, &r.data); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// fillLegacyRecords writes each record's columns through update (its arguments: the record
+// columns, then the certificate), in migration 5 of either store.
+func fillLegacyRecords(records []storedJSONRecord, update func(args ...any) error) error {
+	for _, r := range records {
+		values, err := legacyRecordValues(r.data)
+		if err == nil {
+			err = update(append(values, r.certificate)...)
+		}
+		if err != nil {
+			return fmt.Errorf("deployment of %s: %w", r.certificate, err)
+		}
+	}
+	return nil
+}
+
 // rowScanner is what both stores' query results offer (database/sql's and pgx's rows).
 type rowScanner interface {
 	Next() bool

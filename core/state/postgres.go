@@ -335,29 +335,15 @@ func pgFillDeploymentColumns(ctx context.Context, tx pgx.Tx) error {
 	if err != nil {
 		return err
 	}
-	var names, records []string
-	for rows.Next() {
-		var name, data string
-		if err := rows.Scan(&name, &data); err != nil {
-			rows.Close()
-			return err
-		}
-		names, records = append(names, name), append(records, data)
-	}
+	records, err := readLegacyRecords(rows)
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return err
 	}
-	for i, name := range names {
-		values, err := legacyRecordValues(records[i])
-		if err == nil {
-			_, err = tx.Exec(ctx, pgWrites.update, append(values, name)...)
-		}
-		if err != nil {
-			return fmt.Errorf("deployment of %s: %w", name, err)
-		}
-	}
-	return nil
+	return fillLegacyRecords(records, func(args ...any) error {
+		_, err := tx.Exec(ctx, pgWrites.update, args...)
+		return err
+	})
 }
 
 // pgCACheckDue is the ca_check_due column of d: NULL when there is nothing to ask the CA.

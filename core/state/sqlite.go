@@ -436,17 +436,9 @@ func fillDeploymentColumns(ctx context.Context, conn *sql.Conn) error {
 	if err != nil {
 		return err
 	}
-	var names, records []string
-	for rows.Next() {
-		var name, data string
-		if err := rows.Scan(&name, &data); err != nil {
-			rows.Close()
-			return err
-		}
-		names, records = append(names, name), append(records, data)
-	}
+	records, err := readLegacyRecords(rows)
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return err
 	}
 	update, err := conn.PrepareContext(ctx, sqliteWrites.update)
@@ -454,16 +446,10 @@ func fillDeploymentColumns(ctx context.Context, conn *sql.Conn) error {
 		return err
 	}
 	defer update.Close()
-	for i, name := range names {
-		values, err := legacyRecordValues(records[i])
-		if err == nil {
-			_, err = update.ExecContext(ctx, append(values, name)...)
-		}
-		if err != nil {
-			return fmt.Errorf("deployment of %s: %w", name, err)
-		}
-	}
-	return nil
+	return fillLegacyRecords(records, func(args ...any) error {
+		_, err := update.ExecContext(ctx, args...)
+		return err
+	})
 }
 
 // SaveDeployments records ds in one transaction, each statement prepared once.
