@@ -314,9 +314,13 @@ func refPaths(roots []fileRoot, refs []recordedRef) map[*yaml.Node][]string {
 		want[r.node] = true
 	}
 	out := make(map[*yaml.Node][]string, len(refs))
+	// path is one stack shared by the whole walk (siblings overwrite each other's last element),
+	// copied only where a reference is found: the tree of a fleet is large, its references few.
 	var walk func(n *yaml.Node, path []string)
 	walk = func(n *yaml.Node, path []string) {
-		path = path[:len(path):len(path)] // each child appends to its own copy
+		if len(out) == len(want) {
+			return
+		}
 		switch n.Kind {
 		case yaml.MappingNode:
 			for i := 0; i+1 < len(n.Content); i += 2 {
