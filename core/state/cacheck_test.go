@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"path/filepath"
 	"slices"
@@ -210,26 +209,12 @@ func TestMigrationSchedulesEarlierDeployments(t *testing.T) {
 	}
 	t.Run("sqlite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "state.db")
-		db, err := sql.Open("sqlite", "file:"+path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustExec := func(q string, args ...any) {
-			t.Helper()
-			if _, err := db.ExecContext(ctx, q, args...); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
-		}
-		mustExec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`)
-		for v := 1; v <= 2; v++ {
-			mustExec(migrations[v-1])
-			mustExec(`INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, now.Format(timeFormat))
-		}
+		exec, done := olderSQLite(t, path, 2)
 		for _, d := range legacyDeployments {
 			data, _ := json.Marshal(d)
-			mustExec(`INSERT INTO deployments(certificate, not_after, data) VALUES (?, ?, ?)`, d.Certificate, d.NotAfter.Format(timeFormat), string(data))
+			exec(`INSERT INTO deployments(certificate, not_after, data) VALUES (?, ?, ?)`, d.Certificate, d.NotAfter.Format(timeFormat), string(data))
 		}
-		db.Close()
+		done()
 		s, err := Open(ctx, path)
 		if err != nil {
 			t.Fatal(err)
@@ -239,26 +224,12 @@ func TestMigrationSchedulesEarlierDeployments(t *testing.T) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		dsn := pgtest.DSN(t)
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustExec := func(q string, args ...any) {
-			t.Helper()
-			if _, err := conn.Exec(ctx, q, args...); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
-		}
-		mustExec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)`)
-		for v := 1; v <= 2; v++ {
-			mustExec(pgMigrations[v-1])
-			mustExec(`INSERT INTO schema_migrations(version, applied_at) VALUES ($1, now())`, v)
-		}
+		exec, done := olderPostgres(t, dsn, 2)
 		for _, d := range legacyDeployments {
 			data, _ := json.Marshal(d)
-			mustExec(`INSERT INTO deployments(certificate, not_after, data) VALUES ($1, $2, $3)`, d.Certificate, d.NotAfter, string(data))
+			exec(`INSERT INTO deployments(certificate, not_after, data) VALUES ($1, $2, $3)`, d.Certificate, d.NotAfter, string(data))
 		}
-		conn.Close(ctx)
+		done()
 		s, err := OpenPostgres(ctx, dsn)
 		if err != nil {
 			t.Fatal(err)

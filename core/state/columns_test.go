@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/core/state/pgtest"
-	"github.com/jackc/pgx/v5"
 )
 
 // everyField is a deployment with every field set (by reflection, so that a field added to
@@ -172,27 +171,13 @@ func TestMigration5MovesDeploymentsIntoColumns(t *testing.T) {
 	}
 	t.Run("sqlite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "state.db")
-		db, err := sql.Open("sqlite", "file:"+path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustExec := func(q string, args ...any) {
-			t.Helper()
-			if _, err := db.ExecContext(ctx, q, args...); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
-		}
-		mustExec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`)
-		for v := 1; v < deploymentColumnsVersion; v++ {
-			mustExec(migrations[v-1])
-			mustExec(`INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, time.Now().UTC().Format(timeFormat))
-		}
+		exec, done := olderSQLite(t, path, deploymentColumnsVersion-1)
 		for _, d := range legacy {
 			data, certPEM, chainPEM := legacyRecord(d)
-			mustExec(`INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES (?, ?, ?, ?, ?, ?)`,
+			exec(`INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES (?, ?, ?, ?, ?, ?)`,
 				d.Certificate, d.NotAfter.UTC().Format(timeFormat), data, certPEM, chainPEM, caCheckDue(d))
 		}
-		db.Close()
+		done()
 		s, err := Open(ctx, path)
 		if err != nil {
 			t.Fatal(err)
@@ -205,27 +190,13 @@ func TestMigration5MovesDeploymentsIntoColumns(t *testing.T) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		dsn := pgtest.DSN(t)
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustExec := func(q string, args ...any) {
-			t.Helper()
-			if _, err := conn.Exec(ctx, q, args...); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
-		}
-		mustExec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)`)
-		for v := 1; v < deploymentColumnsVersion; v++ {
-			mustExec(pgMigrations[v-1])
-			mustExec(`INSERT INTO schema_migrations(version, applied_at) VALUES ($1, now())`, v)
-		}
+		exec, done := olderPostgres(t, dsn, deploymentColumnsVersion-1)
 		for _, d := range legacy {
 			data, certPEM, chainPEM := legacyRecord(d)
-			mustExec(`INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES ($1, $2, $3, $4, $5, $6)`,
+			exec(`INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES ($1, $2, $3, $4, $5, $6)`,
 				d.Certificate, d.NotAfter.UTC(), data, certPEM, chainPEM, pgCACheckDue(d))
 		}
-		conn.Close(ctx)
+		done()
 		s, err := OpenPostgres(ctx, dsn)
 		if err != nil {
 			t.Fatal(err)
@@ -243,26 +214,14 @@ func TestMigration5MovesDeploymentsIntoColumns(t *testing.T) {
 func TestMigration5RefusesABrokenRecord(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.db")
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts := []string{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`}
-	for v := 1; v < deploymentColumnsVersion; v++ {
-		stmts = append(stmts, migrations[v-1], fmt.Sprintf(`INSERT INTO schema_migrations VALUES (%d, '2026-01-01T00:00:00Z')`, v))
-	}
-	stmts = append(stmts, `INSERT INTO deployments(certificate, not_after, data) VALUES ('torn', '2027-01-01T00:00:00Z', '{"Serial":')`)
-	for _, q := range stmts {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	db.Close()
-	_, err = Open(ctx, path)
+	exec, done := olderSQLite(t, path, deploymentColumnsVersion-1)
+	exec(`INSERT INTO deployments(certificate, not_after, data) VALUES ('torn', '2027-01-01T00:00:00Z', '{"Serial":')`)
+	done()
+	_, err := Open(ctx, path)
 	if err == nil || !containsAll(err.Error(), "migration 5", "torn") {
 		t.Fatalf("opening a state with a broken record: %v", err)
 	}
-	db, err = sql.Open("sqlite", "file:"+path)
+	db, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,25 +276,16 @@ func TestMigration7MovesResultsIntoColumns(t *testing.T) {
 	}
 	t.Run("sqlite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "state.db")
-		db, err := sql.Open("sqlite", "file:"+path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stmts := []string{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`}
-		for v := 1; v < resultColumnsVersion; v++ {
-			stmts = append(stmts, migrations[v-1], fmt.Sprintf(`INSERT INTO schema_migrations VALUES (%d, '2026-01-01T00:00:00Z')`, v))
-		}
-		stmts = append(stmts, `INSERT INTO runs VALUES (1, '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'ok', 0), (2, '2026-01-02T00:00:00Z', '2026-01-02T00:01:00Z', 'ok', 0)`)
+		exec, done := olderSQLite(t, path, resultColumnsVersion-1)
+		stmts := []string{`INSERT INTO runs VALUES (1, '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'ok', 0), (2, '2026-01-02T00:00:00Z', '2026-01-02T00:01:00Z', 'ok', 0)`}
 		for i, r := range records {
 			stmts = append(stmts, fmt.Sprintf(`INSERT INTO results(run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES (%d, 'www', '2026-01-0%dT00:00:30Z', '%s', %d, '2026-01-0%dT00:00:30Z', %d)`,
 				i+1, i+1, r, i+1, i+1, i))
 		}
 		for _, q := range stmts {
-			if _, err := db.Exec(q); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
+			exec(q)
 		}
-		db.Close()
+		done()
 		s, err := Open(ctx, path)
 		if err != nil {
 			t.Fatal(err)
@@ -345,26 +295,17 @@ func TestMigration7MovesResultsIntoColumns(t *testing.T) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		dsn := pgtest.DSN(t)
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stmts := []string{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)`}
-		for v := 1; v < resultColumnsVersion; v++ {
-			stmts = append(stmts, pgMigrations[v-1], fmt.Sprintf(`INSERT INTO schema_migrations VALUES (%d, now())`, v))
-		}
-		stmts = append(stmts, `INSERT INTO runs VALUES (1, '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'ok', false), (2, '2026-01-02T00:00:00Z', '2026-01-02T00:01:00Z', 'ok', false)`)
+		exec, done := olderPostgres(t, dsn, resultColumnsVersion-1)
+		stmts := []string{`INSERT INTO runs VALUES (1, '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'ok', false), (2, '2026-01-02T00:00:00Z', '2026-01-02T00:01:00Z', 'ok', false)`}
 		for i, r := range records {
 			stmts = append(stmts, fmt.Sprintf(`INSERT INTO results(run_id, certificate, finished_at, data, last_run_id, last_finished_at, latest) VALUES (%d, 'www', '2026-01-0%dT00:00:30Z', '%s', %d, '2026-01-0%dT00:00:30Z', %v)`,
 				i+1, i+1, r, i+1, i+1, i == 1))
 		}
 		stmts = append(stmts, `SELECT setval(pg_get_serial_sequence('runs', 'id'), 3, false)`)
 		for _, q := range stmts {
-			if _, err := conn.Exec(ctx, q); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
+			exec(q)
 		}
-		conn.Close(ctx)
+		done()
 		s, err := OpenPostgres(ctx, dsn)
 		if err != nil {
 			t.Fatal(err)
