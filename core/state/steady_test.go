@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/core/state/pgtest"
-	"github.com/jackc/pgx/v5"
 )
 
 func TestDeploymentSummariesLeaveThePEMOut(t *testing.T) {
@@ -180,12 +178,8 @@ func TestRetentionPrunesInFinishRun(t *testing.T) {
 func TestMigration3KeepsRecordedData(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.db")
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts := []string{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`, migrations[0], migrations[1],
-		`INSERT INTO schema_migrations VALUES (1, '2026-01-01T00:00:00Z'), (2, '2026-01-01T00:00:00Z')`,
+	exec, done := olderSQLite(t, path, 2)
+	stmts := []string{
 		`INSERT INTO deployments VALUES ('www', '2027-01-01T00:00:00Z', '{"Certificate":"www","Serial":"0a","CertPEM":"LEAF","ChainPEM":["CA1"],"Bindings":["lb/a"]}')`,
 		`INSERT INTO deployments VALUES ('mail', '2027-01-01T00:00:00Z', '{"Certificate":"mail","Serial":"0b","CertPEM":"","ChainPEM":null}')`,
 		`INSERT INTO runs VALUES (1, '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'ok', 0), (2, '2026-01-02T00:00:00Z', '2026-01-02T00:01:00Z', 'ok', 0)`,
@@ -193,11 +187,9 @@ func TestMigration3KeepsRecordedData(t *testing.T) {
 		`INSERT INTO results VALUES (2, 'www', '2026-01-02T00:00:30Z', '{"run_id":2,"certificate":"www","outcome":"unchanged","finished_at":"2026-01-02T00:00:30Z"}')`,
 	}
 	for _, q := range stmts {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
+		exec(q)
 	}
-	db.Close()
+	done()
 	s, err := Open(ctx, path)
 	if errors.Is(err, ErrStateLost) {
 		t.Skip("the lost-state check refuses the hand-made database")
@@ -238,12 +230,8 @@ func TestMigration3KeepsRecordedData(t *testing.T) {
 func TestPostgresMigration3KeepsRecordedData(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.DSN(t)
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts := []string{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)`, pgMigrations[0], pgMigrations[1],
-		`INSERT INTO schema_migrations VALUES (1, now()), (2, now())`,
+	exec, done := olderPostgres(t, dsn, 2)
+	stmts := []string{
 		`INSERT INTO deployments VALUES ('www', '2027-01-01T00:00:00Z', '{"Certificate":"www","Serial":"0a","CertPEM":"LEAF","ChainPEM":["CA1"],"Bindings":["lb/a"]}')`,
 		`INSERT INTO deployments VALUES ('mail', '2027-01-01T00:00:00Z', '{"Certificate":"mail","Serial":"0b","CertPEM":"","ChainPEM":null}')`,
 		`INSERT INTO runs VALUES (1, '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 'ok', false), (2, '2026-01-02T00:00:00Z', '2026-01-02T00:01:00Z', 'ok', false)`,
@@ -253,11 +241,9 @@ func TestPostgresMigration3KeepsRecordedData(t *testing.T) {
 		`SELECT setval(pg_get_serial_sequence('results', 'id'), 3, false)`,
 	}
 	for _, q := range stmts {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
+		exec(q)
 	}
-	conn.Close(ctx)
+	done()
 	s, err := OpenPostgres(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
