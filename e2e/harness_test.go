@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/certfleet/certfleet/cmd/certfleet", "github.com/certfleet/certfleet/cmd/certfleet-sim",
+	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/certfleet/certfleet/cmd/certfleet", "github.com/certfleet/certfleet/cmd/certfleet-sops", "github.com/certfleet/certfleet/cmd/certfleet-sim",
 		"github.com/certfleet/certfleet/examples/plugin-pemdir/cmd/certfleet-plugin-pemdir",
 		"github.com/certfleet/certfleet/plugins/citrix-nitro/cmd/certfleet-plugin-citrix-nitro",
 		"github.com/certfleet/certfleet/plugins/f5-bigip/cmd/certfleet-plugin-f5-bigip",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -71,13 +72,12 @@ func secretsEncrypt(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	format := secret.FormatForPath(path)
-	if secret.IsSopsFile(plain, format) {
-		return cli.Exit(fmt.Sprintf("%s is already sops-encrypted", path), 2)
-	}
-	enc, err := secret.Encrypt(c.Context, plain, format, secret.EncryptOptions{
+	enc, err := secret.Encrypt(c.Context, plain, secret.FormatForPath(path), secret.EncryptOptions{
 		AgeRecipients: c.StringSlice("age"), PGPFingerprints: c.StringSlice("pgp"), EncryptedRegex: c.String("encrypted-regex"),
 	})
+	if errors.Is(err, secret.ErrAlreadyEncrypted) {
+		return cli.Exit(fmt.Sprintf("%s is already sops-encrypted", path), 2)
+	}
 	if err != nil {
 		return err
 	}

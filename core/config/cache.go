@@ -21,6 +21,7 @@ import (
 
 	"github.com/certfleet/certfleet/core/atomicfile"
 	"github.com/certfleet/certfleet/core/boundedfile"
+	"github.com/certfleet/certfleet/core/secret"
 	"gopkg.in/yaml.v3"
 )
 
@@ -148,12 +149,6 @@ func mentionsState(data []byte) bool {
 	return bytes.HasPrefix(data, []byte("state:")) || bytes.Contains(data, []byte("\nstate:"))
 }
 
-// mayBeSops says whether data may be a sops-encrypted file, which the file reader would decrypt
-// (checked again after reading: cacheRecord.changed).
-func mayBeSops(data []byte) bool {
-	return bytes.Contains(data, []byte("sops")) && bytes.Contains(data, []byte("ENC["))
-}
-
 // loadCached is Load through the cache.
 func (l *loader) loadCached(path string, files []string) (*Config, []Warning, error) {
 	c := l.cache
@@ -173,7 +168,7 @@ func (l *loader) loadCached(path string, files []string) (*Config, []Warning, er
 		raw[f] = data
 		writeField(h, []byte(f))
 		writeField(h, data)
-		sops = sops || mayBeSops(data)
+		sops = sops || secret.MayBeSops(data) // the file reader would decrypt it (checked again after reading: cacheRecord.changed)
 		if !stateFound && mentionsState(data) {
 			if state, stateFound = stateSection(f, data); !stateFound {
 				c.debug("configuration cache not used: the state section is not in block style", "file", f)

@@ -193,15 +193,14 @@ func (m *migration) read(path string) (*source, error) {
 	}
 	s.raw = docRoot(&rawDoc)
 	s.doc = s.raw
-	if secret.IsSopsFile(raw, "yaml") {
+	// A sops file is one with sops's top-level metadata entry (the test sops itself applies).
+	if meta := get(s.raw, "sops"); meta != nil {
 		s.encrypted = true
-		if meta := get(s.raw, "sops"); meta != nil {
-			for _, k := range items(get(meta, "pgp")) {
-				s.pgp = append(s.pgp, str(get(k, "fp")))
-			}
-			for _, k := range items(get(meta, "age")) {
-				s.age = append(s.age, str(get(k, "recipient")))
-			}
+		for _, k := range items(get(meta, "pgp")) {
+			s.pgp = append(s.pgp, str(get(k, "fp")))
+		}
+		for _, k := range items(get(meta, "age")) {
+			s.age = append(s.age, str(get(k, "recipient")))
 		}
 		plain, err := secret.ReadFile(m.ctx, path)
 		if err != nil {

@@ -10,7 +10,11 @@ import (
 
 	"github.com/certfleet/certfleet/core/config"
 	"github.com/certfleet/certfleet/core/secret"
+	"github.com/certfleet/certfleet/core/secret/sopstest"
 )
+
+// TestMain builds the certfleet-sops helper: migration encrypts the credentials it finds with sops.
+func TestMain(m *testing.M) { sopstest.Main(m) }
 
 // plaintexts are the secrets in the agent fixtures (testdata/plain): none may appear in any file
 // migrate writes.

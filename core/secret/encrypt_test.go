@@ -43,7 +43,7 @@ func TestEncryptDecryptRoundTrip(t *testing.T) {
 					t.Errorf("%q should have stayed in plain text", v)
 				}
 			}
-			if !IsSopsFile(enc, c.format) {
+			if !MayBeSops(enc) {
 				t.Fatal("the result is not a sops file")
 			}
 			got, err := d.DecryptData(testCtx(t), enc, c.format, "roundtrip")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -13,6 +14,8 @@ import (
 var (
 	// ErrNotEncrypted: Decrypt was asked to decrypt a file that is not sops-encrypted.
 	ErrNotEncrypted = errors.New("not a sops-encrypted file (it has no top-level sops metadata)")
+	// ErrAlreadyEncrypted: Encrypt was given a document that is already sops-encrypted.
+	ErrAlreadyEncrypted = errors.New("the document is already sops-encrypted (it has a top-level sops entry)")
 	// ErrMalformed: the file claims to be a sops file but cannot be parsed as one.
 	ErrMalformed = errors.New("malformed sops file")
 	// ErrKeyNotFound: no private key was found for any recipient of the file.
@@ -48,8 +51,11 @@ type KeyError struct {
 	WrongKey bool
 	// NeedGroups and GotGroups are set for Shamir-split files (more than one key group).
 	NeedGroups, GotGroups int
-	kinds                 map[string]bool
-	ageFromConfig         bool
+	// KeyTypes are the kinds of the file's master keys ("age", "pgp", "kms", …), for the hints.
+	KeyTypes []string
+	// AgeIdentitiesConfigured is true when the age identities came from certfleet's configuration
+	// (Decrypter.AgeIdentities) rather than from where sops looks.
+	AgeIdentitiesConfigured bool
 }
 
 func (e *KeyError) Is(target error) bool {
@@ -80,17 +86,17 @@ func (e *KeyError) Error() string {
 
 func (e *KeyError) hint() string {
 	var hints []string
-	if e.kinds["age"] {
-		if e.ageFromConfig {
+	if slices.Contains(e.KeyTypes, "age") {
+		if e.AgeIdentitiesConfigured {
 			hints = append(hints, "the age identities configured for certfleet do not include the key of any age recipient")
 		} else {
 			hints = append(hints, "to use age, point SOPS_AGE_KEY_FILE at the age key file (or set SOPS_AGE_KEY to the key itself, or put it in "+defaultAgeKeyFile()+")")
 		}
 	}
-	if e.kinds["pgp"] {
+	if slices.Contains(e.KeyTypes, "pgp") {
 		hints = append(hints, "to use PGP, import the secret key into the GnuPG keyring (gpg --import; $GNUPGHOME or ~/.gnupg); keys protected by a passphrase need a gpg-agent that has it")
 	}
-	for kind := range e.kinds {
+	for _, kind := range e.KeyTypes {
 		if kind != "age" && kind != "pgp" {
 			hints = append(hints, "for "+kind+" keys, provide the same cloud credentials the sops CLI would use")
 			break
@@ -115,9 +121,9 @@ func defaultAgeKeyFile() string {
 	return filepath.Join(dir, "sops", "age", "keys.txt")
 }
 
-// oneLine squeezes a multi-line message (gpg's stderr, sops's wrapped errors) onto one line and
+// SingleLine squeezes a multi-line message (gpg's stderr, sops's wrapped errors) onto one line and
 // bounds its length, so that error messages stay readable in logs.
-func oneLine(s string, max int) string {
+func SingleLine(s string, max int) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > max {
 		s = s[:max] + "…"

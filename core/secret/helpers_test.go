@@ -12,8 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certfleet/certfleet/core/secret/sopstest"
 	"go.yaml.in/yaml/v3"
 )
+
+// TestMain builds the certfleet-sops helper, which decrypts and encrypts for this package.
+func TestMain(m *testing.M) { sopstest.Main(m) }
 
 func testCtx(t *testing.T) context.Context {
 	t.Helper()

@@ -274,7 +274,7 @@ func parseDocument(data []byte) (*yaml.Node, error) {
 
 // yamlErrorWithoutValues keeps the position of a YAML syntax error; the yaml package's messages
 // quote keys and tokens, never whole values, but be strict about length.
-func yamlErrorWithoutValues(err error) string { return oneLine(err.Error(), 200) }
+func yamlErrorWithoutValues(err error) string { return SingleLine(err.Error(), 200) }
 
 type pathElem struct {
 	key     string

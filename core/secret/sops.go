@@ -5,29 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
-	"time"
 
-	"filippo.io/age"
 	"github.com/certfleet/certfleet/core/boundedfile"
-	"github.com/getsops/sops/v3"
-	"github.com/getsops/sops/v3/aes"
-	sopsage "github.com/getsops/sops/v3/age"
-	"github.com/getsops/sops/v3/cmd/sops/formats"
-	"github.com/getsops/sops/v3/config"
-	"github.com/getsops/sops/v3/keys"
-	"github.com/getsops/sops/v3/logging"
-	"github.com/getsops/sops/v3/pgp"
-	"github.com/getsops/sops/v3/shamir"
-	"github.com/getsops/sops/v3/stores/dotenv"
-	"github.com/getsops/sops/v3/stores/ini"
-	"github.com/getsops/sops/v3/stores/json"
-	"github.com/getsops/sops/v3/stores/yaml"
 )
 
 // File formats, named as the sops CLI names them (--input-type).
@@ -40,68 +21,59 @@ const (
 	FormatBinary = "binary"
 )
 
-// FormatForPath returns the format sops uses for a file, chosen by its extension (.yaml/.yml,
-// .json, .env, .ini; anything else is binary).
+// FormatForPath returns the format sops uses for a file, chosen by its extension as the sops CLI
+// chooses it (getsops/sops cmd/sops/formats.FormatForPath: .yaml/.yml, .json, .env, .ini; anything
+// else is binary).
 func FormatForPath(path string) string {
-	switch formats.FormatForPath(path) {
-	case formats.Yaml:
+	switch {
+	case strings.HasSuffix(path, ".yaml"), strings.HasSuffix(path, ".yml"):
 		return FormatYAML
-	case formats.Json:
+	case strings.HasSuffix(path, ".json"):
 		return FormatJSON
-	case formats.Dotenv:
+	case strings.HasSuffix(path, ".env"):
 		return FormatDotenv
-	case formats.Ini:
+	case strings.HasSuffix(path, ".ini"):
 		return FormatINI
-	default:
-		return FormatBinary
+	}
+	return FormatBinary
+}
+
+// MayBeSops says whether data may be a sops-encrypted document, in any format: whether "sops"
+// appears where sops writes its metadata (getsops/sops stores: a top-level "sops:" YAML key and
+// "[sops]" INI section at the start of a line, "sops_…" dotenv keys, a "sops" JSON key). It is
+// cheap, and never wrong about a file sops wrote; data it accepts is given to the sops helper,
+// which decides. A configuration that merely holds ${sops:…} references is not taken for one.
+func MayBeSops(data []byte) bool {
+	for i := 0; ; i += 4 {
+		j := bytes.Index(data[i:], []byte("sops"))
+		if j < 0 {
+			return false
+		}
+		i += j
+		if sopsMetadataAt(data, i) {
+			return true
+		}
 	}
 }
 
-func storeFor(format string) (sops.Store, error) {
-	c := config.NewStoresConfig()
-	switch format {
-	case FormatYAML:
-		return yaml.NewStore(&c.YAML), nil
-	case FormatJSON:
-		return json.NewStore(&c.JSON), nil
-	case FormatDotenv:
-		return dotenv.NewStore(&c.Dotenv), nil
-	case FormatINI:
-		return ini.NewStore(&c.INI), nil
-	case FormatBinary:
-		return json.NewBinaryStore(&c.JSONBinary), nil
+// sopsMetadataAt says whether the "sops" at data[at:] is a key where sops writes its metadata.
+func sopsMetadataAt(data []byte, at int) bool {
+	lineStart := func(i int) bool { return i == 0 || data[i-1] == '\n' }
+	rest := data[at+4:]
+	switch {
+	case lineStart(at): // YAML "sops:", dotenv "sops_version=" …
+		return len(rest) > 0 && (rest[0] == ':' || rest[0] == '_')
+	case data[at-1] == '[': // INI section
+		return lineStart(at-1) && len(rest) > 0 && rest[0] == ']'
+	case data[at-1] == '"': // JSON key (sops indents the top level), or a quoted YAML key
+		rest, ok := bytes.CutPrefix(rest, []byte{'"'})
+		return ok && bytes.HasPrefix(bytes.TrimLeft(rest, " \t"), []byte{':'})
 	}
-	return nil, fmt.Errorf("unknown file format %q: use yaml, json, dotenv, ini or binary", format)
+	return false
 }
 
-// IsSopsFile reports whether data, in the given format, is a sops-encrypted document: whether it
-// has sops's top-level metadata entry, the same test the sops CLI applies. An empty format means
-// YAML. A binary-format file is sops-encrypted when it is a JSON document with that entry.
-func IsSopsFile(data []byte, format string) bool {
-	// Every sops file names its metadata "sops" (or sops_* in flat formats): a cheap first test
-	// that spares parsing ordinary configuration files.
-	if !bytes.Contains(data, []byte("sops")) {
-		return false
-	}
-	switch format {
-	case "":
-		format = FormatYAML
-	case FormatBinary:
-		format = FormatJSON
-	}
-	store, err := storeFor(format)
-	if err != nil {
-		return false
-	}
-	branches, err := store.LoadPlainFile(data)
-	if err != nil || len(branches) == 0 {
-		return false
-	}
-	return store.HasSopsTopLevelKey(branches[0])
-}
-
-// Decrypter decrypts sops files in process, with sops's own Go packages. Decrypted data is only
-// ever held in memory.
+// Decrypter decrypts sops files with sops's own Go packages, in the certfleet-sops helper process
+// (see runSopsHelper). Decrypted data is only ever held in memory.
 //
 // The zero value finds private keys where the sops CLI does:
 //   - age: SOPS_AGE_KEY (the key itself), SOPS_AGE_KEY_FILE, SOPS_AGE_KEY_CMD, then
@@ -156,18 +128,49 @@ func (d *Decrypter) Decrypt(ctx context.Context, path string) ([]byte, error) {
 	return d.DecryptData(ctx, data, FormatForPath(path), path)
 }
 
+// DecryptData decrypts sops-encrypted data in the given format (see FormatForPath); name is used
+// in error messages. It checks the MAC over all values as the sops CLI does.
+func (d *Decrypter) DecryptData(ctx context.Context, data []byte, format, name string) ([]byte, error) {
+	plain, encrypted, err := d.decrypt(ctx, data, format, name)
+	if err == nil && !encrypted {
+		return nil, fileError(name, ErrNotEncrypted)
+	}
+	return plain, err
+}
+
 // readFile reads path and decrypts it if it is a sops file; encrypted says which it was.
 func (d *Decrypter) readFile(ctx context.Context, path string) (data []byte, encrypted bool, err error) {
 	data, err = readRaw(path)
 	if err != nil {
 		return nil, false, err
 	}
-	format := FormatForPath(path)
-	if !IsSopsFile(data, format) {
+	if !MayBeSops(data) {
 		return data, false, nil
 	}
-	plain, err := d.DecryptData(ctx, data, format, path)
-	return plain, true, err
+	plain, encrypted, err := d.decrypt(ctx, data, FormatForPath(path), path)
+	switch {
+	case err != nil:
+		return nil, true, err
+	case !encrypted:
+		return data, false, nil
+	}
+	return plain, true, nil
+}
+
+// decrypt asks the sops helper for the plaintext of data; encrypted is false (and plain nil) when
+// data is not a sops document.
+func (d *Decrypter) decrypt(ctx context.Context, data []byte, format, name string) (plain []byte, encrypted bool, err error) {
+	if !MayBeSops(data) {
+		return nil, false, nil
+	}
+	resp, err := runSopsHelper(ctx, &SopsHelperRequest{
+		Op: SopsOpDecrypt, Name: name, Format: format, Data: data,
+		AgeIdentities: d.AgeIdentities, GnuPGHome: d.GnuPGHome,
+	})
+	if err != nil {
+		return nil, false, fileError(name, err)
+	}
+	return resp.Data, resp.Encrypted, nil
 }
 
 func readRaw(path string) ([]byte, error) {
@@ -183,177 +186,37 @@ func readRaw(path string) ([]byte, error) {
 	return data, nil
 }
 
-// DecryptData decrypts sops-encrypted data in the given format (see FormatForPath); name is used
-// in error messages. It checks the MAC over all values as the sops CLI does.
-func (d *Decrypter) DecryptData(ctx context.Context, data []byte, format, name string) ([]byte, error) {
-	if !IsSopsFile(data, format) {
-		return nil, fileError(name, ErrNotEncrypted)
-	}
-	store, err := storeFor(format)
-	if err != nil {
-		return nil, fileError(name, err)
-	}
-	tree, err := store.LoadEncryptedFile(data)
-	if err != nil {
-		return nil, fileError(name, fmt.Errorf("%w: %s", ErrMalformed, oneLine(err.Error(), 300)))
-	}
-	dataKey, err := d.dataKey(ctx, &tree.Metadata)
-	if err != nil {
-		return nil, fileError(name, err)
-	}
-	cipher := aes.NewCipher()
-	computedMAC, err := tree.Decrypt(dataKey, cipher)
-	if err != nil {
-		// The data key is right (it decrypted), so a value that fails to decrypt was changed. sops's
-		// message is not shown: for a value whose type tag was altered it quotes the plaintext.
-		return nil, fileError(name, fmt.Errorf("%w: an encrypted value does not decrypt or authenticate: the file was changed after it was encrypted, or is corrupt; restore it, or edit it with sops rather than by hand", ErrTampered))
-	}
-	storedMAC, err := cipher.Decrypt(tree.Metadata.MessageAuthenticationCode, dataKey, tree.Metadata.LastModified.Format(time.RFC3339))
-	if err != nil || storedMAC != computedMAC {
-		// The MACs themselves are not shown: the computed one is a hash of the plaintext values.
-		return nil, fileError(name, fmt.Errorf("%w: the file was changed after it was encrypted, or is corrupt; restore it, or edit it with sops rather than by hand", ErrTampered))
-	}
-	plain, err := store.EmitPlainFile(tree.Branches)
-	if err != nil {
-		return nil, fileError(name, fmt.Errorf("emit decrypted document: %w", err))
-	}
-	return plain, nil
+// EncryptOptions says for whom a document is encrypted and which of its values.
+type EncryptOptions struct {
+	// AgeRecipients are age public keys (age1…), as for sops --age.
+	AgeRecipients []string `json:",omitempty"`
+	// PGPFingerprints are PGP key fingerprints, as for sops --pgp. The public keys must be in the
+	// GnuPG keyring (GnuPGHome, else $GNUPGHOME or ~/.gnupg).
+	PGPFingerprints []string `json:",omitempty"`
+	// GnuPGHome, when not empty, is the GnuPG home holding the PGP public keys.
+	GnuPGHome string `json:",omitempty"`
+
+	// At most one of the following selects the values to encrypt, as the sops options of the same
+	// names do. With none of them, every value is encrypted except those whose key ends with
+	// "_unencrypted" (the sops CLI's default). A regular expression is matched against each key on
+	// the path to a value (for example '^password$' or '^(client_secret|api_key)$').
+	EncryptedRegex    string `json:",omitempty"`
+	UnencryptedRegex  string `json:",omitempty"`
+	EncryptedSuffix   string `json:",omitempty"`
+	UnencryptedSuffix string `json:",omitempty"`
+	// MACOnlyEncrypted computes the MAC over the encrypted values only, so that the plain values
+	// of a partially encrypted file can be edited without sops (sops --mac-only-encrypted).
+	MACOnlyEncrypted bool `json:",omitempty"`
 }
 
-// dataKey recovers the file's data key from its key groups, mirroring
-// sops.Metadata.GetDataKeyWithKeyServices, but calling each master key directly so that the
-// context reaches gpg, the identities configured on the Decrypter are used, and every failure is
-// reported precisely.
-func (d *Decrypter) dataKey(ctx context.Context, md *sops.Metadata) ([]byte, error) {
-	if len(md.KeyGroups) == 0 {
-		return nil, fmt.Errorf("%w: the sops metadata lists no keys", ErrMalformed)
-	}
-	var ids sopsage.ParsedIdentities
-	if strings.TrimSpace(d.AgeIdentities) != "" {
-		if err := ids.Import(d.AgeIdentities); err != nil {
-			return nil, fmt.Errorf("the configured age identities cannot be parsed: %w", err)
-		}
-	}
-	if d.GnuPGHome != "" {
-		home, err := filepath.Abs(d.GnuPGHome)
-		if err == nil {
-			err = pgp.GnuPGHome(home).Validate()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("GnuPG home %s: %w", d.GnuPGHome, err)
-		}
-	}
-	keyErr := &KeyError{kinds: map[string]bool{}, ageFromConfig: len(ids) > 0}
-	for _, group := range md.KeyGroups {
-		for _, key := range group {
-			keyErr.kinds[key.TypeToIdentifier()] = true
-			keyErr.Recipients = append(keyErr.Recipients, key.TypeToIdentifier()+" "+key.ToString())
-		}
-	}
-	var parts [][]byte
-	for _, group := range md.KeyGroups {
-		var part []byte
-		for _, key := range sortedKeys(group) {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			p, err := d.decryptKey(ctx, key, ids)
-			if err == nil {
-				part = p
-				break
-			}
-			if ctxErr := ctx.Err(); ctxErr != nil {
-				return nil, ctxErr
-			}
-			var noMatch *age.NoIdentityMatchError
-			if errors.As(err, &noMatch) {
-				keyErr.WrongKey = true
-			}
-			keyErr.Reasons = append(keyErr.Reasons, key.TypeToIdentifier()+" "+key.ToString()+": "+keyFailure(err))
-		}
-		if part != nil {
-			parts = append(parts, part)
-		}
-	}
-	if len(md.KeyGroups) == 1 {
-		if len(parts) == 1 {
-			return parts[0], nil
-		}
-		return nil, keyErr
-	}
-	need := md.ShamirThreshold
-	if need <= 0 {
-		need = len(md.KeyGroups)
-	}
-	if len(parts) < need {
-		keyErr.NeedGroups, keyErr.GotGroups = need, len(parts)
-		return nil, keyErr
-	}
-	key, err := shamir.Combine(parts)
+// Encrypt encrypts a plaintext document (format: yaml, json, dotenv, ini or binary) for the
+// recipients in opts and returns the sops file, which the sops CLI (and Decrypt) can decrypt.
+// It refuses a document that is already sops-encrypted, and a selection (regex or suffix) that
+// leaves every value unencrypted. The work is done in the sops helper, as for decryption.
+func Encrypt(ctx context.Context, plaintext []byte, format string, opts EncryptOptions) ([]byte, error) {
+	resp, err := runSopsHelper(ctx, &SopsHelperRequest{Op: SopsOpEncrypt, Format: format, Data: plaintext, Encrypt: &opts})
 	if err != nil {
-		return nil, fmt.Errorf("%w: cannot combine the Shamir parts of the data key: %v", ErrMalformed, err)
+		return nil, err
 	}
-	return key, nil
-}
-
-// keyFailure shortens a master key's error for the user. For PGP, sops reports two attempts: the
-// legacy secring.gpg read by OpenPGP, which fails on every modern GnuPG home, and the gpg binary,
-// whose message is the one that matters.
-func keyFailure(err error) string {
-	msg := err.Error()
-	if _, gpgMsg, ok := strings.Cut(msg, "GnuPG binary error: "); ok {
-		msg = gpgMsg
-	}
-	return oneLine(msg, 600)
-}
-
-func (d *Decrypter) decryptKey(ctx context.Context, key keys.MasterKey, ids sopsage.ParsedIdentities) ([]byte, error) {
-	switch k := key.(type) {
-	case *sopsage.MasterKey:
-		if len(ids) > 0 {
-			ids.ApplyToMasterKey(k)
-		}
-		return k.Decrypt()
-	case *pgp.MasterKey:
-		if d.GnuPGHome != "" {
-			home, _ := filepath.Abs(d.GnuPGHome) // validated in dataKey
-			pgp.GnuPGHome(home).ApplyToMasterKey(k)
-		}
-		return k.DecryptContext(ctx)
-	}
-	if kc, ok := key.(interface {
-		DecryptContext(context.Context) ([]byte, error)
-	}); ok {
-		return kc.DecryptContext(ctx)
-	}
-	return key.Decrypt()
-}
-
-// sortedKeys orders a key group as sops does: by SOPS_DECRYPTION_ORDER, default age then pgp,
-// everything else after in file order.
-func sortedKeys(group sops.KeyGroup) []keys.MasterKey {
-	order := sops.DefaultDecryptionOrder
-	if env := os.Getenv("SOPS_DECRYPTION_ORDER"); env != "" {
-		order = strings.Split(env, ",")
-	}
-	rank := func(k keys.MasterKey) int {
-		for i, t := range order {
-			if strings.TrimSpace(t) == k.TypeToIdentifier() {
-				return i
-			}
-		}
-		return len(order)
-	}
-	out := append([]keys.MasterKey(nil), group...)
-	sort.SliceStable(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
-	return out
-}
-
-// SetSopsLogOutput sends the sops library's own log messages to w. sops logs only warnings (for
-// example about a comment that does not decrypt) and by default writes them to standard error in
-// its own format; the CLI can point them at its log output, or at io.Discard.
-func SetSopsLogOutput(w io.Writer) {
-	for _, l := range logging.Loggers {
-		l.SetOutput(w)
-	}
+	return resp.Data, nil
 }

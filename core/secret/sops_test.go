@@ -243,25 +243,25 @@ func TestTamperedFilesAreRejected(t *testing.T) {
 	}
 }
 
-func TestIsSopsFile(t *testing.T) {
+// TestMayBeSops: every sops document of the fixtures, in every format, passes the pre-filter (a
+// file it refuses is never decrypted); plain files, and a configuration holding ${sops:…}
+// references, do not (they are read without starting the helper).
+func TestMayBeSops(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct {
-		file string
-		want bool
-	}{
-		{"age/creds.yaml", true},
-		{"pgp/settings.partial.json", true},
-		{"age/token.txt", true},
-		{"plain/creds.yaml", false},
-		{"plain/settings.json", false},
-		{"plain/token.txt", false},
-	} {
-		if got := IsSopsFile(readTestdata(t, c.file), FormatForPath(c.file)); got != c.want {
-			t.Errorf("IsSopsFile(%s) = %v, want %v", c.file, got, c.want)
+	for _, dir := range []string{"age", "pgp", "both", "plain"} {
+		files, err := filepath.Glob(filepath.Join("testdata", dir, "*"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("testdata/%s: %v", dir, err)
+		}
+		for _, f := range files {
+			if got := MayBeSops(readTestdata(t, strings.TrimPrefix(f, "testdata/"))); got != (dir != "plain") {
+				t.Errorf("MayBeSops(%s) = %v", f, got)
+			}
 		}
 	}
-	if IsSopsFile([]byte("- a\n- b\n"), FormatYAML) || IsSopsFile([]byte("not: [valid"), FormatYAML) || IsSopsFile([]byte("sops"), FormatBinary) {
-		t.Error("IsSopsFile accepted a document without sops metadata")
+	ref := []byte("issuers:\n  scm:\n    client_secret: ${sops:secrets.yaml#scm.client_secret}\n")
+	if MayBeSops(ref) {
+		t.Error("a configuration with a ${sops:…} reference is taken for a sops file")
 	}
 }
 

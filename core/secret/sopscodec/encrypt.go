@@ -1,4 +1,4 @@
-package secret
+package sopscodec
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certfleet/certfleet/core/secret"
 	"github.com/getsops/sops/v3"
 	"github.com/getsops/sops/v3/aes"
 	sopsage "github.com/getsops/sops/v3/age"
@@ -19,34 +20,11 @@ import (
 	"github.com/getsops/sops/v3/pgp"
 )
 
-// EncryptOptions says for whom a document is encrypted and which of its values.
-type EncryptOptions struct {
-	// AgeRecipients are age public keys (age1…), as for sops --age.
-	AgeRecipients []string
-	// PGPFingerprints are PGP key fingerprints, as for sops --pgp. The public keys must be in the
-	// GnuPG keyring (GnuPGHome, else $GNUPGHOME or ~/.gnupg).
-	PGPFingerprints []string
-	// GnuPGHome, when not empty, is the GnuPG home holding the PGP public keys.
-	GnuPGHome string
-
-	// At most one of the following selects the values to encrypt, as the sops options of the same
-	// names do. With none of them, every value is encrypted except those whose key ends with
-	// "_unencrypted" (the sops CLI's default). A regular expression is matched against each key on
-	// the path to a value (for example '^password$' or '^(client_secret|api_key)$').
-	EncryptedRegex    string
-	UnencryptedRegex  string
-	EncryptedSuffix   string
-	UnencryptedSuffix string
-	// MACOnlyEncrypted computes the MAC over the encrypted values only, so that the plain values
-	// of a partially encrypted file can be edited without sops (sops --mac-only-encrypted).
-	MACOnlyEncrypted bool
-}
-
 // Encrypt encrypts a plaintext document (format: yaml, json, dotenv, ini or binary) for the
 // recipients in opts and returns the sops file, which the sops CLI (and Decrypt) can decrypt.
 // It refuses a document that is already sops-encrypted, and a selection (regex or suffix) that
 // leaves every value unencrypted.
-func Encrypt(ctx context.Context, plaintext []byte, format string, opts EncryptOptions) ([]byte, error) {
+func Encrypt(ctx context.Context, plaintext []byte, format string, opts secret.EncryptOptions) ([]byte, error) {
 	store, err := storeFor(format)
 	if err != nil {
 		return nil, err
@@ -73,19 +51,19 @@ func Encrypt(ctx context.Context, plaintext []byte, format string, opts EncryptO
 		}
 	}
 	unencryptedSuffix := opts.UnencryptedSuffix
-	if rules == 0 && format != FormatBinary {
+	if rules == 0 && format != secret.FormatBinary {
 		unencryptedSuffix = sops.DefaultUnencryptedSuffix
 	}
 
 	branches, err := store.LoadPlainFile(plaintext)
 	if err != nil {
-		return nil, fmt.Errorf("encrypt: cannot parse the document as %s: %s", format, yamlErrorWithoutValues(err))
+		return nil, fmt.Errorf("encrypt: cannot parse the document as %s: %s", format, secret.SingleLine(err.Error(), 200))
 	}
 	if len(branches) == 0 || len(branches[0]) == 0 {
 		return nil, errors.New("encrypt: the document is empty")
 	}
 	if store.HasSopsTopLevelKey(branches[0]) {
-		return nil, errors.New("encrypt: the document is already sops-encrypted (it has a top-level sops entry)")
+		return nil, fmt.Errorf("encrypt: %w", secret.ErrAlreadyEncrypted)
 	}
 
 	var group sops.KeyGroup
@@ -133,7 +111,7 @@ func Encrypt(ctx context.Context, plaintext []byte, format string, opts EncryptO
 	}
 	for _, k := range group {
 		if err := encryptDataKey(ctx, k, dataKey); err != nil {
-			return nil, fmt.Errorf("encrypt: %s %s: %s", k.TypeToIdentifier(), k.ToString(), oneLine(err.Error(), 400))
+			return nil, fmt.Errorf("encrypt: %s %s: %s", k.TypeToIdentifier(), k.ToString(), secret.SingleLine(err.Error(), 400))
 		}
 	}
 	cipher := aes.NewCipher()
