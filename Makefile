@@ -30,10 +30,10 @@ all: build
 build:
 	$(GOBUILD) -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./examples/plugin-pemdir/cmd/... $(PLUGIN_CMDS)
 
-## cross-check: the core and every plugin compile for Windows and linux/arm64 (CI)
+## cross-check: the core (with its sops helper) and every plugin compile for Windows and linux/arm64 (CI)
 cross-check:
-	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/certfleet ./examples/plugin-pemdir/cmd/... $(PLUGIN_CMDS)
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -o /dev/null ./cmd/certfleet $(PLUGIN_CMDS)
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/certfleet ./cmd/certfleet-sops ./examples/plugin-pemdir/cmd/... $(PLUGIN_CMDS)
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -o /dev/null ./cmd/certfleet ./cmd/certfleet-sops $(PLUGIN_CMDS)
 
 ## dist: the release into dist/ (make dist VERSION=1.2.3 [SIGNING_KEY=minisign.key]): per-vendor
 ## bundles and a full one per platform, .deb/.rpm, the OCI image of the linux targets
@@ -67,7 +67,8 @@ FUZZEXECS ?= 200000
 FUZZ_TARGETS := \
 	./core/config:FuzzLoad \
 	./core/engine:FuzzVerifyPEM \
-	./core/secret:FuzzSopsAndCredentials \
+	./core/secret:FuzzCredentials \
+	./core/secret/sopscodec:FuzzSopsDocuments \
 	./core/issuer/scm:FuzzParseResponses \
 	./plugins/citrix-nitro/nitro:FuzzNITROAnswers \
 	./plugins/paloalto-panos/panosclient:FuzzPANOSAnswers \

@@ -24,6 +24,9 @@ step() { printf '\n== %s\n' "$*"; }
 fail() { echo "dist-check: FAIL: $*" >&2; exit 1; }
 
 v1=0.0.1 v2=0.0.2 target=linux_amd64
+# The sops checks encrypt for the test age key of core/secret's fixtures.
+age_key=$PWD/core/secret/testdata/keys/age-test.txt
+age_recipient=$(sed -n 's/^# public key: //p' "$age_key")
 dist() { # version out [extra flags]
   go run ./scripts/dist -version "$1" -out "$2" -targets linux/amd64 -nfpm "$tools/nfpm" \
     -cyclonedx-gomod "$tools/cyclonedx-gomod" -minisign "$tools/minisign" "${@:3}"
@@ -68,7 +71,7 @@ image_env=()
 while IFS= read -r e; do image_env+=("$e"); done < <(sed -n 's/^env //p' "$work/image.txt")
 # The image has no /etc/ssl and no zoneinfo: every binary brings its CA roots, certfleet its zoneinfo.
 [ ! -e "$rootfs/etc/ssl" ] && [ ! -e "$rootfs/usr/share/zoneinfo" ] || fail "the image has CA or zoneinfo files of a build machine"
-for bin in "$rootfs/usr/bin/certfleet" "$rootfs/usr/lib/certfleet/plugins"/certfleet-plugin-*; do
+for bin in "$rootfs/usr/bin/certfleet" "$rootfs/usr/lib/certfleet/certfleet-sops" "$rootfs/usr/lib/certfleet/plugins"/certfleet-plugin-*; do
   go version -m "$bin" | grep -q "golang.org/x/crypto/x509roots/fallback" || fail "$bin has no CA roots compiled in"
 done
 [ "$(stat -c %u:%g "$rootfs/var/lib/certfleet")" = "$user" ] || [ "$(id -u)" != 0 ] || fail "/var/lib/certfleet is not owned by $user"
@@ -107,6 +110,13 @@ if [ "$(id -u)" = 0 ]; then
   # The user writes its state: status creates the database in /var/lib/certfleet, the volume.
   in_image --config "$inside/tmp/citrix-nitro.yaml" status >/dev/null
   [ "$(stat -c %u:%g "$rootfs/var/lib/certfleet/state.db")" = "$user" ] || fail "the image's user did not create its state in /var/lib/certfleet"
+  # sops files are read by the helper the image installs in /usr/lib/certfleet.
+  install -m 0644 "$age_key" "$rootfs/tmp/age.txt"
+  printf 'password: image-secret\n' > "$rootfs/tmp/s.yaml" && chmod 0666 "$rootfs/tmp/s.yaml"
+  in_image secrets encrypt --in-place --age "$age_recipient" /tmp/s.yaml
+  ! grep -q image-secret "$rootfs/tmp/s.yaml" || fail "the image's certfleet did not encrypt"
+  env -i "${image_env[@]}" SOPS_AGE_KEY_FILE=/tmp/age.txt "$chroot" --userspec="$user" "$rootfs" /usr/bin/certfleet secrets decrypt /tmp/s.yaml \
+    | grep -q image-secret || fail "the image's certfleet did not decrypt through its sops helper"
 fi
 echo "image checked in $(($(date +%s) - t0)) s"
 
@@ -114,7 +124,7 @@ step "the Citrix bundle, unpacked alone into an empty directory"
 mkdir "$work/citrix"
 tar xzf "$work/v1/certfleet-citrix-nitro_${v1}_${target}.tar.gz" -C "$work/citrix"
 bundle="$work/citrix/certfleet-citrix-nitro_${v1}_${target}"
-want="LICENSE? README.md SHA256SUMS certfleet certfleet-plugin-citrix-nitro certfleet.yaml completions/_certfleet completions/certfleet.bash completions/certfleet.fish man/certfleet.1 systemd/certfleet.service systemd/certfleet.timer systemd/certfleet-daemon.service"
+want="LICENSE? README.md SHA256SUMS certfleet certfleet-plugin-citrix-nitro certfleet-sops certfleet.yaml completions/_certfleet completions/certfleet.bash completions/certfleet.fish man/certfleet.1 systemd/certfleet.service systemd/certfleet.timer systemd/certfleet-daemon.service"
 got=$(cd "$bundle" && find . -type f | sed 's|^\./||' | sort | tr '\n' ' ')
 for f in $want; do
   case "$f" in *\?) continue;; esac
@@ -122,6 +132,12 @@ for f in $want; do
 done
 (cd "$bundle" && sha256sum -c --quiet SHA256SUMS) || fail "bundle SHA256SUMS"
 "$bundle/certfleet" version | grep -q "certfleet $v1 " || fail "certfleet does not report $v1"
+# sops files are read by the helper beside certfleet in the bundle (no other copy is reachable).
+printf 'password: bundle-secret\n' > "$work/s.yaml"
+env -u CERTFLEET_SOPS_HELPER "$bundle/certfleet" secrets encrypt --in-place --age "$age_recipient" "$work/s.yaml"
+! grep -q bundle-secret "$work/s.yaml" || fail "the bundle's certfleet did not encrypt"
+env -u CERTFLEET_SOPS_HELPER SOPS_AGE_KEY_FILE="$age_key" "$bundle/certfleet" secrets decrypt "$work/s.yaml" | grep -q bundle-secret \
+  || fail "the bundle's certfleet did not decrypt through the sops helper beside it"
 # Its own pins file: validate starts the plugin, and must not meet pins this machine keeps elsewhere.
 "$bundle/certfleet" --config "$bundle/certfleet.yaml" --pins-file "$work/validate-pins.json" validate
 

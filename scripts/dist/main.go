@@ -272,7 +272,7 @@ type file struct {
 
 func (r *release) target(goos, goarch string, bundles bool) error {
 	binDir := filepath.Join(r.out, ".build", goos+"_"+goarch) // binaries before bundling; not part of the release
-	pkgs := []string{"./cmd/certfleet"}
+	pkgs := []string{"./cmd/certfleet", "./cmd/certfleet-sops"}
 	for _, v := range r.vendors {
 		pkgs = append(pkgs, v.pkg)
 	}
@@ -289,9 +289,14 @@ func (r *release) target(goos, goarch string, bundles bool) error {
 		data, err := os.ReadFile(filepath.Join(binDir, name+exe))
 		return file{name: name + exe, data: data, exec: true}, err
 	}
-	core, err := read("certfleet")
-	if err != nil {
-		return err
+	// The core is certfleet and its sops helper, which it finds beside itself.
+	var core []file
+	for _, name := range []string{"certfleet", "certfleet-sops"} {
+		f, err := read(name)
+		if err != nil {
+			return err
+		}
+		core = append(core, f)
 	}
 	var all []file
 	for _, v := range r.vendors {
@@ -324,7 +329,7 @@ func (r *release) target(goos, goarch string, bundles bool) error {
 }
 
 // bundles writes a target's per-vendor bundles, its full bundle and the binaries' SBOMs.
-func (r *release) bundles(goos, goarch, binDir string, core file, plugins []file) error {
+func (r *release) bundles(goos, goarch, binDir string, core, plugins []file) error {
 	common, err := r.commonFiles(goos)
 	if err != nil {
 		return err
@@ -335,7 +340,7 @@ func (r *release) bundles(goos, goarch, binDir string, core file, plugins []file
 		if err := errors.Join(err1, err2); err != nil {
 			return err
 		}
-		files := append([]file{core, plugins[i], {name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}, common...)
+		files := append(slices.Concat(core, []file{plugins[i], {name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}), common...)
 		if err := r.bundle(fmt.Sprintf("certfleet-%s_%s_%s_%s", v.name, r.version, goos, goarch), goos, files); err != nil {
 			return err
 		}
@@ -345,7 +350,7 @@ func (r *release) bundles(goos, goarch, binDir string, core file, plugins []file
 	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
-	full := append(append([]file{core}, plugins...), append([]file{{name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}, common...)...)
+	full := slices.Concat(core, plugins, []file{{name: "certfleet.yaml", data: sample}, {name: "README.md", data: readme}}, common)
 	// certfleet.yaml is the annotated reference of every field (its devices use the pemdir
 	// example plugin, which is not shipped); each vendor's own sample, which validates against
 	// the shipped plugins, comes beside it.
@@ -360,7 +365,7 @@ func (r *release) bundles(goos, goarch, binDir string, core file, plugins []file
 		return err
 	}
 	if r.sbomTool != "" {
-		for _, f := range append([]file{core}, plugins...) {
+		for _, f := range slices.Concat(core, plugins) {
 			if err := r.sbom(binDir, f.name, goos, goarch); err != nil {
 				return err
 			}
@@ -535,11 +540,13 @@ func (r *release) fhsFiles(binDir string, plugins []file) ([]installed, error) {
 	zw, _ := gzip.NewWriterLevel(&man, gzip.BestCompression)
 	zw.Write(r.docs.man)
 	zw.Close()
-	core, err := os.ReadFile(filepath.Join(binDir, "certfleet"))
-	if err != nil {
+	core, err1 := os.ReadFile(filepath.Join(binDir, "certfleet"))
+	sopsHelper, err2 := os.ReadFile(filepath.Join(binDir, "certfleet-sops"))
+	if err := errors.Join(err1, err2); err != nil {
 		return nil, err
 	}
-	files := []installed{{dst: "/usr/bin/certfleet", data: core, mode: 0o755}}
+	// certfleet looks for its sops helper beside itself, then at /usr/lib/certfleet (core/secret).
+	files := []installed{{dst: "/usr/bin/certfleet", data: core, mode: 0o755}, {dst: "/usr/lib/certfleet/certfleet-sops", data: sopsHelper, mode: 0o755}}
 	sums := pluginhost.Checksums{}
 	for _, p := range plugins {
 		sums[p.name] = sha256Hex(p.data)
