@@ -19,6 +19,7 @@ package acme
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -34,6 +35,7 @@ import (
 	"github.com/go-acme/lego/v5/acme/api"
 
 	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/issuer/catransport"
 )
 
 // Per-certificate issuer options (the certificate's issuer options in the configuration).
@@ -148,17 +150,19 @@ func New(cfg Config, store AccountStore, opts ...Option) (*Issuer, error) {
 	if store == nil {
 		return nil, fmt.Errorf("issuer %q: no account store", cfg.Name)
 	}
-	tlsCfg, err := cfg.TLS.tlsConfig()
+	base, err := catransport.New(cfg.TLS.CABundlePEM, cfg.TLS.InsecureSkipVerify, func(tlsCfg *tls.Config) *http.Transport {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = tlsCfg
+		// Every request goes to the one CA host. net/http keeps only 2 idle connections per host
+		// by default (DefaultMaxIdleConnsPerHost), so with more calls in flight (the engine's
+		// per-issuer concurrency, 4 by default) connections were closed after use and each new
+		// one paid a TLS handshake; keep as many as are used at once.
+		t.MaxIdleConnsPerHost = maxIdleConnsPerCA
+		return t
+	})
 	if err != nil {
 		return nil, fmt.Errorf("issuer %q: %w", cfg.Name, err)
 	}
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	base.TLSClientConfig = tlsCfg
-	// Every request goes to the one CA host. net/http keeps only 2 idle connections per host
-	// by default (DefaultMaxIdleConnsPerHost), so with more calls in flight (the engine's
-	// per-issuer concurrency, 4 by default) connections were closed after use and each new
-	// one paid a TLS handshake; keep as many as are used at once.
-	base.MaxIdleConnsPerHost = maxIdleConnsPerCA
 
 	i := &Issuer{
 		cfg:       cfg,

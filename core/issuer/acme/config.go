@@ -1,7 +1,6 @@
 package acme
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
@@ -182,16 +181,4 @@ func decodeHMACKey(s string) ([]byte, error) {
 		return nil, errors.New("decodes to nothing")
 	}
 	return k, nil
-}
-
-// tlsConfig returns the client TLS configuration: system roots plus the configured bundle.
-func (t TLSConfig) tlsConfig() (*tls.Config, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if t.CABundlePEM != "" && !pool.AppendCertsFromPEM([]byte(t.CABundlePEM)) {
-		return nil, errors.New("tls.ca_bundle holds no PEM certificate")
-	}
-	return &tls.Config{RootCAs: pool, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}, nil //nolint:gosec // opt-in for laboratories
 }

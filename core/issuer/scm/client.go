@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +30,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/core/issuer"
+	"github.com/certfleet/certfleet/core/issuer/catransport"
 )
 
 // DefaultTokenURL is Sectigo's OAuth2 token endpoint.
@@ -179,21 +179,16 @@ func New(cfg Config, opts ...Option) (*Issuer, error) {
 	}
 	i := &Issuer{cfg: cfg, base: base, log: slog.New(slog.DiscardHandler), now: time.Now,
 		retry: retryPolicy{attempts: 5, base: time.Second, max: time.Minute}, sleep: sleepCtx, polls: map[issuer.OrderRef]*pollState{}}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // user's explicit choice
-	if cfg.CABundlePEM != "" {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
+	transport, err := catransport.New(cfg.CABundlePEM, cfg.InsecureSkipVerify, func(tlsCfg *tls.Config) *http.Transport {
+		return &http.Transport{
+			Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsCfg, TLSHandshakeTimeout: 10 * time.Second,
+			DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute,
 		}
-		if !pool.AppendCertsFromPEM([]byte(cfg.CABundlePEM)) {
-			return nil, fmt.Errorf("issuer %s: tls.ca_bundle holds no PEM certificate", cfg.Name)
-		}
-		tlsCfg.RootCAs = pool
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issuer %s: %w", cfg.Name, err)
 	}
-	i.http = &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{
-		Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsCfg, TLSHandshakeTimeout: 10 * time.Second,
-		DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute,
-	}}
+	i.http = &http.Client{Timeout: cfg.Timeout, Transport: transport}
 	if cfg.Lookup != nil {
 		if cfg.API != APIEnrollment {
 			return nil, fmt.Errorf("issuer %s: lookup is only for api: enrollment", cfg.Name)

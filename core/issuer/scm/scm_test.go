@@ -51,7 +51,7 @@ func (w *waits) sleep(_ context.Context, d time.Duration) error {
 	return nil
 }
 
-func newClient(t *testing.T, sim *scmsim.Server, auth string) (*Issuer, *waits) {
+func newClient(t *testing.T, sim *scmsim.Server, auth string, adjust ...func(*Config)) (*Issuer, *waits) {
 	t.Helper()
 	cfg := Config{Name: "test", BaseURL: sim.URL(), OrgID: 1234, CABundlePEM: sim.TLSCACertPEM(), Auth: auth, TokenURL: sim.TokenURL()}
 	if auth == "legacy" {
@@ -60,6 +60,9 @@ func newClient(t *testing.T, sim *scmsim.Server, auth string) (*Issuer, *waits) 
 		cfg.Login, cfg.Password, cfg.CustomerURI = u.Login, u.Password, u.CustomerURI
 	} else {
 		cfg.ClientID, cfg.ClientSecret = "certfleet-sim", sim.Config().Clients["certfleet-sim"]
+	}
+	for _, a := range adjust {
+		a(&cfg)
 	}
 	i, err := New(cfg, WithRetry(4, time.Millisecond, 10*time.Millisecond))
 	if err != nil {
