@@ -7,12 +7,12 @@ package catransport
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
+
+	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
 // New checks caBundlePEM (empty: the system roots alone) and returns a RoundTripper that, on its
@@ -39,31 +39,14 @@ func New(caBundlePEM string, insecureSkipVerify bool, build func(*tls.Config) *h
 	}}, nil
 }
 
-// parseBundle returns the certificates of a PEM bundle, refusing one that holds none or a block
-// that does not parse.
+// parseBundle returns the certificates of a PEM bundle (none for an empty one).
 func parseBundle(bundlePEM string) ([]*x509.Certificate, error) {
 	if bundlePEM == "" {
 		return nil, nil
 	}
-	var certs []*x509.Certificate
-	rest := []byte(bundlePEM)
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("tls.ca_bundle: certificate %d does not parse: %w", len(certs)+1, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("tls.ca_bundle holds no PEM certificate")
+	certs, err := sdk.ParseCertificatesPEM(bundlePEM)
+	if err != nil {
+		return nil, fmt.Errorf("tls.ca_bundle: %w", err)
 	}
 	return certs, nil
 }

@@ -13,8 +13,8 @@ func build(cfg *tls.Config) *http.Transport { return &http.Transport{TLSClientCo
 
 func TestBundleIsCheckedAtOnce(t *testing.T) {
 	for bundle, want := range map[string]string{
-		"nope": "holds no PEM certificate",
-		"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n": "certificate 1 does not parse",
+		"nope": "tls.ca_bundle: no PEM CERTIFICATE block found",
+		"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n": "tls.ca_bundle: parse certificate 1",
 	} {
 		if _, err := New(bundle, false, build); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("bundle %q: got %v, want %q", bundle, err, want)
