@@ -13,6 +13,10 @@ import (
 
 	"github.com/certfleet/certfleet/core/secret/sopscodec"
 	"golang.org/x/term"
+
+	// The cloud KMSs are reached over TLS, also where the host has no CA roots (the OCI image is
+	// built from scratch); a host's own roots, when it has any, are used instead.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 // version is set at build time (-ldflags -X main.version=…), as for certfleet.
