@@ -112,7 +112,7 @@ if [ "$(id -u)" = 0 ]; then
   [ "$(stat -c %u:%g "$rootfs/var/lib/certfleet/state.db")" = "$user" ] || fail "the image's user did not create its state in /var/lib/certfleet"
   # sops files are read by the helper the image installs in /usr/lib/certfleet.
   install -m 0644 "$age_key" "$rootfs/tmp/age.txt"
-  printf 'password: image-secret\n' > "$rootfs/tmp/s.yaml" && chmod 0666 "$rootfs/tmp/s.yaml"
+  printf 'password: image-secret\n' > "$rootfs/tmp/s.yaml" && chown "$user" "$rootfs/tmp/s.yaml"
   in_image secrets encrypt --in-place --age "$age_recipient" /tmp/s.yaml
   ! grep -q image-secret "$rootfs/tmp/s.yaml" || fail "the image's certfleet did not encrypt"
   env -i "${image_env[@]}" SOPS_AGE_KEY_FILE=/tmp/age.txt "$chroot" --userspec="$user" "$rootfs" /usr/bin/certfleet secrets decrypt /tmp/s.yaml \
