@@ -375,7 +375,9 @@ func TestWholeReadsSideBySideSeeEveryWrite(t *testing.T) {
 			wg.Go(func() { ops, errs[1] = s.OpenOperations(ctx) })
 			wg.Go(func() { last, errs[2] = s.LastResults(ctx) })
 			// A write beside them, of a certificate they may or may not see.
-			wg.Go(func() { errs[3] = s.SaveDeployment(ctx, Deployment{Certificate: "other", NotAfter: notAfter.Add(time.Duration(i))}) })
+			wg.Go(func() {
+				errs[3] = s.SaveDeployment(ctx, Deployment{Certificate: "other", NotAfter: notAfter.Add(time.Duration(i))})
+			})
 			wg.Wait()
 			if err := errors.Join(errs...); err != nil {
 				t.Fatalf("round %d: %v", i, err)
