@@ -36,7 +36,8 @@ func statusCommand() *cli.Command {
 	}
 }
 
-// printStatus writes the status table, streamed through the table every fleet-sized listing uses.
+// printStatus writes the status table through table, as run and plan print theirs: tabwriter
+// copied every cell and cost a formatted line per row.
 func printStatus(w io.Writer, rows []engine.StatusRow) error {
 	t := &table{rows: make([][]string, 0, len(rows)+1)}
 	t.row("CERTIFICATE", "DEVICE", "NOT AFTER", "DAYS LEFT", "LAST OUTCOME", "SERVED", "NEXT ACTION")

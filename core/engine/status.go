@@ -40,7 +40,8 @@ type StatusState struct {
 }
 
 // ReadStatusState reads what Status shows from store: deployment summaries, open operations and
-// each certificate's last result, side by side (each is a read of its own).
+// each certificate's last result. The three reads run side by side, as a store may serve them
+// (SQLite's read-only connections, PostgreSQL's pool).
 func ReadStatusState(ctx context.Context, store state.Store) (*StatusState, error) {
 	var st StatusState
 	var errs [3]error
