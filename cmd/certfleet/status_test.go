@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/certfleet/certfleet/core/engine"
 	"github.com/certfleet/certfleet/core/state"
+	"github.com/urfave/cli/v2"
 )
 
 const statusConfig = `version: v1
@@ -189,19 +191,64 @@ gone-and-a-long-name   old             2027-03-04 05:06  88         -           
 	}
 }
 
-// BenchmarkPrintStatus10k prints the status table of 10,000 certificates.
-func BenchmarkPrintStatus10k(b *testing.B) {
+// fleetStatusRows are the status rows of 10,000 current certificates.
+func fleetStatusRows() []engine.StatusRow {
 	at := time.Date(2027, 6, 24, 1, 47, 0, 0, time.UTC)
 	left := 198
 	rows := make([]engine.StatusRow, 10000)
 	for i := range rows {
 		rows[i] = engine.StatusRow{Certificate: fmt.Sprintf("pemdir-%04d-site%02d", i/10, i%10+1), Device: fmt.Sprintf("pemdir-%04d", i/10),
-			NotAfter: at, DaysLeft: &left, LastOutcome: "unchanged", NextAction: "renew on 2027-05-25"}
+			Issuer: "sim-ca", Serial: fmt.Sprintf("%016x", i), NotAfter: at, DaysLeft: &left, LastOutcome: "unchanged", LastRunAt: at.AddDate(0, -6, 0),
+			RenewAt: at.AddDate(0, 0, -30), NextAction: "renew on 2027-05-25"}
 	}
+	return rows
+}
+
+// BenchmarkPrintStatus10k prints the status table of 10,000 certificates.
+func BenchmarkPrintStatus10k(b *testing.B) {
+	rows := fleetStatusRows()
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := printStatus(io.Discard, rows); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStatusJSON10k writes the status of 10,000 certificates as JSON.
+func BenchmarkStatusJSON10k(b *testing.B) {
+	rows := fleetStatusRows()
+	c := cli.NewContext(newApp(io.Discard, io.Discard), nil, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := writeJSON(c, rows); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// jsonList is a list that marshals itself.
+type jsonList []string
+
+func (l jsonList) MarshalJSON() ([]byte, error) { return json.Marshal(strings.Join(l, "+")) }
+
+// writeJSON writes what json.Encoder with SetIndent("", "  ") writes, a list element by element.
+func TestWriteJSONIsTheEncoders(t *testing.T) {
+	for _, v := range []any{statusRows(), []engine.StatusRow{}, []engine.StatusRow(nil), []string{"<a&b>", ""}, [][]int{{1, 2}, {}, nil},
+		[]byte("bytes"), jsonList{"a", "b"}, map[string]int{"a": 1}, statusRows()[0], nil} {
+		var want strings.Builder
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		var got strings.Builder
+		app := newApp(&got, io.Discard)
+		if err := writeJSON(cli.NewContext(app, nil, nil), v); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("%T:\n%s\nwant:\n%s", v, got.String(), want.String())
 		}
 	}
 }
