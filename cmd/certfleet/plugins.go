@@ -231,7 +231,8 @@ func writeJSON(c *cli.Context, v any) error {
 	out := bufio.NewWriterSize(c.App.Writer, 64<<10)
 	out.WriteString("[\n")
 	for i := range list.Len() {
-		data, err := json.MarshalIndent(list.Index(i).Interface(), "  ", "  ")
+		// By address, as the encoder reaches a list's elements: a MarshalJSON on the pointer counts.
+		data, err := json.MarshalIndent(list.Index(i).Addr().Interface(), "  ", "  ")
 		if err != nil {
 			return err
 		}

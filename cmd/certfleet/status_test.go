@@ -232,10 +232,16 @@ type jsonList []string
 
 func (l jsonList) MarshalJSON() ([]byte, error) { return json.Marshal(strings.Join(l, "+")) }
 
+// pointerMarshaler marshals itself through its pointer.
+type pointerMarshaler struct{ N int }
+
+func (p *pointerMarshaler) MarshalJSON() ([]byte, error) { return json.Marshal(p.N * 2) }
+
 // writeJSON writes what json.Encoder with SetIndent("", "  ") writes, a list element by element.
 func TestWriteJSONIsTheEncoders(t *testing.T) {
 	for _, v := range []any{statusRows(), []engine.StatusRow{}, []engine.StatusRow(nil), []string{"<a&b>", ""}, [][]int{{1, 2}, {}, nil},
-		[]byte("bytes"), jsonList{"a", "b"}, map[string]int{"a": 1}, statusRows()[0], nil} {
+		[]byte("bytes"), jsonList{"a", "b"}, []pointerMarshaler{{1}, {2}}, []*pointerMarshaler{{3}, nil}, []any{nil, 1, "x"},
+		map[string]int{"a": 1}, statusRows()[0], nil} {
 		var want strings.Builder
 		enc := json.NewEncoder(&want)
 		enc.SetIndent("", "  ")
