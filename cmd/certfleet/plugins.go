@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -212,10 +215,36 @@ func short(sum string) string {
 	return sum
 }
 
+// writeJSON writes v indented, as json.Encoder with SetIndent("", "  ") does. A list is written
+// element by element through one buffer: a fleet's status is megabytes of JSON, which the encoder
+// would build whole, then indent whole into a second copy.
 func writeJSON(c *cli.Context, v any) error {
-	enc := json.NewEncoder(c.App.Writer)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	list := reflect.ValueOf(v)
+	_, marshaler := v.(json.Marshaler)
+	_, textMarshaler := v.(encoding.TextMarshaler)
+	// Bytes are one base64 string, and a type that marshals itself is written as it says.
+	if list.Kind() != reflect.Slice || list.Len() == 0 || list.Type().Elem().Kind() == reflect.Uint8 || marshaler || textMarshaler {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	out := bufio.NewWriterSize(c.App.Writer, 64<<10)
+	out.WriteString("[\n")
+	for i := range list.Len() {
+		// By address, as the encoder reaches a list's elements: a MarshalJSON on the pointer counts.
+		data, err := json.MarshalIndent(list.Index(i).Addr().Interface(), "  ", "  ")
+		if err != nil {
+			return err
+		}
+		out.WriteString("  ")
+		out.Write(data)
+		if i < list.Len()-1 {
+			out.WriteByte(',')
+		}
+		out.WriteByte('\n')
+	}
+	out.WriteString("]\n")
+	return out.Flush()
 }
 
 func pluginsInspect(c *cli.Context) error {

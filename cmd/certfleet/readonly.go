@@ -51,6 +51,10 @@ func openView(c *cli.Context, readStatus bool) (*stateView, *engine.StatusState,
 		opts = append(opts, config.WithStateFirst(func(s config.State) { early = startEarlyStatus(c.Context, s) }))
 	}
 	cfg, err := loadConfig(c.Context, c.String("config"), redactor, false, v.logs.Logger(), opts...)
+	var certs []engine.Certificate
+	if err == nil {
+		certs = engineCertificates(cfg) // while the state is still being read
+	}
 	kept := early.wait()
 	if err != nil {
 		early.discard()
@@ -75,7 +79,7 @@ func openView(c *cli.Context, readStatus bool) (*stateView, *engine.StatusState,
 		}
 		v.store = store
 	}
-	v.engine = engine.New(engine.Options{Store: v.store, Certificates: engineCertificates(cfg), Disabled: disabledCertificates(cfg), Logger: v.logs.Logger()})
+	v.engine = engine.New(engine.Options{Store: v.store, Certificates: certs, Disabled: disabledCertificates(cfg), Logger: v.logs.Logger()})
 	return v, read, nil
 }
 

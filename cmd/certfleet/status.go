@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"fmt"
 	"io"
-	"text/tabwriter"
+	"strconv"
 
 	"github.com/certfleet/certfleet/core/engine"
 	"github.com/urfave/cli/v2"
@@ -38,19 +36,20 @@ func statusCommand() *cli.Command {
 	}
 }
 
-// printStatus writes the status table. The table goes out through one buffer: a fleet's
-// thousands of rows would otherwise be a write(2) per cell.
+// printStatus writes the status table through table, as run and plan print theirs: tabwriter
+// copied every cell and cost a formatted line per row.
 func printStatus(w io.Writer, rows []engine.StatusRow) error {
-	out := bufio.NewWriterSize(w, 64<<10)
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CERTIFICATE\tDEVICE\tNOT AFTER\tDAYS LEFT\tLAST OUTCOME\tSERVED\tNEXT ACTION")
+	t := &table{rows: make([][]string, 0, len(rows)+1)}
+	t.row("CERTIFICATE", "DEVICE", "NOT AFTER", "DAYS LEFT", "LAST OUTCOME", "SERVED", "NEXT ACTION")
+	// The cells of every row in one slice: a row of its own each would be an allocation per row.
+	cells := make([]string, 0, 7*len(rows))
 	for _, r := range rows {
 		notAfter, left := "-", "-"
 		if !r.NotAfter.IsZero() {
 			notAfter = r.NotAfter.UTC().Format("2006-01-02 15:04")
 		}
 		if r.DaysLeft != nil {
-			left = fmt.Sprint(*r.DaysLeft)
+			left = strconv.Itoa(*r.DaysLeft)
 		}
 		outcome := r.LastOutcome
 		if outcome == "" {
@@ -61,15 +60,15 @@ func printStatus(w io.Writer, rows []engine.StatusRow) error {
 		}
 		served := "-"
 		if r.Served != nil {
-			served = "ok " + r.Served.At.UTC().Format("2006-01-02 15:04")
-			if !r.Served.OK {
-				served = "FAILED " + r.Served.At.UTC().Format("2006-01-02 15:04") + ": " + r.Served.Detail
+			at := r.Served.At.UTC().Format("2006-01-02 15:04")
+			if r.Served.OK {
+				served = "ok " + at
+			} else {
+				served = "FAILED " + at + ": " + r.Served.Detail
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Certificate, r.Device, notAfter, left, outcome, served, r.NextAction)
+		cells = append(cells, r.Certificate, r.Device, notAfter, left, outcome, served, r.NextAction)
+		t.row(cells[len(cells)-7:]...)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	return out.Flush()
+	return t.write(w)
 }

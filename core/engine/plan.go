@@ -319,20 +319,10 @@ func renewAt(c Certificate, notBefore, notAfter time.Time) time.Time {
 
 func days(d time.Duration) int { return int(math.Floor(d.Hours() / 24)) }
 
-// decide is the renewal policy for a certificate without an operation in progress.
-func decide(c Certificate, d *state.Deployment, inv inventory, force bool, now time.Time) (Action, string) {
-	if d == nil {
-		return ActionEnroll, "no certificate deployed"
-	}
-	if force {
-		return ActionRenew, "renewal forced"
-	}
-	dc, onDevice := inv.certs[d.CertRef]
+// decideFromState is the part of the renewal policy that needs no inventory: revocation,
+// configuration and time. ActionNone (with no reason) when none of them calls for action.
+func decideFromState(c Certificate, d *state.Deployment, now time.Time) (Action, string) {
 	switch {
-	case !onDevice:
-		return ActionRenew, fmt.Sprintf("drift: the deployed certificate %s is no longer on the device", d.CertRef)
-	case dc.SHA256Fingerprint != "" && d.Fingerprint != "" && dc.SHA256Fingerprint != d.Fingerprint:
-		return ActionRenew, fmt.Sprintf("drift: %s on the device is not the certificate that was deployed", d.CertRef)
 	case d.Revoked:
 		return ActionRenew, "revoked by the CA"
 	case d.SpecHash != specHash(c):
@@ -351,6 +341,27 @@ func decide(c Certificate, d *state.Deployment, inv inventory, force bool, now t
 	if at := ariRenewAt(d); !at.IsZero() && !now.Before(at) {
 		return ActionRenew, fmt.Sprintf("the CA suggests renewal between %s and %s (ARI); the time chosen in it, %s, has come",
 			d.RenewalWindowStart.UTC().Format(time.RFC3339), d.RenewalWindowEnd.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
+	}
+	return ActionNone, ""
+}
+
+// decide is the renewal policy for a certificate without an operation in progress.
+func decide(c Certificate, d *state.Deployment, inv inventory, force bool, now time.Time) (Action, string) {
+	if d == nil {
+		return ActionEnroll, "no certificate deployed"
+	}
+	if force {
+		return ActionRenew, "renewal forced"
+	}
+	dc, onDevice := inv.certs[d.CertRef]
+	switch {
+	case !onDevice:
+		return ActionRenew, fmt.Sprintf("drift: the deployed certificate %s is no longer on the device", d.CertRef)
+	case dc.SHA256Fingerprint != "" && d.Fingerprint != "" && dc.SHA256Fingerprint != d.Fingerprint:
+		return ActionRenew, fmt.Sprintf("drift: %s on the device is not the certificate that was deployed", d.CertRef)
+	}
+	if action, reason := decideFromState(c, d, now); action != ActionNone {
+		return action, reason
 	}
 	var drift []string
 	for _, b := range c.Bindings {

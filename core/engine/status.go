@@ -2,11 +2,12 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/certfleet/certfleet/core/state"
-	"github.com/certfleet/certfleet/plugins/sdk"
 )
 
 // StatusRow is one certificate as the state database sees it; building it contacts nothing.
@@ -39,21 +40,20 @@ type StatusState struct {
 }
 
 // ReadStatusState reads what Status shows from store: deployment summaries, open operations and
-// each certificate's last result.
+// each certificate's last result. The three reads run side by side, as a store may serve them
+// (SQLite's read-only connections, PostgreSQL's pool).
 func ReadStatusState(ctx context.Context, store state.Store) (*StatusState, error) {
-	deployments, err := store.DeploymentSummaries(ctx)
-	if err != nil {
+	var st StatusState
+	var errs [3]error
+	var wg sync.WaitGroup
+	wg.Go(func() { st.deployments, errs[0] = store.DeploymentSummaries(ctx) })
+	wg.Go(func() { st.ops, errs[1] = store.OpenOperations(ctx) })
+	wg.Go(func() { st.last, errs[2] = store.LastResults(ctx) })
+	wg.Wait()
+	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
-	ops, err := store.OpenOperations(ctx)
-	if err != nil {
-		return nil, err
-	}
-	last, err := store.LastResults(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &StatusState{deployments: deployments, ops: ops, last: last}, nil
+	return &st, nil
 }
 
 // Status lists every configured certificate with its deployment, last outcome and next action.
@@ -91,7 +91,8 @@ func (e *Engine) StatusOf(st *StatusState) []StatusRow {
 			// Without the device's inventory, judge only by time, revocation and configuration.
 			action, reason := decideFromState(c, &d, now)
 			if action == ActionNone {
-				row.NextAction = "renew on " + renewAt(c, d.NotBefore, d.NotAfter).UTC().Format("2006-01-02")
+				var buf [32]byte
+				row.NextAction = string(row.RenewAt.UTC().AppendFormat(append(buf[:0], "renew on "...), "2006-01-02"))
 			} else {
 				row.NextAction = string(action) + ": " + reason
 			}
@@ -113,14 +114,4 @@ func (e *Engine) StatusOf(st *StatusState) []StatusRow {
 		rows = append(rows, row)
 	}
 	return rows
-}
-
-// decideFromState applies the renewal policy as if the device held exactly what was deployed.
-func decideFromState(c Certificate, d *state.Deployment, now time.Time) (Action, string) {
-	inv := inventory{certs: map[string]sdk.DeviceCertificate{}, boundAt: map[string][]string{}}
-	inv.certs[d.CertRef] = sdk.DeviceCertificate{CertRef: d.CertRef, SHA256Fingerprint: d.Fingerprint}
-	for _, b := range c.Bindings {
-		inv.boundAt[bindingKey(b)] = []string{d.CertRef}
-	}
-	return decide(c, d, inv, false, now)
 }

@@ -85,7 +85,8 @@ func specHash(c Certificate) string {
 		sort.Strings(out)
 		return out
 	}
-	b := make([]byte, 0, 256)
+	// On the stack: a certificate with a subject and a few names is longer than 256 bytes.
+	b := make([]byte, 0, 1024)
 	b = append(b, `{"Subject":{"CommonName":`...)
 	b = appendJSONString(b, c.Subject.CommonName)
 	b = append(b, `,"Organization":`...)

@@ -342,3 +342,60 @@ func TestHistory(t *testing.T) {
 type historian interface {
 	History(ctx context.Context, certificate string, limit int) ([]RunHistory, error)
 }
+
+// TestWholeReadsSideBySideSeeEveryWrite: the reads of whole tables (what status reads at once)
+// may run side by side, also beside writes, and each sees every write committed before it began
+// (SQLite serves them on connections of their own).
+func TestWholeReadsSideBySideSeeEveryWrite(t *testing.T) {
+	contract(t, func(t *testing.T, s Store, _ func() (Store, error)) {
+		ctx := context.Background()
+		run, err := s.StartRun(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		notAfter := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
+		const rounds = 20
+		for i := 0; i < rounds; i++ {
+			name := fmt.Sprintf("c%02d", i)
+			if err := s.SaveDeployment(ctx, Deployment{Certificate: name, Device: "d", CertRef: "ref-" + name, NotAfter: notAfter}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RecordResult(ctx, Result{RunID: run, Certificate: name, Outcome: OutcomeDeployed, FinishedAt: notAfter}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.CreateOperation(ctx, &Operation{ID: "op-" + name, Certificate: name, Step: StepStarted}); err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			var deployments map[string]Deployment
+			var ops map[string]*Operation
+			var last map[string]Result
+			errs := make([]error, 4)
+			wg.Go(func() { deployments, errs[0] = s.DeploymentSummaries(ctx) })
+			wg.Go(func() { ops, errs[1] = s.OpenOperations(ctx) })
+			wg.Go(func() { last, errs[2] = s.LastResults(ctx) })
+			// A write beside them, of a certificate they may or may not see.
+			wg.Go(func() {
+				errs[3] = s.SaveDeployment(ctx, Deployment{Certificate: "other", NotAfter: notAfter.Add(time.Duration(i))})
+			})
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+			d, ok := deployments[name]
+			if n := len(deployments); !ok || d.CertRef != "ref-"+name || (n != i+1 && n != i+2) {
+				t.Fatalf("round %d: %d deployments, %s: %+v", i, n, name, d)
+			}
+			if op := ops[name]; len(ops) != i+1 || op == nil || op.ID != "op-"+name {
+				t.Fatalf("round %d: %d open operations, %s: %+v", i, len(ops), name, op)
+			}
+			if r, ok := last[name]; len(last) != i+1 || !ok || r.Outcome != OutcomeDeployed {
+				t.Fatalf("round %d: %d last results, %s: %+v", i, len(last), name, r)
+			}
+		}
+		deployments, err := s.DeploymentSummaries(ctx)
+		if err != nil || !deployments["other"].NotAfter.Equal(notAfter.Add(rounds-1)) {
+			t.Fatalf("the last write beside the reads is not read after it: %+v, %v", deployments["other"], err)
+		}
+	})
+}
