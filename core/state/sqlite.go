@@ -277,6 +277,13 @@ func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
 }
 
 func (s *SQLite) migrate(ctx context.Context) (err error) {
+	// A schema already up to date (every open but the first after an upgrade) is seen by a plain
+	// read, which WAL lets run beside another process's write transaction: status and plan do
+	// not wait behind a run's writes for a lock they do not need.
+	var current int
+	if s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current) == nil && current == len(migrations) {
+		return nil
+	}
 	// One write transaction from the start (BEGIN IMMEDIATE waits on busy_timeout), so two
 	// processes opening a new database together migrate it once: a deferred transaction would
 	// fail with SQLITE_BUSY on its upgrade to a write, or apply migration 1 twice.
@@ -296,7 +303,6 @@ func (s *SQLite) migrate(ctx context.Context) (err error) {
 	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	var current int
 	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
