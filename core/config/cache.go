@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,6 +140,31 @@ var buildIdentity = sync.OnceValue(func() string {
 	return b.String()
 })
 
+// buildTag is the part of an entry's name that names the build (version and executable).
+func buildTag(version string) string {
+	h := sha256.New()
+	for _, field := range []string{strconv.Itoa(cacheFormat), version, buildIdentity()} {
+		writeField(h, []byte(field))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:4])
+}
+
+// removeEntries removes every entry of dir whose name starts with prefix (a configuration's
+// entries, of any build, and the one named before names held the build).
+func removeEntries(dir, prefix string, debug func(string, ...any)) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if name := e.Name(); strings.HasPrefix(name, prefix) && strings.HasSuffix(name, ".cache") {
+			if err := os.Remove(filepath.Join(dir, name)); err == nil {
+				debug("configuration cache entry removed: the configuration is sops-encrypted", "entry", name)
+			}
+		}
+	}
+}
+
 // writeField adds a length-prefixed field to the key, so that no two lists of fields hash alike.
 func writeField(h hash.Hash, b []byte) {
 	h.Write(binary.AppendUvarint(nil, uint64(len(b))))
@@ -186,13 +212,16 @@ func (l *loader) loadCached(path string, files []string) (*Config, []Warning, er
 	if err != nil {
 		return l.load(files)
 	}
-	name := sha256.Sum256([]byte(abs))
-	entryPath := filepath.Join(dir, "config-"+hex.EncodeToString(name[:8])+".cache")
+	// An entry is named by the configuration's path and the build: two certfleet builds reading one
+	// configuration with one state (a daemon and a cron job of another release) keep an entry
+	// each instead of replacing each other's on every load.
+	pathHash := sha256.Sum256([]byte(abs))
+	pathPrefix := "config-" + hex.EncodeToString(pathHash[:8])
+	entryPath := filepath.Join(dir, pathPrefix+"-"+buildTag(c.Version)+".cache")
 	if sops {
-		// No decrypted content on disk: an entry of the file before it was encrypted goes too.
-		if err := os.Remove(entryPath); err == nil {
-			c.debug("configuration cache entry removed: the configuration is sops-encrypted", "entry", entryPath)
-		}
+		// No decrypted content on disk: the entries of the file before it was encrypted go too,
+		// every build's.
+		removeEntries(dir, pathPrefix, c.debug)
 		return l.load(files)
 	}
 	if cfg, warnings, err, ok := l.fromEntry(entryPath, key); ok {

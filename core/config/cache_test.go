@@ -453,8 +453,9 @@ func TestCacheNeverHoldsSopsFiles(t *testing.T) {
 	opt := WithCache(testCache(cacheDir))
 	writeFiles(t, dir, map[string]string{"c.yaml": plain})
 	loadWith(path, nil, opt)
-	if len(entryFiles(t, cacheDir)) != 1 {
-		t.Fatal("no entry written")
+	loadWith(path, nil, WithCache(Cache{Version: "other", Dir: func(State) string { return cacheDir }}))
+	if len(entryFiles(t, cacheDir)) != 2 {
+		t.Fatal("no entry written for each build")
 	}
 	// What the file reader decrypts to is what the plain file held; on disk it is sops.
 	writeFiles(t, dir, map[string]string{"c.yaml": "version: ENC[AES256_GCM,data:x]\nsops: {mac: ENC[AES256_GCM,data:y]}\n"})
@@ -475,6 +476,30 @@ func TestCacheNeverHoldsSopsFiles(t *testing.T) {
 	}
 	if e := entryFiles(t, cacheDir); len(e) != 0 {
 		t.Fatalf("what the reader changed is cached: %v", e)
+	}
+}
+
+// TestCacheBuildsKeepTheirOwnEntries: two builds reading one configuration (a daemon and a cron
+// job of another release) each find their own entry, rather than replacing each other's.
+func TestCacheBuildsKeepTheirOwnEntries(t *testing.T) {
+	cacheDir := t.TempDir()
+	builds := []LoadOption{
+		WithCache(Cache{Version: "1.0", Dir: func(State) string { return cacheDir }}),
+		WithCache(Cache{Version: "1.1", Dir: func(State) string { return cacheDir }}),
+	}
+	for round := 0; round < 3; round++ {
+		for i, opt := range builds {
+			r := loadWith("testdata/good.yaml", nil, opt)
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if hit := r.reads == 0; hit != (round > 0) {
+				t.Fatalf("round %d, build %d: hit %v", round, i, hit)
+			}
+		}
+	}
+	if e := entryFiles(t, cacheDir); len(e) != 2 {
+		t.Fatalf("entries: %v", e)
 	}
 }
 
