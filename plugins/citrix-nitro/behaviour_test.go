@@ -381,9 +381,20 @@ func TestConcurrentDevices(t *testing.T) {
 // TestRepeatedAttemptLeavesOneKey: a plugin killed after GenerateCSR made the key and CSR files
 // answers nobody; the core calls again with the same attempt ID. The second call deletes the
 // files the first left and makes new ones under the same names, so the appliance holds one key
-// for the attempt, the second CSR's, and a certificate for the first key is refused.
+// for the attempt, the second CSR's, and a certificate for the first key is refused. Both ways an
+// appliance may treat a key created onto an existing file (UNCONFIRMED: refused or replaced).
 func TestRepeatedAttemptLeavesOneKey(t *testing.T) {
-	e := newEnv(t, nitrosim.DefaultConfig(), nil)
+	for _, overwrite := range []bool{false, true} {
+		t.Run(fmt.Sprintf("overwrite key file %v", overwrite), func(t *testing.T) {
+			cfg := nitrosim.DefaultConfig()
+			cfg.OverwriteKeyFile = overwrite
+			repeatedAttemptLeavesOneKey(t, cfg)
+		})
+	}
+}
+
+func repeatedAttemptLeavesOneKey(t *testing.T, cfg nitrosim.Config) {
+	e := newEnv(t, cfg, nil)
 	req := sdk.CSRRequest{NameHint: "retried", AttemptID: "0123456789abcdef01234567", KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
 		Subject: sdk.Subject{CommonName: "retried.example.com", Organization: "Example", Country: "GB", State: "Yorkshire"},
 		SANs:    sdk.SANs{DNSNames: []string{"retried.example.com"}}}

@@ -82,6 +82,7 @@ func TestConformanceInPartition(t *testing.T) {
 	t.Parallel()
 	cfg := nitrosim.DefaultConfig()
 	cfg.DaysAsString, cfg.DefaultBindReplaces, cfg.AllowSNIDomainOverlap, cfg.AllowDuplicateOnUpdate = true, true, true, true
+	cfg.OverwriteKeyFile = true
 	sim := startSim(t, cfg)
 	runConformance(t, sim, sdk.Options{"partition": "p_tenant1"}, []sdk.Binding{{Kind: "lb-vserver", Name: "vs_t1_443"}})
 	if sim.Saves("p_tenant1") == 0 || sim.Saves("") != 0 {

@@ -448,8 +448,9 @@ func (s *Sim) createKey(q *request) (int, map[string]any, *nitroErr) {
 		return 0, nil, errf(400, codeBadArg, "Invalid argument value [keyfile, value exceeds 63 characters]")
 	}
 	full := sslPath(kf)
-	// UNCONFIRMED: creating a key onto an existing file; the simulator refuses as systemfile does.
-	if _, ok := q.part.files[full]; ok {
+	// UNCONFIRMED: creating a key onto an existing file; refused as for a systemfile upload unless
+	// Config.OverwriteKeyFile.
+	if _, ok := q.part.files[full]; ok && !s.cfg.OverwriteKeyFile {
 		return 0, nil, errf(409, codeFileExists, "Cannot create output file. File already exists")
 	}
 	var pemKey []byte

@@ -129,6 +129,11 @@ type Config struct {
 	// deleted, as on an appliance: cleanup tools check references themselves before removing a
 	// file (j81 NetScaler toolkit, Invoke-NSCleanCertKeyFiles). UNCONFIRMED either way.
 	RefuseFileInUseDelete bool
+	// OverwriteKeyFile lets "create ssl rsakey/ecdsakey" replace a key file that exists. No
+	// source says what an appliance does then (UNCONFIRMED); by default it refuses with 1642
+	// "Cannot create output file. File already exists", as an upload onto an existing systemfile
+	// does.
+	OverwriteKeyFile bool
 	// MissingCertKeyAs258 answers a missing certkey with 404/258 "No such resource" instead of
 	// 599/1540 "Certificate does not exist" (the text the oneops cookbook add_cert_key.rb matches;
 	// the code is the reference's reading of 1540, UNCONFIRMED).
