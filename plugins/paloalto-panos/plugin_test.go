@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -730,9 +731,19 @@ func TestDecryptionRuleBinding(t *testing.T) {
 // entry answers nobody; the core calls again with the same attempt ID. The second call deletes the
 // entry the first made and generates it again under the same name, so the firewall holds one
 // key pair for the attempt, the second CSR's, and a certificate for the first key is refused.
+// Both ways a firewall may treat generate onto an existing name ([UNCONFIRMED]: refused or
+// replaced).
 func TestRepeatedAttemptLeavesOneEntry(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t, nil)
+	for _, overwrite := range []bool{false, true} {
+		t.Run(fmt.Sprintf("generate overwrites %v", overwrite), func(t *testing.T) {
+			t.Parallel()
+			repeatedAttemptLeavesOneEntry(t, startSim(t, func(c *panossim.Config) { c.GenerateOverwrites = overwrite }))
+		})
+	}
+}
+
+func repeatedAttemptLeavesOneEntry(t *testing.T, sim *panossim.Sim) {
 	tgt := targetFor(sim, passwordCreds, nil)
 	p := paloaltopanos.New()
 	ca := newCA(t)

@@ -224,8 +224,9 @@ func (s *Sim) generate(w http.ResponseWriter, admin string, g *node) {
 	s.mu.Lock()
 	taken := s.certificateNameTaken(s.candidate, req.name)
 	s.mu.Unlock()
-	if taken {
-		// Whether generate overwrites an existing name is [UNCONFIRMED]; the simulator refuses.
+	if taken && !s.cfg.GenerateOverwrites {
+		// Whether generate overwrites an existing name is [UNCONFIRMED]: refused unless
+		// Config.GenerateOverwrites.
 		writeErr(w, errorf("", "generate -> certificate-name %s already exists", req.name))
 		return
 	}
@@ -243,7 +244,7 @@ func (s *Sim) generate(w http.ResponseWriter, admin string, g *node) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.advanceLocked(time.Now())
-	if s.certificateNameTaken(s.candidate, req.name) {
+	if s.certificateNameTaken(s.candidate, req.name) && !s.cfg.GenerateOverwrites {
 		writeErr(w, errorf("", "generate -> certificate-name %s already exists", req.name))
 		return
 	}
@@ -265,6 +266,16 @@ func (s *Sim) generate(w http.ResponseWriter, admin string, g *node) {
 		loc := location(root, into)
 		if loc == nil {
 			return errorf("", "vsys %s does not exist", into)
+		}
+		if s.cfg.GenerateOverwrites {
+			// The entry of that name goes, wherever it was (shared or a vsys).
+			for _, v := range append([]string{""}, vsysNames(root)...) {
+				if list := location(root, v).child("certificate"); list != nil {
+					if old := list.entry(req.name); old != nil {
+						list.remove(old)
+					}
+				}
+			}
 		}
 		putEntry(loc.ensure("certificate"), e.clone())
 		return nil

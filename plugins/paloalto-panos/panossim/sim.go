@@ -109,6 +109,10 @@ type Config struct {
 	// AddCommonNameSAN makes generate add the common name as a DNS SAN when the request's
 	// hostname list lacks it. Whether PAN-OS does this is [UNCONFIRMED]; off by default.
 	AddCommonNameSAN bool
+	// GenerateOverwrites makes "request certificate generate" onto a certificate name that
+	// exists replace that entry (key, CSR and certificate) instead of failing. Whether PAN-OS
+	// overwrites is [UNCONFIRMED]; off by default: the simulator refuses ("already exists").
+	GenerateOverwrites bool
 	// KeygenRevokesPrevious makes keygen invalidate the admin's earlier keys, as pango's comment
 	// says it does [UNCONFIRMED: version dependent]. Off by default: earlier keys stay valid.
 	KeygenRevokesPrevious bool

@@ -158,6 +158,24 @@ func generateForm(name, algo string) url.Values {
 		"</certificate-name><name>g.example</name><algorithm>" + algo + "</algorithm><signed-by>external</signed-by></generate></certificate></request>"}}
 }
 
+// TestGenerateOverwrites: with Config.GenerateOverwrites ([UNCONFIRMED] device behaviour), a
+// generate onto an existing name replaces the entry (a new key and CSR) and leaves one entry.
+func TestGenerateOverwrites(t *testing.T) {
+	t.Parallel()
+	h := start(t, func(c *Config) { c.GenerateOverwrites = true })
+	ec := "<ECDSA><ecdsa-nbits>256</ecdsa-nbits></ECDSA>"
+	h.expect(generateForm("g1", ec), `status="success"`, "Successfully generated")
+	first := h.sim.Candidate("/config/shared/certificate/entry[@name='g1']/csr")
+	h.expect(generateForm("g1", ec), `status="success"`, "Successfully generated")
+	second := h.sim.Candidate("/config/shared/certificate/entry[@name='g1']/csr")
+	if first == "" || first == second {
+		t.Fatalf("the second generate did not replace the entry's CSR")
+	}
+	if n := strings.Count(h.sim.Candidate("/config/shared/certificate"), `name="g1"`); n != 1 {
+		t.Fatalf("%d entries named g1", n)
+	}
+}
+
 func TestGenerateValidation(t *testing.T) {
 	t.Parallel()
 	h := start(t, nil)
