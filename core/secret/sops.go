@@ -144,9 +144,6 @@ func (d *Decrypter) readFile(ctx context.Context, path string) (data []byte, enc
 	if err != nil {
 		return nil, false, err
 	}
-	if !MayBeSops(data) {
-		return data, false, nil
-	}
 	plain, encrypted, err := d.decrypt(ctx, data, FormatForPath(path), path)
 	switch {
 	case err != nil:

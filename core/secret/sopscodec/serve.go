@@ -46,12 +46,12 @@ func answer(ctx context.Context, in io.Reader) *secret.SopsHelperResponse {
 	}
 	switch req.Op {
 	case secret.SopsOpDecrypt:
-		if !IsSopsFile(req.Data, req.Format) {
-			return &secret.SopsHelperResponse{}
-		}
 		d := &Decrypter{AgeIdentities: req.AgeIdentities, GnuPGHome: req.GnuPGHome}
 		plain, err := d.DecryptData(ctx, req.Data, req.Format)
-		if err != nil {
+		switch {
+		case errors.Is(err, secret.ErrNotEncrypted):
+			return &secret.SopsHelperResponse{} // a plain document: certfleet reads it as it is
+		case err != nil:
 			return fail(err)
 		}
 		return &secret.SopsHelperResponse{Encrypted: true, Data: plain}
@@ -63,7 +63,7 @@ func answer(ctx context.Context, in io.Reader) *secret.SopsHelperResponse {
 		if err != nil {
 			return fail(err)
 		}
-		return &secret.SopsHelperResponse{Encrypted: true, Data: enc}
+		return &secret.SopsHelperResponse{Data: enc}
 	}
 	return fail(fmt.Errorf("unknown operation %q", req.Op))
 }
