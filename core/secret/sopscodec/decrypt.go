@@ -137,14 +137,9 @@ func (d *Decrypter) dataKey(ctx context.Context, md *sops.Metadata) ([]byte, err
 			return nil, fmt.Errorf("the configured age identities cannot be parsed: %w", err)
 		}
 	}
-	if d.GnuPGHome != "" {
-		home, err := filepath.Abs(d.GnuPGHome)
-		if err == nil {
-			err = pgp.GnuPGHome(home).Validate()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("GnuPG home %s: %w", d.GnuPGHome, err)
-		}
+	home, err := gnupgHome(d.GnuPGHome)
+	if err != nil {
+		return nil, err
 	}
 	keyErr := &secret.KeyError{AgeIdentitiesConfigured: len(ids) > 0}
 	for _, group := range md.KeyGroups {
@@ -162,7 +157,7 @@ func (d *Decrypter) dataKey(ctx context.Context, md *sops.Metadata) ([]byte, err
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			p, err := d.decryptKey(ctx, key, ids)
+			p, err := decryptKey(ctx, key, ids, home)
 			if err == nil {
 				part = p
 				break
@@ -212,7 +207,9 @@ func keyFailure(err error) string {
 	return secret.SingleLine(msg, 600)
 }
 
-func (d *Decrypter) decryptKey(ctx context.Context, key keys.MasterKey, ids sopsage.ParsedIdentities) ([]byte, error) {
+// decryptKey recovers the data key from one master key, with the configured age identities and
+// GnuPG home when there are.
+func decryptKey(ctx context.Context, key keys.MasterKey, ids sopsage.ParsedIdentities, home pgp.GnuPGHome) ([]byte, error) {
 	switch k := key.(type) {
 	case *sopsage.MasterKey:
 		if len(ids) > 0 {
@@ -220,9 +217,8 @@ func (d *Decrypter) decryptKey(ctx context.Context, key keys.MasterKey, ids sops
 		}
 		return k.Decrypt()
 	case *pgp.MasterKey:
-		if d.GnuPGHome != "" {
-			home, _ := filepath.Abs(d.GnuPGHome) // validated in dataKey
-			pgp.GnuPGHome(home).ApplyToMasterKey(k)
+		if home != "" {
+			home.ApplyToMasterKey(k)
 		}
 		return k.DecryptContext(ctx)
 	}
@@ -232,6 +228,22 @@ func (d *Decrypter) decryptKey(ctx context.Context, key keys.MasterKey, ids sops
 		return kc.DecryptContext(ctx)
 	}
 	return key.Decrypt()
+}
+
+// gnupgHome is the GnuPG home dir, made absolute and checked as GnuPG requires; "" for none
+// (sops then uses $GNUPGHOME or ~/.gnupg).
+func gnupgHome(dir string) (pgp.GnuPGHome, error) {
+	if dir == "" {
+		return "", nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err == nil {
+		err = pgp.GnuPGHome(abs).Validate()
+	}
+	if err != nil {
+		return "", fmt.Errorf("GnuPG home %s: %w", dir, err)
+	}
+	return pgp.GnuPGHome(abs), nil
 }
 
 // sortedKeys orders a key group as sops does: by SOPS_DECRYPTION_ORDER, default age then pgp,

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"strings"
@@ -74,21 +73,14 @@ func Encrypt(ctx context.Context, plaintext []byte, format string, opts secret.E
 		}
 		group = append(group, k)
 	}
-	var gnupgHome pgp.GnuPGHome
-	if opts.GnuPGHome != "" {
-		home, err := filepath.Abs(opts.GnuPGHome)
-		if err == nil {
-			err = pgp.GnuPGHome(home).Validate()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("encrypt: GnuPG home %s: %w", opts.GnuPGHome, err)
-		}
-		gnupgHome = pgp.GnuPGHome(home)
+	home, err := gnupgHome(opts.GnuPGHome)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt: %w", err)
 	}
 	for _, fp := range opts.PGPFingerprints {
 		k := pgp.NewMasterKeyFromFingerprint(fp)
-		if gnupgHome != "" {
-			gnupgHome.ApplyToMasterKey(k)
+		if home != "" {
+			home.ApplyToMasterKey(k)
 		}
 		group = append(group, k)
 	}
