@@ -140,27 +140,38 @@ var buildIdentity = sync.OnceValue(func() string {
 	return b.String()
 })
 
-// buildTag is the part of an entry's name that names the build (version and executable).
-func buildTag(version string) string {
+// buildHash names the entry format and the certfleet build (version and executable): it is in
+// every entry's key, and its first bytes in the entry's name.
+func buildHash(version string) []byte {
 	h := sha256.New()
-	for _, field := range []string{strconv.Itoa(cacheFormat), version, buildIdentity()} {
+	for _, field := range []string{"certfleet configuration cache", strconv.Itoa(cacheFormat), version, buildIdentity()} {
 		writeField(h, []byte(field))
 	}
-	return hex.EncodeToString(h.Sum(nil)[:4])
+	return h.Sum(nil)
+}
+
+// entryPaths lists the entries of dir whose names start with prefix ("config-" for all). The
+// directory is read, not globbed: its path may hold glob characters.
+func entryPaths(dir, prefix string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var paths []string
+	for _, e := range entries {
+		if name := e.Name(); strings.HasPrefix(name, prefix) && strings.HasSuffix(name, ".cache") {
+			paths = append(paths, filepath.Join(dir, name))
+		}
+	}
+	return paths
 }
 
 // removeEntries removes every entry of dir whose name starts with prefix (a configuration's
 // entries, of any build, and the one named before names held the build).
 func removeEntries(dir, prefix string, debug func(string, ...any)) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if name := e.Name(); strings.HasPrefix(name, prefix) && strings.HasSuffix(name, ".cache") {
-			if err := os.Remove(filepath.Join(dir, name)); err == nil {
-				debug("configuration cache entry removed: the configuration is sops-encrypted", "entry", name)
-			}
+	for _, p := range entryPaths(dir, prefix) {
+		if err := os.Remove(p); err == nil {
+			debug("configuration cache entry removed: the configuration is sops-encrypted", "entry", p)
 		}
 	}
 }
@@ -179,10 +190,9 @@ func mentionsState(data []byte) bool {
 func (l *loader) loadCached(path string, files []string) (*Config, []Warning, error) {
 	c := l.cache
 	raw := make(map[string][]byte, len(files))
+	build := buildHash(c.Version)
 	h := sha256.New()
-	for _, field := range []string{"certfleet configuration cache", strconv.Itoa(cacheFormat), c.Version, buildIdentity()} {
-		writeField(h, []byte(field))
-	}
+	writeField(h, build)
 	var state State
 	stateFound, sops := false, false
 	for _, f := range files {
@@ -217,7 +227,7 @@ func (l *loader) loadCached(path string, files []string) (*Config, []Warning, er
 	// each instead of replacing each other's on every load.
 	pathHash := sha256.Sum256([]byte(abs))
 	pathPrefix := "config-" + hex.EncodeToString(pathHash[:8])
-	entryPath := filepath.Join(dir, pathPrefix+"-"+buildTag(c.Version)+".cache")
+	entryPath := filepath.Join(dir, pathPrefix+"-"+hex.EncodeToString(build[:4])+".cache")
 	if sops {
 		// No decrypted content on disk: the entries of the file before it was encrypted go too,
 		// every build's.
@@ -393,8 +403,8 @@ const maxEntries = 4
 // pruneEntries removes all but the newest maxEntries entries of dir: the configuration files of
 // tests or of a --config that moved leave entries nothing reads any more.
 func pruneEntries(dir string, debug func(string, ...any)) {
-	paths, err := filepath.Glob(filepath.Join(dir, "config-*.cache"))
-	if err != nil || len(paths) <= maxEntries {
+	paths := entryPaths(dir, "config-")
+	if len(paths) <= maxEntries {
 		return
 	}
 	type entry struct {
