@@ -516,7 +516,7 @@ func (w *walker) runtime(n *yaml.Node) Runtime {
 		"per_device":                func(n *yaml.Node, p string) { r.PerDevice = w.positive(n, p) },
 		"collect_timeout":           func(n *yaml.Node, p string) { r.CollectTimeout = w.duration(n, p) },
 		"call_timeout":              func(n *yaml.Node, p string) { r.CallTimeout = w.duration(n, p) },
-		"revocation_check_interval": func(n *yaml.Node, p string) { r.RevocationCheckInterval = w.duration(n, p) },
+		"revocation_check_interval": func(n *yaml.Node, p string) { r.RevocationCheckInterval = w.durationOrNever(n, p) },
 		"verify_attempts":           func(n *yaml.Node, p string) { r.VerifyAttempts = w.positive(n, p) },
 		"verify_wait":               func(n *yaml.Node, p string) { r.VerifyWait = w.duration(n, p) },
 	})

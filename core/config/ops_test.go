@@ -101,3 +101,40 @@ func TestNoPlainTextWarningForSopsEncryptedValues(t *testing.T) {
 		t.Fatalf("warnings %v; want one, for api_key only", warnings)
 	}
 }
+
+// runtime.revocation_check_interval can be turned off ("never", or a negative duration as the
+// README said before "never" existed); zero and words are refused with the field named.
+func TestRevocationCheckIntervalNever(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  time.Duration
+		err   string
+	}{
+		{"", 24 * time.Hour, ""},
+		{"12h", 12 * time.Hour, ""},
+		{"7d", 7 * 24 * time.Hour, ""},
+		{"never", -1, ""},
+		{"-1h", -1, ""},
+		{"0s", 0, `runtime.revocation_check_interval: "0s" is not a duration (hint: write e.g. "30d", "12h" or "90s", or "never")`},
+		{"sometimes", 0, `runtime.revocation_check_interval: "sometimes" is not a duration`},
+	} {
+		extra := ""
+		if tc.value != "" {
+			extra = "runtime: {revocation_check_interval: \"" + tc.value + "\"}\n"
+		}
+		cfg, err := loadOps(t, extra)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want one containing %q", tc.value, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.value, err)
+			continue
+		}
+		if got := cfg.Runtime.RevocationCheckInterval; got != tc.want {
+			t.Errorf("%q: interval %v, want %v", tc.value, got, tc.want)
+		}
+	}
+}

@@ -240,6 +240,26 @@ func (w *walker) duration(n *yaml.Node, path string) time.Duration {
 	return d
 }
 
+// durationOrNever reads a duration that may be turned off: "never", or a negative duration (as
+// the README has always said), gives -1.
+func (w *walker) durationOrNever(n *yaml.Node, path string) time.Duration {
+	if !w.scalar(n, path, "a duration") {
+		return 0
+	}
+	if n.Value == "never" {
+		return -1
+	}
+	d, err := parseDuration(n.Value)
+	if err != nil || d == 0 {
+		w.errs.add(w.pos(n), path, `write e.g. "30d", "12h" or "90s", or "never"`, "%q is not a duration", n.Value)
+		return 0
+	}
+	if d < 0 {
+		return -1
+	}
+	return d
+}
+
 func (w *walker) stringList(n *yaml.Node, path string) []string {
 	if n.Kind == yaml.ScalarNode {
 		if n.Tag == "!!null" {
