@@ -28,12 +28,15 @@ func planCommand() *cli.Command {
 			if err := checkOutputFlag(c); err != nil {
 				return err
 			}
-			env, err := setup(c, false)
+			env, err := setupWith(c, setupOptions{deferPluginCheck: true})
 			if err != nil {
 				return err
 			}
 			defer env.close()
 			plan, err := env.engine.Plan(c.Context, engine.PlanOptions{Names: c.Args().Slice(), Force: c.Bool("force"), NoAdopt: c.Bool("no-adopt")})
+			if exit := pluginCheckFailure(err); exit != nil {
+				return exit
+			}
 			if err != nil {
 				return err
 			}
@@ -111,7 +114,8 @@ func runCommand() *cli.Command {
 			if err := checkOutputFlag(c); err != nil {
 				return err
 			}
-			env, err := setup(c, !c.Bool("quiet") && c.String("output") == "table" && isTerminal(c.App.ErrWriter))
+			progress := !c.Bool("quiet") && c.String("output") == "table" && isTerminal(c.App.ErrWriter)
+			env, err := setupWith(c, setupOptions{progress: progress, deferPluginCheck: true})
 			if err != nil {
 				return err
 			}
@@ -120,6 +124,9 @@ func runCommand() *cli.Command {
 			defer release()
 			started := time.Now()
 			report, runErr := env.engine.Run(signals.ctx, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run"), NoAdopt: c.Bool("no-adopt"), Stop: signals.stop})
+			if exit := pluginCheckFailure(runErr); exit != nil {
+				return exit // a configuration error, as from setup: no run was started
+			}
 			var notifyFailed []notify.Failure
 			if !c.Bool("dry-run") {
 				notifyFailed = finishRun(signals.ctx, env, report, runErr, started, hclog.Info, c.String("metrics-file") != "")

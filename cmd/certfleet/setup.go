@@ -126,6 +126,64 @@ type setupOptions struct {
 	// logs and metrics are the process's; when nil, the environment makes (and closes) its own.
 	logs    *logging.Logging
 	metrics *metrics.Metrics
+	// deferPluginCheck: the engine waits for the plugins' check before its first CA or device
+	// call instead of setup waiting for it, so the check overlaps the engine's reads of the
+	// state. The caller turns the engine's error into the exit with pluginCheckFailure.
+	deferPluginCheck bool
+}
+
+// pluginCheck starts the configuration's plugins and checks the configuration against what they
+// declare (checkConfigAgainstPlugins), in the background.
+type pluginCheck struct {
+	done   chan struct{}
+	err    error // set before done closes
+	cancel context.CancelFunc
+}
+
+// pluginCheckError is a configuration the plugins refuse: exit 2, as for any configuration error.
+type pluginCheckError struct{ err error }
+
+func (e *pluginCheckError) Error() string { return e.err.Error() }
+func (e *pluginCheckError) Unwrap() error { return e.err }
+
+func startPluginCheck(ctx context.Context, cfg *config.Config, host *pluginhost.Host) *pluginCheck {
+	ctx, cancel := context.WithCancel(ctx)
+	pc := &pluginCheck{done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(pc.done)
+		infos := pluginInfos(ctx, cfg, func(name string) (sdk.Plugin, error) { return host.Plugin(name) })
+		if err := checkConfigAgainstPlugins(cfg, infos); err != nil {
+			pc.err = &pluginCheckError{err}
+		}
+	}()
+	return pc
+}
+
+// wait returns the check's error once it is known, or ctx's.
+func (pc *pluginCheck) wait(ctx context.Context) error {
+	select {
+	case <-pc.done:
+		return pc.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stop ends the check (a plugin still starting is abandoned) and waits for it, so the host can
+// close with nothing starting behind it.
+func (pc *pluginCheck) stop() {
+	pc.cancel()
+	<-pc.done
+}
+
+// pluginCheckFailure is the exit for an engine error that is the deferred plugin check failing:
+// exit 2 with the configuration's errors, as setup gives them; nil for any other error.
+func pluginCheckFailure(err error) error {
+	var pce *pluginCheckError
+	if errors.As(err, &pce) {
+		return cli.Exit(pce.Error(), 2)
+	}
+	return nil
 }
 
 // setupWith builds the environment. The configuration's logging section takes effect only once
@@ -165,6 +223,13 @@ func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 		env.close()
 		return nil, cli.Exit(err.Error(), 2)
 	}
+	env.host = newPluginHost(c, log, cfg, false)
+	env.closers = append(env.closers, env.host.Close)
+	// The plugins start (a process each, checked against its pin) while the state is opened and
+	// the engine built: it is the longest step of a command's start.
+	check := startPluginCheck(ctx, cfg, env.host)
+	env.closers = append(env.closers, check.stop) // before the host closes
+
 	opened, err := openState(ctx, cfg, redactor)
 	if err != nil {
 		env.close()
@@ -174,18 +239,10 @@ func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 	env.store = store
 	env.closers = append(env.closers, func() { store.Close() })
 
-	env.host = newPluginHost(c, log, cfg, false)
-	env.closers = append(env.closers, env.host.Close)
-
 	issuers, err := buildIssuers(cfg, store, so.logs.Slog())
 	if err != nil {
 		env.close()
 		return nil, cli.Exit(redactor.Redact(err.Error()), 2)
-	}
-	infos := pluginInfos(ctx, cfg, func(name string) (sdk.Plugin, error) { return env.host.Plugin(name) })
-	if err := checkConfigAgainstPlugins(cfg, infos); err != nil {
-		env.close()
-		return nil, cli.Exit(err.Error(), 2)
 	}
 	registerNotificationSecrets(redactor, cfg.Notifications)
 	env.notifier, err = notify.New(cfg.Notifications, redactor.Redact)
@@ -221,6 +278,12 @@ func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 		Redact:                  redactor.Redact,
 		Site:                    site,
 		Shared:                  opened.sharing,
+	}
+	if so.deferPluginCheck {
+		opts.Ready = check.wait
+	} else if err := check.wait(ctx); err != nil {
+		env.close()
+		return nil, cli.Exit(err.Error(), 2)
 	}
 	opts.AfterStep = crashAfterStep(log)
 	if so.progress {

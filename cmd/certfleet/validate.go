@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certfleet/certfleet/core/config"
@@ -59,20 +60,32 @@ type pluginInfo struct {
 // pluginInfos asks every plugin the configuration uses for its GetInfo (which needs no device).
 func pluginInfos(ctx context.Context, cfg *config.Config, get func(string) (sdk.Plugin, error)) map[string]pluginInfo {
 	out := map[string]pluginInfo{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	started := map[string]bool{}
 	for _, d := range cfg.Devices {
-		if _, done := out[d.Plugin]; done {
+		if started[d.Plugin] {
 			continue
 		}
-		p, err := get(d.Plugin)
-		if err != nil {
-			out[d.Plugin] = pluginInfo{err: err}
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		info, err := p.Info(cctx)
-		cancel()
-		out[d.Plugin] = pluginInfo{info: info, err: err}
+		started[d.Plugin] = true
+		name := d.Plugin
+		// Each plugin starts in its own process: a configuration of four vendors waits for the
+		// slowest start, not the sum.
+		wg.Go(func() {
+			pi := pluginInfo{}
+			if p, err := get(name); err != nil {
+				pi.err = err
+			} else {
+				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				pi.info, pi.err = p.Info(cctx)
+				cancel()
+			}
+			mu.Lock()
+			out[name] = pi
+			mu.Unlock()
+		})
 	}
+	wg.Wait()
 	return out
 }
 

@@ -112,3 +112,32 @@ func TestValidateOffline(t *testing.T) {
 		t.Fatalf("validate --offline: code %d\n%s%s", code, out, errOut)
 	}
 }
+
+// TestRunAndPlanRefuseWhatThePluginsRefuse: run and plan start the plugins while they read the
+// state, and wait for the plugins' check before any CA or device call. A configuration the plugin
+// refuses still ends them with exit 2 and the configuration's error (file and field), and no run
+// is recorded. The ACME directory is a closed loopback port: a CA call would fail differently.
+func TestRunAndPlanRefuseWhatThePluginsRefuse(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeValidateConfig(t, `version: v1
+state: {path: `+filepath.Join(dir, "state.db")+`}
+issuers:
+  acme: {type: acme, acme: {directory_url: "https://127.0.0.1:1/dir", contact: ops@example.com, account_key_passphrase: "${env:CERTFLEET_TEST_ACCOUNT_PASSPHRASE}"}}
+devices:
+  web1: {plugin: pemdir, address: `+filepath.Join(dir, "web1")+`, options: {links: [www], reload: [nginx]}}
+certificates:
+  www: {device: web1, issuer: acme, sans: {dns: [www.example.com]}, bindings: [{kind: live-link, name: www}]}
+`)
+	t.Setenv("CERTFLEET_TEST_ACCOUNT_PASSPHRASE", "correct horse battery staple")
+	want := `devices.web1.options.reload: plugin pemdir has no option "reload"`
+	for _, cmd := range [][]string{{"plan"}, {"run"}, {"run", "--dry-run"}} {
+		code, out, errOut := certfleet(t, append([]string{"--config", cfg}, cmd...)...)
+		if code != 2 || !strings.Contains(errOut, want) || !strings.Contains(errOut, cfg) {
+			t.Errorf("%v: code %d, stdout %q\nstderr %s\nwant exit 2 and %q with the file name", cmd, code, out, errOut, want)
+		}
+	}
+	code, out, errOut := certfleet(t, "--config", cfg, "history", "--output", "json")
+	if code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("history after the refused runs: code %d\n%s%s", code, out, errOut)
+	}
+}

@@ -20,8 +20,13 @@ type PluginSource func(name string) (sdk.Plugin, error)
 
 // Options configure an Engine.
 type Options struct {
-	Store        state.Store
-	Plugins      PluginSource
+	Store   state.Store
+	Plugins PluginSource
+	// Ready, when set, is waited for before the first call to a CA or a device: the caller's own
+	// checks that run while the engine reads the state (the plugins started and the
+	// configuration checked against what they declare). Its error ends Run or Plan there, before
+	// anything is recorded.
+	Ready        func(context.Context) error
 	Issuers      map[string]issuer.Issuer
 	Devices      map[string]Device
 	Certificates []Certificate
@@ -185,6 +190,9 @@ func (e *Engine) selected(names []string) ([]Certificate, error) {
 }
 
 func (e *Engine) plugin(ctx context.Context, dev Device) (sdk.Plugin, sdk.Info, error) {
+	if err := e.ready(ctx); err != nil {
+		return nil, sdk.Info{}, err
+	}
 	p, err := e.opts.Plugins(dev.Plugin)
 	if err != nil {
 		return nil, sdk.Info{}, err
@@ -205,6 +213,14 @@ func (e *Engine) plugin(ctx context.Context, dev Device) (sdk.Plugin, sdk.Info, 
 	e.infos[dev.Plugin] = info
 	e.infoMu.Unlock()
 	return p, info, nil
+}
+
+// ready waits for Options.Ready, if any.
+func (e *Engine) ready(ctx context.Context) error {
+	if e.opts.Ready == nil {
+		return nil
+	}
+	return e.opts.Ready(ctx)
 }
 
 // callCtx bounds one plugin call.

@@ -89,6 +89,9 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
+	if err := e.ready(ctx); err != nil {
+		return Plan{}, err
+	}
 	plan := e.planFrom(ctx, certs, deployments, ops, po, 0)
 	if len(po.Names) == 0 {
 		plan.Retired = e.retiredFrom(deployments, ops)
@@ -108,6 +111,13 @@ func (e *Engine) runInputs(ctx context.Context, po PlanOptions) ([]Certificate, 
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	ops, err := e.opts.Store.OpenOperations(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := e.ready(ctx); err != nil {
+		return nil, nil, nil, err
+	}
 	if e.opts.RevocationCheckInterval >= 0 {
 		updated, err := e.refreshCAView(ctx, certs)
 		if err != nil {
@@ -116,10 +126,6 @@ func (e *Engine) runInputs(ctx context.Context, po PlanOptions) ([]Certificate, 
 		for name, d := range updated {
 			deployments[name] = d
 		}
-	}
-	ops, err := e.opts.Store.OpenOperations(ctx)
-	if err != nil {
-		return nil, nil, nil, err
 	}
 	return certs, deployments, ops, nil
 }

@@ -83,6 +83,9 @@ func (e *Engine) runShared(ctx context.Context, ro RunOptions) (Report, error) {
 	// Instances started together should not all queue for the same devices first.
 	rand.Shuffle(len(pending), func(i, j int) { pending[i], pending[j] = pending[j], pending[i] })
 
+	if err := e.ready(ctx); err != nil {
+		return Report{}, err
+	}
 	runID, err := e.opts.Store.StartRun(ctx, false)
 	if err != nil {
 		return Report{}, err
