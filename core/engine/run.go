@@ -123,9 +123,10 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	}
 	report := Report{RunID: runID}
 	var mu sync.Mutex
-	// settled are the certificates with nothing to do on their device, recorded together in one
-	// transaction; worked are the results of the others, each recorded as its device finishes.
-	settled := make([]state.Result, 0, len(certs))
+	// settled are the certificates with nothing to do on their device, recorded in batches as
+	// their devices are planned; worked are the results of the others, each recorded as its
+	// device finishes. Both records outlive a cancelled run.
+	settled := newSettledRecorder(context.WithoutCancel(ctx), e.opts.Store, settledBatchSize, len(certs))
 	var worked []state.Result
 	record := func(r state.Result) {
 		r.RunID = runID
@@ -162,9 +163,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 				due = append(due, *it)
 			}
 		}
-		mu.Lock()
-		settled = append(settled, done...)
-		mu.Unlock()
+		settled.add(done)
 		if len(due) == 0 {
 			return
 		}
@@ -180,9 +179,9 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 		plan.Retired = e.retiredFrom(deployments, ops)
 	}
 	report.Plan = plan
-	recordErr := e.opts.Store.RecordResults(ctx, settled)
+	settledResults, recordErr := settled.close()
 	wg.Wait()
-	report.Results = append(settled, worked...)
+	report.Results = append(settledResults, worked...)
 	sort.Slice(report.Results, func(i, j int) bool { return report.Results[i].Certificate < report.Results[j].Certificate })
 	outcome := "ok"
 	if ctx.Err() != nil || e.stopping() {

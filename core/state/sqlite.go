@@ -808,8 +808,7 @@ func (s *SQLite) RecordResults(ctx context.Context, rs []Result) error {
 	return nil
 }
 
-// latestRecords reads the newest result row of the certificates of rs: all of them at once when
-// the batch is large (a run's settled certificates), else one by one.
+// latestRecords reads the newest result row of each certificate of rs.
 func latestRecords(ctx context.Context, tx *sql.Tx, rs []Result) (map[string]span, error) {
 	out := make(map[string]span, len(rs))
 	scan := func(rows *sql.Rows) error {
@@ -824,23 +823,29 @@ func latestRecords(ctx context.Context, tx *sql.Tx, rs []Result) (map[string]spa
 		}
 		return rows.Err()
 	}
-	if len(rs) > 64 {
-		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, `+resultColumns+` FROM results WHERE latest = 1`)
+	if len(rs) > 1 {
+		// One query for the batch's certificates (through the results_latest index), whatever
+		// its size: a run records its settled certificates in batches as its devices finish.
+		names := make([]string, len(rs))
+		for i, r := range rs {
+			names[i] = r.Certificate
+		}
+		list, err := json.Marshal(names)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, `+resultColumns+` FROM results
+			WHERE latest = 1 AND certificate IN (SELECT value FROM json_each(?))`, string(list))
 		if err != nil {
 			return nil, err
 		}
 		return out, scan(rows)
 	}
-	for _, r := range rs {
-		rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, `+resultColumns+` FROM results WHERE latest = 1 AND certificate = ?`, r.Certificate)
-		if err != nil {
-			return nil, err
-		}
-		if err := scan(rows); err != nil {
-			return nil, err
-		}
+	rows, err := tx.QueryContext(ctx, `SELECT certificate, run_id, last_run_id, `+resultColumns+` FROM results WHERE latest = 1 AND certificate = ?`, rs[0].Certificate)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return out, scan(rows)
 }
 
 // LastResults returns the newest result of each certificate, from the rows marked latest.
