@@ -20,10 +20,9 @@ import (
 // in an index, and a run reads only the deployments due (Store.DueCAChecks). Where the CA can
 // answer for many certificates at once (SCM's list of revoked certificates) it is asked once.
 
-// refreshCAView runs the CA checks due among certs, reading only the deployments due (whole, as
-// the checks need the certificate and save what they learn), and returns those it updated.
-func (e *Engine) refreshCAView(ctx context.Context, certs []Certificate) (map[string]state.Deployment, error) {
-	now := e.opts.Now()
+// caChecksDue reads only the deployments whose check is due, whole: the checks need the
+// certificate and save what they learn.
+func (e *Engine) caChecksDue(ctx context.Context, now time.Time) (map[string]state.Deployment, error) {
 	due, err := e.opts.Store.DueCAChecks(ctx, now, now.Add(e.opts.RevocationCheckInterval))
 	if err != nil {
 		return nil, err
@@ -32,11 +31,29 @@ func (e *Engine) refreshCAView(ctx context.Context, certs []Certificate) (map[st
 	for _, d := range due {
 		byName[d.Certificate] = d
 	}
-	return e.checkCA(ctx, certs, byName, now), nil
+	return byName, nil
 }
 
-// refreshCAViewOf is refreshCAView for certs whose deployments are already read whole (a shared
-// run reads a claimed device's); it returns the deployments it updated.
+// startCAChecks makes the checks in due in the background and writes the deployments they update
+// into deployments; the returned channel is closed once that is done (at once when nothing is
+// due). deployments must not be read until then.
+func (e *Engine) startCAChecks(ctx context.Context, certs []Certificate, due, deployments map[string]state.Deployment, now time.Time) <-chan struct{} {
+	done := make(chan struct{})
+	if len(due) == 0 {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		for name, d := range e.checkCA(ctx, certs, due, now) {
+			deployments[name] = d
+		}
+	}()
+	return done
+}
+
+// refreshCAViewOf runs the checks due among certs whose deployments are already read whole (a
+// shared run reads a claimed device's); it returns the deployments it updated.
 func (e *Engine) refreshCAViewOf(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment) map[string]state.Deployment {
 	now := e.opts.Now()
 	horizon := now.Add(e.opts.RevocationCheckInterval)

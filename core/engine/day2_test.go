@@ -9,15 +9,18 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/certfleet/certfleet/core/issuer"
 	"github.com/certfleet/certfleet/core/issuer/acme"
 	"github.com/certfleet/certfleet/core/issuer/acme/pebblesim"
+	"github.com/certfleet/certfleet/core/issuer/scm"
 	"github.com/certfleet/certfleet/core/issuer/scm/scmsim"
 	"github.com/certfleet/certfleet/core/state"
 	pemdir "github.com/certfleet/certfleet/examples/plugin-pemdir"
@@ -361,6 +364,113 @@ func checkDue(ctx context.Context, e *Engine) error {
 	if err != nil {
 		return err
 	}
-	_, err = e.refreshCAView(ctx, certs)
-	return err
+	now := e.opts.Now()
+	due, err := e.caChecksDue(ctx, now)
+	if err != nil {
+		return err
+	}
+	e.checkCA(ctx, certs, due, now)
+	return nil
+}
+
+// listingAfterInventories holds the SCM listing of revoked certificates until the devices'
+// inventories are in (or 10 s pass: then heldTooLong is set).
+type listingAfterInventories struct {
+	*scm.Issuer
+	inventoried <-chan struct{}
+	heldTooLong bool
+}
+
+func (l *listingAfterInventories) RevokedAmong(ctx context.Context, refs []issuer.OrderRef) (map[issuer.OrderRef]string, []issuer.OrderRef, error) {
+	select {
+	case <-l.inventoried:
+	case <-time.After(10 * time.Second):
+		l.heldTooLong = true
+	}
+	return l.Issuer.RevokedAmong(ctx, refs)
+}
+
+// countingInventories closes done at the n-th Inventory.
+type countingInventories struct {
+	sdk.Plugin
+	mu   sync.Mutex
+	n    int
+	done chan struct{}
+}
+
+func (c *countingInventories) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertificate, error) {
+	out, err := c.Plugin.Inventory(ctx, t)
+	c.mu.Lock()
+	if c.n--; c.n == 0 {
+		close(c.done)
+	}
+	c.mu.Unlock()
+	return out, err
+}
+
+// TestDay2ChecksOverlapTheInventories: a run makes its day-2 CA checks while the devices are
+// inventoried, and plans each device from what the CA said. With one worker, the CA's listing is
+// held until all three devices were inventoried: an inventory that kept its worker while waiting
+// for the listing would stop the others, and the listing would be released only by its time-out.
+// The certificate revoked out of band is still renewed in that run.
+func TestDay2ChecksOverlapTheInventories(t *testing.T) {
+	cfg := scmsim.DefaultConfig()
+	cfg.PendingCollects = 0
+	sim, iss, store, _ := scmWorld(t, cfg)
+	devices := map[string]Device{}
+	var certs []Certificate
+	for i, name := range []string{"www", "api", "shop"} {
+		dev := fmt.Sprintf("web%d", i+1)
+		dir := filepath.Join(t.TempDir(), dev)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		devices[dev] = Device{Name: dev, Plugin: "pemdir", Concurrency: 1,
+			Target: sdk.Target{Name: dev, Address: dir, Options: sdk.Options{"links": []any{name}}}}
+		host := name + ".example.com"
+		certs = append(certs, Certificate{Name: name, Device: dev, Issuer: "ca", Subject: sdk.Subject{CommonName: host},
+			SANs: sdk.SANs{DNSNames: []string{host}}, KeySpec: sdk.KeySpec{Type: sdk.KeyTypeECDSA, Bits: 256},
+			RenewBefore: 30 * 24 * time.Hour, Bindings: []sdk.Binding{{Kind: pemdir.BindingKind, Name: name}},
+			IssuerOptions: map[string]any{"cert_type": "OV SSL"}})
+	}
+	plugin := &countingInventories{Plugin: pemdir.New()}
+	held := &listingAfterInventories{Issuer: iss}
+	clock := time.Now()
+	e := New(Options{
+		Store: store, Plugins: func(string) (sdk.Plugin, error) { return plugin, nil },
+		Issuers: map[string]issuer.Issuer{"ca": held}, Devices: devices, Certificates: certs, Workers: 1,
+		Backoff: 10 * time.Millisecond, VerifyWait: time.Millisecond, Now: func() time.Time { return clock },
+	})
+	ctx := context.Background()
+	if report, err := e.Run(ctx, RunOptions{}); err != nil || report.ExitCode() != ExitOK {
+		t.Fatalf("enroll: %+v (%v)", report.Results, err)
+	}
+	api, _, _ := store.Deployment(ctx, "api")
+	id, _ := strconv.Atoi(api.OrderRef)
+	if err := sim.RevokeOutOfBand(id); err != nil {
+		t.Fatal(err)
+	}
+
+	clock = clock.Add(48 * time.Hour) // every check is due
+	done := make(chan struct{})
+	held.inventoried = done
+	plugin.mu.Lock()
+	plugin.n, plugin.done = 3, done
+	plugin.mu.Unlock()
+	report, err := e.Run(ctx, RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held.heldTooLong {
+		t.Error("the CA's listing was released by its time-out: the inventories waited for the CA checks holding the worker")
+	}
+	for _, r := range report.Results {
+		want := state.OutcomeUnchanged
+		if r.Certificate == "api" {
+			want = state.OutcomeDeployed
+		}
+		if r.Outcome != want || (r.Certificate == "api" && !strings.Contains(r.Reason, "revoked")) {
+			t.Errorf("%s: %s (%s), want %s", r.Certificate, r.Outcome, r.Reason, want)
+		}
+	}
 }

@@ -99,35 +99,37 @@ func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
 	return plan, nil
 }
 
-// runInputs reads what Run plans from: the selected certificates, the deployments (once, without
-// their PEM bodies) brought up to date with what the CA says (revocation, ARI), and the open
-// operations.
-func (e *Engine) runInputs(ctx context.Context, po PlanOptions) ([]Certificate, map[string]state.Deployment, map[string]*state.Operation, error) {
-	certs, err := e.selected(po.Names)
-	if err != nil {
-		return nil, nil, nil, err
+// runInputs is what Run plans from.
+type runInputs struct {
+	certs []Certificate
+	// deployments are the recorded deployments, without their PEM bodies.
+	deployments map[string]state.Deployment
+	ops         map[string]*state.Operation
+	// caDue are the deployments whose day-2 CA check is due (whole); the run makes the checks
+	// while its devices are inventoried, and plans from what the CA said.
+	caDue map[string]state.Deployment
+	now   time.Time
+}
+
+// readRunInputs reads what Run plans from, then waits for Options.Ready.
+func (e *Engine) readRunInputs(ctx context.Context, po PlanOptions) (runInputs, error) {
+	in := runInputs{now: e.opts.Now()}
+	var err error
+	if in.certs, err = e.selected(po.Names); err != nil {
+		return in, err
 	}
-	deployments, err := e.opts.Store.DeploymentSummaries(ctx)
-	if err != nil {
-		return nil, nil, nil, err
+	if in.deployments, err = e.opts.Store.DeploymentSummaries(ctx); err != nil {
+		return in, err
 	}
-	ops, err := e.opts.Store.OpenOperations(ctx)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if err := e.ready(ctx); err != nil {
-		return nil, nil, nil, err
+	if in.ops, err = e.opts.Store.OpenOperations(ctx); err != nil {
+		return in, err
 	}
 	if e.opts.RevocationCheckInterval >= 0 {
-		updated, err := e.refreshCAView(ctx, certs)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		for name, d := range updated {
-			deployments[name] = d
+		if in.caDue, err = e.caChecksDue(ctx, in.now); err != nil {
+			return in, err
 		}
 	}
-	return certs, deployments, ops, nil
+	return in, e.ready(ctx)
 }
 
 // loadWhole reads, for an item that will be worked on, the deployment with its PEM bodies (a
@@ -156,7 +158,7 @@ func (e *Engine) loadWhole(ctx context.Context, it *PlanItem) error {
 func (e *Engine) planFrom(ctx context.Context, certs []Certificate, deployments map[string]state.Deployment, ops map[string]*state.Operation, po PlanOptions, rankBase int) Plan {
 	plan := Plan{Items: make([]PlanItem, len(certs))}
 	mayAdopt := func(i int) bool { return mayAdopt(certs[i], deployments, ops, po) }
-	plan.InventoryCalls = e.inventories(ctx, certs, rankBase, mayAdopt, func(device string, _ int, idx []int, inv inventory) {
+	plan.InventoryCalls = e.inventories(ctx, certs, rankBase, mayAdopt, nil, func(device string, _ int, idx []int, inv inventory) {
 		e.planDevice(ctx, device, &plan, certs, idx, deployments, ops, inv, po)
 	})
 	return plan
@@ -227,8 +229,9 @@ func (e *Engine) planItem(c Certificate, deployments map[string]state.Deployment
 // slots), ranked before the work on the same device and after the work on every device ranked
 // before it: a run starts on a device as soon as its inventory is in, the workers go to the
 // devices already being worked first, and the later devices are inventoried as workers come free.
-// use is called from several goroutines at once, each time with another device.
-func (e *Engine) inventories(ctx context.Context, certs []Certificate, rankBase int, mayAdopt func(i int) bool,
+// use is called from several goroutines at once, each time with another device, and only once
+// planGate (if not nil) is closed: an answer that comes before gives its slots back while it waits.
+func (e *Engine) inventories(ctx context.Context, certs []Certificate, rankBase int, mayAdopt func(i int) bool, planGate <-chan struct{},
 	use func(device string, devRank int, idx []int, inv inventory)) int {
 	byDevice := map[string][]int{}
 	var order []string
@@ -247,18 +250,40 @@ func (e *Engine) inventories(ctx context.Context, certs []Certificate, rankBase 
 			dev := e.opts.Devices[name]
 			// Waiting for a slot ends with the context only: a plan is read-only, and a run asked to
 			// stop still reports every certificate.
-			release, err := e.slots.acquire(ctx, nil, "device\x00"+name, dev.Concurrency, true, rank{device: devRank, cert: -1})
+			key, r := "device\x00"+name, rank{device: devRank, cert: -1}
+			release, err := e.slots.acquire(ctx, nil, key, dev.Concurrency, true, r)
 			if err != nil {
 				use(name, devRank, byDevice[name], inventory{err: err})
 				return
 			}
-			defer release()
+			defer func() { release() }()
 			idx := byDevice[name]
-			use(name, devRank, idx, e.inventory(ctx, name, slices.ContainsFunc(idx, mayAdopt)))
+			inv := e.inventory(ctx, name, slices.ContainsFunc(idx, mayAdopt))
+			if planGate != nil && !closed(planGate) {
+				// Planning waits (for the day-2 CA checks): the worker and the device go back
+				// meanwhile, and the device's planning (which may call it) takes them again.
+				release()
+				release = func() {}
+				<-planGate
+				if release, err = e.slots.acquire(ctx, nil, key, dev.Concurrency, true, r); err != nil {
+					release = func() {}
+					inv = inventory{err: err}
+				}
+			}
+			use(name, devRank, idx, inv)
 		}()
 	}
 	wg.Wait()
 	return len(order)
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // inventory asks the device what it holds. Adoption reads a certificate's every field (names,

@@ -113,10 +113,11 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	defer unlock()
 	e.stop = ro.Stop
 	po := PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt}
-	certs, deployments, ops, err := e.runInputs(ctx, po)
+	in, err := e.readRunInputs(ctx, po)
 	if err != nil {
 		return Report{}, err
 	}
+	certs, deployments, ops := in.certs, in.deployments, in.ops
 	runID, err := e.opts.Store.StartRun(ctx, false)
 	if err != nil {
 		return Report{}, err
@@ -145,8 +146,15 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	// order in which they get the workers).
 	plan := Plan{Items: make([]PlanItem, len(certs))}
 	var wg sync.WaitGroup
-	mayAdopt := func(i int) bool { return mayAdopt(certs[i], deployments, ops, po) }
-	plan.InventoryCalls = e.inventories(ctx, certs, 0, mayAdopt, func(device string, devRank int, idx []int, inv inventory) {
+	// The day-2 CA checks due are made while the devices are inventoried; a device is planned
+	// once they are done, from what the CA said. Whether a certificate may be adopted does not
+	// depend on them (they change recorded deployments only), so it is decided before.
+	adoptable := make([]bool, len(certs))
+	for i, c := range certs {
+		adoptable[i] = mayAdopt(c, deployments, ops, po)
+	}
+	caChecked := e.startCAChecks(ctx, certs, in.caDue, deployments, in.now)
+	plan.InventoryCalls = e.inventories(ctx, certs, 0, func(i int) bool { return adoptable[i] }, caChecked, func(device string, devRank int, idx []int, inv inventory) {
 		items := e.planDevice(ctx, device, &plan, certs, idx, deployments, ops, inv, po)
 		var due []PlanItem
 		var done []state.Result
@@ -175,6 +183,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 			}
 		}()
 	})
+	<-caChecked // made, and recorded, even when no device was planned
 	if len(po.Names) == 0 {
 		plan.Retired = e.retiredFrom(deployments, ops)
 	}
