@@ -27,9 +27,11 @@ func TestSettledRecorderWritesWhileTheRunGoesOn(t *testing.T) {
 		return state.Result{RunID: runID, Certificate: fmt.Sprintf("cert-%03d", i), Device: "d", Action: string(ActionNone), Outcome: state.OutcomeUnchanged}
 	}
 	r := newSettledRecorder(ctx, store, 10, 25)
-	for i := range 12 { // one batch of 10 is due; 2 wait
-		r.add([]state.Result{result(i)})
+	var first []state.Result
+	for i := range 12 { // more than a batch: all 12 are due
+		first = append(first, result(i))
 	}
+	r.add(first)
 	recorded := func() int {
 		t.Helper()
 		last, err := store.LastResults(ctx)
@@ -39,15 +41,15 @@ func TestSettledRecorderWritesWhileTheRunGoesOn(t *testing.T) {
 		return len(last)
 	}
 	// The batch is written in the background: wait for it (a bound, not a timing check).
-	for deadline := time.Now().Add(10 * time.Second); recorded() < 10; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); recorded() < 12; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("a full batch was not recorded before close: %d rows", recorded())
 		}
 	}
-	if n := recorded(); n != 10 && n != 12 {
-		t.Fatalf("recorded %d results before close, want the batch of 10 (or 12 if a second wake-up came)", n)
+	r.add([]state.Result{result(12), result(13), result(14)}) // less than a batch: held until close
+	if n := recorded(); n != 12 {
+		t.Fatalf("%d results recorded before close, want the 12 of the full batch", n)
 	}
-	r.add([]state.Result{result(12), result(13), result(14)})
 	all, err := r.close()
 	if err != nil {
 		t.Fatal(err)
