@@ -593,3 +593,30 @@ func TestFileScanInPartsEqualsWhole(t *testing.T) {
 		}
 	}
 }
+
+// TestIssuerOptionsOfDefaultsShared: certificates without issuer_options of their own share
+// defaults' map, loaded or from the cache; one with its own has the two merged, in a map of its own.
+func TestIssuerOptionsOfDefaultsShared(t *testing.T) {
+	dir := t.TempDir()
+	body := fleetYAML(2, 4) + "  own:\n    device: pemdir-0000\n    issuer_options: {term: 365}\n    sans: {dns: [own.example.test]}\n    bindings: [{kind: live-link, name: own}]\n"
+	writeFiles(t, dir, map[string]string{"c.yaml": body})
+	cacheDir := t.TempDir()
+	for _, what := range []string{"load", "cache hit"} {
+		cfg, _, err := Load(filepath.Join(dir, "c.yaml"), WithCache(testCache(cacheDir)))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if what == "cache hit" && len(entryFiles(t, cacheDir)) != 1 {
+			t.Fatal("no entry")
+		}
+		a, b, own := cfg.Certificates["pemdir-0000-site01"], cfg.Certificates["pemdir-0001-site02"], cfg.Certificates["own"]
+		if !reflect.DeepEqual(a.IssuerOptions, map[string]any{"cert_type": "OV SSL"}) ||
+			reflect.ValueOf(a.IssuerOptions).UnsafePointer() != reflect.ValueOf(b.IssuerOptions).UnsafePointer() {
+			t.Errorf("%s: issuer options of defaults %v and %v, not one map", what, a.IssuerOptions, b.IssuerOptions)
+		}
+		if !reflect.DeepEqual(own.IssuerOptions, map[string]any{"cert_type": "OV SSL", "term": 365}) ||
+			reflect.ValueOf(own.IssuerOptions).UnsafePointer() == reflect.ValueOf(a.IssuerOptions).UnsafePointer() {
+			t.Errorf("%s: own issuer options %v", what, own.IssuerOptions)
+		}
+	}
+}

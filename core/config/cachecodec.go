@@ -44,11 +44,29 @@ type cacheEncoder struct {
 	buf []byte
 	// strings are where each string written so far was written (the offset of its length).
 	strings map[string]uint64
+	// maps are where each map written so far was written: a map that several values hold (the
+	// issuer_options of defaults, which every certificate without its own holds) is written once
+	// and decoded into one map again. A map is known by its type as well: one held as a
+	// map[string]any and as an sdk.Options is written once as each.
+	maps map[writtenMap]uint64
+}
+
+type writtenMap struct {
+	t reflect.Type
+	m unsafe.Pointer
 }
 
 func newCacheEncoder() *cacheEncoder {
-	return &cacheEncoder{strings: map[string]uint64{}}
+	return &cacheEncoder{strings: map[string]uint64{}, maps: map[writtenMap]uint64{}}
 }
+
+// A map is written as mapNil; or mapWritten and the offset where it was written before; or
+// mapEntries + its length, then its keys and values.
+const (
+	mapNil = iota
+	mapWritten
+	mapEntries
+)
 
 // encode appends v (a pointer's target is written, not the pointer).
 func (e *cacheEncoder) encode(v any) error {
@@ -134,7 +152,17 @@ func (e *cacheEncoder) value(v reflect.Value) error {
 			}
 		}
 	case reflect.Map:
-		e.length(v.IsNil(), v.Len())
+		if v.IsNil() {
+			e.uvarint(mapNil)
+			return nil
+		}
+		if off, ok := e.maps[writtenMap{t, v.UnsafePointer()}]; ok {
+			e.uvarint(mapWritten)
+			e.uvarint(off)
+			return nil
+		}
+		e.maps[writtenMap{t, v.UnsafePointer()}] = uint64(len(e.buf))
+		e.uvarint(mapEntries + uint64(v.Len()))
 		for it := v.MapRange(); it.Next(); {
 			if err := e.value(it.Key()); err != nil {
 				return err
@@ -193,6 +221,8 @@ type cacheDecoder struct {
 	blocks []valueBlock
 	// spare are map keys and values to decode into, by type, free for reuse.
 	spare map[reflect.Type][]reflect.Value
+	// maps are the maps decoded so far, by where they were written.
+	maps map[int]writtenMap
 }
 
 type valueBlock struct {
@@ -208,7 +238,7 @@ var noValues [0]byte
 // newCacheDecoder decodes buf, which it owns from then on: its strings are buf's bytes, not copies,
 // so nothing may change them (an entry is read into memory of its own for this).
 func newCacheDecoder(buf []byte) *cacheDecoder {
-	return &cacheDecoder{buf: buf, text: unsafe.String(unsafe.SliceData(buf), len(buf)), spare: map[reflect.Type][]reflect.Value{}}
+	return &cacheDecoder{buf: buf, text: unsafe.String(unsafe.SliceData(buf), len(buf)), spare: map[reflect.Type][]reflect.Value{}, maps: map[int]writtenMap{}}
 }
 
 // A type's first block holds firstBlockLen values, each next one twice as many as the one before,
@@ -532,11 +562,25 @@ func mapDecoder(t reflect.Type) decodeFunc {
 	kt, et := t.Key(), t.Elem()
 	key, elem := decoderLocked(kt), decoderLocked(et)
 	return func(d *cacheDecoder, p unsafe.Pointer) {
-		n, isNil := d.length()
-		if isNil {
+		at := d.off
+		tag := d.uvarint()
+		switch {
+		case tag == mapNil:
 			return
+		case tag == mapWritten:
+			before := d.uvarint()
+			m, ok := d.maps[int(min(before, math.MaxInt32))]
+			if !ok || m.t != t {
+				d.fail("no %s written at byte %d", t, before)
+			}
+			*(*unsafe.Pointer)(p) = m.m // a map value is a pointer
+			return
+		case tag-mapEntries > uint64(len(d.buf)-d.off): // every entry takes a byte at least
+			d.fail("a length of %d at byte %d", tag-mapEntries, at)
 		}
+		n := int(tag - mapEntries)
 		m := reflect.MakeMapWithSize(t, n)
+		d.maps[at] = writtenMap{t, m.UnsafePointer()} // as the encoder: known before its entries
 		// A map in a value of this map (an `any`) takes other temporaries than these.
 		k, e := d.temp(kt), d.temp(et)
 		kp, ep := k.Addr().UnsafePointer(), e.Addr().UnsafePointer()
@@ -549,7 +593,7 @@ func mapDecoder(t reflect.Type) decodeFunc {
 		}
 		d.release(k)
 		d.release(e)
-		reflect.NewAt(t, p).Elem().Set(m)
+		*(*unsafe.Pointer)(p) = m.UnsafePointer()
 	}
 }
 

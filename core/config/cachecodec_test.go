@@ -122,8 +122,17 @@ func TestCacheCodecRoundTripsEveryField(t *testing.T) {
 	for _, v := range values {
 		f.fill(reflect.ValueOf(v).Elem(), 4)
 	}
-	if len(in.cfg.Certificates) == 0 || in.cfg.Daemon == nil || in.cfg.Issuers == nil {
+	if len(in.cfg.Certificates) == 0 || in.cfg.Daemon == nil || in.cfg.Issuers == nil || len(in.cfg.Devices) == 0 {
 		t.Fatalf("the filler left parts empty: %+v", in.cfg)
+	}
+	// One map held by every certificate (as defaults' issuer_options are) and, as another type,
+	// by a device.
+	shared := map[string]any{"cert_type": "OV SSL", "nested": map[string]any{"k": "v"}}
+	for _, c := range in.cfg.Certificates {
+		c.IssuerOptions = shared
+	}
+	for _, dev := range in.cfg.Devices {
+		dev.Options = shared
 	}
 	enc := newCacheEncoder()
 	for _, v := range values {
@@ -145,9 +154,22 @@ func TestCacheCodecRoundTripsEveryField(t *testing.T) {
 	if !reflect.DeepEqual(in, out) {
 		t.Errorf("decoded entry differs:\n in: %+v\nout: %+v", in.cfg, out.cfg)
 	}
+	var decodedShared map[string]any
 	for name, c := range in.cfg.Certificates {
-		if !reflect.DeepEqual(c, out.cfg.Certificates[name]) {
-			t.Errorf("certificate %s:\n in: %+v\nout: %+v", name, c, out.cfg.Certificates[name])
+		got := out.cfg.Certificates[name]
+		if !reflect.DeepEqual(c, got) {
+			t.Errorf("certificate %s:\n in: %+v\nout: %+v", name, c, got)
+		}
+		if decodedShared == nil {
+			decodedShared = got.IssuerOptions
+		}
+		if reflect.ValueOf(got.IssuerOptions).UnsafePointer() != reflect.ValueOf(decodedShared).UnsafePointer() {
+			t.Errorf("certificate %s: the shared issuer options decode to a map of its own", name)
+		}
+	}
+	for name, dev := range out.cfg.Devices {
+		if reflect.ValueOf(dev.Options).UnsafePointer() == reflect.ValueOf(decodedShared).UnsafePointer() {
+			t.Errorf("device %s: options of another type decode to the certificates' map", name)
 		}
 	}
 }
