@@ -57,7 +57,7 @@ var (
 	crcTable   = crc32.MakeTable(crc32.Castagnoli)
 )
 
-// maxEntrySize bounds what is read as an entry (10,000 certificates take about 1.3 MB).
+// maxEntrySize bounds what is read as an entry (10,000 certificates take about 1.4 MB).
 const maxEntrySize = 256 << 20
 
 // An entry is cacheMagic, the key, a CRC-32C of the payload, then the payload.
