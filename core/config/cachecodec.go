@@ -15,7 +15,8 @@ import (
 // what reflect.DeepEqual sees: it decodes an empty map or slice as nil and cannot carry a
 // *time.Location. This encoding keeps nil apart from empty, pointers, the dynamic types of
 // interface values (those YAML decoding produces), and writes each distinct string once (a
-// configuration repeats its file names in every Position).
+// configuration repeats its file names in every Position) and each map held in several places
+// once (which decodes into one map again).
 
 // errCodec marks a value the cache cannot hold, or an entry that does not decode.
 var errCodec = errors.New("configuration cache codec")
