@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -442,17 +443,30 @@ func engineDevices(cfg *config.Config) map[string]engine.Device {
 	return out
 }
 
-func engineCertificates(cfg *config.Config) []engine.Certificate {
-	names := make([]string, 0, len(cfg.Certificates))
+// namedCertificate is a certificate with its name in the configuration.
+type namedCertificate struct {
+	name string
+	*config.Certificate
+}
+
+// sortedCertificates lists the configuration's certificates by name, the order of the engine's
+// lists and of the messages about them.
+func sortedCertificates(cfg *config.Config) []namedCertificate {
+	out := make([]namedCertificate, 0, len(cfg.Certificates))
 	for name, c := range cfg.Certificates {
-		if c.Enabled {
-			names = append(names, name)
-		}
+		out = append(out, namedCertificate{name, c})
 	}
-	sort.Strings(names)
-	out := make([]engine.Certificate, 0, len(names))
-	for _, name := range names {
-		c := cfg.Certificates[name]
+	slices.SortFunc(out, func(a, b namedCertificate) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
+func engineCertificates(cfg *config.Config) []engine.Certificate {
+	out := make([]engine.Certificate, 0, len(cfg.Certificates))
+	for _, nc := range sortedCertificates(cfg) {
+		name, c := nc.name, nc.Certificate
+		if !c.Enabled {
+			continue
+		}
 		ec := engine.Certificate{
 			Name: name, Device: c.Device, Issuer: c.Issuer, Subject: c.Subject, SANs: c.SANs, KeySpec: c.Key,
 			RenewBefore: c.RenewBefore, RenewFraction: c.RenewFraction, Bindings: c.Bindings, IssuerOptions: c.IssuerOptions,
@@ -474,6 +488,6 @@ func disabledCertificates(cfg *config.Config) []string {
 			out = append(out, name)
 		}
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -124,20 +125,27 @@ func checkConfigAgainstPlugins(cfg *config.Config, infos map[string]pluginInfo) 
 		}
 		checkOptions(errs, d.Position, "devices."+name+".options", d.Options, pi.info.Capabilities.TargetOptions, d.Plugin)
 	}
-	names := make([]string, 0, len(cfg.Certificates))
-	for n := range cfg.Certificates {
-		names = append(names, n)
+	// Certificates mostly share their issuer options (those of defaults): a map is checked once
+	// against each issuer.
+	type optionsOf struct {
+		issuer  *config.Issuer
+		options uintptr
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		c := cfg.Certificates[name]
+	optionErrs := map[optionsOf]error{}
+	for _, nc := range sortedCertificates(cfg) {
+		name, c := nc.name, nc.Certificate
 		if !c.Enabled {
 			continue
 		}
-		path := "certificates." + name
 		if iss, ok := cfg.Issuers[c.Issuer]; ok {
-			if err := validateIssuerOptions(iss, c.IssuerOptions); err != nil {
-				errs.Add(c.Position, path+".issuer_options", err.Error(), "issuer "+c.Issuer+" is of type "+iss.Type+"; defaults.issuer_options are merged in")
+			key := optionsOf{iss, reflect.ValueOf(c.IssuerOptions).Pointer()}
+			err, checked := optionErrs[key]
+			if !checked {
+				err = validateIssuerOptions(iss, c.IssuerOptions)
+				optionErrs[key] = err
+			}
+			if err != nil {
+				errs.Add(c.Position, "certificates."+name+".issuer_options", err.Error(), "issuer "+c.Issuer+" is of type "+iss.Type+"; defaults.issuer_options are merged in")
 			}
 		}
 		dev, ok := cfg.Devices[c.Device]
@@ -150,14 +158,16 @@ func checkConfigAgainstPlugins(cfg *config.Config, infos map[string]pluginInfo) 
 		}
 		caps := pi.info.Capabilities
 		if !caps.SupportsKey(c.Key) {
-			errs.Add(c.Position, path+".key", fmt.Sprintf("plugin %s cannot make %s keys", dev.Plugin, c.Key), "supported: "+formatKeySpecs(caps.KeySpecs))
+			errs.Add(c.Position, "certificates."+name+".key", fmt.Sprintf("plugin %s cannot make %s keys", dev.Plugin, c.Key), "supported: "+formatKeySpecs(caps.KeySpecs))
 		}
 		for i, b := range c.Bindings {
-			bpath := fmt.Sprintf("%s.bindings[%d]", path, i)
+			bpath := func() string { return fmt.Sprintf("certificates.%s.bindings[%d]", name, i) } // for messages only
 			if !caps.SupportsBinding(b.Kind) {
-				errs.Add(c.BindingPositions[i], bpath+".kind", fmt.Sprintf("plugin %s has no binding kind %q", dev.Plugin, b.Kind), "kinds: "+strings.Join(caps.BindingKinds, ", "))
+				errs.Add(c.BindingPositions[i], bpath()+".kind", fmt.Sprintf("plugin %s has no binding kind %q", dev.Plugin, b.Kind), "kinds: "+strings.Join(caps.BindingKinds, ", "))
 			}
-			checkOptions(errs, c.BindingPositions[i], bpath+".options", b.Options, caps.BindingOptions, dev.Plugin)
+			if len(b.Options) > 0 {
+				checkOptions(errs, c.BindingPositions[i], bpath()+".options", b.Options, caps.BindingOptions, dev.Plugin)
+			}
 		}
 	}
 	return errs.Err()

@@ -26,26 +26,15 @@ var ErrTooLarge = errors.New("file too large")
 // Read returns the content of the regular file at path, refusing anything else and anything over
 // limit bytes. Errors wrap fs.ErrNotExist and fs.ErrPermission as os.ReadFile's do.
 func Read(path string, limit int64) ([]byte, error) {
-	// O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, size, err := Open(path, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (it is %s): give the path of a file", ErrNotRegular, kind(info.Mode()))}
-	}
-	if info.Size() > limit {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, info.Size(), limit)}
-	}
 	// Sized from the start: a configuration of thousands of certificates is megabytes, which
 	// growing from nothing would copy a dozen times.
 	var buf bytes.Buffer
-	buf.Grow(int(info.Size()) + bytes.MinRead)
+	buf.Grow(int(size) + bytes.MinRead)
 	if _, err := buf.ReadFrom(io.LimitReader(f, limit+1)); err != nil {
 		return nil, err
 	}
@@ -54,6 +43,31 @@ func Read(path string, limit int64) ([]byte, error) {
 		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)}
 	}
 	return data, nil
+}
+
+// Open opens the regular file at path for reading and returns its size, refusing anything else
+// and anything over limit bytes, as Read does; a caller reading it in parts reads at most limit+1
+// bytes (a file may grow after Open) and refuses more.
+func Open(path string, limit int64) (*os.File, int64, error) {
+	// O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if !info.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (it is %s): give the path of a file", ErrNotRegular, kind(info.Mode()))}
+	}
+	if info.Size() > limit {
+		f.Close()
+		return nil, 0, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, info.Size(), limit)}
+	}
+	return f, info.Size(), nil
 }
 
 func kind(m fs.FileMode) string {

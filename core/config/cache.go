@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -49,14 +50,14 @@ func WithCache(c Cache) LoadOption {
 }
 
 // cacheFormat changes whenever an entry's layout or meaning does.
-const cacheFormat = 1
+const cacheFormat = 2
 
 var (
-	cacheMagic = []byte("CFCFGC01")
+	cacheMagic = []byte("CFCFGC02")
 	crcTable   = crc32.MakeTable(crc32.Castagnoli)
 )
 
-// maxEntrySize bounds what is read as an entry (10,000 certificates take about 1.3 MB).
+// maxEntrySize bounds what is read as an entry (10,000 certificates take about 1.4 MB).
 const maxEntrySize = 256 << 20
 
 // An entry is cacheMagic, the key, a CRC-32C of the payload, then the payload.
@@ -182,60 +183,161 @@ func writeField(h hash.Hash, b []byte) {
 	h.Write(b)
 }
 
-func mentionsState(data []byte) bool {
-	return bytes.HasPrefix(data, []byte("state:")) || bytes.Contains(data, []byte("\nstate:"))
+// fileScan is what the cache needs of a configuration file's bytes, taken in parts that each end
+// at a line's end (or the file's): their SHA-256, whether the file reader would decrypt them
+// (sops), and the state section's lines (stateSection's, found and cut alike).
+type fileScan struct {
+	sum          hash.Hash
+	sops         bool
+	section      []byte
+	sectionFound bool
+	sectionOpen  bool // the section may go on in the next part
 }
 
-// loadCached is Load through the cache.
-func (l *loader) loadCached(path string, files []string) (*Config, []Warning, error) {
+func newFileScan() *fileScan { return &fileScan{sum: sha256.New()} }
+
+// lines takes the next part of the file: whole lines (the file's last may lack its newline).
+func (s *fileScan) lines(part []byte) {
+	s.sum.Write(part)
+	// A part starts at a line's start, where MayBeSops would look too; what it looks at after a
+	// "sops" does not go past the line's end.
+	s.sops = s.sops || secret.MayBeSops(part)
+	switch {
+	case s.sectionOpen:
+		if len(part) > 0 && !sectionContinues(part[0]) {
+			s.sectionOpen = false
+			return
+		}
+		end, closed := sectionEnd(part)
+		s.section = append(s.section, part[:end]...)
+		s.sectionOpen = !closed
+	case !s.sectionFound:
+		start, found := stateLine(part)
+		if !found {
+			return
+		}
+		end, closed := sectionEnd(part[start:])
+		s.section = append(s.section, part[start:start+end]...)
+		s.sectionFound, s.sectionOpen = true, !closed
+	}
+}
+
+// scanPartLen is the size of the parts a file is read in when its bytes are not kept.
+const scanPartLen = 64 << 10
+
+// scanFile reads the file at path in parts into s, with the limit of boundedfile.Read. A cache
+// hit needs nothing else of the file: reading it whole into fresh memory costs more than
+// everything else the hit does with it.
+func (s *fileScan) scanFile(path string, buf []byte) error {
+	f, _, err := boundedfile.Open(path, boundedfile.DefaultLimit)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := io.LimitReader(f, boundedfile.DefaultLimit+1)
+	filled, total := 0, 0
+	for {
+		n, err := r.Read(buf[filled:])
+		filled += n
+		total += n
+		if total > boundedfile.DefaultLimit {
+			return fmt.Errorf("read %s: %w", path, boundedfile.ErrTooLarge)
+		}
+		if errors.Is(err, io.EOF) {
+			s.lines(buf[:filled])
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if nl := bytes.LastIndexByte(buf[:filled], '\n'); nl >= 0 {
+			s.lines(buf[:nl+1])
+			filled = copy(buf, buf[nl+1:filled])
+		} else if filled == len(buf) {
+			buf = append(buf, make([]byte, len(buf))...) // a line longer than a part
+		}
+	}
+}
+
+// cachePlace is where the entry of a configuration whose files were scanned is, and its key
+// (false: the configuration is not cached, and is loaded as without a cache).
+func (l *loader) cachePlace(path string, files []string, scans []*fileScan) (key [sha256.Size]byte, entryPath string, ok bool) {
 	c := l.cache
-	raw := make(map[string][]byte, len(files))
 	build := buildHash(c.Version)
 	h := sha256.New()
 	writeField(h, build)
 	var state State
 	stateFound, sops := false, false
-	for _, f := range files {
-		data, err := boundedfile.Read(f, boundedfile.DefaultLimit)
-		if err != nil {
-			c.debug("configuration cache not used", "reason", err)
-			return l.load(files) // which reports the error as it always does
-		}
-		raw[f] = data
+	for i, f := range files {
+		s := scans[i]
 		writeField(h, []byte(f))
-		writeField(h, data)
-		sops = sops || secret.MayBeSops(data) // the file reader would decrypt it (checked again after reading: cacheRecord.changed)
-		if !stateFound && mentionsState(data) {
-			if state, stateFound = stateSection(f, data); !stateFound {
+		writeField(h, s.sum.Sum(nil))
+		sops = sops || s.sops // the file reader would decrypt it (checked again after reading: cacheRecord.changed)
+		if !stateFound && s.sectionFound {
+			if state, stateFound = parseStateSection(f, s.section); !stateFound {
 				c.debug("configuration cache not used: the state section is not in block style", "file", f)
-				return l.load(files)
+				return key, "", false
 			}
 		}
 	}
-	var key [sha256.Size]byte
 	h.Sum(key[:0])
 	dir := c.Dir(state)
 	if dir == "" {
-		return l.load(files)
+		return key, "", false
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return l.load(files)
+		return key, "", false
 	}
 	// An entry is named by the configuration's path and the build: two certfleet builds reading one
 	// configuration with one state (a daemon and a cron job of another release) keep an entry
 	// each instead of replacing each other's on every load.
 	pathHash := sha256.Sum256([]byte(abs))
 	pathPrefix := "config-" + hex.EncodeToString(pathHash[:8])
-	entryPath := filepath.Join(dir, pathPrefix+"-"+hex.EncodeToString(build[:4])+".cache")
 	if sops {
 		// No decrypted content on disk: the entries of the file before it was encrypted go too,
 		// every build's.
 		removeEntries(dir, pathPrefix, c.debug)
+		return key, "", false
+	}
+	return key, filepath.Join(dir, pathPrefix+"-"+hex.EncodeToString(build[:4])+".cache"), true
+}
+
+// loadCached is Load through the cache.
+func (l *loader) loadCached(path string, files []string) (*Config, []Warning, error) {
+	c := l.cache
+	scans := make([]*fileScan, len(files))
+	buf := make([]byte, scanPartLen)
+	for i, f := range files {
+		scans[i] = newFileScan()
+		if err := scans[i].scanFile(f, buf); err != nil {
+			c.debug("configuration cache not used", "reason", err)
+			return l.load(files) // which reports the error as it always does
+		}
+	}
+	key, entryPath, ok := l.cachePlace(path, files, scans)
+	if !ok {
 		return l.load(files)
 	}
 	if cfg, warnings, err, ok := l.fromEntry(entryPath, key); ok {
 		return cfg, warnings, err
+	}
+	// A miss: the load compares what it reads with what the key saw (cacheRecord.read), so the
+	// files are read whole now and the key is made again from these bytes (a file may have
+	// changed since the scan).
+	raw := make(map[string][]byte, len(files))
+	for i, f := range files {
+		data, err := boundedfile.Read(f, boundedfile.DefaultLimit)
+		if err != nil {
+			c.debug("configuration cache not used", "reason", err)
+			return l.load(files)
+		}
+		raw[f] = data
+		scans[i] = newFileScan()
+		scans[i].lines(data)
+	}
+	if key, entryPath, ok = l.cachePlace(path, files, scans); !ok {
+		return l.load(files)
 	}
 	return l.loadAndStore(files, raw, key, entryPath)
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/core/boundedfile"
+	"github.com/certfleet/certfleet/core/secret"
 )
 
 // recordingResolver resolves every reference to a text derived from it, as a resolver would,
@@ -541,5 +543,80 @@ func TestCacheKeepsFewEntries(t *testing.T) {
 	}
 	if r := loadWith(last, nil, opt); r.reads != 0 {
 		t.Error("the newest entry was removed")
+	}
+}
+
+// TestFileScanInPartsEqualsWhole: a file scanned in parts of any size (a hit reads it so, not
+// whole) gives the digest, the sops verdict and the state section the whole file gives.
+func TestFileScanInPartsEqualsWhole(t *testing.T) {
+	docs := map[string]string{
+		"state first":      "state:\n  path: /var/lib/a.db\n  driver: sqlite\nversion: v1\n",
+		"state last":       "version: v1\ndevices: {}\nstate:\n  path: /var/lib/b.db\n",
+		"no newline":       "version: v1\nstate:\n  path: /var/lib/c.db",
+		"comment and gaps": "version: v1\nstate:\n  path: /x.db\n\n# note\n\t\n  lease_ttl: 1m\nlogging: {level: warn}\nstate_x: 1\n",
+		"indented state":   "version: v1\nx:\n  state: {path: /no.db}\n",
+		"flow state":       "version: v1\nstate: {path: /f.db}\n",
+		"crlf":             "version: v1\r\nstate:\r\n  path: /crlf.db\r\nlogging: {}\r\n",
+		"sops yaml":        "version: ENC[x]\nsops:\n  mac: ENC[y]\n",
+		"sops json":        "{\n  \"data\": \"ENC[x]\",\n  \"sops\"   \t: {\"mac\": \"y\"}\n}\n",
+		"sops ini":         "[x]\na=1\n[sops]\nmac=y\n",
+		"sops dotenv":      "A=ENC[x]\nsops_version=3.8\n",
+		"not sops":         "version: v1\ndevices: {sops: {plugin: pemdir, address: /x}}\n# \"sops\" x\n",
+		"long line":        "version: v1\n" + strings.Repeat("# "+strings.Repeat("x", 70)+"\n", 3) + "state:\n  path: /" + strings.Repeat("l", 300) + ".db\n",
+		"empty":            "",
+	}
+	dir := t.TempDir()
+	for name, doc := range docs {
+		path := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		whole := newFileScan()
+		whole.lines([]byte(doc))
+		wantState, wantFound := stateSection(path, []byte(doc))
+		if whole.sops != secret.MayBeSops([]byte(doc)) {
+			t.Errorf("%s: the whole file's sops verdict is %v", name, whole.sops)
+		}
+		if got, found := parseStateSection(path, whole.section); whole.sectionFound && (found != wantFound || got != wantState) {
+			t.Errorf("%s: the whole file's state section reads %+v %v, want %+v %v", name, got, found, wantState, wantFound)
+		}
+		for _, partLen := range []int{1, 2, 3, 5, 8, 13, 64, scanPartLen} {
+			parts := newFileScan()
+			if err := parts.scanFile(path, make([]byte, partLen)); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if !bytes.Equal(parts.sum.Sum(nil), whole.sum.Sum(nil)) || parts.sops != whole.sops ||
+				parts.sectionFound != whole.sectionFound || !bytes.Equal(parts.section, whole.section) {
+				t.Errorf("%s, parts of %d bytes: sops %v section %v %q; whole: sops %v section %v %q",
+					name, partLen, parts.sops, parts.sectionFound, parts.section, whole.sops, whole.sectionFound, whole.section)
+			}
+		}
+	}
+}
+
+// TestIssuerOptionsOfDefaultsShared: certificates without issuer_options of their own share
+// defaults' map, loaded or from the cache; one with its own has the two merged, in a map of its own.
+func TestIssuerOptionsOfDefaultsShared(t *testing.T) {
+	dir := t.TempDir()
+	body := fleetYAML(2, 4) + "  own:\n    device: pemdir-0000\n    issuer_options: {term: 365}\n    sans: {dns: [own.example.test]}\n    bindings: [{kind: live-link, name: own}]\n"
+	writeFiles(t, dir, map[string]string{"c.yaml": body})
+	cacheDir := t.TempDir()
+	for _, what := range []string{"load", "cache hit"} {
+		cfg, _, err := Load(filepath.Join(dir, "c.yaml"), WithCache(testCache(cacheDir)))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if what == "cache hit" && len(entryFiles(t, cacheDir)) != 1 {
+			t.Fatal("no entry")
+		}
+		a, b, own := cfg.Certificates["pemdir-0000-site01"], cfg.Certificates["pemdir-0001-site02"], cfg.Certificates["own"]
+		if !reflect.DeepEqual(a.IssuerOptions, map[string]any{"cert_type": "OV SSL"}) ||
+			reflect.ValueOf(a.IssuerOptions).UnsafePointer() != reflect.ValueOf(b.IssuerOptions).UnsafePointer() {
+			t.Errorf("%s: issuer options of defaults %v and %v, not one map", what, a.IssuerOptions, b.IssuerOptions)
+		}
+		if !reflect.DeepEqual(own.IssuerOptions, map[string]any{"cert_type": "OV SSL", "term": 365}) ||
+			reflect.ValueOf(own.IssuerOptions).UnsafePointer() == reflect.ValueOf(a.IssuerOptions).UnsafePointer() {
+			t.Errorf("%s: own issuer options %v", what, own.IssuerOptions)
+		}
 	}
 }

@@ -299,28 +299,47 @@ func (l *loader) references(file string, n, enc *yaml.Node, key string, errs *Er
 // line that starts with anything but a space, a tab, a comment or the line's end (false: there is
 // no such line, or it does not read as a state section by itself).
 func stateSection(file string, data []byte) (State, bool) {
-	start := 0
-	if !bytes.HasPrefix(data, []byte("state:")) {
-		i := bytes.Index(data, []byte("\nstate:"))
-		if i < 0 {
-			return State{}, false
-		}
-		start = i + 1
+	start, found := stateLine(data)
+	if !found {
+		return State{}, false
 	}
-	end := start
+	end, _ := sectionEnd(data[start:])
+	return parseStateSection(file, data[start:start+end])
+}
+
+// stateLine is where the first line that starts with `state:` starts.
+func stateLine(data []byte) (int, bool) {
+	if bytes.HasPrefix(data, []byte("state:")) {
+		return 0, true
+	}
+	i := bytes.Index(data, []byte("\nstate:"))
+	return i + 1, i >= 0
+}
+
+// sectionEnd is where the top-level section whose first line starts data ends: at the next line
+// that starts with anything but a space, a tab, a comment or the line's end (len(data), false:
+// not within data).
+func sectionEnd(data []byte) (int, bool) {
+	end := 0
 	for {
 		nl := bytes.IndexByte(data[end:], '\n')
 		if nl < 0 {
-			end = len(data)
-			break
+			return len(data), false
 		}
 		end += nl + 1
-		if end < len(data) && strings.IndexByte(" \t\r\n#", data[end]) < 0 {
-			break
+		if end < len(data) && !sectionContinues(data[end]) {
+			return end, true
 		}
 	}
+}
+
+// sectionContinues says whether a line starting with c is still within the section above it.
+func sectionContinues(c byte) bool { return strings.IndexByte(" \t\r\n#", c) >= 0 }
+
+// parseStateSection reads a state section's lines (false: they do not read as one by themselves).
+func parseStateSection(file string, section []byte) (State, bool) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data[start:end], &doc); err != nil || len(doc.Content) != 1 {
+	if err := yaml.Unmarshal(section, &doc); err != nil || len(doc.Content) != 1 {
 		return State{}, false
 	}
 	root := doc.Content[0]

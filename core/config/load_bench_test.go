@@ -15,7 +15,7 @@ import (
 func fleetYAML(devices, certs int) string {
 	var b strings.Builder
 	b.WriteString("version: v1\nissuers:\n  sim-ca:\n    type: acme\n    acme: {directory_url: \"https://127.0.0.1:14000/dir\"}\n")
-	b.WriteString("defaults:\n  issuer: sim-ca\n  key: {type: ecdsa, bits: 256}\n  renew_before: 30d\n  subject: {organization: certfleet demo, locality: Leeds, state: West Yorkshire, country: GB}\n")
+	b.WriteString("defaults:\n  issuer: sim-ca\n  issuer_options: {cert_type: OV SSL}\n  key: {type: ecdsa, bits: 256}\n  renew_before: 30d\n  subject: {organization: certfleet demo, locality: Leeds, state: West Yorkshire, country: GB}\n")
 	b.WriteString("devices:\n")
 	per := certs / devices
 	for d := 0; d < devices; d++ {

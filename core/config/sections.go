@@ -666,7 +666,12 @@ func (rc *rawCertificate) finish(d *defaultsSection, cfg *Config, errs *Errors) 
 	if c.Subject.CommonName == "" && len(c.SANs.DNSNames) == 0 && len(c.SANs.IPAddresses) == 0 {
 		errs.add(c.Position, join(rc.path, "sans.dns"), "list the names the certificate must cover", "the certificate has no names: set subject.common_name or sans.dns")
 	}
-	if len(d.issuerOptions) > 0 {
+	switch {
+	case len(d.issuerOptions) > 0 && c.IssuerOptions == nil:
+		// Shared, not copied: a fleet's certificates mostly take their options from defaults,
+		// and ten thousand copies of one map are megabytes to make (and to decode from the cache).
+		c.IssuerOptions = d.issuerOptions
+	case len(d.issuerOptions) > 0:
 		merged := map[string]any{}
 		for k, v := range d.issuerOptions {
 			merged[k] = v

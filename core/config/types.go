@@ -161,6 +161,8 @@ type Certificate struct {
 	RenewBefore   time.Duration
 	RenewFraction float64
 	Bindings      []sdk.Binding
+	// IssuerOptions are defaults' merged with the certificate's own; certificates without their
+	// own share defaults' map: it is read, never written.
 	IssuerOptions map[string]any
 	Enabled       bool
 	// CleanupAdopted lets certfleet delete an adopted certificate's objects once it has replaced
