@@ -196,6 +196,10 @@ func TestCallsLeaveNoDescriptorOpen(t *testing.T) {
 		if _, err := p.Inventory(ctx, bad); err == nil {
 			t.Fatal("Inventory of a file succeeded")
 		}
+		bad = sdk.Target{Name: "web", Address: target.Address, Options: sdk.Options{"call_delay": "fast"}}
+		if _, err := p.Inventory(ctx, bad); err == nil {
+			t.Fatal("Inventory with a bad option succeeded")
+		}
 		c, cancel := context.WithTimeout(ctx, time.Millisecond)
 		release := flockFile(t, target.Address, syscall.LOCK_EX)
 		if _, err := p.Inventory(c, target); !errors.Is(err, context.DeadlineExceeded) && sdk.CodeOf(err) != codes.DeadlineExceeded {

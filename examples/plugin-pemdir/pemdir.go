@@ -91,7 +91,7 @@ func (*Plugin) Info(context.Context) (sdk.Info, error) {
 // device is a target resolved to its directory and options.
 type device struct {
 	dir       string
-	root      dir // dir, held open for the call (close)
+	root      dir // the directory, held open for the call
 	links     []string
 	reload    []string
 	accessLog string
@@ -100,6 +100,7 @@ type device struct {
 
 var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
+// open resolves the target to its directory, held open until device.root.close, and options.
 func open(t sdk.Target) (*device, error) {
 	if unknown := t.Options.Unknown(targetOptions); len(unknown) > 0 {
 		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "unknown option(s) %s for pemdir device %q; known: links, reload_command, access_log, call_delay", strings.Join(unknown, ", "), t.Name)
@@ -107,39 +108,48 @@ func open(t sdk.Target) (*device, error) {
 	if !filepath.IsAbs(t.Address) {
 		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "address %q of pemdir device %q must be an absolute directory path", t.Address, t.Name)
 	}
-	d := &device{dir: t.Address}
+	root, err := openDir(t.Address)
+	if errors.Is(err, errNotDir) {
+		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "address %s of pemdir device %q is not a directory", t.Address, t.Name)
+	}
+	if err != nil {
+		return nil, sdk.Unavailable("directory %s", t.Address).WithCause(err)
+	}
+	d := &device{dir: t.Address, root: root}
+	if err := d.readOptions(t); err != nil {
+		root.close()
+		return nil, err
+	}
+	if err := root.mkdirs(deviceSubdirs, 0o700); err != nil {
+		root.close()
+		return nil, sdk.Unavailable("prepare %s", d.dir).WithCause(err)
+	}
+	return d, nil
+}
+
+// readOptions checks the target's options and keeps them in d.
+func (d *device) readOptions(t sdk.Target) error {
 	var err error
 	if d.links, err = t.Options.StringList("links"); err != nil {
-		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "%v", err)
+		return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "%v", err)
 	}
 	for _, l := range d.links {
 		if !safeName.MatchString(l) {
-			return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "link name %q: use letters, digits, '.', '_' and '-' only", l)
+			return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "link name %q: use letters, digits, '.', '_' and '-' only", l)
 		}
 	}
 	if d.reload, err = t.Options.StringList("reload_command"); err != nil {
-		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "%v", err)
+		return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "%v", err)
 	}
 	if v, ok := t.Options["access_log"]; ok {
 		name, isString := v.(string)
 		if !isString || !safeName.MatchString(name) {
-			return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "access_log of pemdir device %q: a file name (letters, digits, '.', '_' and '-') inside the directory", t.Name)
+			return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "access_log of pemdir device %q: a file name (letters, digits, '.', '_' and '-') inside the directory", t.Name)
 		}
 		d.accessLog = name
 	}
-	if d.callDelay, err = callDelay(t); err != nil {
-		return nil, err
-	}
-	if d.root, err = openDir(t.Address); errors.Is(err, errNotDir) {
-		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "address %s of pemdir device %q is not a directory", t.Address, t.Name)
-	} else if err != nil {
-		return nil, sdk.Unavailable("directory %s", t.Address).WithCause(err)
-	}
-	if err := d.root.mkdirs(deviceSubdirs, 0o700); err != nil {
-		d.root.close()
-		return nil, sdk.Unavailable("prepare %s", d.dir).WithCause(err)
-	}
-	return d, nil
+	d.callDelay, err = callDelay(t)
+	return err
 }
 
 var deviceSubdirs = []string{keysDir, certsDir, liveDir}
