@@ -31,6 +31,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certfleet/certfleet/plugins/sdk"
@@ -90,6 +91,7 @@ func (*Plugin) Info(context.Context) (sdk.Info, error) {
 // device is a target resolved to its directory and options.
 type device struct {
 	dir       string
+	root      dir // the directory, held open for the call
 	links     []string
 	reload    []string
 	accessLog string
@@ -98,6 +100,7 @@ type device struct {
 
 var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
+// open resolves the target to its directory, held open until device.root.close, and options.
 func open(t sdk.Target) (*device, error) {
 	if unknown := t.Options.Unknown(targetOptions); len(unknown) > 0 {
 		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "unknown option(s) %s for pemdir device %q; known: links, reload_command, access_log, call_delay", strings.Join(unknown, ", "), t.Name)
@@ -105,42 +108,54 @@ func open(t sdk.Target) (*device, error) {
 	if !filepath.IsAbs(t.Address) {
 		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "address %q of pemdir device %q must be an absolute directory path", t.Address, t.Name)
 	}
-	st, err := os.Stat(t.Address)
+	root, err := openDir(t.Address)
+	if errors.Is(err, errNotDir) {
+		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "address %s of pemdir device %q is not a directory", t.Address, t.Name)
+	}
 	if err != nil {
 		return nil, sdk.Unavailable("directory %s", t.Address).WithCause(err)
 	}
-	if !st.IsDir() {
-		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "address %s of pemdir device %q is not a directory", t.Address, t.Name)
+	d := &device{dir: t.Address, root: root}
+	if err := d.readOptions(t); err != nil {
+		root.close()
+		return nil, err
 	}
-	d := &device{dir: t.Address}
+	if err := root.mkdirs(deviceSubdirs, 0o700); err != nil {
+		root.close()
+		return nil, sdk.Unavailable("prepare %s", d.dir).WithCause(err)
+	}
+	return d, nil
+}
+
+// readOptions checks the target's options and keeps them in d.
+func (d *device) readOptions(t sdk.Target) error {
+	var err error
 	if d.links, err = t.Options.StringList("links"); err != nil {
-		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "%v", err)
+		return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "%v", err)
 	}
 	for _, l := range d.links {
 		if !safeName.MatchString(l) {
-			return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "link name %q: use letters, digits, '.', '_' and '-' only", l)
+			return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "link name %q: use letters, digits, '.', '_' and '-' only", l)
 		}
 	}
 	if d.reload, err = t.Options.StringList("reload_command"); err != nil {
-		return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "%v", err)
+		return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "%v", err)
 	}
 	if v, ok := t.Options["access_log"]; ok {
 		name, isString := v.(string)
 		if !isString || !safeName.MatchString(name) {
-			return nil, sdk.InvalidArgument(sdk.ReasonInvalidRequest, "access_log of pemdir device %q: a file name (letters, digits, '.', '_' and '-') inside the directory", t.Name)
+			return sdk.InvalidArgument(sdk.ReasonInvalidRequest, "access_log of pemdir device %q: a file name (letters, digits, '.', '_' and '-') inside the directory", t.Name)
 		}
 		d.accessLog = name
 	}
-	if d.callDelay, err = callDelay(t); err != nil {
-		return nil, err
-	}
-	for _, sub := range []string{keysDir, certsDir, liveDir} {
-		if err := os.MkdirAll(filepath.Join(d.dir, sub), 0o700); err != nil {
-			return nil, sdk.Unavailable("prepare %s", d.dir).WithCause(err)
-		}
-	}
-	return d, nil
+	d.callDelay, err = callDelay(t)
+	return err
 }
+
+var deviceSubdirs = []string{keysDir, certsDir, liveDir}
+
+// errNotDir is openDir's answer for a path that is there but is not a directory.
+var errNotDir = errors.New("not a directory")
 
 // callDelay reads the call_delay option.
 func callDelay(t sdk.Target) (time.Duration, error) {
@@ -166,7 +181,8 @@ func withLock(ctx context.Context, t sdk.Target, call string, exclusive bool, fn
 	if err != nil {
 		return err
 	}
-	unlock, err := lock(ctx, d.dir, exclusive)
+	defer d.root.close()
+	unlock, err := d.root.lock(ctx, exclusive)
 	if err != nil {
 		return err
 	}
@@ -196,19 +212,16 @@ func (d *device) logAccess(call string, exclusive bool) error {
 	if exclusive {
 		mode = "write"
 	}
-	f, err := os.OpenFile(filepath.Join(d.dir, d.accessLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return sdk.Unavailable("access log of %s", d.dir).WithCause(err)
-	}
-	_, err = fmt.Fprintf(f, "%s %d %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), os.Getppid(), mode, call)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	line := fmt.Appendf(nil, "%s %d %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), hostPID(), mode, call)
+	if err := d.root.appendFile(d.accessLog, line, 0o600); err != nil {
 		return sdk.Unavailable("access log of %s", d.dir).WithCause(err)
 	}
 	return nil
 }
+
+// hostPID is the process that started the plugin (the certfleet instance); asked once, as it
+// does not change while the host lives, where the access log gets a line on every call.
+var hostPID = sync.OnceValue(os.Getppid)
 
 // CheckTarget reports the directory as the device.
 func (*Plugin) CheckTarget(ctx context.Context, t sdk.Target) (sdk.TargetInfo, error) {
@@ -230,20 +243,25 @@ func (d *device) linkPath(name string) string {
 
 // liveTargets maps each live link to the cert_ref it points at.
 func (d *device) liveTargets() (map[string]string, error) {
-	entries, err := os.ReadDir(filepath.Join(d.dir, liveDir))
+	live, err := d.root.sub(liveDir)
+	if err != nil {
+		return nil, fmt.Errorf("read live links: %w", err)
+	}
+	defer live.close()
+	entries, err := live.entries()
 	if err != nil {
 		return nil, fmt.Errorf("read live links: %w", err)
 	}
 	out := make(map[string]string, len(entries))
 	for _, e := range entries {
-		if e.Type()&os.ModeSymlink == 0 {
+		if !e.isSymlink() {
 			continue
 		}
-		dest, err := os.Readlink(d.linkPath(e.Name()))
+		dest, err := live.readlink(e.name)
 		if err != nil {
-			return nil, fmt.Errorf("read link %s: %w", e.Name(), err)
+			return nil, fmt.Errorf("read link %s: %w", e.name, err)
 		}
-		out[e.Name()] = filepath.Base(dest)
+		out[e.name] = filepath.Base(dest)
 	}
 	return out, nil
 }
@@ -251,13 +269,14 @@ func (d *device) liveTargets() (map[string]string, error) {
 // keyRefOf is the key_ref of the certificate set ref: where its privkey.pem link points (one
 // readlink, where reading the key_ref file next to it costs an open, a stat, reads and a close:
 // an Inventory does this for every certificate on the device), else what its key_ref file says
-// (a set whose link was removed or changed by hand); "" when neither tells.
-func (d *device) keyRefOf(ref string) string {
-	dest, err := os.Readlink(filepath.Join(d.certPath(ref), "privkey.pem"))
+// (a set whose link was removed or changed by hand); "" when neither tells. The set is the
+// directory set below base; buf is scratch space for reading a file.
+func keyRefOf(base dir, set string, buf []byte) string {
+	dest, err := base.readlink(filepath.Join(set, "privkey.pem"))
 	if err == nil && filepath.Base(filepath.Dir(dest)) == keysDir && strings.HasSuffix(dest, ".key") {
 		return strings.TrimSuffix(filepath.Base(dest), ".key")
 	}
-	if k, err := os.ReadFile(filepath.Join(d.certPath(ref), "key_ref")); err == nil {
+	if k, err := base.readFile(filepath.Join(set, "key_ref"), buf); err == nil {
 		return strings.TrimSpace(string(k))
 	}
 	return ""
@@ -273,31 +292,39 @@ func (*Plugin) Inventory(ctx context.Context, t sdk.Target) ([]sdk.DeviceCertifi
 		if err != nil {
 			return sdk.Internal(sdk.ReasonDeviceError, "inventory of %s", d.dir).WithCause(err)
 		}
-		entries, err := os.ReadDir(filepath.Join(d.dir, certsDir))
+		certs, err := d.root.sub(certsDir)
 		if err != nil {
 			return sdk.Internal(sdk.ReasonDeviceError, "inventory of %s", d.dir).WithCause(err)
 		}
+		defer certs.close()
+		entries, err := certs.entries()
+		if err != nil {
+			return sdk.Internal(sdk.ReasonDeviceError, "inventory of %s", d.dir).WithCause(err)
+		}
+		var buf []byte // each file is read into it in turn; what is kept is copied out
+		out = make([]sdk.DeviceCertificate, 0, len(entries))
 		for _, e := range entries {
-			if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			if !e.isDir() || strings.HasPrefix(e.name, ".") {
 				continue
 			}
-			data, err := readFile(filepath.Join(d.certPath(e.Name()), "cert.pem"))
+			data, err := certs.readFile(filepath.Join(e.name, "cert.pem"), buf)
 			if err != nil {
-				sdk.Logger(ctx).Warn("skipping certificate directory without cert.pem", "cert_ref", e.Name())
+				sdk.Logger(ctx).Warn("skipping certificate directory without cert.pem", "cert_ref", e.name)
 				continue
 			}
+			buf = data
 			cert, err := sdk.ParseCertificatePEM(string(data))
 			if err != nil {
-				sdk.Logger(ctx).Warn("skipping unreadable certificate", "cert_ref", e.Name(), "error", err)
+				sdk.Logger(ctx).Warn("skipping unreadable certificate", "cert_ref", e.name, "error", err)
 				continue
 			}
 			dc := sdk.DescribeFor(ctx, cert)
-			dc.CertRef = e.Name()
+			dc.CertRef = e.name
 			if !fingerprintsOnly {
-				dc.KeyRef = d.keyRefOf(e.Name())
+				dc.KeyRef = keyRefOf(certs, e.name, buf)
 			}
 			for name, ref := range live {
-				if ref == e.Name() {
+				if ref == e.name {
 					dc.Bindings = append(dc.Bindings, sdk.Binding{Kind: BindingKind, Name: name})
 				}
 			}
@@ -676,7 +703,7 @@ func (*Plugin) Cleanup(ctx context.Context, t sdk.Target, objects []sdk.ObjectRe
 		}
 		liveKeys := map[string]string{}
 		for name, ref := range live {
-			if k := d.keyRefOf(ref); k != "" {
+			if k := keyRefOf(d.root, filepath.Join(certsDir, ref), nil); k != "" {
 				liveKeys[k] = name
 			}
 		}

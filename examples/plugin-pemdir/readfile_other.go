@@ -1,8 +1,0 @@
-//go:build !unix
-
-package pemdir
-
-import "os"
-
-// readFile reads a small file.
-func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
