@@ -34,6 +34,14 @@ func (e *Engine) caChecksDue(ctx context.Context, now time.Time) (map[string]sta
 	return byName, nil
 }
 
+// scheduleCACheck gives a deployment about to be recorded its first check's time, if it has none:
+// the first run after a large enrollment then reads none of the new deployments to schedule them.
+func (e *Engine) scheduleCACheck(d *state.Deployment) {
+	if e.opts.RevocationCheckInterval > 0 && d.CACheckDueAt.IsZero() && d.CACheckable() {
+		d.CACheckDueAt = nextCACheck(d.Certificate, lastCACheck(*d), e.opts.RevocationCheckInterval)
+	}
+}
+
 // startCAChecks makes the checks in due in the background and writes the deployments they update
 // into deployments; the returned channel is closed once that is done (at once when nothing is
 // due). deployments must not be read until then.

@@ -157,6 +157,17 @@ func TestRevokedCertificateFoundByTheListingIsRenewed(t *testing.T) {
 	if err != nil || report.ExitCode() != ExitOK || len(sim.Orders()) != 3 {
 		t.Fatalf("enroll: %+v (%v), %d orders", report.Results, err, len(sim.Orders()))
 	}
+	// Each new deployment is recorded with its first check's time: the next run has none to
+	// read just to schedule it.
+	if due, err := store.DueCAChecks(ctx, clock, clock.Add(24*time.Hour)); err != nil || len(due) != 0 {
+		t.Fatalf("%d checks due right after the enrollment (%v), want none", len(due), err)
+	}
+	for _, name := range names {
+		d, _, _ := store.Deployment(ctx, name)
+		if want := nextCACheck(name, d.DeployedAt, 24*time.Hour); !d.CACheckDueAt.Equal(want) {
+			t.Errorf("%s: first check at %v, want %v", name, d.CACheckDueAt, want)
+		}
+	}
 	api, _, _ := store.Deployment(ctx, "api")
 	id, _ := strconv.Atoi(api.OrderRef)
 	if err := sim.RevokeOutOfBand(id); err != nil {

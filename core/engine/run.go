@@ -212,6 +212,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 func (e *Engine) settle(ctx context.Context, it PlanItem) (r state.Result, ok bool) {
 	r = state.Result{Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason}
 	if it.adopted != nil {
+		e.scheduleCACheck(it.adopted)
 		if err := e.opts.Store.SaveDeployment(ctx, *it.adopted); err != nil {
 			r.Outcome, r.Error = state.OutcomeFailed, err.Error()
 			return r, true
@@ -899,6 +900,7 @@ func (e *Engine) finish(ctx context.Context, dev Device, p sdk.Plugin, info sdk.
 	for _, w := range deployed {
 		d, err := deploymentOf(w, e.opts.Now().UTC())
 		if err == nil {
+			e.scheduleCACheck(&d)
 			d.ServedCheck = checks[w]
 			err = e.opts.Store.CompleteOperation(context.WithoutCancel(ctx), w.op, d)
 		}
@@ -928,7 +930,7 @@ func deploymentOf(w *work, now time.Time) (state.Deployment, error) {
 		if now.Sub(prev.LastRebindAt) < fightWindow {
 			d.Rebinds = prev.Rebinds + 1
 		}
-		d.RevocationCheckedAt, d.Revoked = prev.RevocationCheckedAt, prev.Revoked
+		d.RevocationCheckedAt, d.Revoked, d.CACheckDueAt = prev.RevocationCheckedAt, prev.Revoked, prev.CACheckDueAt
 		d.RenewalWindowStart, d.RenewalWindowEnd, d.RenewalInfoAt = prev.RenewalWindowStart, prev.RenewalWindowEnd, prev.RenewalInfoAt
 	}
 	return d, nil
