@@ -412,14 +412,7 @@ func TestCacheDamagedEntries(t *testing.T) {
 
 // TestCacheDecoderRejectsEveryTruncation: a payload cut anywhere does not decode (and does not panic).
 func TestCacheDecoderRejectsEveryTruncation(t *testing.T) {
-	cfg, _, err := Load("testdata/good.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc := newCacheEncoder()
-	if err := enc.encode(cfg); err != nil {
-		t.Fatal(err)
-	}
+	enc := encodedGoodConfig(t)
 	for n := 0; n < len(enc.buf); n++ {
 		d := newCacheDecoder(enc.buf[:n])
 		if err := d.decode(&Config{}); err == nil {
@@ -619,4 +612,18 @@ func TestIssuerOptionsOfDefaultsShared(t *testing.T) {
 			t.Errorf("%s: own issuer options %v", what, own.IssuerOptions)
 		}
 	}
+}
+
+// encodedGoodConfig is testdata/good.yaml, loaded and encoded as an entry's payload.
+func encodedGoodConfig(t *testing.T) *cacheEncoder {
+	t.Helper()
+	cfg, _, err := Load("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := newCacheEncoder()
+	if err := enc.encode(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return enc
 }

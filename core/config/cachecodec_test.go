@@ -177,14 +177,7 @@ func TestCacheCodecRoundTripsEveryField(t *testing.T) {
 // TestCacheDecoderSurvivesDamage: a payload with any byte changed decodes or fails with an error;
 // it never panics, whatever it says (a damaged entry that passes the CRC is not trusted either).
 func TestCacheDecoderSurvivesDamage(t *testing.T) {
-	cfg, _, err := Load("testdata/good.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc := newCacheEncoder()
-	if err := enc.encode(cfg); err != nil {
-		t.Fatal(err)
-	}
+	enc := encodedGoodConfig(t)
 	damaged := make([]byte, len(enc.buf))
 	for i := range enc.buf {
 		for _, b := range []byte{0x00, 0x01, 0x02, 0x7f, 0x80, 0xff, enc.buf[i] ^ 0x10} {
