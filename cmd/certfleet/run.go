@@ -124,6 +124,13 @@ func runCommand() *cli.Command {
 			defer release()
 			started := time.Now()
 			report, runErr := env.engine.Run(signals.ctx, engine.RunOptions{Names: c.Args().Slice(), Force: c.Bool("force"), DryRun: c.Bool("dry-run"), NoAdopt: c.Bool("no-adopt"), Stop: signals.stop})
+			if errors.Is(runErr, state.ErrLocked) {
+				// The lock is tried before the plugins' verdict is in: a configuration they refuse
+				// is still the error to report, as when they were checked first.
+				if err := env.plugins.wait(signals.ctx); pluginCheckFailure(err) != nil {
+					runErr = err
+				}
+			}
 			if exit := pluginCheckFailure(runErr); exit != nil {
 				return exit // a configuration error, as from setup: no run was started
 			}

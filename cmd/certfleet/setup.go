@@ -41,7 +41,10 @@ type environment struct {
 	store    state.Store
 	host     *pluginhost.Host
 	engine   *engine.Engine
-	closers  []func()
+	// plugins is the plugins' check against the configuration (setupOptions.deferPluginCheck:
+	// perhaps still running).
+	plugins *pluginCheck
+	closers []func()
 }
 
 func (env *environment) close() {
@@ -229,6 +232,7 @@ func setupWith(c *cli.Context, so setupOptions) (*environment, error) {
 	// The plugins start (a process each, checked against its pin) while the state is opened and
 	// the engine built: it is the longest step of a command's start.
 	check := startPluginCheck(ctx, cfg, env.host)
+	env.plugins = check
 	env.closers = append(env.closers, check.stop) // before the host closes
 
 	opened, err := openState(ctx, cfg, redactor)

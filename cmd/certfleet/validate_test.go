@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gofrs/flock"
 )
 
 // validateBase is a configuration that passes validate: an SCM and an ACME issuer, a pemdir
@@ -139,5 +141,15 @@ certificates:
 	code, out, errOut := certfleet(t, "--config", cfg, "history", "--output", "json")
 	if code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Errorf("history after the refused runs: code %d\n%s%s", code, out, errOut)
+	}
+	// Another run holding the state's lock: the configuration error is still the one reported
+	// (the lock is tried while the plugins are being checked).
+	lock := flock.New(filepath.Join(dir, "state.db.lock"))
+	if ok, err := lock.TryLock(); !ok || err != nil {
+		t.Fatalf("take the run lock: %v %v", ok, err)
+	}
+	defer lock.Unlock()
+	if code, out, errOut := certfleet(t, "--config", cfg, "run"); code != 2 || !strings.Contains(errOut, want) {
+		t.Errorf("run while another holds the lock: code %d, stdout %q\nstderr %s\nwant exit 2 and %q", code, out, errOut, want)
 	}
 }
