@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/certfleet/certfleet/core/bindir"
+
 	"github.com/certfleet/certfleet/core/config"
 	"github.com/certfleet/certfleet/core/pluginhost"
 	"github.com/certfleet/certfleet/plugins/sdk"
@@ -150,11 +152,8 @@ func newLogger(c *cli.Context) hclog.Logger {
 // per-vendor bundles install), then the system plugin directory.
 func defaultPluginDirs() []string {
 	var dirs []string
-	if exe, err := os.Executable(); err == nil {
-		if resolved, err := filepath.EvalSymlinks(exe); err == nil {
-			exe = resolved
-		}
-		dirs = append(dirs, filepath.Dir(exe))
+	if dir, ok := bindir.Dir(); ok {
+		dirs = append(dirs, dir)
 	}
 	return append(dirs, systemPluginDir)
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certfleet/certfleet/core/bindir"
+
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -134,11 +136,8 @@ func SopsHelperPath() (string, error) {
 		name += ".exe"
 	}
 	var tried []string
-	if exe, err := os.Executable(); err == nil {
-		if resolved, err := filepath.EvalSymlinks(exe); err == nil {
-			exe = resolved
-		}
-		tried = append(tried, filepath.Join(filepath.Dir(exe), name))
+	if dir, ok := bindir.Dir(); ok {
+		tried = append(tried, filepath.Join(dir, name))
 	}
 	if runtime.GOOS != "windows" {
 		tried = append(tried, sopsHelperSystemPath)
