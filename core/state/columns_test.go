@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -313,4 +315,53 @@ func TestMigration7MovesResultsIntoColumns(t *testing.T) {
 		defer s.Close()
 		check(t, s)
 	})
+}
+
+// TestMigrationGivesBackTheSpaceItFreed: a state of an older schema with many deployments is
+// migrated (their records and PEM bodies move to new tables) and compacted: the file shrinks and
+// keeps few free pages.
+func TestMigrationGivesBackTheSpaceItFreed(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	exec, done := olderSQLite(t, path, deploymentColumnsVersion-1)
+	d := everyField(t, "template")
+	for i := range 400 {
+		d.Certificate = fmt.Sprintf("cert-%04d", i)
+		data, certPEM, chainPEM := legacyRecord(d)
+		exec(`INSERT INTO deployments(certificate, not_after, data, cert_pem, chain_pem, ca_check_due) VALUES (?, ?, ?, ?, ?, ?)`,
+			d.Certificate, d.NotAfter.UTC().Format(timeFormat), data, certPEM, chainPEM, caCheckDue(d))
+	}
+	done()
+	before := fileSize(t, path)
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var free, total int64
+	if err := s.db.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	after := fileSize(t, path) + fileSize(t, path+"-wal")
+	if free*10 > total || after >= before {
+		t.Errorf("after the migration: %d of %d pages free, %d bytes (file and log) where the older state had %d", free, total, after, before)
+	}
+	if got, ok, err := s.Deployment(ctx, "cert-0399"); err != nil || !ok || got.Serial != d.Serial {
+		t.Fatalf("a migrated deployment: %+v %v %v", got, ok, err)
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
 }

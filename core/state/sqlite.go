@@ -325,7 +325,28 @@ func (s *SQLite) migrate(ctx context.Context) (err error) {
 	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
 		return fmt.Errorf("commit migrations: %w", err)
 	}
+	if current > 0 {
+		compactAfterMigration(ctx, conn)
+	}
 	return nil
+}
+
+// compactAfterMigration gives the file system back the pages a migration freed, when they are a
+// large share of the file: migrations 5 to 7 moved every deployment's and result's JSON record
+// and PEM bodies into new tables, which leaves the old pages free inside the file, and only VACUUM
+// shrinks it. VACUUM needs the database to itself and as much free disk as its size; when it
+// cannot run, nothing is lost: SQLite reuses the free pages as the state grows.
+func compactAfterMigration(ctx context.Context, conn *sql.Conn) {
+	var free, total int64
+	if conn.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free) != nil ||
+		conn.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&total) != nil || free*4 < total {
+		return
+	}
+	if _, err := conn.ExecContext(ctx, `VACUUM`); err == nil {
+		// Written back from the write-ahead log now, so the file is small as soon as the
+		// command that migrated ends.
+		_, _ = conn.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	}
 }
 
 // connWhenFree opens a connection, waiting while another process holds the new database: the
