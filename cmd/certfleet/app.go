@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/certfleet/certfleet/core/bindir"
-
 	"github.com/certfleet/certfleet/core/config"
 	"github.com/certfleet/certfleet/core/pluginhost"
 	"github.com/certfleet/certfleet/plugins/sdk"

@@ -22,10 +22,10 @@ type PluginSource func(name string) (sdk.Plugin, error)
 type Options struct {
 	Store   state.Store
 	Plugins PluginSource
-	// Ready, when set, is waited for before the first call to a CA or a device: the caller's own
-	// checks that run while the engine reads the state (the plugins started and the
-	// configuration checked against what they declare). Its error ends Run or Plan there, before
-	// anything is recorded.
+	// Ready, when set, is waited for by Run and Plan before their first call to a CA or a device:
+	// the caller's own checks that run while the engine reads the state (the plugins started and
+	// the configuration checked against what they declare). Its error ends Run or Plan there,
+	// before anything is recorded.
 	Ready        func(context.Context) error
 	Issuers      map[string]issuer.Issuer
 	Devices      map[string]Device
@@ -190,9 +190,6 @@ func (e *Engine) selected(names []string) ([]Certificate, error) {
 }
 
 func (e *Engine) plugin(ctx context.Context, dev Device) (sdk.Plugin, sdk.Info, error) {
-	if err := e.ready(ctx); err != nil {
-		return nil, sdk.Info{}, err
-	}
 	p, err := e.opts.Plugins(dev.Plugin)
 	if err != nil {
 		return nil, sdk.Info{}, err

@@ -77,29 +77,18 @@ type inventory struct {
 // Plan decides an action per certificate, contacting each device once (Inventory, read-only) and
 // no CA.
 func (e *Engine) Plan(ctx context.Context, po PlanOptions) (Plan, error) {
-	certs, err := e.selected(po.Names)
+	in, err := e.readRunInputs(ctx, po, false)
 	if err != nil {
 		return Plan{}, err
 	}
-	deployments, err := e.opts.Store.DeploymentSummaries(ctx)
-	if err != nil {
-		return Plan{}, err
-	}
-	ops, err := e.opts.Store.OpenOperations(ctx)
-	if err != nil {
-		return Plan{}, err
-	}
-	if err := e.ready(ctx); err != nil {
-		return Plan{}, err
-	}
-	plan := e.planFrom(ctx, certs, deployments, ops, po, 0)
+	plan := e.planFrom(ctx, in.certs, in.deployments, in.ops, po, 0)
 	if len(po.Names) == 0 {
-		plan.Retired = e.retiredFrom(deployments, ops)
+		plan.Retired = e.retiredFrom(in.deployments, in.ops)
 	}
 	return plan, nil
 }
 
-// runInputs is what Run plans from.
+// runInputs is what Run and Plan plan from.
 type runInputs struct {
 	certs []Certificate
 	// deployments are the recorded deployments, without their PEM bodies.
@@ -111,8 +100,9 @@ type runInputs struct {
 	now   time.Time
 }
 
-// readRunInputs reads what Run plans from, then waits for Options.Ready.
-func (e *Engine) readRunInputs(ctx context.Context, po PlanOptions) (runInputs, error) {
+// readRunInputs reads what Run and Plan plan from (with caChecks, the day-2 CA checks due, which
+// only a run makes), then waits for Options.Ready.
+func (e *Engine) readRunInputs(ctx context.Context, po PlanOptions, caChecks bool) (runInputs, error) {
 	in := runInputs{now: e.opts.Now()}
 	var err error
 	if in.certs, err = e.selected(po.Names); err != nil {
@@ -124,7 +114,7 @@ func (e *Engine) readRunInputs(ctx context.Context, po PlanOptions) (runInputs, 
 	if in.ops, err = e.opts.Store.OpenOperations(ctx); err != nil {
 		return in, err
 	}
-	if e.opts.RevocationCheckInterval >= 0 {
+	if caChecks && e.opts.RevocationCheckInterval >= 0 {
 		if in.caDue, err = e.caChecksDue(ctx, in.now); err != nil {
 			return in, err
 		}

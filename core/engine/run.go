@@ -113,7 +113,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 	defer unlock()
 	e.stop = ro.Stop
 	po := PlanOptions{Names: ro.Names, Force: ro.Force, NoAdopt: ro.NoAdopt}
-	in, err := e.readRunInputs(ctx, po)
+	in, err := e.readRunInputs(ctx, po, true)
 	if err != nil {
 		return Report{}, err
 	}
@@ -212,7 +212,6 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (Report, error) {
 func (e *Engine) settle(ctx context.Context, it PlanItem) (r state.Result, ok bool) {
 	r = state.Result{Certificate: it.Certificate, Device: it.Device, Action: string(it.Action), Reason: it.Reason}
 	if it.adopted != nil {
-		e.scheduleCACheck(it.adopted)
 		if err := e.opts.Store.SaveDeployment(ctx, *it.adopted); err != nil {
 			r.Outcome, r.Error = state.OutcomeFailed, err.Error()
 			return r, true

@@ -91,8 +91,7 @@ func (e *Engine) StatusOf(st *StatusState) []StatusRow {
 			// Without the device's inventory, judge only by time, revocation and configuration.
 			action, reason := decideFromState(c, &d, now)
 			if action == ActionNone {
-				var buf [32]byte
-				row.NextAction = string(row.RenewAt.UTC().AppendFormat(append(buf[:0], "renew on "...), "2006-01-02"))
+				row.NextAction = "renew on " + row.RenewAt.UTC().Format("2006-01-02")
 			} else {
 				row.NextAction = string(action) + ": " + reason
 			}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/core/bindir"
-
 	"github.com/hashicorp/go-hclog"
 )
 
